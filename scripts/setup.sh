@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Idempotent set-up for `make run` / `make test` on a fresh Debian 12 machine, as root:
+# Debian packages, a running Docker engine, the venv, the local test images.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(tcpdump docker.io busybox-static iperf3 iproute2 util-linux procps openssl
+          containerd runc containernetworking-plugins chromium tshark)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# A Docker engine: use the one that answers, else start Debian's dockerd in the background.
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: starting dockerd (log: /var/log/podcap-dockerd.log)"
+  nohup /usr/sbin/dockerd --pidfile /run/podcap-dockerd.pid >/var/log/podcap-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start"; tail -20 /var/log/podcap-dockerd.log; exit 1; }
+fi
+
+# The venv with the package and its test extras.
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.podcap-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+
+# Generated gRPC code for the CRI subset.
+make -s proto
+
+# Local test images: no registry here, so build them from busybox-static.
+scripts/build-test-image.sh

@@ -1,0 +1,1 @@
+"""The node agent: workload discovery, capture lifecycle, budgets, recovery."""

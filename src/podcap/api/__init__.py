@@ -1,0 +1,1 @@
+"""HTTP interfaces: NeuVector's /v1 and the native /api, thin adapters over the service."""

@@ -1,0 +1,52 @@
+"""Assemble the FastAPI application: routers, error translation, the static UI. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from podcap import __version__
+from podcap.api import (
+    errors,
+    native_captures,
+    native_session,
+    native_workloads,
+    v1_auth,
+    v1_sniffer,
+    v1_workload,
+)
+from podcap.controller.auth import Auth
+from podcap.controller.service import CaptureService
+
+STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def create_app(service: CaptureService, auth: Auth,
+               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
+    app = FastAPI(title="podcap", version=__version__, lifespan=lifespan,
+                  description="Container packet capture. /v1 is NeuVector's REST API; /api is "
+                              "podcap's native API.")
+    app.state.service = service
+    app.state.auth = auth
+    errors.install(app)
+    for module in (v1_auth, v1_workload, v1_sniffer, native_session, native_workloads,
+                   native_captures):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    if STATIC.is_dir():
+        app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")
+    return app

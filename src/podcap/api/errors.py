@@ -1,0 +1,77 @@
+"""The edge where podcap errors become HTTP answers with NeuVector's codes and body shape
+``{"code", "error", "message"}`` — one table, used by both API surfaces."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from podcap import errors
+
+log = logging.getLogger("podcap.api")
+
+# NeuVector error codes that clients rely on.
+CODE_NOT_FOUND = 1
+CODE_UNAUTHORIZED = 3
+CODE_INVALID_REQUEST = 6
+CODE_OBJECT_NOT_FOUND = 7
+CODE_NOT_ENOUGH_FILTER = 12
+CODE_AGENT_ERROR = 21
+CODE_CLUSTER_RPC_ERROR = 24
+
+# Most specific class first: NotEnoughFilter is an InvalidArgument.
+TABLE: list[tuple[type[errors.PodcapError], int, int, str]] = [
+    (errors.NotEnoughFilter, 400, CODE_NOT_ENOUGH_FILTER, "Not enough filter"),
+    (errors.InvalidArgument, 400, CODE_INVALID_REQUEST, "Request error"),
+    (errors.FailedPrecondition, 400, CODE_INVALID_REQUEST, "Request error"),
+    (errors.NotFound, 404, CODE_OBJECT_NOT_FOUND, "Object not found"),
+    (errors.Unauthenticated, 401, CODE_UNAUTHORIZED, "Authentication failed"),
+    (errors.PermissionDenied, 403, CODE_UNAUTHORIZED, "Access denied"),
+    (errors.Unavailable, 503, CODE_CLUSTER_RPC_ERROR, "Cluster RPC error"),
+    (errors.CaptureFailed, 500, CODE_AGENT_ERROR, "Agent error"),
+]
+
+
+def error_response(status: int, code: int, short: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "error": short, "message": message}, status_code=status)
+
+
+def from_podcap(exc: errors.PodcapError) -> JSONResponse:
+    for cls, status, code, short in TABLE:
+        if isinstance(exc, cls):
+            return error_response(status, code, short, exc.message)
+    return error_response(500, CODE_AGENT_ERROR, "Internal error", exc.message)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.PodcapError)
+    async def _podcap(_: Request, exc: errors.PodcapError) -> JSONResponse:
+        return from_podcap(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return error_response(400, CODE_INVALID_REQUEST, "Request error",
+                              "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response(404, CODE_NOT_FOUND, "URL not found", "no such route")
+        if exc.status_code == 405:
+            return error_response(405, CODE_NOT_FOUND, "Method not allowed", str(exc.detail))
+        return error_response(exc.status_code, CODE_INVALID_REQUEST, "Request error",
+                              str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return error_response(500, CODE_AGENT_ERROR, "Internal error",
+                              f"internal error: {type(exc).__name__}: {exc}")

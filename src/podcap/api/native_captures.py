@@ -1,0 +1,66 @@
+"""Native capture resources, including the raw pcap download."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+
+from podcap import limits
+from podcap.api import render
+from podcap.api.deps import Caller, Service
+from podcap.errors import InvalidArgument
+from podcap.model import CaptureSpec
+
+router = APIRouter(prefix="/api/captures", tags=["captures"])
+
+
+class StartCapture(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workload_id: str
+    agent_id: str | None = None
+    duration: int = limits.DURATION_DEFAULT
+    file_number: int = limits.FILE_NUMBER_DEFAULT
+    file_size_mb: int = limits.FILE_SIZE_MB_DEFAULT
+    filter: str = ""
+    snaplen: int = limits.SNAPLEN_DEFAULT
+    buffer_kib: int = limits.BUFFER_KIB_DEFAULT
+
+
+@router.get("")
+def list_captures(svc: Service, who: Caller, workload: str | None = None) -> dict:
+    owned = svc.captures(who, workload)
+    return {"captures": [render.native_capture(o) for o in reversed(owned)]}
+
+
+@router.post("", status_code=201)
+def start(body: StartCapture, svc: Service, who: Caller) -> dict:
+    spec = CaptureSpec.from_dict(body.model_dump(exclude={"workload_id", "agent_id"}))
+    return {"capture": render.native_capture(svc.start(who, body.workload_id, spec,
+                                                       body.agent_id))}
+
+
+@router.get("/{cid}")
+def get(cid: str, svc: Service, who: Caller) -> dict:
+    return {"capture": render.native_capture(svc.capture(who, cid))}
+
+
+@router.post("/{cid}/stop")
+def stop(cid: str, svc: Service, who: Caller) -> dict:
+    return {"capture": render.native_capture(svc.stop(who, cid))}
+
+
+@router.delete("/{cid}", status_code=204)
+def remove(cid: str, svc: Service, who: Caller) -> Response:
+    svc.remove(who, cid)
+    return Response(status_code=204)
+
+
+@router.get("/{cid}/pcap")
+def download(cid: str, svc: Service, who: Caller, limit: int | None = None) -> StreamingResponse:
+    if limit is not None and limit <= 0:
+        raise InvalidArgument("limit must be a positive number of bytes")
+    owned, chunks = svc.stream_pcap(who, cid, limit)
+    name = render.download_name(owned)
+    return StreamingResponse(chunks, media_type="application/vnd.tcpdump.pcap",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

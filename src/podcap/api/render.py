@@ -1,0 +1,112 @@
+"""Domain objects to JSON, in NeuVector's shapes (/v1) and the native ones (/api)."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+from podcap.controller.service import OwnedCapture, PlacedWorkload
+from podcap.model import AgentInfo
+
+
+def stats(owned: OwnedCapture) -> dict[str, int]:
+    s = owned.capture.stats
+    return {"captured": s.captured, "received": s.received, "dropped": s.dropped,
+            "bytes": s.bytes}
+
+
+def v1_sniffer(owned: OwnedCapture) -> dict[str, Any]:
+    c = owned.capture
+    return {
+        "id": c.id,
+        "enforcer_id": c.agent_id,
+        "container_id": c.workload.id,
+        "file_number": c.files,
+        "size": c.stats.bytes,
+        "status": str(c.status),
+        "args": shlex.join(c.args),
+        "start_time": int(c.start_time),
+        "stop_time": int(c.stop_time) if c.stop_time else 0,
+        # podcap's additions; NeuVector clients ignore unknown fields.
+        "reason": c.reason,
+        "stats": stats(owned),
+        "workload_name": c.workload.name,
+        "pod_name": c.workload.pod_name,
+        "domain": owned.namespace,
+        "duration": c.spec.duration,
+        "filter": c.spec.filter,
+    }
+
+
+def v1_workload(placed: PlacedWorkload, brief: bool = False) -> dict[str, Any]:
+    w = placed.workload
+    data: dict[str, Any] = {
+        "id": w.id,
+        "name": w.name,
+        "display_name": w.container_name or w.name,
+        "pod_name": w.pod_name,
+        "domain": w.namespace,
+        "state": w.state,
+        "cap_sniff": w.cap_sniff,
+        "cap_sniff_reason": w.cap_sniff_reason,
+    }
+    if brief:
+        return data
+    data.update({
+        "host_name": w.node,
+        "enforcer_id": placed.agent_id,
+        "image": w.image,
+        "network_mode": w.network_mode,
+        "platform_role": "",
+        "interfaces": {"eth0": [{"ip": ip, "ip_prefix": 0} for ip in w.ips]} if w.ips else {},
+        "labels": w.labels,
+        "created_at": _iso(w.created),
+        "kind": w.kind,
+        "runtime": w.runtime,
+    })
+    return data
+
+
+def v1_enforcer(agent: AgentInfo) -> dict[str, Any]:
+    return {"id": agent.id, "name": agent.node, "display_name": agent.node,
+            "host_name": agent.node, "host_id": agent.node, "version": agent.version,
+            "connection_state": "connected" if agent.connected else "disconnected",
+            "joined_at": _iso(agent.started), "runtimes": list(agent.runtimes)}
+
+
+def native_workload(placed: PlacedWorkload) -> dict[str, Any]:
+    data = placed.workload.to_dict()
+    data.pop("pid_start", None)
+    data.pop("netns", None)
+    data["agent_id"] = placed.agent_id
+    return data
+
+
+def native_capture(owned: OwnedCapture) -> dict[str, Any]:
+    c = owned.capture
+    spec = c.spec
+    return {
+        "id": c.id, "agent_id": c.agent_id, "workload_id": c.workload.id,
+        "workload_name": c.workload.name, "pod_name": c.workload.pod_name,
+        "namespace": owned.namespace, "node": c.workload.node,
+        "status": str(c.status), "reason": c.reason, "stats": stats(owned),
+        "file_number": c.files, "size": c.stats.bytes,
+        "spec": {"duration": spec.duration, "file_number": spec.file_number,
+                 "file_size_mb": spec.file_size_mb, "filter": spec.filter,
+                 "snaplen": spec.snaplen, "buffer_kib": spec.buffer_kib},
+        "args": shlex.join(c.args), "start_time": c.start_time, "stop_time": c.stop_time,
+        "deadline": c.deadline, "owner": owned.owner,
+    }
+
+
+def download_name(owned: OwnedCapture) -> str:
+    """``<workload>-<YYYYmmdd-HHMMSS>.pcap``, safe as a file name anywhere."""
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in
+                   owned.capture.workload.name)[:80] or "capture"
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(owned.capture.start_time))
+    return f"{name}-{stamp}.pcap"
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else ""

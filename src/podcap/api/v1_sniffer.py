@@ -1,0 +1,84 @@
+"""NeuVector's six sniffer routes, answering exactly as NeuVector does."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from podcap import limits
+from podcap.api import render
+from podcap.api.deps import Caller, Service
+from podcap.api.v1_body import json_object
+from podcap.errors import InvalidArgument, NotEnoughFilter
+from podcap.model import CaptureSpec
+
+router = APIRouter(prefix="/v1/sniffer", tags=["v1 (NeuVector)"])
+
+_SPEC_FIELDS = ("file_number", "duration", "filter", "file_size_mb", "snaplen", "buffer_kib")
+
+
+@router.get("")
+def list_sniffers(svc: Service, who: Caller, f_workload: str | None = None,
+                  f_enforcer: str | None = None) -> dict:
+    return {"sniffers": [render.v1_sniffer(o) for o in svc.captures(who, f_workload,
+                                                                     f_enforcer)]}
+
+
+@router.post("")
+async def start_sniffer(request: Request, svc: Service, who: Caller,
+                        f_workload: str | None = None, f_enforcer: str | None = None) -> dict:
+    body = await json_object(request)
+    if not isinstance(body.get("sniffer"), dict):
+        raise InvalidArgument('request body must be {"sniffer": {...}}')
+    if not f_workload:
+        raise NotEnoughFilter("Enforcer or workload filter must be provided")
+    owned = svc.start(who, f_workload, spec_from_body(body), f_enforcer)
+    return {"result": {"id": owned.capture.id}}
+
+
+def spec_from_body(body: dict[str, Any]) -> CaptureSpec:
+    sniffer = body.get("sniffer")
+    if not isinstance(sniffer, dict):
+        raise InvalidArgument('request body must be {"sniffer": {...}}')
+    values = {k: sniffer[k] for k in _SPEC_FIELDS if sniffer.get(k) is not None}
+    return CaptureSpec(**values)
+
+
+@router.get("/{cid}")
+def get_sniffer(cid: str, svc: Service, who: Caller) -> dict:
+    return {"sniffer": render.v1_sniffer(svc.capture(who, cid))}
+
+
+@router.patch("/stop/{cid}")
+def stop_sniffer(cid: str, svc: Service, who: Caller) -> Response:
+    svc.stop(who, cid)
+    return Response(status_code=200)
+
+
+@router.delete("/{cid}")
+def delete_sniffer(cid: str, svc: Service, who: Caller) -> Response:
+    svc.remove(who, cid)
+    return Response(status_code=200)
+
+
+@router.get("/{cid}/pcap")
+def download(cid: str, svc: Service, who: Caller,
+             limit: int = limits.DOWNLOAD_LIMIT_DEFAULT) -> StreamingResponse:
+    if limit <= 0:
+        raise InvalidArgument("limit must be a positive number of bytes")
+    owned, chunks = svc.stream_pcap(who, cid, limit)
+    boundary = secrets.token_hex(16)
+    return StreamingResponse(multipart(chunks, boundary, f"{owned.capture.id}.pcap"),
+                             media_type=f"multipart/form-data; boundary={boundary}")
+
+
+def multipart(chunks: Iterator[bytes], boundary: str, filename: str) -> Iterator[bytes]:
+    """NeuVector's answer: one form part named ``pcap``, streamed, never held in memory."""
+    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pcap\"; "
+           f"filename=\"{filename}\"\r\nContent-Type: application/cap\r\n\r\n").encode()
+    yield from chunks
+    yield f"\r\n--{boundary}--\r\n".encode()

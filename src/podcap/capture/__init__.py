@@ -1,0 +1,1 @@
+"""tcpdump and pcap files. Knows pids, namespaces, argv and files — never Kubernetes."""

@@ -1,0 +1,119 @@
+"""A capture's ring of pcap files: put back in capture order and streamed as one pcap.
+
+tcpdump ``-C/-W`` reuses ``capture.pcap0..N-1`` round-robin, so names say nothing about order
+once the ring wraps; each file's first record timestamp does. The merged stream keeps the first
+file's 24-byte global header and drops the others', in constant memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from podcap import limits
+
+GLOBAL_HEADER = 24
+RECORD_HEADER = 16
+_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+
+
+def ring_files(files_dir: Path, prefix: str) -> list[Path]:
+    """The ring's files, oldest first. Files without a record yet (just opened by a rotation)
+    are the newest."""
+    paths = [p for p in files_dir.glob(prefix + "*") if p.name[len(prefix):].isdigit()]
+    return sorted(paths, key=_order_key)
+
+
+def _order_key(path: Path) -> tuple[int, float, int]:
+    first = first_timestamp(path)
+    index = int(_suffix(path))
+    return (1, 0.0, index) if first is None else (0, first, index)
+
+
+def _suffix(path: Path) -> str:
+    digits = ""
+    for ch in reversed(path.name):
+        if not ch.isdigit():
+            break
+        digits = ch + digits
+    return digits or "0"
+
+
+def first_timestamp(path: Path) -> float | None:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(GLOBAL_HEADER + RECORD_HEADER)
+    except OSError:
+        return None
+    if len(head) < GLOBAL_HEADER + RECORD_HEADER or head[:4] not in _MAGIC:
+        return None
+    order, unit = _MAGIC[head[:4]]
+    sec, frac = struct.unpack(order + "II", head[GLOBAL_HEADER:GLOBAL_HEADER + 8])
+    return sec + frac * unit
+
+
+def total_bytes(paths: list[Path]) -> int:
+    size = 0
+    for path in paths:
+        try:
+            size += path.stat().st_size
+        except OSError:
+            pass
+    return size
+
+
+def stream(paths: list[Path], *, live: bool = False, limit: int | None = None,
+           chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
+    """One pcap from ``paths`` (already in capture order).
+
+    ``limit`` follows NeuVector: whole files are sent until the byte count crosses it (the
+    crossing file is sent whole). ``live`` means tcpdump may still be writing, so every file is
+    cut at its last complete record and the stream stays a valid pcap.
+    """
+    sent = 0
+    header_sent = False
+    for path in paths:
+        if limit is not None and sent >= limit:
+            return
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below, generator-safe
+        except OSError:
+            continue  # removed by a rotation or a delete since listing: skip, never fail
+        with fh:
+            header = fh.read(GLOBAL_HEADER)
+            if len(header) < GLOBAL_HEADER or header[:4] not in _MAGIC:
+                continue
+            if not header_sent:
+                yield header
+                sent += GLOBAL_HEADER
+                header_sent = True
+            reader = _records(fh, _MAGIC[header[:4]][0], chunk) if live else _raw(fh, chunk)
+            for block in reader:
+                sent += len(block)
+                yield block
+
+
+def _raw(fh, chunk: int) -> Iterator[bytes]:
+    while block := fh.read(chunk):
+        yield block
+
+
+def _records(fh, order: str, chunk: int) -> Iterator[bytes]:
+    """Yield whole records only: a record tcpdump is half-way through writing is left out."""
+    length_of = struct.Struct(order + "I").unpack_from
+    pending = b""
+    while block := fh.read(chunk):
+        data = pending + block
+        end = 0
+        while end + RECORD_HEADER <= len(data):
+            caplen = length_of(data, end + 8)[0]
+            if end + RECORD_HEADER + caplen > len(data):
+                break
+            end += RECORD_HEADER + caplen
+        if end:
+            yield data[:end]
+        pending = data[end:]

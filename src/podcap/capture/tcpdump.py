@@ -1,0 +1,178 @@
+"""tcpdump as a supervised process: argv, filter compilation, start, statistics, stop.
+
+No shell anywhere: tcpdump gets an argv list and the user's filter is one argument after
+``--``, compiled by tcpdump itself before any capture starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from podcap import limits
+from podcap.errors import CaptureFailed, InvalidArgument
+from podcap.model import CaptureSpec, Stats
+
+TCPDUMP = "/usr/bin/tcpdump"
+NSENTER = "/usr/bin/nsenter"
+LINKTYPE_LINUX_SLL2 = 276  # what `-i any` writes on current tcpdump
+RING_PREFIX = "capture.pcap"  # tcpdump appends the ring index: capture.pcap0, capture.pcap1...
+
+# Final statistics come one per line; SIGUSR1 statistics on one line, comma-separated.
+_STATS = re.compile(
+    rb"(\d+) packets? captured[,\n] ?(\d+) packets? received by filter[,\n] ?"
+    rb"(?:\d+ packets? dropped by interface[,\n] ?)?(\d+) packets? dropped by kernel"
+)
+_NOISE = ("reading from file", "Warning: interface names", "listening on", "data link type")
+
+
+def capture_argv(netns_fd: int, spec: CaptureSpec, files_dir: Path) -> list[str]:
+    """nsenter into the namespace held open by ``netns_fd`` (inherited by the child), then exec
+    tcpdump. Holding the fd, not a /proc/<pid> path, means a pid reused between our check and
+    the exec can never send tcpdump into another workload's namespace."""
+    return [NSENTER, f"--net=/proc/self/fd/{netns_fd}", "--", *tcpdump_args(spec, files_dir)]
+
+
+def tcpdump_args(spec: CaptureSpec, files_dir: Path) -> list[str]:
+    argv = [TCPDUMP, "-i", "any", "-n", "-U", "-Z", "root",
+            "-B", str(spec.buffer_kib),
+            "-C", str(spec.file_size_mb), "-W", str(spec.file_number),
+            "-w", str(files_dir / RING_PREFIX)]
+    if spec.snaplen:
+        argv[1:1] = ["-s", str(spec.snaplen)]
+    if spec.filter.strip():
+        argv += ["--", spec.filter]
+    return argv
+
+
+def write_empty_pcap(path: Path, linktype: int = LINKTYPE_LINUX_SLL2) -> Path:
+    """A header-only pcap: lets ``tcpdump -d -r`` compile filters for the capture link type
+    without opening any interface."""
+    if not path.exists():
+        path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+    return path
+
+
+def compile_filter(expression: str, empty_pcap: Path) -> None:
+    """Raise ``InvalidArgument`` with tcpdump's own message when the filter does not compile."""
+    if not expression.strip():
+        return
+    try:
+        done = subprocess.run(
+            [TCPDUMP, "-d", "-r", str(empty_pcap), "--", expression],
+            capture_output=True, timeout=10, stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise InvalidArgument("filter took more than 10 s to compile; simplify it") from exc
+    if done.returncode != 0:
+        raise InvalidArgument(f"invalid filter: {_tcpdump_message(done.stderr)}")
+
+
+def _tcpdump_message(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    useful = [line for line in lines if line and not line.startswith(_NOISE)]
+    text = "; ".join(useful) or "tcpdump failed without a message"
+    return text.removeprefix("tcpdump: ")
+
+
+def start(argv: list[str], log_path: Path, netns_fd: int) -> subprocess.Popen[bytes]:
+    """Spawn tcpdump in its own session (so its group can be signalled as one) with stderr in
+    ``log_path``: the log outlives the agent, so statistics survive an agent restart."""
+    with open(log_path, "ab") as log:
+        try:
+            return subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True, pass_fds=(netns_fd,), close_fds=True,
+            )
+        except OSError as exc:
+            raise CaptureFailed(f"cannot run tcpdump: {exc}") from exc
+
+
+def wait_listening(proc: subprocess.Popen[bytes], log_path: Path,
+                   timeout: float = limits.START_TIMEOUT_S) -> None:
+    """Return once tcpdump says "listening on"; raise ``CaptureFailed`` with its stderr when it
+    exits first or stays silent past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        text = log_path.read_bytes()
+        if b"listening on" in text:
+            return
+        if proc.poll() is not None:
+            raise CaptureFailed(f"tcpdump failed to start: {_tcpdump_message(text)}")
+        if time.monotonic() > deadline:
+            terminate(proc.pid, grace=0.5)
+            proc.poll()
+            raise CaptureFailed(f"tcpdump did not start listening within {timeout:.0f} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def request_stats(pid: int) -> None:
+    """SIGUSR1: tcpdump prints its counters to stderr (our log) and keeps running."""
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        pass
+
+
+def parse_stats(log_path: Path) -> Stats | None:
+    """The last counters tcpdump printed, or None when it printed none yet."""
+    try:
+        with open(log_path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - 4096))
+            tail = fh.read()
+    except OSError:
+        return None
+    found = _STATS.findall(tail)
+    if not found:
+        return None
+    captured, received, dropped = (int(x) for x in found[-1])
+    return Stats(captured=captured, received=received, dropped=dropped)
+
+
+def error_text(log_path: Path) -> str:
+    try:
+        return _tcpdump_message(log_path.read_bytes()[-4096:])
+    except OSError:
+        return "tcpdump log is missing"
+
+
+def interrupt(pid: int) -> None:
+    """SIGINT to the whole group: tcpdump flushes, prints final statistics and exits."""
+    try:
+        os.killpg(pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+
+
+def terminate(pid: int, grace: float = limits.STOP_GRACE_S,
+              alive: Callable[[], bool] | None = None) -> bool:
+    """SIGINT, then SIGKILL after ``grace`` seconds. Returns True when SIGINT sufficed."""
+    interrupt(pid)
+    deadline = time.monotonic() + grace
+    is_alive = alive or (lambda: _exists(pid))
+    while time.monotonic() < deadline:
+        if not is_alive():
+            return True
+        time.sleep(0.02)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,167 @@
+"""`podcap capture ...`: start, list, show, stop and remove captures (download: ``download``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from podcap import limits
+from podcap.cli import output, workloads
+from podcap.cli.download import get
+from podcap.cli.output import Format, OutputOption
+
+app = typer.Typer(no_args_is_help=True)
+app.command("get")(get)
+Opt = typer.Option
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="Capture id (`podcap capture ls`).")]
+
+
+@app.command("start")
+def start(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="NAME|ID", help="Workload name or id "
+                                          "(`podcap ps`).")],
+    duration: Annotated[int | None, Opt(
+        "--duration", "-d", min=0, max=limits.DURATION_MAX,
+        help=f"Seconds, 0 = until stopped (default {limits.DURATION_DEFAULT}).")] = None,
+    files: Annotated[int | None, Opt(
+        "--files", "-n", min=limits.FILE_NUMBER_MIN, max=limits.FILE_NUMBER_MAX,
+        help=f"Ring of this many files (default {limits.FILE_NUMBER_DEFAULT}).")] = None,
+    file_size: Annotated[int | None, Opt(
+        "--file-size", min=limits.FILE_SIZE_MB_MIN, max=limits.FILE_SIZE_MB_MAX,
+        help=f"MB (1,000,000 bytes) per file (default {limits.FILE_SIZE_MB_DEFAULT}).")
+    ] = None,
+    bpf: Annotated[str | None, Opt(
+        "--filter", "-f", help="BPF filter, e.g. 'tcp port 80' (checked by the server).")] = None,
+    snaplen: Annotated[int | None, Opt(
+        "--snaplen", min=0, max=limits.SNAPLEN_MAX,
+        help="Bytes kept per packet, 0 = whole packets (default 0).")] = None,
+    buffer_kib: Annotated[int | None, Opt(
+        "--buffer-kib", min=limits.BUFFER_KIB_MIN, max=limits.BUFFER_KIB_MAX,
+        help=f"Kernel buffer (default {limits.BUFFER_KIB_DEFAULT}).")] = None,
+    wait: Annotated[bool, Opt(
+        "--wait", "-w", help="Stay until the capture ends; Ctrl-C stops it.")] = False,
+    fmt: OutputOption = Format.table,
+) -> None:
+    """Start capturing a workload. Prints the capture id (the whole record with -o json)."""
+    api = ctx.obj.api
+    workload = workloads.resolve(api, target)
+    cap = api.start(str(workload["id"]), duration=duration, file_number=files,
+                    file_size_mb=file_size, filter=bpf, snaplen=snaplen, buffer_kib=buffer_kib)
+    if fmt is Format.table:
+        output.info(f"Capturing {workloads.describe(workload)}; capture id:")
+        output.console.print(cap["id"], markup=False)
+    if wait:
+        cap = _wait(api, cap)
+    if fmt is Format.json:
+        output.emit_json({"capture": cap})
+
+
+def _wait(api: Any, cap: dict[str, Any]) -> dict[str, Any]:
+    """Follow a running capture's counters until it ends; Ctrl-C stops it like tcpdump's."""
+    try:
+        with output.err_console.status("") as status:
+            while cap["status"] == "running":
+                stats = cap.get("stats") or {}
+                status.update(f"{stats.get('captured', 0)} packets, "
+                              f"{output.size(cap.get('size'))} (Ctrl-C stops)")
+                time.sleep(limits.STATS_INTERVAL_S)
+                cap = api.capture(cap["id"])
+    except KeyboardInterrupt:
+        cap = api.stop(cap["id"])
+    output.info(_summary(cap))
+    return cap
+
+
+def _summary(cap: dict[str, Any]) -> str:
+    stats = cap.get("stats") or {}
+    reason = f" ({cap['reason']})" if cap.get("reason") else ""
+    return (f"{cap['id']} {cap['status']}{reason}: {stats.get('captured', 0)} packets captured, "
+            f"{stats.get('dropped', 0)} dropped by kernel, {output.size(cap.get('size'))}")
+
+
+@app.command("ls")
+def ls(
+    ctx: typer.Context,
+    workload: Annotated[str | None, Opt("--workload", "-W", metavar="NAME|ID",
+                                        help="Only captures of this workload.")] = None,
+    fmt: OutputOption = Format.table,
+) -> None:
+    """List captures, newest first."""
+    api = ctx.obj.api
+    wid = str(workloads.resolve(api, workload)["id"]) if workload else None
+    items = api.captures(wid)
+    if fmt is Format.json:
+        output.emit_json({"captures": items})
+        return
+    rows = []
+    for c in items:
+        stats = c.get("stats") or {}
+        end = c.get("stop_time") or time.time()
+        rows.append([
+            str(c["id"]), str(c.get("workload_name", "")), str(c.get("status", "")),
+            str(c.get("reason", "")), str(stats.get("captured", 0)),
+            str(stats.get("dropped", 0)), output.size(c.get("size")),
+            output.when(c.get("start_time")),
+            output.span(end - c["start_time"]) if c.get("start_time") else "-",
+        ])
+    output.table(["ID", "WORKLOAD", "STATUS", "REASON", "PACKETS", "DROPPED", "SIZE", "STARTED",
+                  "ELAPSED"], rows)
+
+
+@app.command("show")
+def show(ctx: typer.Context, capture_id: IdArg, fmt: OutputOption = Format.table) -> None:
+    """Everything about one capture: counters, spec, tcpdump's arguments."""
+    cap = ctx.obj.api.capture(capture_id)
+    if fmt is Format.json:
+        output.emit_json({"capture": cap})
+        return
+    output.fields(_fields(cap))
+
+
+def _fields(c: dict[str, Any]) -> list[tuple[str, str]]:
+    stats, spec = c.get("stats") or {}, c.get("spec") or {}
+    pod = f"{c.get('namespace')}/{c.get('pod_name')}" if c.get("pod_name") else "-"
+    end = c.get("stop_time") or time.time()
+    return [
+        ("id", str(c["id"])),
+        ("workload", f"{c.get('workload_name', '')} ({c.get('workload_id', '')})"),
+        ("pod", pod),
+        ("node", str(c.get("node", ""))),
+        ("status", str(c.get("status", ""))),
+        ("reason", str(c.get("reason") or "-")),
+        ("started", output.when(c.get("start_time"))),
+        ("stopped", output.when(c.get("stop_time"))),
+        ("elapsed", output.span(end - c["start_time"]) if c.get("start_time") else "-"),
+        ("deadline", output.when(c.get("deadline"))),
+        ("captured", f"{stats.get('captured', 0)} packets"),
+        ("received", f"{stats.get('received', 0)} packets by filter"),
+        ("dropped", f"{stats.get('dropped', 0)} packets by kernel"),
+        ("on disk", f"{output.size(c.get('size'))} in {c.get('file_number', 0)} file(s)"),
+        ("ring", f"{spec.get('file_number', '?')} x {spec.get('file_size_mb', '?')} MB"),
+        ("duration", f"{spec.get('duration')} s" if spec.get("duration") else "until stopped"),
+        ("filter", str(spec.get("filter") or "-")),
+        ("snaplen", str(spec.get("snaplen") or "whole packets")),
+        ("buffer", f"{spec.get('buffer_kib', '?')} KiB"),
+        ("tcpdump", str(c.get("args") or "-")),
+        ("owner", str(c.get("owner") or "-")),
+    ]
+
+
+@app.command("stop")
+def stop(ctx: typer.Context, capture_id: IdArg, fmt: OutputOption = Format.table) -> None:
+    """Stop a capture; tcpdump flushes and reports its final counters."""
+    cap = ctx.obj.api.stop(capture_id)
+    if fmt is Format.json:
+        output.emit_json({"capture": cap})
+    else:
+        output.console.print(_summary(cap), markup=False)
+
+
+@app.command("rm")
+def rm(ctx: typer.Context, capture_id: IdArg) -> None:
+    """Remove a capture and its files."""
+    ctx.obj.api.remove(capture_id)
+    output.info(f"Removed {capture_id}")

@@ -1,0 +1,189 @@
+"""A thin client of the native API (docs/API.md) that speaks ``podcap.errors``.
+
+Every error body ``{"code", "error", "message"}`` becomes the matching ``PodcapError`` carrying the
+server's own message, and transport failures become ``Unavailable`` with a hint; so the commands
+above handle one error tree, and the exit-code table in ``podcap.cli.errors`` stays the only
+translation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from podcap import errors
+
+# NeuVector error codes (docs/API.md) to the error tree; HTTP status decides where a code is shared.
+_BY_CODE: dict[int, type[errors.PodcapError]] = {
+    1: errors.NotFound,
+    6: errors.InvalidArgument,
+    7: errors.NotFound,
+    12: errors.NotEnoughFilter,
+    24: errors.Unavailable,
+}
+_BY_STATUS: dict[int, type[errors.PodcapError]] = {
+    400: errors.InvalidArgument,
+    401: errors.Unauthenticated,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+    409: errors.FailedPrecondition,
+    412: errors.FailedPrecondition,
+    422: errors.InvalidArgument,
+    503: errors.Unavailable,
+}
+
+
+def error_from_response(response: httpx.Response) -> errors.PodcapError:
+    """The error a non-2xx answer stands for, with the server's message when it sent one."""
+    code: int | None = None
+    message = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        raw_code = body.get("code")
+        code = raw_code if isinstance(raw_code, int) else None
+        message = str(body.get("message") or body.get("error") or body.get("detail") or "")
+    if not message:
+        message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    if response.status_code in (401, 403):
+        kind = _BY_STATUS[response.status_code]
+    elif code == 21:
+        kind = errors.Unavailable if response.status_code == 503 else errors.CaptureFailed
+    else:
+        kind = _BY_CODE.get(code or 0) or _BY_STATUS.get(response.status_code, errors.PodcapError)
+    return kind(message)
+
+
+class ApiClient:
+    """The native API over one ``httpx.Client``; the factory in ``podcap.cli.session`` builds it."""
+
+    def __init__(self, http: httpx.Client, token: str | None = None) -> None:
+        self.http = http
+        self.token = token
+        self.server = str(http.base_url).rstrip("/")
+        self._logged_in_here = False
+        self.token_source = ""  # where a stored token came from, named when the server refuses it
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-Auth-Token": self.token} if self.token else {}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, headers=self._headers(), **kwargs)
+        except httpx.HTTPError as exc:
+            raise _transport_error(self.server, exc) from exc
+        if response.is_error:
+            raise error_from_response(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return {}
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise errors.PodcapError(
+                f"{self.server}{path} did not answer JSON; is this a podcap server?") from exc
+
+    # -- auth ---------------------------------------------------------------------------------
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        """Log in and keep the token for this client's later calls."""
+        data = self.json("POST", "/api/login", json={"username": username, "password": password})
+        self.token = str(data["token"])
+        return data
+
+    def login_for_session(self, username: str, password: str) -> None:
+        """Log in for one command only; ``close`` logs out so no token outlives the command."""
+        self.login(username, password)
+        self._logged_in_here = True
+
+    def logout(self) -> None:
+        self.json("POST", "/api/logout")
+        self.token = None
+
+    def whoami(self) -> dict[str, Any]:
+        return self.json("GET", "/api/whoami")
+
+    # -- workloads and captures --------------------------------------------------------------
+
+    def limits(self) -> dict[str, Any]:
+        return self.json("GET", "/api/limits")
+
+    def workloads(self, query: str | None = None) -> list[dict[str, Any]]:
+        params = {"q": query} if query else None
+        return list(self.json("GET", "/api/workloads", params=params)["workloads"])
+
+    def captures(self, workload_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"workload": workload_id} if workload_id else None
+        return list(self.json("GET", "/api/captures", params=params)["captures"])
+
+    def capture(self, capture_id: str) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/captures/{_segment(capture_id)}")["capture"])
+
+    def start(self, workload_id: str, **spec: Any) -> dict[str, Any]:
+        body = {"workload_id": workload_id, **{k: v for k, v in spec.items() if v is not None}}
+        return dict(self.json("POST", "/api/captures", json=body)["capture"])
+
+    def stop(self, capture_id: str) -> dict[str, Any]:
+        return dict(self.json("POST", f"/api/captures/{_segment(capture_id)}/stop")["capture"])
+
+    def remove(self, capture_id: str) -> None:
+        self.json("DELETE", f"/api/captures/{_segment(capture_id)}")
+
+    @contextmanager
+    def pcap(self, capture_id: str, limit: int | None = None) -> Iterator[httpx.Response]:
+        """The download as an open streaming response: memory stays flat whatever its size."""
+        params = {"limit": limit} if limit is not None else None
+        url = f"/api/captures/{_segment(capture_id)}/pcap"
+        try:
+            with self.http.stream("GET", url, params=params, headers=self._headers(),
+                                  timeout=httpx.Timeout(30.0, read=None)) as response:
+                if response.is_error:
+                    response.read()
+                    raise error_from_response(response)
+                yield response
+        except httpx.HTTPError as exc:
+            raise _transport_error(self.server, exc) from exc
+
+    def close(self) -> None:
+        try:
+            if self._logged_in_here and self.token:
+                self.logout()
+        except errors.PodcapError:
+            pass  # the token expires on the server anyway; a failed logout must not mask a result
+        finally:
+            self.http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: `../x` must reach the server as an id it refuses, not a route."""
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _transport_error(server: str, exc: httpx.HTTPError) -> errors.PodcapError:
+    text = str(exc) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return errors.Unavailable(
+            f"cannot verify the TLS certificate of {server}: {text}. Pass --cacert with the "
+            "server's certificate (podcap serve keeps it as tls.crt in its data dir), or -k to "
+            "skip verification")
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.Unavailable(f"{server} did not answer in time: {text}")
+    return errors.Unavailable(f"cannot reach {server}: {text}")

@@ -1,0 +1,1 @@
+"""The controller: users, tokens, ownership of captures, routing to agents."""

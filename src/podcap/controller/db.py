@@ -1,0 +1,58 @@
+"""The controller's database: users, tokens, and who owns which capture.
+
+SQLite in the data dir by default; any SQLAlchemy URL (PostgreSQL for several replicas) works.
+Capture ownership is kept here, not read from the workload, so authorization never depends on
+the container still existing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Float, String, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # admin | reader
+    namespaces: Mapped[str] = mapped_column(String(1024), default="")  # "" = every namespace
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    last_used: Mapped[float] = mapped_column(Float)
+
+
+class CaptureOwner(Base):
+    __tablename__ = "capture_owners"
+    capture_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    created: Mapped[float] = mapped_column(Float)
+
+
+def open_db(url: str | None, data_dir: Path) -> sessionmaker:
+    url = url or f"sqlite:///{data_dir / 'podcap.db'}"
+    engine = create_engine(url, connect_args={"check_same_thread": False}
+                           if url.startswith("sqlite") else {})
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    Base.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()

@@ -1,0 +1,76 @@
+"""Every capture limit and default, in one place.
+
+REST validation, the CLI, the web UI (through ``GET /api/limits``) and the agent all read these,
+so a limit changes here and nowhere else.
+"""
+
+from typing import Final
+
+# Ring of files: tcpdump -W / -C. tcpdump's -C counts 1,000,000 bytes, not MiB.
+FILE_NUMBER_DEFAULT: Final = 5
+FILE_NUMBER_MIN: Final = 1
+FILE_NUMBER_MAX: Final = 50  # NeuVector's maximum, message kept verbatim
+FILE_SIZE_MB_DEFAULT: Final = 2  # NeuVector's fixed -C 2
+FILE_SIZE_MB_MIN: Final = 1
+FILE_SIZE_MB_MAX: Final = 1000
+BYTES_PER_FILE_SIZE_UNIT: Final = 1_000_000
+
+# Duration in seconds; 0 means "until stopped".
+DURATION_DEFAULT: Final = 0
+DURATION_MAX: Final = 86_400
+
+# Snap length: 0 lets tcpdump use its default (262144).
+SNAPLEN_DEFAULT: Final = 0
+SNAPLEN_MAX: Final = 262_144
+
+# Kernel capture buffer (tcpdump -B, KiB). Chosen from bench/ measurements (BENCHMARKS.md):
+# tcpdump's own default of 2 MiB drops small packets under load long before 8 MiB does.
+BUFFER_KIB_DEFAULT: Final = 8192
+BUFFER_KIB_MIN: Final = 256
+BUFFER_KIB_MAX: Final = 262_144
+
+FILTER_MAX_CHARS: Final = 4096
+
+# Per-node disk budget for all captures (bytes). A start whose worst case (file_size x
+# file_number) would not fit beside what exists is refused.
+DISK_BUDGET_DEFAULT: Final = 2 * 1024**3
+# Running captures stop with reason "disk budget" when the filesystem has less free than this.
+MIN_FREE_BYTES_DEFAULT: Final = 128 * 1024**2
+
+# Download: NeuVector's default limit of 100 MiB on /v1/sniffer/:id/pcap.
+DOWNLOAD_LIMIT_DEFAULT: Final = 104_857_600
+DOWNLOAD_CHUNK_BYTES: Final = 1024 * 1024
+
+# Process control.
+START_TIMEOUT_S: Final = 10.0  # tcpdump must say "listening on" within this
+STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
+MONITOR_INTERVAL_S: Final = 0.5  # duration end, container exit, disk floor
+STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
+
+# Concurrency: captures running at once on one node.
+MAX_RUNNING_CAPTURES: Final = 256
+
+# Auth.
+TOKEN_IDLE_TIMEOUT_S: Final = 3600
+WORKLOAD_CACHE_TTL_S: Final = 1.0
+
+
+def as_dict() -> dict[str, int | float]:
+    """The limits a client form needs, served at GET /api/limits."""
+    return {
+        "file_number_default": FILE_NUMBER_DEFAULT,
+        "file_number_min": FILE_NUMBER_MIN,
+        "file_number_max": FILE_NUMBER_MAX,
+        "file_size_mb_default": FILE_SIZE_MB_DEFAULT,
+        "file_size_mb_min": FILE_SIZE_MB_MIN,
+        "file_size_mb_max": FILE_SIZE_MB_MAX,
+        "duration_default": DURATION_DEFAULT,
+        "duration_max": DURATION_MAX,
+        "snaplen_default": SNAPLEN_DEFAULT,
+        "snaplen_max": SNAPLEN_MAX,
+        "buffer_kib_default": BUFFER_KIB_DEFAULT,
+        "buffer_kib_min": BUFFER_KIB_MIN,
+        "buffer_kib_max": BUFFER_KIB_MAX,
+        "filter_max_chars": FILTER_MAX_CHARS,
+        "download_limit_default": DOWNLOAD_LIMIT_DEFAULT,
+    }

@@ -1,0 +1,69 @@
+"""The runtime interface every adapter implements, and helpers they share.
+
+An adapter reports facts (pid, netns, network mode, labels); it never decides whether a
+capture is allowed — the agent does that in one place (``podcap.agent.workloads``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from podcap.model import Workload
+
+
+class ContainerRuntime(Protocol):
+    """``list`` and ``get`` return containers; pid/netns are filled only for running ones.
+
+    ``get`` raises ``podcap.errors.NotFound`` for an unknown id; both raise
+    ``podcap.errors.Unavailable`` when the runtime cannot be reached.
+    """
+
+    name: str
+
+    def list(self) -> list[Workload]: ...
+
+    def get(self, workload_id: str) -> Workload: ...
+
+    def close(self) -> None: ...
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks): a pid plus this names one
+    process for the machine's whole uptime, so a reused pid is never mistaken for the old one."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def proc_state(pid: int) -> str | None:
+    """Field 3 of /proc/<pid>/stat ('R', 'S', 'Z', ...), None when the pid is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
+
+
+def process_alive(pid: int, start_time: int | None) -> bool:
+    """True when ``pid`` is a live (non-zombie) process that started at ``start_time``."""
+    state = proc_state(pid)
+    if state is None or state in ("Z", "X"):
+        return False
+    return start_time is None or proc_start_time(pid) == start_time
+
+
+def netns_inode(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None

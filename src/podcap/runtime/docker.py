@@ -1,0 +1,119 @@
+"""Docker Engine adapter: containers through the docker SDK, facts only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from podcap.errors import NotFound, Unavailable
+from podcap.model import Workload
+from podcap.runtime.base import netns_inode, proc_start_time
+
+_POD_NAME = "io.kubernetes.pod.name"
+_POD_NAMESPACE = "io.kubernetes.pod.namespace"
+_POD_UID = "io.kubernetes.pod.uid"
+_CONTAINER_NAME = "io.kubernetes.container.name"
+
+
+class DockerRuntime:
+    name = "docker"
+
+    def __init__(self, socket_url: str = "unix:///var/run/docker.sock", node: str = "") -> None:
+        self._node = node
+        try:
+            self._client = docker.DockerClient(base_url=socket_url, timeout=10)
+        except docker.errors.DockerException as exc:
+            raise Unavailable(f"cannot reach Docker at {socket_url}: {exc}") from exc
+
+    def list(self) -> list[Workload]:
+        try:
+            # One /containers/json call; its summaries lack the pid, so inspect only the
+            # running ones (the pid is what capture needs).
+            summaries = self._client.api.containers(all=True)
+            return [self._workload(self._inspect(s["Id"])) if s.get("State") == "running"
+                    else self._summary_workload(s) for s in summaries]
+        except NotFound:
+            return self.list()  # a container vanished between list and inspect; list again
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise Unavailable(f"Docker engine error: {exc}") from exc
+
+    def get(self, workload_id: str) -> Workload:
+        try:
+            return self._workload(self._inspect(workload_id))
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise Unavailable(f"Docker engine error: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _inspect(self, workload_id: str) -> dict[str, Any]:
+        try:
+            return self._client.api.inspect_container(workload_id)
+        except docker.errors.NotFound as exc:
+            raise NotFound(f"workload {workload_id} not found") from exc
+
+    def _workload(self, attrs: dict[str, Any]) -> Workload:
+        state = attrs.get("State") or {}
+        config = attrs.get("Config") or {}
+        host_config = attrs.get("HostConfig") or {}
+        labels = config.get("Labels") or {}
+        status = state.get("Status", "")
+        pid = state.get("Pid") or None if status == "running" else None
+        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        return Workload(
+            id=attrs["Id"],
+            name=attrs.get("Name", "").lstrip("/"),
+            runtime=self.name,
+            node=self._node,
+            image=config.get("Image", ""),
+            state=status,
+            pid=pid,
+            pid_start=proc_start_time(pid) if pid else None,
+            netns=netns_inode(pid) if pid else None,
+            network_mode=host_config.get("NetworkMode", ""),
+            host_network=host_config.get("NetworkMode") == "host",
+            ips=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
+            labels=dict(labels),
+            pod_name=labels.get(_POD_NAME, ""),
+            pod_id=labels.get(_POD_UID, ""),
+            namespace=labels.get(_POD_NAMESPACE, ""),
+            container_name=labels.get(_CONTAINER_NAME, ""),
+            created=_timestamp(attrs.get("Created", "")),
+        )
+
+    def _summary_workload(self, summary: dict[str, Any]) -> Workload:
+        labels = summary.get("Labels") or {}
+        names = summary.get("Names") or [""]
+        networks = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+        mode = (summary.get("HostConfig") or {}).get("NetworkMode", "")
+        return Workload(
+            id=summary["Id"],
+            name=names[0].lstrip("/"),
+            runtime=self.name,
+            node=self._node,
+            image=summary.get("Image", ""),
+            state=summary.get("State", ""),
+            network_mode=mode,
+            host_network=mode == "host",
+            ips=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
+            labels=dict(labels),
+            pod_name=labels.get(_POD_NAME, ""),
+            pod_id=labels.get(_POD_UID, ""),
+            namespace=labels.get(_POD_NAMESPACE, ""),
+            container_name=labels.get(_CONTAINER_NAME, ""),
+            created=float(summary.get("Created", 0)),
+        )
+
+
+def _timestamp(text: str) -> float:
+    if not text:
+        return 0.0
+    try:  # Docker gives nanoseconds; fromisoformat takes at most microseconds.
+        head, _, frac = text.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+    except ValueError:
+        return 0.0

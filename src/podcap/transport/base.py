@@ -1,0 +1,36 @@
+"""The agent transport: everything the controller may ask of one agent.
+
+``InProcessTransport`` calls an ``Agent`` object directly (``podcap serve``); a network
+transport implements the same methods, so the controller never knows which it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+
+
+class AgentTransport(Protocol):
+    def info(self) -> AgentInfo: ...
+
+    def list_workloads(self) -> list[Workload]: ...
+
+    def get_workload(self, workload_id: str) -> Workload: ...
+
+    def check_filter(self, expression: str) -> None: ...
+
+    def start(self, workload_id: str, spec: CaptureSpec) -> Capture: ...
+
+    def stop(self, capture_id: str) -> Capture: ...
+
+    def remove(self, capture_id: str) -> None: ...
+
+    def list(self) -> list[Capture]: ...
+
+    def get(self, capture_id: str) -> Capture: ...
+
+    def stream_pcap(self, capture_id: str, limit: int | None = None) -> Iterator[bytes]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,46 @@
+"""The transport of `podcap serve`: the agent lives in the controller's process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from podcap.agent.manager import Agent
+from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+
+
+class InProcessTransport:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def info(self) -> AgentInfo:
+        return self.agent.info
+
+    def list_workloads(self) -> list[Workload]:
+        return self.agent.list_workloads()
+
+    def get_workload(self, workload_id: str) -> Workload:
+        return self.agent.get_workload(workload_id)
+
+    def check_filter(self, expression: str) -> None:
+        self.agent.check_filter(expression)
+
+    def start(self, workload_id: str, spec: CaptureSpec) -> Capture:
+        return self.agent.start(workload_id, spec)
+
+    def stop(self, capture_id: str) -> Capture:
+        return self.agent.stop(capture_id)
+
+    def remove(self, capture_id: str) -> None:
+        self.agent.remove(capture_id)
+
+    def list(self) -> list[Capture]:
+        return self.agent.captures()
+
+    def get(self, capture_id: str) -> Capture:
+        return self.agent.capture(capture_id)
+
+    def stream_pcap(self, capture_id: str, limit: int | None = None) -> Iterator[bytes]:
+        return self.agent.stream_pcap(capture_id, limit)
+
+    def close(self) -> None:
+        self.agent.close()

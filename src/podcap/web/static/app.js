@@ -1,0 +1,104 @@
+// podcap web UI: wiring only. Each part lives in its own module:
+//   api.js (token, requests, plain-word errors), login.js, workloads.js (containers table),
+//   capture-form.js (the capture dialog), captures.js (list, counters, stop/download/delete).
+
+import { describe, get, session } from "./api.js";
+import { CaptureForm } from "./capture-form.js";
+import { CaptureList } from "./captures.js";
+import { $, say } from "./dom.js";
+import { logout, setupLogin, showLogin } from "./login.js";
+import { WorkloadTable } from "./workloads.js";
+
+let noticeTimer = null;
+
+/** A short message in the page's live region ("Capture started", "Deleted ..."). */
+function notify(text, kind = "ok") {
+  const notice = $("#notice");
+  say(notice, text, kind);
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => say(notice, ""), 8000);
+}
+
+const captures = new CaptureList({
+  onChange: () => workloads.render(),
+  notify,
+});
+const workloads = new WorkloadTable({
+  onCapture: (w) => form.open(w),
+  runningCount: (id) => captures.runningCount(id),
+});
+const form = new CaptureForm({
+  onStarted: (capture) => {
+    captures.add(capture);
+    notify(`Capture of ${capture.workload_name} started.`);
+  },
+});
+
+function showView(signedIn) {
+  $("#login-view").hidden = signedIn;
+  $("#app-view").hidden = !signedIn;
+  $("#session").hidden = !signedIn;
+}
+
+async function enter(user) {
+  $("#whoami").textContent = `${user.username} (${user.role})`;
+  showView(true);
+  try {
+    form.setLimits(await get("/api/limits"));
+  } catch (err) {
+    if (err.unauthorized) return;
+    notify(describe(err, "load the capture limits"), "error");
+  }
+  captures.start();
+  workloads.start();
+  $("#search").focus();
+}
+
+function leave(reason = "") {
+  captures.stop();
+  workloads.stop();
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  showView(false);
+  showLogin(reason);
+}
+
+session.onExpired(() => {
+  session.token = null;
+  const wasIn = !$("#app-view").hidden;
+  if (wasIn || $("#login-view").hidden) leave(wasIn ? "Your session has ended. Sign in again." : "");
+});
+
+setupLogin(enter);
+
+$("#logout").addEventListener("click", async () => {
+  await logout();
+  leave("Signed out.");
+});
+
+// Signing out (or in) in another tab of the same browser does the same here.
+window.addEventListener("storage", (event) => {
+  if (event.key !== "podcap.token") return;
+  if (!event.newValue) leave("Signed out in another window.");
+  else if ($("#app-view").hidden) start();
+});
+
+// "/" jumps to the search box, as on many sites.
+document.addEventListener("keydown", (event) => {
+  const typing = event.target.closest?.("input, textarea, select, dialog");
+  if (event.key === "/" && !typing && !$("#app-view").hidden) {
+    event.preventDefault();
+    $("#search").focus();
+  }
+});
+
+async function start() {
+  if (!session.token) return leave();
+  try {
+    enter(await get("/api/whoami"));
+  } catch (err) {
+    if (err.unauthorized) return; // onExpired showed the sign-in form
+    leave(describe(err, "resume the session"));
+  }
+}
+
+start();

@@ -1,0 +1,160 @@
+// The containers table: search, grouping, and a Capture button per row (disabled, with the
+// server's reason, for containers podcap cannot capture).
+
+import { describe, get } from "./api.js";
+import { $, h, keepingFocus, replaceChildren, say } from "./dom.js";
+
+const REFRESH_MS = 5000;
+
+const GROUPS = {
+  "": null,
+  namespace: (w) => (w.namespace ? `Namespace ${w.namespace}` : "No namespace (plain containers)"),
+  pod: (w) => (w.pod_name
+    ? `Pod ${w.namespace ? `${w.namespace}/` : ""}${w.pod_name}` : "Not in a pod"),
+  node: (w) => `Node ${w.node || "?"}`,
+};
+
+/**
+ * The table of workloads. `onCapture(workload)` opens the capture form;
+ * `runningCount(id)` says how many captures of a workload are running now.
+ */
+export class WorkloadTable {
+  constructor({ onCapture, runningCount }) {
+    this.onCapture = onCapture;
+    this.runningCount = runningCount;
+    this.items = [];
+    this.loaded = false;
+    this.lastKey = "";
+    this.timer = null;
+    this.body = $("#workloads-body");
+    this.search = $("#search");
+    this.groupBy = $("#group-by");
+    this.error = $("#workloads-error");
+    this.summary = $("#workloads-count");
+    this.search.addEventListener("input", () => this.render(true));
+    this.search.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && this.search.value) { this.search.value = ""; this.render(true); }
+    });
+    this.groupBy.value = localStorage.getItem("podcap.groupBy") || "";
+    this.groupBy.addEventListener("change", () => {
+      localStorage.setItem("podcap.groupBy", this.groupBy.value);
+      this.render(true);
+    });
+    $("#refresh-workloads").addEventListener("click", () => this.refresh());
+  }
+
+  start() {
+    this.stop();
+    const tick = async () => {
+      await this.refresh();
+      this.timer = setTimeout(tick, REFRESH_MS);
+    };
+    tick();
+  }
+
+  stop() {
+    clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  async refresh() {
+    try {
+      const { workloads } = await get("/api/workloads");
+      this.items = workloads || [];
+      this.loaded = true;
+      say(this.error, "");
+      this.render();
+    } catch (err) {
+      if (err.unauthorized) return;
+      say(this.error, describe(err, "list the containers"), "error");
+      if (!this.loaded) this.render(true);
+    }
+  }
+
+  /** Rows matching the search box: every word must appear in name, image, namespace, pod, IP... */
+  visible() {
+    const words = this.search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    const rows = this.items.filter((w) => {
+      const hay = [w.name, w.container_name, w.image, w.namespace, w.pod_name, w.node,
+        w.id?.slice(0, 12), ...(w.ips || [])].join(" ").toLowerCase();
+      return words.every((word) => hay.includes(word));
+    });
+    return rows.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  /** Re-render when the data, the search or the grouping changed (or when `force`). */
+  render(force = false) {
+    const rows = this.visible();
+    const key = JSON.stringify([this.search.value, this.groupBy.value, rows,
+      rows.map((w) => this.runningCount(w.id))]);
+    if (!force && key === this.lastKey) return;
+    this.lastKey = key;
+    keepingFocus(() => this.draw(rows));
+  }
+
+  draw(rows) {
+    const total = this.items.length;
+    const query = this.search.value.trim();
+    if (!this.loaded) {
+      this.summary.textContent = "Loading containers…";
+    } else if (!total) {
+      this.summary.textContent = "No containers found on any node. Start one, then press Refresh.";
+    } else if (!rows.length) {
+      this.summary.textContent = `No container matches “${query}” (of ${total}).`;
+    } else {
+      this.summary.textContent = query ? `${rows.length} of ${total} containers match “${query}”.`
+        : `${total} container${total === 1 ? "" : "s"}.`;
+    }
+    $("#workloads-table").hidden = !rows.length;
+    const groupOf = GROUPS[this.groupBy.value];
+    const out = [];
+    if (groupOf) {
+      const groups = new Map();
+      for (const w of rows) {
+        const g = groupOf(w);
+        if (!groups.has(g)) groups.set(g, []);
+        groups.get(g).push(w);
+      }
+      for (const [label, members] of [...groups].sort((a, b) => a[0].localeCompare(b[0]))) {
+        out.push(h("tr", { class: "group" },
+          h("th", { colspan: 7, scope: "rowgroup" }, label, h("span", { class: "muted" },
+            ` · ${members.length}`))));
+        out.push(...members.map((w) => this.row(w)));
+      }
+    } else {
+      out.push(...rows.map((w) => this.row(w)));
+    }
+    replaceChildren(this.body, out);
+  }
+
+  row(w) {
+    const reasonId = `reason-${w.id}`;
+    const running = this.runningCount(w.id);
+    const podNs = [w.pod_name, w.namespace].filter(Boolean).join(" / ");
+    const button = h("button", {
+      type: "button", class: w.cap_sniff ? "primary" : "",
+      disabled: !w.cap_sniff,
+      "aria-describedby": w.cap_sniff ? null : reasonId,
+      "aria-label": `Capture traffic of ${w.name}`,
+      dataset: { focusKey: `capture-${w.id}` },
+      onclick: () => this.onCapture(w),
+    }, "Capture…");
+    return h("tr", { dataset: { workloadId: w.id, name: w.name } },
+      h("td", { "data-label": "Name" },
+        h("span", { class: "name" }, w.name),
+        running ? h("span", { class: "badge running", title: "captures running now" },
+          `● ${running} capturing`) : null,
+        h("div", { class: "muted mono small" }, (w.id || "").slice(0, 12))),
+      h("td", { "data-label": "Image", class: "wrap" }, w.image || "—"),
+      h("td", { "data-label": "Pod / namespace" }, podNs || h("span", { class: "muted" }, "—")),
+      h("td", { "data-label": "Node" }, w.node || "—"),
+      h("td", { "data-label": "IP", class: "mono" },
+        (w.ips || []).length ? w.ips.join(", ") : h("span", { class: "muted" }, "—")),
+      h("td", { "data-label": "State" },
+        h("span", { class: `badge state-${w.state || "unknown"}` }, w.state || "unknown")),
+      h("td", { class: "actions", "data-label": "" }, button,
+        w.cap_sniff ? null : h("span", { id: reasonId, class: "reason" },
+          `Cannot capture: ${w.cap_sniff_reason || "not capturable"}`)),
+    );
+  }
+}

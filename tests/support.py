@@ -1,0 +1,181 @@
+"""Real parts for tests: a `podcap serve` process, Docker containers, pcap read-back.
+
+Shared by every test folder. Everything started here is ended here, by PID or by exact name.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import dpkt
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PODCAP = str(Path(sys.executable).parent / "podcap")
+IMAGE = "podcap-test/busybox:1"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix: str) -> str:
+    """Container names unique per test run: several suites may share one Docker engine."""
+    return f"podcap-t-{prefix}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Server:
+    """A real `podcap serve` process on loopback over plain HTTP."""
+
+    data_dir: Path
+    port: int
+    password: str
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+    _token: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
+        env = dict(os.environ, PODCAP_ADMIN_PASSWORD=self.password, **self.env)
+        argv = [PODCAP, "serve", "--insecure-http", "--listen", f"127.0.0.1:{self.port}",
+                "--data-dir", str(self.data_dir), *self.extra_args]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"podcap serve exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    self._token = None
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"podcap serve did not answer in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def login(self, username: str = "admin", password: str | None = None) -> str:
+        r = httpx.post(self.url + "/v1/auth", json={"password": {
+            "username": username, "password": password or self.password}})
+        r.raise_for_status()
+        return r.json()["token"]["token"]
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self.login()
+        return self._token
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"X-Auth-Token": token or self.token})
+
+
+@contextmanager
+def running_server(tmp_path: Path, extra_args: list[str] | None = None,
+                   env: dict[str, str] | None = None) -> Iterator[Server]:
+    data = tmp_path / "data"
+    server = Server(data_dir=data, port=free_port(), password=secrets.token_urlsafe(12),
+                    extra_args=extra_args or [], env=env or {})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def docker_client() -> docker.DockerClient:
+    return docker.from_env()
+
+
+def run_container(name: str, command: list[str], **kwargs) -> docker.models.containers.Container:
+    client = docker_client()
+    return client.containers.run(IMAGE, command, name=name, detach=True, **kwargs)
+
+
+def container_ip(container) -> str:
+    container.reload()
+    nets = container.attrs["NetworkSettings"]["Networks"]
+    return next(iter(nets.values()))["IPAddress"]
+
+
+def remove_container(container) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+@dataclass
+class WebPair:
+    web: object
+    client: object
+    web_ip: str
+    client_ip: str
+
+
+@contextmanager
+def web_pair(prefix: str = "web") -> Iterator[WebPair]:
+    """An httpd container and a client container fetching from it five times a second."""
+    web = run_container(unique(prefix + "-srv"), ["httpd", "-f", "-p", "80", "-h", "/www"])
+    cli = None
+    try:
+        web_ip = container_ip(web)
+        cli = run_container(unique(prefix + "-cli"), [
+            "sh", "-c", f"while true; do wget -q -O /dev/null http://{web_ip}/; sleep 0.2; done"])
+        yield WebPair(web, cli, web_ip, container_ip(cli))
+    finally:
+        for c in (cli, web):
+            if c is not None:
+                remove_container(c)
+
+
+def read_pcap(path_or_bytes: Path | bytes) -> tuple[int, list[tuple[float, bytes]]]:
+    """(link type, [(timestamp, packet bytes)]) of a classic pcap file."""
+    import io
+    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    reader = dpkt.pcap.Reader(io.BytesIO(data))
+    return reader.datalink(), [(ts, buf) for ts, buf in reader]
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
