@@ -37,7 +37,7 @@ class TcpdumpStats:
 def raw_args(out: Path, buffer_kib: int | None = None, snaplen: int | None = None,
              packet_buffered: bool = False, extra: list[str] | None = None) -> list[str]:
     """The floor of the design: tcpdump as a person would start it by hand."""
-    args = ["-i", "any", "-n"]
+    args = ["-i", "any", "-n", "-Z", "root"]  # root: tcpdump may write in a root-only dir
     if packet_buffered:
         args.append("-U")
     if buffer_kib:
@@ -90,7 +90,12 @@ class Tcpdump:
 
     def wait_listening(self, timeout: float = 10.0) -> float:
         """Seconds from spawn to "listening on"."""
-        if not self._listening.wait(timeout):
+        deadline = time.monotonic() + timeout
+        while not self._listening.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                break
+        if not self._listening.is_set():
+            self._reader.join(1)
             self.kill()
             raise RuntimeError(f"tcpdump not listening after {timeout}s: {self.text()!r}")
         assert self.t_listening is not None

@@ -48,8 +48,10 @@ class Config:
     sweep: bool = True
     sweep_seconds: int = 5
     sweep_repeats: int = 1
-    sweep_buffers_kib: tuple[int, ...] = (2048, 8192, 32768, 131072)
+    sweep_buffers_kib: tuple[int, ...] = (2048, 8192, 32768)
     sweep_snaplens: tuple[int, ...] = (0, 128)
+    # "U": podcap's argv as is (-U); "noU": without -U; "imm": -U plus --immediate-mode
+    sweep_modes: tuple[str, ...] = ("U", "noU", "imm")
     # 2. start latency
     start_repeats: int = 30
     start_hold_s: float = 0.25
@@ -74,7 +76,7 @@ class Config:
     def smoke_config(cls) -> Config:
         return cls(
             smoke=True, fid_seconds=1, fid_repeats=1, fid_payloads=(64, 1400), fid_drain_s=0.2,
-            sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(0,),
+            sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(0,), sweep_modes=("imm",),
             start_repeats=2, start_hold_s=0.1, stop_repeats=1, stop_run_s=0.4, stop_load=False,
             download_bytes=3_000_000, download_file_size_mb=1, download_file_number=5,
             download_repeats=1, download_fill_timeout_s=30.0,
@@ -92,7 +94,7 @@ class Config:
         if isinstance(current, bool):
             value = raw.lower() in ("1", "true", "yes", "on")
         elif isinstance(current, tuple):
-            value = tuple(int(x) for x in raw.split(",") if x)
+            value = tuple(int(x) if x.isdigit() else x for x in raw.split(",") if x)
         else:
             value = type(current)(raw)
         setattr(self, name, value)

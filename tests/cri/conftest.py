@@ -1,4 +1,4 @@
-"""Fixtures for the CRI suite: one private containerd for the session, with two pods talking
+"""Fixtures for the CRI suite: one private containerd per test module, with two pods talking
 HTTP (busybox httpd + a wget loop) and one host-network pod. Torn down at the end even when a
 test fails; a run killed outright is swept by the next one (see cri_testbed)."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
 
 import cri_testbed  # noqa: E402 - after the path set-up above
+from cri_testbed import Pods  # noqa: E402
+from support import Server, running_server  # noqa: E402
 
 
-@dataclass
-class Pods:
-    bed: cri_testbed.CriTestbed
-    web: cri_testbed.Pod
-    client: cri_testbed.Pod
-    hostnet: cri_testbed.Pod
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cri_bed() -> Iterator[cri_testbed.CriTestbed]:
     try:
         with cri_testbed.cri_testbed() as bed:
@@ -33,10 +26,19 @@ def cri_bed() -> Iterator[cri_testbed.CriTestbed]:
         pytest.skip(f"containerd with CRI cannot run here: {exc}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pods(cri_bed: cri_testbed.CriTestbed) -> Pods:
     web = cri_bed.run_pod("web", ["httpd", "-f", "-p", "80", "-h", "/www"])
     client = cri_bed.run_pod("client", [
         "sh", "-c", f"while true; do wget -q -O - http://{web.ip}/; sleep 0.2; done"])
     hostnet = cri_bed.run_pod("hostnet", ["sleep", "3600"], host_network=True)
     return Pods(cri_bed, web, client, hostnet)
+
+
+@pytest.fixture(scope="module")
+def cri_server(cri_bed: cri_testbed.CriTestbed,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real `podcap serve` whose only runtime is the test bed's containerd."""
+    args = ["--runtime", "cri", "--cri-socket", str(cri_bed.socket), "--node-name", "cri-node"]
+    with running_server(tmp_path_factory.mktemp("serve-cri"), extra_args=args) as srv:
+        yield srv

@@ -122,10 +122,17 @@ def delete_link(name: str) -> None:
         subprocess.run(["ip", "link", "delete", name], check=False, capture_output=True)
 
 
-def remove_cni_results(network: str) -> None:
-    if CNI_RESULTS.is_dir():
-        for entry in CNI_RESULTS.glob(f"{network}-*"):
-            entry.unlink(missing_ok=True)
+def remove_cni_results(network: str, ids: list[str] | None = None) -> None:
+    """libcni caches each attachment as ``<network>-<container id>-<ifname>``; with ``ids``
+    only those containers' entries go (``cni-loopback`` is shared with other runtimes)."""
+    if not CNI_RESULTS.is_dir():
+        return
+    if ids is None:
+        entries = list(CNI_RESULTS.glob(f"{network}-*"))
+    else:
+        entries = [e for i in ids for e in CNI_RESULTS.glob(f"{network}-{i}-*")]
+    for entry in entries:
+        entry.unlink(missing_ok=True)
 
 
 def remove_shim_sockets(address: str, namespace: str, ids: list[str]) -> None:

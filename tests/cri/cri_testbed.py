@@ -58,6 +58,16 @@ class Pod:
 
 
 @dataclass
+class Pods:
+    """The session's standing pods: web serves HTTP, client fetches it 5 times a second."""
+
+    bed: CriTestbed
+    web: Pod
+    client: Pod
+    hostnet: Pod
+
+
+@dataclass
 class CriTestbed:
     dir: Path
     proc: subprocess.Popen | None = None
@@ -171,15 +181,30 @@ def sweep(directory: Path, ids: list[str] | None = None) -> None:
     cgroups, the bridge, libcni's cache, shim sockets, then the directory itself."""
     parent = f"/{directory.name}"
     socket = str(directory / "containerd.sock")
-    cleanup.kill_pids(cleanup.pids_with_arg(socket), "containerd/shim")
+    ids = sorted(set(ids or []) | _ids_in(directory))
+    cleanup.kill_pids(cleanup.pids_with_arg(str(directory / "config.toml")), "containerd")
+    cleanup.kill_pids(cleanup.pids_with_arg(socket), "containerd shim")
     cleanup.kill_pids(cleanup.cgroup_pids(parent), "container process")
     cleanup.unmount_all(directory)
     cleanup.remove_cgroups(parent)
     cleanup.delete_link(BRIDGE)
     cleanup.remove_bridge_forwarding(BRIDGE)
     cleanup.remove_cni_results(NETWORK)
-    cleanup.remove_shim_sockets(socket, NAMESPACE, ids or [])
+    cleanup.remove_cni_results("cni-loopback", ids)
+    cleanup.remove_shim_sockets(socket, NAMESPACE, ids)
     cleanup.remove_tree(directory)
+
+
+def _ids_in(directory: Path) -> set[str]:
+    """Sandbox and container ids a test bed's containerd knew, read from its own dirs: after
+    a crash they are the only record of which shim sockets and CNI cache entries are ours."""
+    ids: set[str] = set()
+    for sub in ("root/io.containerd.grpc.v1.cri/sandboxes",
+                "root/io.containerd.grpc.v1.cri/containers",
+                f"state/io.containerd.runtime.v2.task/{NAMESPACE}"):
+        with contextlib.suppress(OSError):
+            ids.update(p.name for p in (directory / sub).iterdir())
+    return ids
 
 
 def _write_config(d: Path) -> None:
@@ -225,7 +250,8 @@ def _images(d: Path) -> None:
     probe = subprocess.run(["docker", "image", "inspect", PAUSE_DOCKER], capture_output=True)
     if probe.returncode != 0:
         dockerfile = f'FROM {BUSYBOX_DOCKER}\nENTRYPOINT ["/bin/sleep", "2147483647"]\n'
-        subprocess.run(["docker", "build", "-q", "-t", PAUSE_DOCKER, "-"], input=dockerfile.encode(),
+        subprocess.run(["docker", "build", "-q", "-t", PAUSE_DOCKER, "-"],
+                       input=dockerfile.encode(),
                        env=docker_env, check=True, capture_output=True, timeout=120)
     for image, tar in ((BUSYBOX_DOCKER, "busybox.tar"), (PAUSE_DOCKER, "pause.tar")):
         subprocess.run(["docker", "save", "-o", str(d / tar), image], check=True,

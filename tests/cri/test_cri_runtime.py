@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Pods
+from cri_testbed import Pods
 from support import wait_for
 
 from podcap.config import Settings
@@ -18,6 +18,7 @@ from podcap.runtime.cri_proto import api_pb2 as pb
 from podcap.runtime.factory import open_runtimes
 
 pytestmark = pytest.mark.cri
+HOST_NETNS = netns_inode(os.getpid())  # the tests run in the node's network namespace
 DOCKER_CONTAINERD = "/var/run/docker/containerd/containerd.sock"  # containerd without CRI
 
 
@@ -30,8 +31,10 @@ def cri(pods: Pods):
 
 def test_two_pods_talk_http(pods: Pods) -> None:
     log = pods.bed.dir / "logs" / "client" / "client.log"
-    wait_for(lambda: log.exists() and log.read_text().count("hello from podcap") >= 3,
+    # wget -O - copies each page to stdout, which the CRI writes to the container's log
+    wait_for(lambda: log.exists() and log.read_text().count(" stdout ") >= 3,
              timeout=10, what="three HTTP answers in the client pod's log")
+    assert "wget:" not in log.read_text()  # no "wget: can't connect" and the like
 
 
 def test_lists_pods_with_name_namespace_ip_and_pid(pods: Pods, cri: CriRuntime) -> None:
@@ -44,7 +47,7 @@ def test_lists_pods_with_name_namespace_ip_and_pid(pods: Pods, cri: CriRuntime) 
         assert wl.ips == (pod.ip,) and pod.ip.startswith("10.88.77.")
         assert wl.pid and wl.pid_start and wl.netns == netns_inode(wl.pid)
         assert wl.network_mode == "pod" and not wl.host_network
-        assert wl.netns != netns_inode(1)
+        assert wl.netns != HOST_NETNS
         assert wl.labels["app"] == pod.name
         assert wl.labels["io.kubernetes.pod.uid"] == pod.config.metadata.uid
         assert not wl.cap_sniff and wl.cap_sniff_reason == ""  # the agent decides, not us
@@ -69,6 +72,9 @@ def test_get_by_id_and_unknown_id(pods: Pods, cri: CriRuntime) -> None:
     listed = {w.id: w for w in cri.list()}
     for ident in (pods.web.container_id, pods.web.sandbox_id):
         assert cri.get(ident) == listed[ident]
+        assert cri.get(ident[:12]) == listed[ident]  # Docker-style short ids work too
+        with pytest.raises(NotFound, match="at least its first 12"):
+            cri.get(ident[:3])  # containerd alone would resolve this prefix
     with pytest.raises(NotFound, match="no CRI container or pod"):
         cri.get("0" * 64)
     with pytest.raises(NotFound):
@@ -79,7 +85,7 @@ def test_host_network_pod_is_reported_as_such(pods: Pods, cri: CriRuntime) -> No
     for ident in (pods.hostnet.sandbox_id, pods.hostnet.container_id):
         wl = cri.get(ident)
         assert wl.host_network and wl.network_mode == "node" and wl.ips == ()
-        assert wl.netns == netns_inode(1)
+        assert wl.netns == HOST_NETNS
 
 
 def test_stopped_and_removed_pod(pods: Pods, cri: CriRuntime) -> None:

@@ -83,15 +83,18 @@ class ApiClient:
             raise error_from_response(response)
         return response
 
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+    def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return {}
         try:
-            return response.json()
-        except ValueError as exc:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
             raise errors.PodcapError(
-                f"{self.server}{path} did not answer JSON; is this a podcap server?") from exc
+                f"{self.server}{path} did not answer a JSON object; is this a podcap server?")
+        return data
 
     # -- auth ---------------------------------------------------------------------------------
 

@@ -77,6 +77,7 @@ def root(
         return  # handed in by a caller (tests): it already knows how to reach its server
     ctx.obj = Session(Connection(server=server, user=user, password=password, token=token,
                                  cacert=cacert, insecure=insecure))
+    ctx.call_on_close(ctx.obj.close)
 
 
 app.command("serve")(serve)

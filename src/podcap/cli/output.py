@@ -48,7 +48,15 @@ def table(columns: list[str], rows: list[list[str]]) -> None:
         out.add_column(name, overflow="fold")
     for row in rows:
         out.add_row(*row)
-    console.print(out)
+    _print_wide(out)
+
+
+def _print_wide(renderable: Table) -> None:
+    """Full rows when piped (grep, awk); the terminal's width only when a person is looking."""
+    if console.is_terminal:
+        console.print(renderable)
+    else:
+        Console(width=4096, highlight=False, color_system=None).print(renderable)
 
 
 def fields(pairs: list[tuple[str, str]]) -> None:
@@ -58,7 +66,7 @@ def fields(pairs: list[tuple[str, str]]) -> None:
     out.add_column(overflow="fold")
     for key, value in pairs:
         out.add_row(key, value)
-    console.print(out)
+    _print_wide(out)
 
 
 def size(n: int | float | None) -> str:

@@ -15,7 +15,6 @@ import ssl
 from dataclasses import dataclass
 
 import httpx
-import typer
 
 from podcap.cli import config
 from podcap.cli.client import ApiClient
@@ -43,16 +42,20 @@ class Session:
     def __init__(self, connection: Connection | None = None, api: ApiClient | None = None) -> None:
         self.connection = connection or Connection()
         self.api_client = api
+        self._owned = api is None  # a client handed in belongs to the caller, who closes it
 
     @property
     def api(self) -> ApiClient:
         """An authenticated client: logged in with user/password, or carrying a stored token."""
         if self.api_client is None:
             self.api_client = connect(self.connection)
-            ctx = typer.get_current_context(silent=True)
-            if ctx is not None:
-                ctx.find_root().call_on_close(self.api_client.close)
         return self.api_client
+
+    def close(self) -> None:
+        """Called when the command ends: logs out a per-command login, closes connections."""
+        if self._owned and self.api_client is not None:
+            self.api_client.close()
+            self.api_client = None
 
     def anonymous(self, server: str | None = None) -> ApiClient:
         """A client without credentials, for `podcap login` (the caller closes it)."""

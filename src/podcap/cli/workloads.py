@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import typer
 
+from podcap import limits
 from podcap.cli import output
 from podcap.cli.client import ApiClient
 from podcap.cli.output import Format, OutputOption
@@ -59,20 +61,29 @@ def resolve(api: ApiClient, target: str) -> dict[str, Any]:
     target = target.strip()
     if not target:
         raise InvalidArgument("give a workload name or id (`podcap ps` lists them)")
-    items = api.workloads()
-    for w in items:
-        if w.get("id") == target:
-            return w
+    matches = _matches(api.workloads(), target)
+    if not matches:
+        # The server caches the runtime's list briefly; a container started just now may need
+        # one more look before "not found" is the truth.
+        time.sleep(limits.WORKLOAD_CACHE_TTL_S)
+        matches = _matches(api.workloads(), target)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise NotFound(f"no workload is named {target!r} or has an id starting with it; "
+                       "`podcap ps` lists them")
+    listing = "; ".join(describe(w) for w in matches)
+    raise InvalidArgument(f"{target!r} matches {len(matches)} workloads: {listing}. "
+                          "Give the id instead")
+
+
+def _matches(items: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
+    exact = [w for w in items if w.get("id") == target]
+    if exact:
+        return exact
     bare = target.lstrip("/")
     named = [w for w in items if bare in (_name(w), w.get("container_name"),
                                           f"{w.get('namespace')}/{w.get('pod_name')}")]
     if not named and len(target) >= MIN_ID_PREFIX:
         named = [w for w in items if str(w.get("id", "")).startswith(target)]
-    if len(named) == 1:
-        return named[0]
-    if not named:
-        raise NotFound(f"no workload is named {target!r} or has an id starting with it; "
-                       "`podcap ps` lists them")
-    listing = "; ".join(describe(w) for w in named)
-    raise InvalidArgument(f"{target!r} matches {len(named)} workloads: {listing}. "
-                          "Give the id instead")
+    return named

@@ -13,6 +13,7 @@ name). ``pod_id`` is the sandbox id, i.e. the workload id of the pod.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import grpc
@@ -35,6 +36,7 @@ _CONTAINER_STATES = {
 }
 _NETWORK_MODES = {pb.POD: "pod", pb.CONTAINER: "container", pb.NODE: "node", pb.TARGET: "target"}
 _UID_LABEL = "io.kubernetes.pod.uid"
+_MIN_ID_PREFIX = 12
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -72,8 +74,11 @@ class CriRuntime:
         return workloads
 
     def get(self, workload_id: str) -> Workload:
-        if not workload_id:
-            raise NotFound("no CRI container or pod with an empty id")
+        """By id, or an id prefix of at least 12 characters. containerd resolves any unique
+        prefix, even one character, which would let a typo select some container."""
+        if len(workload_id) < _MIN_ID_PREFIX:
+            raise NotFound(f"no CRI container or pod {workload_id!r} on node {self.node} "
+                           f"(give the id or at least its first {_MIN_ID_PREFIX} characters)")
         try:
             return self._container(workload_id, None)
         except NotFound:
@@ -176,6 +181,9 @@ def _pid(info: dict[str, Any]) -> int | None:
 
 
 def _is_host_netns(netns: int | None) -> bool:
-    """True when the workload's namespace is the node's own (pid 1's): capturing it would
-    capture the whole node, whatever the runtime claims about the pod."""
-    return netns is not None and netns == netns_inode(1)
+    """True when the workload's namespace is the node's own: capturing it would capture the
+    whole node, whatever the runtime claims about the pod. The node's is pid 1's; where pid 1
+    is shielded (some sandboxes deny it even to root), the agent's own, which runs there."""
+    if netns is None:
+        return False
+    return netns == (netns_inode(1) or netns_inode(os.getpid()))

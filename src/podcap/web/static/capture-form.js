@@ -53,7 +53,7 @@ export class CaptureForm {
   open(workload) {
     this.workload = workload;
     $("#cf-target").textContent = workload.name;
-    const where = [workload.pod_name && `pod ${workload.pod_name}`,
+    const where = [workload.image, workload.pod_name && `pod ${workload.pod_name}`,
       workload.namespace && `namespace ${workload.namespace}`, workload.node && `node ${workload.node}`,
       (workload.ips || []).join(", ")].filter(Boolean).join(" · ");
     $("#cf-target-detail").textContent = where;

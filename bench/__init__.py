@@ -1,0 +1,1 @@
+"""podcap benchmark suite: `python -m bench` (full) or `python -m bench --smoke`."""

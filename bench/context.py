@@ -1,0 +1,62 @@
+"""State of one benchmark run: configuration, work directory, containers, the podcap server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.common import Box, Config, Containers, Procs, Workdir
+from bench.server import Podcap
+
+
+@dataclass
+class Context:
+    cfg: Config
+    work: Workdir = field(default_factory=Workdir)
+    procs: Procs = field(default_factory=Procs)
+    boxes: Containers = field(default_factory=Containers)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    _server: Podcap | None = None
+    _pair: tuple[Box, Box] | None = None
+    _subst: dict[str, str] = field(default_factory=dict)
+
+    def server(self) -> Podcap:
+        """One ``podcap serve`` shared by the figures that need one (started on first use)."""
+        if self._server is None or self._server.proc is None or \
+                self._server.proc.poll() is not None:
+            self._server = Podcap(self.work.path, "server").start()
+            self._subst[str(self._server.data_dir)] = "$DATA"
+            self._subst[self._server.url] = "$URL"
+        return self._server
+
+    def pair(self) -> tuple[Box, Box]:
+        """Two containers: A (captured, iperf3 server) and B (iperf3 client)."""
+        if self._pair is None:
+            a = self.boxes.run("a")
+            b = self.boxes.run("b")
+            self._pair = (a, b)
+            self._subst.update({f"/proc/{a.pid}/": "/proc/<pid A>/",
+                                f"/proc/{b.pid}/": "/proc/<pid B>/",
+                                a.ip: "<ip A>", b.ip: "<ip B>"})
+        return self._pair
+
+    def record(self, figure: str, argv: list[str] | str) -> None:
+        """Keep the exact command (with this run's paths/pids shown as placeholders)."""
+        text = argv if isinstance(argv, str) else " ".join(argv)
+        text = text.replace(str(self.work.path), "$WORK")
+        for old, new in self._subst.items():
+            text = text.replace(old, new)
+        cmds = self.commands.setdefault(figure, [])
+        if text not in cmds:
+            cmds.append(text)
+
+    def sub(self, name: str) -> Path:
+        return self.work.sub(name)
+
+    def close(self) -> None:
+        self.procs.end_all()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self.boxes.remove_all()
+        self.work.cleanup()

@@ -1,0 +1,189 @@
+"""Figure 1: capture fidelity under iperf3 UDP at maximum rate, and the -B / -s / -U sweep.
+
+Container A runs the iperf3 server and is the captured workload; container B runs the client
+(``-u -b 0 -l <payload>``). Each run reports packets sent (iperf3's sender count), and tcpdump's
+own counters: captured, received by filter, dropped by kernel. neuvector-args is stopped with
+SIGKILL like NeuVector, so its counters are read with SIGUSR1 just before the kill (NeuVector
+itself reports none).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.baselines import Tcpdump, neuvector_args, raw_args
+from bench.common import TCPDUMP, Box, ratio, summary
+from bench.context import Context
+from bench.traffic import Iperf, udp_sent_packets
+from podcap import limits
+
+Stopper = Callable[[], dict[str, int]]
+_ports = itertools.count(5301)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # "podcap" | "tcpdump" | "none"
+    args: Callable[[Path], list[str]] | None = None
+    sigkill: bool = False
+
+
+MODES = {"U": "-U", "noU": "no -U", "imm": "-U --immediate-mode"}
+
+
+def podcap_argv(buffer_kib: int, snaplen: int, mode: str, out_dir: Path) -> list[str]:
+    """tcpdump's arguments exactly as podcap's agent builds them (minus the tcpdump path),
+    with -U removed ("noU") or --immediate-mode added ("imm")."""
+    try:
+        from podcap.capture.tcpdump import tcpdump_args
+        from podcap.model import CaptureSpec
+        argv = tcpdump_args(CaptureSpec(buffer_kib=buffer_kib, snaplen=snaplen), out_dir)[1:]
+    except ImportError:  # the module moved: keep the shape it had when this was written
+        argv = ["-i", "any", "-n", "-U", "-Z", "root", "-B", str(buffer_kib), "-C", "2",
+                "-W", "5", "-w", str(out_dir / "capture.pcap")]
+        if snaplen:
+            argv[1:1] = ["-s", str(snaplen)]
+    if mode == "noU":
+        argv = [a for a in argv if a != "-U"]
+    elif mode == "imm" and "--immediate-mode" not in argv:
+        argv.insert(argv.index("-w"), "--immediate-mode")
+    return argv
+
+
+def main_variants() -> list[Variant]:
+    b = limits.BUFFER_KIB_DEFAULT
+    return [
+        Variant("podcap", "podcap"),
+        Variant("raw", "tcpdump", lambda d: raw_args(d / "raw.pcap", extra=["-C", "2", "-W", "5"])),
+        Variant(f"raw -B {b}", "tcpdump",
+                lambda d: raw_args(d / "raw.pcap", buffer_kib=b, extra=["-C", "2", "-W", "5"])),
+        Variant("neuvector-args", "tcpdump", lambda d: neuvector_args(d, "0123456789abcdef"),
+                sigkill=True),
+    ]
+
+
+def sweep_variants(ctx: Context, payload: int) -> list[Variant]:
+    out: list[Variant] = []
+    for snap in ctx.cfg.sweep_snaplens:
+        if snap and snap >= payload + 100:  # a snap length above the frame changes nothing
+            continue
+        for buf in ctx.cfg.sweep_buffers_kib:
+            if snap and buf != limits.BUFFER_KIB_DEFAULT and len(ctx.cfg.sweep_buffers_kib) > 1:
+                continue  # snap lengths only at the default buffer: keeps the sweep short
+            for mode in ctx.cfg.sweep_modes:
+                name = f"-B {buf} -s {snap or 262144} {MODES[mode]}"
+                out.append(Variant(name, "tcpdump",
+                                   lambda d, b=buf, s=snap, m=mode: podcap_argv(b, s, m, d)))
+    return out
+
+
+def _start(ctx: Context, v: Variant, a: Box, run_dir: Path) -> tuple[Stopper, str]:
+    if v.kind == "none":
+        return (lambda: {"captured": 0, "received": 0, "dropped": 0}), ""
+    if v.kind == "podcap":
+        srv = ctx.server()
+        cid = srv.v1_start(a.id, file_number=limits.FILE_NUMBER_DEFAULT,
+                           file_size_mb=limits.FILE_SIZE_MB_DEFAULT)
+        args = str(srv.v1_info(cid).get("args", ""))
+
+        def stop_podcap() -> dict[str, int]:
+            srv.v1_stop(cid)
+            cap = srv.final_stats(cid)
+            stats = cap.get("stats") or {}
+            srv.v1_delete(cid)
+            return {k: int(stats.get(k, 0)) for k in ("captured", "received", "dropped")}
+
+        return stop_podcap, f"POST /v1/sniffer?f_workload=<A> -> agent runs: {args}"
+    assert v.args is not None
+    td = Tcpdump(ctx.procs, a, v.args(run_dir))
+    td.wait_listening()
+
+    def stop_tcpdump() -> dict[str, int]:
+        if v.sigkill:
+            stats = td.stats_now()
+            td.kill()
+        else:
+            stats = td.interrupt()
+        return stats.as_dict()
+
+    return stop_tcpdump, td.command
+
+
+def run_one(ctx: Context, v: Variant, payload: int, seconds: int, figure: str) -> dict[str, Any]:
+    a, b = ctx.pair()
+    run_dir = ctx.sub(f"fid-{next(_ports)}")
+    iperf = Iperf(ctx.procs, a, next(_ports))
+    try:
+        stop, command = _start(ctx, v, a, run_dir)
+        if command:
+            ctx.record(figure, f"[{v.name}] {command}")
+        try:
+            result = iperf.run_client(b, seconds, udp=True, payload=payload)
+            ctx.record(figure, "[load] " + " ".join(iperf.client_argv(b, seconds, True, payload)))
+            time.sleep(ctx.cfg.fid_drain_s)
+        finally:
+            stats = stop()
+    finally:
+        iperf.close()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    sent = udp_sent_packets(result)
+    return {"variant": v.name, "payload": payload, "sent": sent, **stats,
+            "capture_pct": 100.0 * ratio(stats["captured"], sent) if v.kind != "none" else None,
+            "drop_pct": 100.0 * ratio(stats["dropped"], stats["received"])
+            if stats["received"] else 0.0}
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["payload"]), []).append(r)
+    out = []
+    for (variant, payload), rs in groups.items():
+        out.append({"variant": variant, "payload": payload, "n": len(rs),
+                    "sent": summary([r["sent"] for r in rs]),
+                    "captured": summary([r["captured"] for r in rs]),
+                    "dropped": summary([r["dropped"] for r in rs]),
+                    "drop_pct": summary([r["drop_pct"] for r in rs]),
+                    "capture_pct": summary([r["capture_pct"] for r in rs
+                                            if r["capture_pct"] is not None])})
+    return out
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    cfg = ctx.cfg
+    rows: list[dict[str, Any]] = []
+    variants = main_variants()
+    for payload in cfg.fid_payloads:
+        rows.append(run_one(ctx, Variant("no capture", "none"), payload, cfg.fid_seconds, "1"))
+        for _ in range(cfg.fid_repeats):
+            for v in variants:  # interleaved, so drift over time hits every variant alike
+                rows.append(run_one(ctx, v, payload, cfg.fid_seconds, "1"))
+    sweep_rows: list[dict[str, Any]] = []
+    if cfg.sweep:
+        for payload in cfg.fid_payloads:
+            for _ in range(cfg.sweep_repeats):
+                for v in sweep_variants(ctx, payload):
+                    sweep_rows.append(run_one(ctx, v, payload, cfg.sweep_seconds, "1-sweep"))
+    main = aggregate(rows)
+    targets = []
+    for payload in cfg.fid_payloads:
+        by = {g["variant"]: g for g in main if g["payload"] == payload}
+        pc, nv = by["podcap"]["drop_pct"], by["neuvector-args"]["drop_pct"]
+        raw_b = by[f"raw -B {limits.BUFFER_KIB_DEFAULT}"]["drop_pct"]
+        targets.append({
+            "payload": payload,
+            "podcap_vs_nv": ratio(pc["median"], nv["median"]),
+            "tenth_of_nv": pc["median"] <= nv["median"] / 10 if nv["median"] > 0
+            else pc["median"] == 0,
+            "no_worse_than_raw_same_buffer": pc["median"] <= raw_b["max"],
+        })
+    return {"rows": rows, "groups": main, "sweep_rows": sweep_rows,
+            "sweep": aggregate(sweep_rows), "targets": targets,
+            "tcpdump": TCPDUMP, "buffer_default_kib": limits.BUFFER_KIB_DEFAULT}

@@ -1,0 +1,78 @@
+"""Tokens: NeuVector's login shape, 401 with code 3, logout that really ends the session."""
+
+from __future__ import annotations
+
+import httpx
+from support import Server
+
+
+def test_no_token(server: Server) -> None:
+    for path in ("/v1/sniffer", "/v1/workload", "/api/captures", "/api/workloads"):
+        r = httpx.get(server.url + path)
+        assert r.status_code == 401 and r.json()["code"] == 3, (path, r.text)
+
+
+def test_bad_password(server: Server) -> None:
+    r = httpx.post(server.url + "/v1/auth",
+                   json={"password": {"username": "admin", "password": "wrong-password"}})
+    assert r.status_code == 401 and r.json()["code"] == 3
+    r = httpx.post(server.url + "/api/login", json={"username": "nobody", "password": "x"})
+    assert r.status_code == 401 and r.json()["code"] == 3
+
+
+def test_login_shape_and_logout(server: Server) -> None:
+    r = httpx.post(server.url + "/v1/auth",
+                   json={"password": {"username": "admin", "password": server.password}})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["password_days_until_expire"] == -1
+    assert body["token"]["username"] == "admin" and body["token"]["role"] == "admin"
+    token = body["token"]["token"]
+    headers = {"X-Auth-Token": token}
+    assert httpx.get(server.url + "/v1/sniffer", headers=headers).status_code == 200
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(server.url + "/api/whoami", headers=bearer).json()["username"] == "admin"
+    assert httpx.delete(server.url + "/v1/auth", headers=headers).status_code == 200
+    r = httpx.get(server.url + "/v1/sniffer", headers=headers)
+    assert r.status_code == 401 and r.json()["code"] == 3
+
+
+def test_admin_password_is_not_a_default(tmp_path) -> None:
+    """Without PODCAP_ADMIN_PASSWORD a password is generated, printed once, stored hashed."""
+    import os
+    import re
+    import secrets
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from support import Server, free_port
+
+    srv = Server(data_dir=tmp_path / "d", port=free_port(), password="unused")
+    env = {k: v for k, v in os.environ.items() if k != "PODCAP_ADMIN_PASSWORD"}
+    podcap = str(Path(sys.executable).parent / "podcap")
+    log = tmp_path / "log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([podcap, "serve", "--insecure-http", "--listen",
+                                 f"127.0.0.1:{srv.port}", "--data-dir", str(srv.data_dir)],
+                                stdout=fh, stderr=subprocess.STDOUT, env=env)
+    try:
+        from support import wait_for
+        wait_for(lambda: "password:" in log.read_text(), timeout=20, what="password banner")
+        password = re.search(r"password: (\S+)", log.read_text()).group(1)
+        assert len(password) >= 16
+        assert password.encode() not in (srv.data_dir / "podcap.db").read_bytes()
+        srv.password = password
+        wait_for(lambda: _up(srv.url), timeout=20, what="server")
+        assert srv.login()
+        assert secrets.compare_digest(password, password)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False

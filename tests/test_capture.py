@@ -1,0 +1,184 @@
+"""Capture through the REST API against a real Docker engine, real tcpdump, real traffic."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import dpkt
+import pytest
+from support import (
+    Server,
+    WebPair,
+    read_pcap,
+    remove_container,
+    run_container,
+    unique,
+    wait_for,
+    web_pair,
+)
+
+from podcap.runtime.base import proc_state
+
+
+def start(server: Server, workload: str, **sniffer: object) -> str:
+    with server.client() as c:
+        r = c.post("/v1/sniffer", params={"f_workload": workload}, json={"sniffer": sniffer})
+    assert r.status_code == 200, r.text
+    return r.json()["result"]["id"]
+
+
+def info(server: Server, cid: str) -> dict:
+    with server.client() as c:
+        r = c.get(f"/v1/sniffer/{cid}")
+    assert r.status_code == 200, r.text
+    return r.json()["sniffer"]
+
+
+def download(server: Server, cid: str) -> bytes:
+    with server.client() as c:
+        r = c.get(f"/api/captures/{cid}/pcap")
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def ip_pairs(packets: list[tuple[float, bytes]]) -> set[tuple[str, str, int]]:
+    """(src, dst, tcp dport|sport) of the IPv4/TCP packets of a LINUX_SLL2 capture."""
+    found = set()
+    for _, buf in packets:
+        ip = dpkt.sll2.SLL2(buf).data
+        if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
+            src, dst = (".".join(str(b) for b in a) for a in (ip.src, ip.dst))
+            found.add((src, dst, ip.data.dport if ip.data.dport == 80 else ip.data.sport))
+    return found
+
+
+def test_http_between_two_containers(server: Server, pair: WebPair) -> None:
+    cid = start(server, pair.web.id, filter="tcp port 80")
+    wait_for(lambda: info(server, cid)["stats"]["captured"] > 20, what="live counters rising")
+    with server.client() as c:
+        r = c.patch(f"/v1/sniffer/stop/{cid}")
+    assert r.status_code == 200 and r.content == b""
+    final = info(server, cid)
+    assert final["status"] == "stopped" and final["reason"] == "stopped by user"
+    assert final["stop_time"] >= final["start_time"] > 0
+    linktype, packets = read_pcap(download(server, cid))
+    assert linktype == 276  # LINUX_SLL2 from -i any
+    assert len(packets) == final["stats"]["captured"] > 20
+    assert final["stats"]["received"] >= final["stats"]["captured"]
+    assert final["size"] > 24 and final["file_number"] == 1
+    flows = ip_pairs(packets)
+    assert (pair.client_ip, pair.web_ip, 80) in flows and (pair.web_ip, pair.client_ip, 80) in flows
+
+
+def test_duration_stops_by_itself(server: Server, pair: WebPair) -> None:
+    began = time.time()
+    cid = start(server, pair.web.id, duration=2)
+    final = wait_for(lambda: (s := info(server, cid))["status"] != "running" and s,
+                     timeout=10, what="a 2 s capture to end")
+    assert final["status"] == "stopped" and final["reason"] == "duration reached"
+    assert 1.5 <= final["stop_time"] - began <= 6
+    _, packets = read_pcap(download(server, cid))
+    assert len(packets) == final["stats"]["captured"] > 0
+
+
+def test_ring_wraps_and_downloads_in_order(server: Server) -> None:
+    with web_pair("ring") as p:
+        p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
+                           f"http://{p.web_ip}/big.txt; done"], detach=True)
+        cid = start(server, p.web.id, file_size_mb=1, file_number=3)
+        wait_for(lambda: info(server, cid)["stats"]["bytes"] > 2_500_000 and
+                 info(server, cid)["stats"]["captured"] > 8000, timeout=30,
+                 what="the ring to wrap")
+        time.sleep(1)
+        with server.client() as c:
+            c.patch(f"/v1/sniffer/stop/{cid}")
+        final = info(server, cid)
+    assert final["file_number"] == 3
+    data = download(server, cid)
+    assert data.count(b"\xd4\xc3\xb2\xa1") >= 1 and data[:4] == b"\xd4\xc3\xb2\xa1"
+    _, packets = read_pcap(data)
+    # The ring dropped the oldest files: fewer packets on disk than tcpdump captured.
+    assert 0 < len(packets) < final["stats"]["captured"]
+    stamps = [ts for ts, _ in packets]
+    assert all(b >= a for a, b in zip(stamps, stamps[1:], strict=False)), "time went backwards"
+    assert len(data) == final["size"] - 24 * (final["file_number"] - 1)
+
+
+def test_container_killed_mid_capture(server: Server) -> None:
+    with web_pair("kill") as p:
+        cid = start(server, p.web.id)
+        wait_for(lambda: info(server, cid)["stats"]["captured"] > 5, what="packets")
+        p.web.kill()
+        final = wait_for(lambda: (s := info(server, cid))["status"] != "running" and s,
+                         timeout=10, what="capture to notice the exit")
+    assert final["reason"] == "container exited" and final["status"] == "stopped"
+    _, packets = read_pcap(download(server, cid))
+    assert len(packets) == final["stats"]["captured"] > 5
+
+
+def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> None:
+    from support import running_server
+    with running_server(tmp_path) as srv:
+        cid = start(srv, pair.web.id, filter="tcp port 80")
+        wait_for(lambda: info(srv, cid)["stats"]["captured"] > 5, what="packets")
+        gone = start(srv, pair.web.id)  # this one's tcpdump dies while the agent is down
+        pid = srv_pid(srv, cid)
+        pid_gone = srv_pid(srv, gone)
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait(5)
+        assert not ended(pid), "tcpdump must outlive the agent"
+        os.kill(pid_gone, signal.SIGKILL)
+        time.sleep(0.5)
+        srv.start()
+        again = info(srv, cid)
+        assert again["status"] == "running" and srv_pid(srv, cid) == pid
+        lost = info(srv, gone)
+        assert lost["status"] == "stopped"
+        assert lost["reason"] == "tcpdump ended while the agent was down"
+        with srv.client() as c:
+            assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
+        final = info(srv, cid)
+        assert final["reason"] == "stopped by user" and ended(pid)
+        _, packets = read_pcap(download(srv, cid))
+        assert len(packets) == final["stats"]["captured"] > 5
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie waiting for a parent that is not us (an orphan after kill -9)."""
+    return proc_state(pid) in (None, "Z", "X")
+
+
+def srv_pid(server: Server, cid: str) -> int:
+    import json
+    record = json.loads((server.data_dir / "captures" / cid / "capture.json").read_text())
+    return record["pid"]
+
+
+def test_graceful_shutdown_stops_captures(tmp_path, pair: WebPair) -> None:
+    from support import running_server
+    with running_server(tmp_path) as srv:
+        cid = start(srv, pair.web.id)
+        pid = srv_pid(srv, cid)
+        srv.stop(signal.SIGTERM)
+        assert ended(pid)
+        srv.start()
+        final = info(srv, cid)
+        assert final["status"] == "stopped" and final["reason"] == "agent shut down"
+
+
+@pytest.mark.parametrize("network_mode", ["container"])
+def test_shared_namespace_container_is_captured_through_it(server: Server, pair: WebPair,
+                                                            network_mode: str) -> None:
+    side = run_container(unique("sidecar"), ["sleep", "300"],
+                         network_mode=f"container:{pair.web.id}")
+    try:
+        cid = start(server, side.id, filter="tcp port 80")
+        wait_for(lambda: info(server, cid)["stats"]["captured"] > 5, what="sidecar packets")
+        with server.client() as c:
+            c.patch(f"/v1/sniffer/stop/{cid}")
+        _, packets = read_pcap(download(server, cid))
+        assert (pair.client_ip, pair.web_ip, 80) in ip_pairs(packets)
+    finally:
+        remove_container(side)

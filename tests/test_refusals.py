@@ -1,0 +1,157 @@
+"""Every refusal: right HTTP status, NeuVector code, a message saying what to change — and
+nothing a user types ever runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import Server, WebPair, remove_container, run_container, unique
+
+CANARY = Path("/tmp/podcap-canary-must-not-exist")
+
+HOSTILE_FILTERS = [
+    f"tcp; touch {CANARY}",
+    f"tcp && touch {CANARY}",
+    f"tcp || touch {CANARY}",
+    f"tcp | touch {CANARY}",
+    f"$(touch {CANARY})",
+    f"tcp $(touch {CANARY})",
+    f"`touch {CANARY}`",
+    f"tcp `touch {CANARY}`",
+    f"tcp\ntouch {CANARY}",
+    f"tcp\r\ntouch {CANARY}",
+    f"-w {CANARY}",
+    "-w /etc/x",
+    f"-z /bin/touch -w {CANARY}",
+    "-z",
+    f"tcp -z touch -w {CANARY}",
+    "--help",
+    "-V /etc/passwd",
+    "-r /etc/shadow",
+    f"tcp' ; touch {CANARY} '",
+    f'tcp" ; touch {CANARY} "',
+    f"tcp > {CANARY}",
+    "tcp < /etc/passwd",
+    f"tcp & touch {CANARY} &",
+    f"${{IFS}}touch${{IFS}}{CANARY}",
+    "\x1b[31mtcp",
+    "tcp port ８０",
+    "host ☃",
+    "tcp 'port 80'",
+    "\\x74cp",
+    "tcp port 99999999",
+    "ip host 300.1.1.1",
+    "x" * 10_000,
+    "(" * 500,
+    "tcp port",
+]
+
+
+def sniff(server: Server, params: dict | None, body: object, raw: bytes | None = None):
+    with server.client() as c:
+        if raw is not None:
+            return c.post("/v1/sniffer", params=params, content=raw)
+        return c.post("/v1/sniffer", params=params, json=body)
+
+
+def assert_error(r, status: int, code: int, words: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"code", "error", "message"}
+    assert body["code"] == code, body
+    assert words.lower() in body["message"].lower(), body
+
+
+def test_host_network_container(server: Server) -> None:
+    c = run_container(unique("hostnet"), ["sleep", "300"], network_mode="host")
+    try:
+        with server.client() as cl:
+            wl = cl.get(f"/v1/workload/{c.id}").json()["workload"]
+        assert wl["cap_sniff"] is False and wl["cap_sniff_reason"] == "host network"
+        assert_error(sniff(server, {"f_workload": c.id}, {"sniffer": {}}), 400, 6,
+                     "Unable to capture the container traffic")
+    finally:
+        remove_container(c)
+
+
+def test_stopped_container(server: Server) -> None:
+    c = run_container(unique("stopped"), ["true"])
+    try:
+        c.wait(timeout=10)
+        assert_error(sniff(server, {"f_workload": c.id}, {"sniffer": {}}), 400, 6,
+                     "not running")
+    finally:
+        remove_container(c)
+
+
+def test_unknown_workload(server: Server) -> None:
+    assert_error(sniff(server, {"f_workload": "f" * 64}, {"sniffer": {}}), 404, 7,
+                 "not found")
+
+
+def test_missing_workload_filter(server: Server) -> None:
+    assert_error(sniff(server, None, {"sniffer": {}}), 400, 12,
+                 "Enforcer or workload filter must be provided")
+
+
+def test_body_not_json_or_without_sniffer(server: Server, pair: WebPair) -> None:
+    assert_error(sniff(server, {"f_workload": pair.web.id}, None, raw=b"{not json"), 400, 6,
+                 "not valid JSON")
+    assert_error(sniff(server, {"f_workload": pair.web.id}, {"other": 1}), 400, 6, "sniffer")
+
+
+@pytest.mark.parametrize("number,words", [(0, "between 1 and 50"),
+                                          (51, "Maximum pcap file count is 50"),
+                                          ("five", "whole number")])
+def test_file_number(server: Server, pair: WebPair, number: object, words: str) -> None:
+    assert_error(sniff(server, {"f_workload": pair.web.id}, {"sniffer": {"file_number": number}}),
+                 400, 6, words)
+
+
+def test_disk_budget(server: Server, pair: WebPair) -> None:
+    body = {"sniffer": {"file_number": 50, "file_size_mb": 1000}}
+    assert_error(sniff(server, {"f_workload": pair.web.id}, body), 400, 6, "disk budget")
+
+
+def test_hostile_filters_are_refused_and_never_run(server: Server, pair: WebPair) -> None:
+    CANARY.unlink(missing_ok=True)
+    assert len(HOSTILE_FILTERS) >= 30
+    with server.client() as c:
+        before = len(c.get("/v1/sniffer").json()["sniffers"])
+    for bad in HOSTILE_FILTERS:
+        r = sniff(server, {"f_workload": pair.web.id}, {"sniffer": {"filter": bad}})
+        assert r.status_code == 400, (bad, r.text)
+        body = r.json()
+        assert body["code"] == 6 and body["message"], (bad, body)
+        assert "filter" in body["message"], (bad, body)
+    with server.client() as c:
+        assert len(c.get("/v1/sniffer").json()["sniffers"]) == before  # nothing started
+        check = c.post("/api/filter/check", json={"filter": "tcp port"}).json()
+    assert check == {"ok": False,
+                     "message": "invalid filter: can't parse filter expression: syntax error"}
+    assert not CANARY.exists()
+
+
+@pytest.mark.parametrize("bad", ["../x", "..%2F..%2Fetc", "x" * 1000, "ABC", "0" * 33])
+def test_malformed_capture_ids(server: Server, bad: str) -> None:
+    with server.client() as c:
+        for method, path in (("GET", f"/v1/sniffer/{bad}"), ("PATCH", f"/v1/sniffer/stop/{bad}"),
+                             ("DELETE", f"/v1/sniffer/{bad}"),
+                             ("GET", f"/v1/sniffer/{bad}/pcap"),
+                             ("GET", f"/api/captures/{bad}")):
+            r = c.request(method, path)
+            # httpx resolves "..", so some land on other routes: 405 there, never a 2xx.
+            assert r.status_code in (400, 404, 405), (method, path, r.text)
+            assert r.json()["code"] in (1, 6, 7), r.text
+
+
+def test_unknown_capture_id(server: Server) -> None:
+    with server.client() as c:
+        r = c.get("/v1/sniffer/" + "a" * 32)
+    assert_error(r, 404, 7, "not found")
+
+
+def test_malformed_workload_id(server: Server) -> None:
+    assert_error(sniff(server, {"f_workload": "x" * 1000}, {"sniffer": {}}), 400, 6,
+                 "invalid workload id")

@@ -1,0 +1,54 @@
+"""Fixtures for the web UI tests: Debian's Chromium driven by Playwright (no browser download),
+a host-network container, and one screenshot per test in test-artifacts/.
+
+`server` (a real `podcap serve`) and `pair` (httpd + wget containers) come from tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+from support import ARTIFACTS, remove_container, run_container, unique
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DESKTOP = {"width": 1280, "height": 800}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser profile per test (own localStorage); JavaScript errors fail the test."""
+    context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    context.set_default_timeout(10_000)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    ARTIFACTS.mkdir(exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    pg.screenshot(path=str(ARTIFACTS / f"ui-{name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def hostnet() -> Iterator[object]:
+    """A running container on the host's network: podcap must refuse to capture it."""
+    container = run_container(unique("ui-hostnet"), ["sleep", "300"], network_mode="host")
+    try:
+        yield container
+    finally:
+        remove_container(container)
+
