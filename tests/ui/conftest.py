@@ -1,7 +1,7 @@
 """Fixtures for the web UI tests: Debian's Chromium driven by Playwright (no browser download),
 a host-network container, and one screenshot per test in test-artifacts/.
 
-`server` (a real `podcap serve`) and `pair` (httpd + wget containers) come from tests/conftest.py.
+`server` (a real `podcap serve`) comes from tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
-from support import ARTIFACTS, remove_container, run_container, unique
+from support import ARTIFACTS, WebPair, remove_container, run_container, unique, web_pair
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,6 +41,13 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     pg.screenshot(path=str(ARTIFACTS / f"ui-{name}.png"), full_page=True)
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[WebPair]:
+    """The httpd + wget pair, named podcap-t-ui-*, so one search shows this module's containers."""
+    with web_pair("ui") as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

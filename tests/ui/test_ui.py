@@ -235,6 +235,7 @@ def test_keyboard_and_narrow_window(page: Page, server: Server, pair: WebPair) -
         .filter((el) => !el.labels?.length && !el.getAttribute('aria-label'))
         .map((el) => el.id || el.name)""")
     assert unlabelled == []
+    expect(page.get_by_label("Search")).to_be_focused()  # where signing in puts you
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("/")
     expect(page.get_by_label("Search")).to_be_focused()

@@ -43,6 +43,7 @@ function showView(signedIn) {
 async function enter(user) {
   $("#whoami").textContent = `${user.username} (${user.role})`;
   showView(true);
+  $("#search").focus();
   try {
     form.setLimits(await get("/api/limits"));
   } catch (err) {
@@ -51,7 +52,6 @@ async function enter(user) {
   }
   captures.start();
   workloads.start();
-  $("#search").focus();
 }
 
 function leave(reason = "") {

@@ -44,10 +44,8 @@ export function when(unixSeconds) {
     : `${d.toLocaleDateString()} ${d.toLocaleTimeString(undefined, { hour12: false })}`;
 }
 
-/** Unix seconds -> "20261125-140307" (local time), for file names. */
+/** Unix seconds -> "20261125-140307" in UTC, like the server's download names. */
 export function stamp(unixSeconds) {
-  const d = new Date((unixSeconds || Date.now() / 1000) * 1000);
-  const p = (v) => String(v).padStart(2, "0");
-  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-` +
-    `${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+  const iso = new Date((unixSeconds || Date.now() / 1000) * 1000).toISOString();
+  return iso.slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
 }

@@ -1,0 +1,102 @@
+"""NeuVector's /v1 shapes, as its clients read them."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+
+from support import Server, WebPair, read_pcap, wait_for
+
+
+def test_workload_list_filters_and_paging(server: Server, pair: WebPair) -> None:
+    with server.client() as c:
+        everything = c.get("/v1/workload").json()["workloads"]
+        web = pair.web.name
+        by_name = c.get("/v1/workload", params={"f_name": web}).json()["workloads"]
+        by_prefix = c.get("/v1/workload",
+                          params={"f_id": f"prefix,{pair.web.id[:10]}"}).json()["workloads"]
+        brief = c.get("/v1/workload", params={"brief": "true"}).json()["workloads"]
+        paged = c.get("/v1/workload", params={"start": 1, "limit": 1}).json()["workloads"]
+        one = c.get(f"/v1/workload/{pair.web.id}").json()["workload"]
+        missing = c.get("/v1/workload/" + "e" * 64)
+        bad_op = c.get("/v1/workload", params={"f_name": "regex,.*"})
+    assert [w["id"] for w in by_name] == [pair.web.id]
+    assert [w["id"] for w in by_prefix] == [pair.web.id]
+    assert len(everything) >= 2 and len(brief) == len(everything)
+    assert "image" in everything[0] and "image" not in brief[0]
+    assert paged == everything[1:2]
+    for key in ("id", "name", "display_name", "pod_name", "domain", "host_name", "enforcer_id",
+                "image", "state", "network_mode", "cap_sniff"):
+        assert key in one, key
+    assert one["cap_sniff"] is True and one["state"] == "running"
+    assert one["interfaces"]["eth0"][0]["ip"] == pair.web_ip
+    assert missing.status_code == 404 and missing.json()["code"] == 7
+    assert bad_op.status_code == 400 and "unknown operator" in bad_op.json()["message"]
+
+
+def test_enforcer_list(server: Server) -> None:
+    with server.client() as c:
+        enforcers = c.get("/v1/enforcer").json()["enforcers"]
+    assert len(enforcers) == 1 and enforcers[0]["id"] and enforcers[0]["host_name"]
+
+
+def test_sniffer_lifecycle_and_multipart_download(server: Server, pair: WebPair) -> None:
+    with server.client() as c:
+        r = c.post("/v1/sniffer", params={"f_workload": pair.web.id},
+                   json={"sniffer": {"file_number": 2, "duration": 0, "filter": "tcp"}})
+        cid = r.json()["result"]["id"]
+        enforcer = c.get("/v1/enforcer").json()["enforcers"][0]["id"]
+        wait_for(lambda: c.get(f"/v1/sniffer/{cid}").json()["sniffer"]["stats"]["captured"] > 3,
+                 what="packets")
+        running = c.get(f"/v1/sniffer/{cid}").json()["sniffer"]
+        assert running["status"] == "running" and running["stop_time"] == 0
+        assert running["enforcer_id"] == enforcer and running["container_id"] == pair.web.id
+        assert "-W 2" in running["args"] and "-C 2" in running["args"]
+        listed = c.get("/v1/sniffer", params={"f_workload": pair.web.id}).json()["sniffers"]
+        assert cid in [s["id"] for s in listed]
+        assert c.get("/v1/sniffer", params={"f_workload": "nobody"}).json()["sniffers"] == []
+        live = c.get(f"/v1/sniffer/{cid}/pcap")  # download while running: still a valid pcap
+        assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
+        final = c.get(f"/v1/sniffer/{cid}").json()["sniffer"]
+        r = c.get(f"/v1/sniffer/{cid}/pcap")
+        assert c.delete(f"/v1/sniffer/{cid}").status_code == 200
+        gone = c.get(f"/v1/sniffer/{cid}")
+    assert read_pcap(part(live))[1]
+    assert r.status_code == 200 and r.headers["content-type"].startswith("multipart/form-data")
+    msg = parse_multipart(r)
+    (only,) = list(msg.iter_parts())
+    assert only.get_param("name", header="content-disposition") == "pcap"
+    assert only.get_filename() == f"{cid}.pcap"
+    assert only.get_content_type() == "application/cap"
+    assert len(read_pcap(only.get_payload(decode=True))[1]) == final["stats"]["captured"]
+    assert gone.status_code == 404 and gone.json()["code"] == 7
+    assert not (server.data_dir / "captures" / cid).exists()
+
+
+def parse_multipart(r):
+    head = f"Content-Type: {r.headers['content-type']}\r\n\r\n".encode()
+    return email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + r.content)
+
+
+def part(r) -> bytes:
+    (only,) = list(parse_multipart(r).iter_parts())
+    return only.get_payload(decode=True)
+
+
+def test_native_download_is_raw_pcap_with_a_file_name(server: Server, pair: WebPair) -> None:
+    with server.client() as c:
+        r = c.post("/api/captures", json={"workload_id": pair.web.id, "duration": 1})
+        assert r.status_code == 201, r.text
+        cid = r.json()["capture"]["id"]
+        wait_for(lambda: c.get(f"/api/captures/{cid}").json()["capture"]["status"] != "running",
+                 what="1 s capture to end")
+        r = c.get(f"/api/captures/{cid}/pcap")
+        extra = c.post("/api/captures", json={"workload_id": pair.web.id, "bogus": 1})
+        limits = c.get("/api/limits").json()
+    assert r.headers["content-type"] == "application/vnd.tcpdump.pcap"
+    disposition = r.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="') and disposition.endswith('.pcap"')
+    assert pair.web.name in disposition
+    assert r.content[:4] == b"\xd4\xc3\xb2\xa1"
+    assert extra.status_code == 400 and extra.json()["code"] == 6
+    assert limits["file_number_max"] == 50 and limits["file_size_mb_default"] == 2
