@@ -54,12 +54,13 @@ class Config:
     sweep_modes: tuple[str, ...] = ("U", "noU", "imm")
     # 2. start latency
     start_repeats: int = 30
-    start_hold_s: float = 0.25
+    start_hold_s: float = 1.2  # > tcpdump's 1 s buffer timeout, see latency.py
     probe_hz: int = 1000
     # 3. stop fidelity
     stop_repeats: int = 5
     stop_window_ms: int = 200
-    stop_run_s: float = 1.0
+    stop_run_s: float = 1.5  # plus a random 0..stop_jitter_s, so stops fall at any phase of
+    stop_jitter_s: float = 1.0  # tcpdump's 1 s buffer timeout
     stop_load: bool = True  # also measure with iperf3 UDP load on the captured container
     # 4. download
     download_bytes: int = 1024**3
@@ -77,7 +78,8 @@ class Config:
         return cls(
             smoke=True, fid_seconds=1, fid_repeats=1, fid_payloads=(64, 1400), fid_drain_s=0.2,
             sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(0,), sweep_modes=("imm",),
-            start_repeats=2, start_hold_s=0.1, stop_repeats=1, stop_run_s=0.4, stop_load=False,
+            start_repeats=2, start_hold_s=1.1, stop_repeats=1, stop_run_s=0.4,
+            stop_jitter_s=0.0, stop_load=False,
             download_bytes=3_000_000, download_file_size_mb=1, download_file_number=5,
             download_repeats=1, download_fill_timeout_s=30.0,
             scale_containers=3, scale_requests=10, scale_settle_s=0.5,

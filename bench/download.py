@@ -12,12 +12,23 @@ excluded).
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import CURL, comm, hwm_bytes, process_tree, ratio, reset_hwm, rss_bytes, \
-    run, summary, wait_until
+from bench.common import (
+    CURL,
+    comm,
+    hwm_bytes,
+    process_tree,
+    ratio,
+    reset_hwm,
+    rss_bytes,
+    summary,
+    wait_until,
+)
+from bench.common import run as run_cmd
 from bench.context import Context
 from bench.server import Podcap
 from bench.traffic import Iperf
@@ -47,7 +58,7 @@ def _curl(ctx: Context, srv: Podcap, path: str) -> dict[str, Any]:
         reset_hwm(p)
     before = sum(rss_bytes(p) for p in pids)
     t = time.perf_counter()
-    done = run(argv, timeout=600)
+    done = run_cmd(argv, timeout=600)
     elapsed = time.perf_counter() - t
     peak = sum(hwm_bytes(p) for p in pids)
     code, size = (done.stdout.split() + ["0", "0"])[:2]
@@ -59,8 +70,7 @@ def _curl(ctx: Context, srv: Podcap, path: str) -> dict[str, Any]:
 
 def _cat(files: list[Path]) -> float:
     t = time.perf_counter()
-    done = run(["cat", *map(str, files)], timeout=600)  # stdout captured: read, then discarded
-    del done
+    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, timeout=600, check=True)
     return time.perf_counter() - t
 
 

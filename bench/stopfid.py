@@ -3,16 +3,19 @@ reach the file.
 
 A probe sends numbered UDP datagrams (with their send time) to container A every 1 ms. Each
 capture filters on the probe port (so a ring never wraps, even under load), runs
-``stop_run_s``, and is stopped at ``t_stop``: podcap through ``PATCH /v1/sniffer/stop/<id>``
-(its agent sends SIGINT), neuvector-args with SIGKILL to the process group, as NeuVector does.
-A third system, plain tcpdump with podcap's arguments plus ``--immediate-mode`` stopped with
-SIGINT, shows what a fix achieves. Probes sent in ``[t_stop - 200 ms, t_stop)`` are looked up
-in the file. "Loaded" runs the same with iperf3 UDP (1400 B, max rate) from B to A meanwhile.
+``stop_run_s`` plus a random 0..``stop_jitter_s`` (tcpdump hands packets over in blocks retired
+at the latest after 1 s, so where the stop falls in that second matters), and is stopped at
+``t_stop``: podcap through ``PATCH /v1/sniffer/stop/<id>`` (its agent sends SIGINT),
+neuvector-args with SIGKILL to the process group, as NeuVector does. A third system, plain
+tcpdump with podcap's arguments plus ``--immediate-mode`` stopped with SIGINT, shows what a fix
+achieves. Probes sent in ``[t_stop - 200 ms, t_stop)`` are looked up in the file. "Loaded" runs
+the same with iperf3 UDP (1400 B, max rate) from B to A meanwhile.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 import shutil
 import time
 from pathlib import Path
@@ -28,6 +31,11 @@ from podcap import limits
 PROBE_PORT = 7002
 FILTER = f"udp dst port {PROBE_PORT}"
 _n = itertools.count()
+_rng = random.Random(5)
+
+
+def _run_time(ctx: Context) -> float:
+    return ctx.cfg.stop_run_s + _rng.uniform(0.0, ctx.cfg.stop_jitter_s)
 
 
 def _score(probe: Probe, got: dict[int, tuple[float, int]], t_stop_ns: int,
@@ -47,7 +55,7 @@ def podcap_once(ctx: Context, probe: Probe) -> dict[str, Any]:
     srv = ctx.server()
     a, _ = ctx.pair()
     cid = srv.v1_start(a.id, filter_expr=FILTER)
-    time.sleep(ctx.cfg.stop_run_s)
+    time.sleep(_run_time(ctx))
     t_stop = time.time_ns()
     srv.v1_stop(cid)
     t_done = time.time_ns()
@@ -73,7 +81,7 @@ def tcpdump_once(ctx: Context, probe: Probe, system: str) -> dict[str, Any]:
     td = Tcpdump(ctx.procs, a, args)
     td.wait_listening()
     ctx.record("3", f"[{system}] {td.command}")
-    time.sleep(ctx.cfg.stop_run_s)
+    time.sleep(_run_time(ctx))
     t_stop = time.time_ns()
     stats: dict[str, Any] = {}
     if system.endswith("(SIGKILL)"):
@@ -107,7 +115,8 @@ def run(ctx: Context) -> dict[str, Any]:
             iperf = load = None
             if condition == "loaded":
                 iperf = Iperf(ctx.procs, a, 5201)
-                seconds = 10 + cfg.stop_repeats * len(SYSTEMS) * (cfg.stop_run_s + 3)
+                per_stop = cfg.stop_run_s + cfg.stop_jitter_s + 3
+                seconds = 10 + cfg.stop_repeats * len(SYSTEMS) * per_stop
                 load = iperf.start_client(b, seconds, udp=True, payload=1400)
                 ctx.record("3", "[load] " + " ".join(iperf.client_argv(b, seconds, True, 1400)))
                 time.sleep(0.5)

@@ -9,12 +9,23 @@ leaves the page quietly; narrow window and keyboard use work.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
-from support import ROOT, Server, WebPair, read_pcap
+from support import (
+    ARTIFACTS,
+    ROOT,
+    Server,
+    WebPair,
+    read_pcap,
+    remove_container,
+    run_container,
+    unique,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -102,6 +113,22 @@ def test_login_reload_logout(page: Page, server: Server) -> None:
     expect(page.get_by_label("Password")).to_be_visible()
     assert page.evaluate("localStorage.getItem('podcap.token')") is None
 
+    # A token the server no longer knows: back to the sign-in form, no error storm.
+    page.evaluate("localStorage.setItem('podcap.token', 'expired-or-forged')")
+    page.reload()
+    expect(page.get_by_label("Password")).to_be_visible()
+    assert page.evaluate("localStorage.getItem('podcap.token')") is None
+
+
+def test_sign_out_in_another_tab(page: Page, server: Server) -> None:
+    sign_in(page, server)
+    other = page.context.new_page()  # same browser profile, same localStorage
+    other.goto(server.url + "/")
+    expect(other.get_by_role("heading", name="Captures")).to_be_visible()
+    other.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("Signed out in another window.")).to_be_visible()
+    expect(page.get_by_label("Password")).to_be_visible()
+
 
 def test_empty_list_and_capture_deleted_elsewhere(page: Page, server: Server,
                                                   pair: WebPair) -> None:
@@ -119,6 +146,27 @@ def test_empty_list_and_capture_deleted_elsewhere(page: Page, server: Server,
     expect(row).to_have_count(0)
     expect(page.get_by_text("No captures yet.")).to_be_visible()
     expect(page.locator("#captures-error")).to_be_hidden()
+
+
+def test_slow_server_keeps_the_page_and_recovers(page: Page, server: Server,
+                                                 pair: WebPair) -> None:
+    """The server stops answering for a while (SIGSTOP): the page says how old its data is,
+    keeps what it shows, and carries on when answers come back."""
+    sign_in(page, server)
+    expect(page.locator("#workloads-count")).to_have_text(re.compile(r"^\d+ containers?\.$"))
+    assert server.proc is not None
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        expect(page.locator("#captures-status")).to_contain_text(
+            "waiting for the server", timeout=12_000)
+        page.screenshot(path=str(ARTIFACTS / "ui-slow-server-waiting.png"))
+        expect(page.get_by_role("heading", name="Containers")).to_be_visible()
+        expect(page.get_by_label("Password")).to_be_hidden()
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    expect(page.locator("#captures-status")).to_have_text("", timeout=10_000)
+    page.get_by_label("Search").fill(pair.web_ip)
+    expect(workload_row(page, pair.web.name)).to_have_count(1)  # type: ignore[attr-defined]
 
 
 def test_host_network_container_cannot_be_captured(page: Page, server: Server,
@@ -150,6 +198,7 @@ def test_broken_filter_shows_tcpdump_message_and_starts_nothing(
     dialog.get_by_role("button", name="Start capture").click()
     expect(dialog.get_by_role("alert")).to_contain_text("Fix the filter first")
     expect(dialog).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "ui-broken-filter-message.png"))
     with server.client() as api:
         started = api.get("/api/captures", params={"workload": pair.web.id}).json()["captures"]
     assert started == []
@@ -157,6 +206,23 @@ def test_broken_filter_shows_tcpdump_message_and_starts_nothing(
     expect(status).to_have_text("✓ The filter compiles.")
     dialog.get_by_role("button", name="Cancel").click()
     expect(dialog).to_be_hidden()
+
+
+def test_start_error_shows_in_the_form(page: Page, server: Server) -> None:
+    """The container exits while the form is open: the server's refusal appears in the form."""
+    name = unique("ui-gone")
+    container = run_container(name, ["sleep", "300"])
+    try:
+        sign_in(page, server)
+        dialog = open_capture_form(page, name)
+        container.kill()
+        dialog.get_by_role("button", name="Start capture").click()
+        alert = dialog.get_by_role("alert")
+        expect(alert).to_contain_text(f"Could not start a capture of {name}:")
+        expect(alert).to_contain_text("running")
+        expect(dialog).to_be_visible()
+    finally:
+        remove_container(container)
 
 
 def test_five_second_capture_counts_and_downloads(page: Page, server: Server,
@@ -203,7 +269,7 @@ def test_capture_stop_download_delete(page: Page, server: Server, pair: WebPair)
     # The README's picture: the main page with a capture running.
     page.get_by_label("Search").fill("podcap-t-ui")
     page.get_by_label("Search").blur()
-    page.screenshot(path=str(SCREENSHOT))
+    page.screenshot(path=str(SCREENSHOT), animations="disabled")
 
     row.get_by_role("button", name=f"Stop capture of {name}").click()
     expect(row.locator(".badge")).to_have_text("stopped")

@@ -100,7 +100,7 @@ class CriRuntime:
                           what=f"pod {sandbox_id!r}")
         status, info = resp.status, _info(resp.info)
         ready = status.state == pb.SANDBOX_READY
-        pid = _pid(info) if ready else None
+        pid = (_pid(info) or self._member_pid(status.id)) if ready else None
         netns = netns_inode(pid) if pid else None
         mode = status.linux.namespaces.options.network
         network = status.network
@@ -125,9 +125,10 @@ class CriRuntime:
                           pb.ContainerStatusRequest(container_id=container_id, verbose=True),
                           what=f"container {container_id!r}")
         status, info = resp.status, _info(resp.info)
-        if pod is None and info.get("sandboxID"):
+        if pod is None:
+            sandbox_id = str(info.get("sandboxID") or "") or self._sandbox_of(status.id)
             try:
-                pod = self._pod(str(info["sandboxID"]))
+                pod = self._pod(sandbox_id) if sandbox_id else None
             except NotFound:
                 pod = None  # the sandbox went first; report the container without pod facts
         state = _CONTAINER_STATES.get(status.state, "unknown")
@@ -146,6 +147,29 @@ class CriRuntime:
             namespace=pod.namespace if pod else "", container_name=name,
             created=status.created_at / 1e9,
         )
+
+    def _member_pid(self, sandbox_id: str) -> int | None:
+        """A pid in the pod's namespace when the sandbox reports none: CRI-O drops the infra
+        container by default (``drop_infra_ctr``), so only the pod's containers have processes."""
+        running = pb.ContainerFilter(pod_sandbox_id=sandbox_id, state=pb.ContainerStateValue(
+            state=pb.CONTAINER_RUNNING))
+        for container in self._call("ListContainers",
+                                    pb.ListContainersRequest(filter=running)).containers:
+            try:
+                resp = self._call("ContainerStatus", pb.ContainerStatusRequest(
+                    container_id=container.id, verbose=True))
+            except NotFound:
+                continue
+            pid = _pid(_info(resp.info))
+            if pid:
+                return pid
+        return None
+
+    def _sandbox_of(self, container_id: str) -> str:
+        """The pod of a container whose verbose info does not name it."""
+        listed = self._call("ListContainers", pb.ListContainersRequest(
+            filter=pb.ContainerFilter(id=container_id))).containers
+        return listed[0].pod_sandbox_id if listed else ""
 
     def _call(self, method: str, request: Any, what: str = "") -> Any:
         """One RPC with a deadline; gRPC errors become podcap's own."""

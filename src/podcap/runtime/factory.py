@@ -100,7 +100,7 @@ def _probe_cri(socket: str, node: str) -> tuple[ContainerRuntime | None, str]:
         version = runtime.version()
     except PodcapError as exc:
         runtime.close()
-        return None, f"{runtime.socket}: {exc.message}"
+        return None, exc.message  # names the socket already
     log.info("runtime: using CRI %s at %s", version, runtime.socket)
     return runtime, ""
 

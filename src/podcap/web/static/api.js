@@ -96,7 +96,7 @@ export function describe(err, action) {
   const what = `Could not ${action}`;
   if (!(err instanceof ApiError)) return `${what}: ${err?.message || err}`;
   if (err.kind === "timeout") {
-    return `${what}: the server did not answer in time (a slow agent or node?). Try again.`;
+    return `${what}: the server did not answer in time (a slow agent or node?).`;
   }
   if (err.kind === "cancelled") return `${what}: cancelled.`;
   if (err.kind === "network") {

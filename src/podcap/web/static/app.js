@@ -10,6 +10,9 @@ import { logout, setupLogin, showLogin } from "./login.js";
 import { WorkloadTable } from "./workloads.js";
 
 let noticeTimer = null;
+let user = null;
+/** Readers may look and download; the server refuses them anything else, the page says so. */
+const canWrite = () => user !== null && user.role !== "reader";
 
 /** A short message in the page's live region ("Capture started", "Deleted ..."). */
 function notify(text, kind = "ok") {
@@ -22,10 +25,12 @@ function notify(text, kind = "ok") {
 const captures = new CaptureList({
   onChange: () => workloads.render(),
   notify,
+  canWrite,
 });
 const workloads = new WorkloadTable({
   onCapture: (w) => form.open(w),
   runningCount: (id) => captures.runningCount(id),
+  canWrite,
 });
 const form = new CaptureForm({
   onStarted: (capture) => {
@@ -40,7 +45,8 @@ function showView(signedIn) {
   $("#session").hidden = !signedIn;
 }
 
-async function enter(user) {
+async function enter(who) {
+  user = who;
   $("#whoami").textContent = `${user.username} (${user.role})`;
   showView(true);
   $("#search").focus();
@@ -55,6 +61,7 @@ async function enter(user) {
 }
 
 function leave(reason = "") {
+  user = null;
   captures.stop();
   workloads.stop();
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();

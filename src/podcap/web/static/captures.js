@@ -14,9 +14,10 @@ const STALE_MS = 6000; // say so when the list is older than this
 
 export class CaptureList {
   /** `onChange()` runs after every refresh (the workloads table shows running counts). */
-  constructor({ onChange, notify }) {
+  constructor({ onChange, notify, canWrite }) {
     this.onChange = onChange;
     this.notify = notify;
+    this.canWrite = canWrite;
     this.rows = new Map(); // id -> {tr, cells, capture, error}
     this.captures = [];
     this.loaded = false;
@@ -35,10 +36,14 @@ export class CaptureList {
   start() {
     this.active = true;
     this.schedule(0);
+    // Between refreshes (and while one is slow) clocks keep moving and staleness shows.
+    clearInterval(this.ticker);
+    this.ticker = setInterval(() => this.tick(), 1000);
   }
 
   stop() {
     this.active = false;
+    clearInterval(this.ticker);
     clearTimeout(this.timer);
     this.timer = null;
     this.inflight?.abort();
@@ -70,11 +75,14 @@ export class CaptureList {
     this.schedule(document.hidden ? HIDDEN_MS : running ? FAST_MS : SLOW_MS);
   }
 
-  /** Say when the list could not be refreshed for a while (slow agent, server gone). */
+  /** Move the clocks of running captures; say when the list is stale (slow agent, no server). */
   tick() {
+    for (const row of this.rows.values()) {
+      if (row.capture.status === "running") this.fillTime(row);
+    }
     const age = Date.now() - this.lastOk;
     this.status.textContent = this.lastOk && age > STALE_MS
-      ? `Last updated ${Math.round(age / 1000)} s ago.` : "";
+      ? `Last updated ${Math.round(age / 1000)} s ago — waiting for the server.` : "";
   }
 
   runningCount(workloadId) {
@@ -189,8 +197,9 @@ export class CaptureList {
     cells.drops.classList.toggle("error-text", stats.dropped > 0);
     this.fillTime(row);
     const running = c.status === "running";
-    cells.stop.disabled = !running || row.busy === "stop";
+    cells.stop.disabled = !running || row.busy === "stop" || !this.canWrite();
     cells.stop.hidden = !running;
+    cells.remove.disabled = row.busy === "delete" || !this.canWrite();
     row.tr.classList.toggle("is-running", running);
   }
 
@@ -306,6 +315,7 @@ export class CaptureList {
     });
     if (!ok) { row.cells.remove.focus(); return; }
     say(row.cells.error, "");
+    row.busy = "delete";
     row.cells.remove.disabled = true;
     try {
       await del(`/api/captures/${encodeURIComponent(id)}`, { timeout: 30000 });
@@ -317,7 +327,8 @@ export class CaptureList {
       if (err.notFound) return this.vanished(id);
       if (!err.unauthorized) this.showRowError(id, describe(err, "delete the capture"));
     } finally {
-      row.cells.remove.disabled = false;
+      row.busy = null;
+      row.cells.remove.disabled = !this.canWrite();
     }
   }
 }

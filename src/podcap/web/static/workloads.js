@@ -19,9 +19,10 @@ const GROUPS = {
  * `runningCount(id)` says how many captures of a workload are running now.
  */
 export class WorkloadTable {
-  constructor({ onCapture, runningCount }) {
+  constructor({ onCapture, runningCount, canWrite }) {
     this.onCapture = onCapture;
     this.runningCount = runningCount;
+    this.canWrite = canWrite;
     this.items = [];
     this.loaded = false;
     this.lastKey = "";
@@ -85,7 +86,7 @@ export class WorkloadTable {
   /** Re-render when the data, the search or the grouping changed (or when `force`). */
   render(force = false) {
     const rows = this.visible();
-    const key = JSON.stringify([this.search.value, this.groupBy.value, rows,
+    const key = JSON.stringify([this.search.value, this.groupBy.value, this.canWrite(), rows,
       rows.map((w) => this.runningCount(w.id))]);
     if (!force && key === this.lastKey) return;
     this.lastKey = key;
@@ -130,11 +131,13 @@ export class WorkloadTable {
   row(w) {
     const reasonId = `reason-${w.id}`;
     const running = this.runningCount(w.id);
+    const reason = !w.cap_sniff ? w.cap_sniff_reason || "not capturable"
+      : !this.canWrite() ? "your account may only read" : "";
     const podNs = [w.pod_name, w.namespace].filter(Boolean).join(" / ");
     const button = h("button", {
-      type: "button", class: w.cap_sniff ? "primary" : "",
-      disabled: !w.cap_sniff,
-      "aria-describedby": w.cap_sniff ? null : reasonId,
+      type: "button", class: reason ? "" : "primary",
+      disabled: Boolean(reason),
+      "aria-describedby": reason ? reasonId : null,
       "aria-label": `Capture traffic of ${w.name}`,
       dataset: { focusKey: `capture-${w.id}` },
       onclick: () => this.onCapture(w),
@@ -153,8 +156,7 @@ export class WorkloadTable {
       h("td", { "data-label": "State" },
         h("span", { class: `badge state-${w.state || "unknown"}` }, w.state || "unknown")),
       h("td", { class: "actions", "data-label": "" }, button,
-        w.cap_sniff ? null : h("span", { id: reasonId, class: "reason" },
-          `Cannot capture: ${w.cap_sniff_reason || "not capturable"}`)),
+        reason ? h("span", { id: reasonId, class: "reason" }, `Cannot capture: ${reason}`) : null),
     );
   }
 }
