@@ -117,6 +117,19 @@ class Tcpdump:
         self.proc.send_signal(signal.SIGUSR1)
         return self._stats_after(before, timeout)
 
+    def drain(self, max_wait: float = 1.5, interval: float = 0.02) -> float:
+        """Wait until tcpdump has handled every packet the kernel had received when called:
+        SIGUSR1 until captured + dropped >= received at the start (TPACKET_V3 hands packets
+        over in blocks, retired at the latest after tcpdump's 1 s timeout). Returns seconds."""
+        t = time.monotonic()
+        target = self.stats_now().received
+        while time.monotonic() - t < max_wait:
+            s = self.stats_now()
+            if s.captured + s.dropped >= target:
+                break
+            time.sleep(interval)
+        return time.monotonic() - t
+
     def interrupt(self, timeout: float = 10.0) -> TcpdumpStats:
         """SIGINT: tcpdump flushes its file, prints final statistics and exits."""
         before = len(STATS_RE.findall(self.text()))

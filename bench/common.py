@@ -76,9 +76,9 @@ class Config:
     @classmethod
     def smoke_config(cls) -> Config:
         return cls(
-            smoke=True, fid_seconds=1, fid_repeats=1, fid_payloads=(64, 1400), fid_drain_s=0.2,
+            smoke=True, fid_seconds=1, fid_repeats=1, fid_payloads=(1400,), fid_drain_s=0.2,
             sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(0,), sweep_modes=("imm",),
-            start_repeats=2, start_hold_s=1.1, stop_repeats=1, stop_run_s=0.4,
+            start_repeats=1, start_hold_s=1.1, stop_repeats=1, stop_run_s=0.4,
             stop_jitter_s=0.0, stop_load=False,
             download_bytes=3_000_000, download_file_size_mb=1, download_file_number=5,
             download_repeats=1, download_fill_timeout_s=30.0,

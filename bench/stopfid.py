@@ -2,14 +2,16 @@
 reach the file.
 
 A probe sends numbered UDP datagrams (with their send time) to container A every 1 ms. Each
-capture filters on the probe port (so a ring never wraps, even under load), runs
-``stop_run_s`` plus a random 0..``stop_jitter_s`` (tcpdump hands packets over in blocks retired
-at the latest after 1 s, so where the stop falls in that second matters), and is stopped at
-``t_stop``: podcap through ``PATCH /v1/sniffer/stop/<id>`` (its agent sends SIGINT),
-neuvector-args with SIGKILL to the process group, as NeuVector does. A third system, plain
-tcpdump with podcap's arguments plus ``--immediate-mode`` stopped with SIGINT, shows what a fix
-achieves. Probes sent in ``[t_stop - 200 ms, t_stop)`` are looked up in the file. "Loaded" runs
-the same with iperf3 UDP (1400 B, max rate) from B to A meanwhile.
+capture filters on the probe port (so a ring never wraps, even under load), runs ``stop_run_s``
+plus a random 0..``stop_jitter_s`` (tcpdump hands packets over in blocks retired at the latest
+after 1 s, so where the stop falls in that second matters), and is stopped at ``t_stop``: podcap
+through ``PATCH /v1/sniffer/stop/<id>`` (its agent sends SIGINT), neuvector-args with SIGKILL to
+the process group, as NeuVector does. Two references show what a fix achieves, both plain
+tcpdump with podcap's arguments: plus ``--immediate-mode`` (TPACKET_V2, no block delay), stopped
+with SIGINT; and as is, drained before SIGINT (SIGUSR1 until tcpdump's captured + dropped reach
+what the kernel had received at the stop). Probes sent in ``[t_stop - 200 ms, t_stop)`` are
+looked up in the file. "Loaded" runs the same with iperf3 UDP (1400 B, max rate) from B to A
+meanwhile.
 """
 
 from __future__ import annotations
@@ -74,19 +76,22 @@ def podcap_once(ctx: Context, probe: Probe) -> dict[str, Any]:
 def tcpdump_once(ctx: Context, probe: Probe, system: str) -> dict[str, Any]:
     a, _ = ctx.pair()
     d = ctx.sub(f"stop-{next(_n)}")
-    if system == "neuvector-args (SIGKILL)":
+    if system == NV:
         args = neuvector_args(d, "0123456789abcdef", filter_expr=FILTER)
     else:
-        args = [*podcap_argv(limits.BUFFER_KIB_DEFAULT, 0, "imm", d), "--", FILTER]
+        mode = "imm" if system == IMMEDIATE else "U"
+        args = [*podcap_argv(limits.BUFFER_KIB_DEFAULT, 0, mode, d), "--", FILTER]
     td = Tcpdump(ctx.procs, a, args)
     td.wait_listening()
     ctx.record("3", f"[{system}] {td.command}")
     time.sleep(_run_time(ctx))
     t_stop = time.time_ns()
     stats: dict[str, Any] = {}
-    if system.endswith("(SIGKILL)"):
+    if system == NV:
         td.kill()
     else:
+        if system == DRAIN:
+            td.drain()
         stats = td.interrupt().as_dict()
     t_done = time.time_ns()
     got = probe_packets(files_records(sorted(Path(d).iterdir())))
@@ -96,7 +101,11 @@ def tcpdump_once(ctx: Context, probe: Probe, system: str) -> dict[str, Any]:
     return row
 
 
-SYSTEMS = ("podcap (SIGINT)", "neuvector-args (SIGKILL)", "tcpdump --immediate-mode (SIGINT)")
+PODCAP = "podcap (SIGINT)"
+NV = "neuvector-args (SIGKILL)"
+IMMEDIATE = "podcap argv + --immediate-mode (SIGINT)"
+DRAIN = "podcap argv, drain then SIGINT"
+SYSTEMS = (PODCAP, NV, IMMEDIATE, DRAIN)
 
 
 def run(ctx: Context) -> dict[str, Any]:

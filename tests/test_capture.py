@@ -182,3 +182,14 @@ def test_shared_namespace_container_is_captured_through_it(server: Server, pair:
         assert (pair.client_ip, pair.web_ip, 80) in ip_pairs(packets)
     finally:
         remove_container(side)
+
+
+def test_low_disk_stops_captures_with_reason(tmp_path, pair: WebPair) -> None:
+    from support import running_server
+    # A free-space floor no disk can meet: the watcher must stop the capture, keeping its files.
+    with running_server(tmp_path, env={"PODCAP_MIN_FREE_BYTES": str(10**18)}) as srv:
+        cid = start(srv, pair.web.id)
+        final = wait_for(lambda: (s := info(srv, cid))["status"] != "running" and s,
+                         timeout=10, what="the disk floor to stop the capture")
+        assert final["status"] == "stopped" and final["reason"] == "disk budget"
+        assert read_pcap(download(srv, cid))[0] == 276

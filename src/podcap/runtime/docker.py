@@ -11,7 +11,7 @@ import requests.exceptions
 
 from podcap.errors import NotFound, Unavailable
 from podcap.model import Workload
-from podcap.runtime.base import netns_inode, proc_start_time
+from podcap.runtime.base import netns_inode, proc_start_time, process_alive
 
 _POD_NAME = "io.kubernetes.pod.name"
 _POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -24,22 +24,35 @@ class DockerRuntime:
 
     def __init__(self, socket_url: str = "unix:///var/run/docker.sock", node: str = "") -> None:
         self._node = node
+        # Running containers as last inspected. A cached entry stays valid while its pid lives
+        # with the same start time: a restart or exit always changes that.
+        self._inspected: dict[str, Workload] = {}
         try:
             self._client = docker.DockerClient(base_url=socket_url, timeout=10)
         except docker.errors.DockerException as exc:
             raise Unavailable(f"cannot reach Docker at {socket_url}: {exc}") from exc
 
     def list(self) -> list[Workload]:
+        """One /containers/json call; an inspection only for running containers not seen
+        before (summaries lack the pid), so a node with 100 containers costs one request."""
         try:
-            # One /containers/json call; its summaries lack the pid, so inspect only the
-            # running ones (the pid is what capture needs).
             summaries = self._client.api.containers(all=True)
-            return [self._workload(self._inspect(s["Id"])) if s.get("State") == "running"
-                    else self._summary_workload(s) for s in summaries]
+            workloads = [self._running(s["Id"]) if s.get("State") == "running"
+                         else self._summary_workload(s) for s in summaries]
         except NotFound:
             return self.list()  # a container vanished between list and inspect; list again
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise Unavailable(f"Docker engine error: {exc}") from exc
+        alive = {s["Id"] for s in summaries}
+        for gone in set(self._inspected) - alive:
+            del self._inspected[gone]
+        return workloads
+
+    def _running(self, workload_id: str) -> Workload:
+        cached = self._inspected.get(workload_id)
+        if cached is not None and cached.pid and process_alive(cached.pid, cached.pid_start):
+            return cached
+        return self._workload(self._inspect(workload_id))
 
     def get(self, workload_id: str) -> Workload:
         try:
@@ -57,6 +70,12 @@ class DockerRuntime:
             raise NotFound(f"workload {workload_id} not found") from exc
 
     def _workload(self, attrs: dict[str, Any]) -> Workload:
+        workload = self._facts(attrs)
+        if workload.pid:
+            self._inspected[workload.id] = workload
+        return workload
+
+    def _facts(self, attrs: dict[str, Any]) -> Workload:
         state = attrs.get("State") or {}
         config = attrs.get("Config") or {}
         host_config = attrs.get("HostConfig") or {}

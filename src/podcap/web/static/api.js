@@ -52,7 +52,8 @@ export async function request(method, path, { body, raw = false, timeout = DEFAU
   signal?.addEventListener("abort", () => abort.abort("cancelled"));
   let response;
   try {
-    response = await fetch(path, {
+    // Relative to the page, so podcap also works behind a proxy under a path prefix.
+    response = await fetch(path.replace(/^\//, ""), {
       method, headers, signal: abort.signal, cache: "no-store",
       body: body === undefined ? undefined : JSON.stringify(body),
     });

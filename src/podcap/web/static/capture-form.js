@@ -28,7 +28,14 @@ export class CaptureForm {
       this.update();
     });
     f.custom.addEventListener("focus", () => { f.duration.value = "custom"; this.update(); });
-    this.dialog.addEventListener("close", () => { clearTimeout(this.checkTimer); });
+    this.dialog.addEventListener("close", () => {
+      clearTimeout(this.checkTimer);
+      // The containers table may have been redrawn meanwhile: focus the same row's button.
+      if (document.activeElement === document.body && this.workload) {
+        const key = CSS.escape(`capture-${this.workload.id}`);
+        document.querySelector(`[data-focus-key="${key}"]`)?.focus();
+      }
+    });
   }
 
   /** Apply GET /api/limits: input ranges and defaults. */

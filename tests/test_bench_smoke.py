@@ -1,0 +1,52 @@
+"""The benchmark suite's smoke run: every figure of `python -m bench` still runs end to end.
+
+Tiny sizes (`--smoke`), so this checks that the benchmark code works against the real server,
+Docker, tcpdump and iperf3 — it asserts that each figure was produced, never what the numbers are.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ("fidelity", "latency", "stop", "download", "scale")
+HEADINGS = ("## 1. Capture fidelity", "## 2. Start latency", "## 3. Stop fidelity",
+            "## 4. Download", "## 5. Scale on one node", "## Machine", "## Exact commands")
+
+
+def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
+    out, raw = tmp_path / "smoke.md", tmp_path / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--json", str(raw)],
+        cwd=ROOT, capture_output=True, text=True, timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+
+    run = json.loads(raw.read_text())
+    assert run["machine"]["cores"] and run["machine"]["tcpdump"].startswith("tcpdump")
+    results = run["results"]
+    for fig in FIGURES:
+        assert fig in results and "error" not in results[fig], (fig, results.get(fig))
+    fid = results["fidelity"]
+    assert {g["variant"] for g in fid["groups"]} >= {"podcap", "raw", "neuvector-args"}
+    assert fid["sweep"] and fid["targets"]
+    assert all(r["sent"] > 0 for r in fid["rows"])
+    lat = results["latency"]
+    assert lat["podcap"]["ready_ms"]["n"] >= 1 and lat["raw"]["ready_ms"]["n"] >= 1
+    stop = results["stop"]
+    assert {r["system"] for r in stop["rows"]} >= {"podcap (SIGINT)", "neuvector-args (SIGKILL)"}
+    assert all(r["window_sent"] > 0 for r in stop["rows"])
+    dl = results["download"]
+    assert dl["files"] >= 2 and dl["native_bytes_ok"] and dl["rows"]
+    scale = results["scale"]
+    assert scale["tcpdump_processes"] == scale["containers"] == scale["running_reported"]
+    assert all(s["n"] > 0 for s in scale["latency_ms"].values())
+    assert run["commands"]
+
+    text = out.read_text()
+    for heading in HEADINGS:
+        assert heading in text, heading
+    assert "Not measured in this run" not in text
