@@ -39,6 +39,9 @@ def fake(request: httpx.Request) -> httpx.Response:
     path = request.url.path
     if path == "/api/workloads":
         return httpx.Response(200, json={"workloads": WORKLOADS})
+    if path == "/api/captures" and request.method == "GET":
+        return httpx.Response(200, json={"captures": [{"id": "cap1"}, {"id": "cap2"},
+                                                       {"id": "boom"}]})
     if path == "/api/captures" and request.method == "POST":
         body = json.loads(request.content)
         return httpx.Response(201, json={"capture": {"id": "cap1", "status": "running",
@@ -81,6 +84,8 @@ def test_name_or_id_prefix_resolves(run):
 
 def test_unknown_workload_and_server_errors_map_to_exit_codes(run):
     assert run("capture", "start", "nope").exit_code == 4
+    ambiguous = run("capture", "show", "cap")
+    assert ambiguous.exit_code == 2 and "cap1" in ambiguous.output and "cap2" in ambiguous.output
     result = run("capture", "show", "boom")
     assert result.exit_code == 5 and "agent gone" in result.output
 

@@ -10,13 +10,14 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from docker.models.containers import Container
+from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from support import ARTIFACTS, WebPair, remove_container, run_container, unique, web_pair
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-DESKTOP = {"width": 1280, "height": 800}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +52,7 @@ def pair() -> Iterator[WebPair]:
 
 
 @pytest.fixture(scope="module")
-def hostnet() -> Iterator[object]:
+def hostnet() -> Iterator[Container]:
     """A running container on the host's network: podcap must refuse to capture it."""
     container = run_container(unique("ui-hostnet"), ["sleep", "300"], network_mode="host")
     try:

@@ -15,6 +15,7 @@ import signal
 import time
 
 import pytest
+from docker.models.containers import Container
 from playwright.sync_api import Locator, Page, expect
 from support import (
     ARTIFACTS,
@@ -147,6 +148,22 @@ def test_empty_list_and_capture_deleted_elsewhere(page: Page, server: Server,
     expect(page.get_by_text("No captures yet.")).to_be_visible()
     expect(page.locator("#captures-error")).to_be_hidden()
 
+    # Stop pressed on a capture deleted elsewhere before the page noticed (its list refresh is
+    # cut off meanwhile): the row goes and the page says why.
+    name = pair.web.name  # type: ignore[attr-defined]
+    with server.client() as api:
+        cid = api.post("/api/captures", json={"workload_id": pair.web.id}).json()["capture"]["id"]
+        row = page.locator(f'#captures-body tr[data-capture-id="{cid}"]')
+        expect(row).to_be_visible()
+        page.route("**/api/captures", lambda route: route.abort())
+        expect(page.locator("#captures-error")).to_contain_text("Could not refresh the captures")
+        assert api.delete(f"/api/captures/{cid}").status_code == 204
+    row.get_by_role("button", name=f"Stop capture of {name}").click()
+    expect(row).to_have_count(0)
+    expect(page.locator("#notice")).to_contain_text("no longer exists (deleted elsewhere)")
+    page.unroute("**/api/captures")
+    expect(page.locator("#captures-error")).to_be_hidden()
+
 
 def test_slow_server_keeps_the_page_and_recovers(page: Page, server: Server,
                                                  pair: WebPair) -> None:
@@ -170,8 +187,8 @@ def test_slow_server_keeps_the_page_and_recovers(page: Page, server: Server,
 
 
 def test_host_network_container_cannot_be_captured(page: Page, server: Server,
-                                                    hostnet: object) -> None:
-    name = hostnet.name  # type: ignore[attr-defined]
+                                                    hostnet: Container) -> None:
+    name = hostnet.name
     sign_in(page, server)
     page.get_by_label("Search").fill(name)
     row = workload_row(page, name)

@@ -8,6 +8,7 @@ processes it left running, or records truthfully that they ended.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import shutil
@@ -327,7 +328,7 @@ class Agent:
                              stop_time=_mtime(self.store.log_path(capture.id)))
         for cid, (pid, start) in leftovers.items():
             log.warning("stopping stray tcpdump pid %d of unknown capture %s", pid, cid)
-            tcpdump.terminate(pid, alive=lambda p=pid, s=start: process_alive(p, s))
+            tcpdump.terminate(pid, alive=functools.partial(process_alive, pid, start))
 
 
 def _mtime(path: Path) -> float | None:

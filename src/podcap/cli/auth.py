@@ -82,5 +82,4 @@ def whoami(ctx: typer.Context) -> None:
     """Show who the server thinks you are (a quick check of the credentials in use)."""
     api = ctx.obj.api
     me = api.whoami()
-    output.console.print(f"{me.get('username')} ({me.get('role')}) on {api.server}",
-                         markup=False)
+    output.line(f"{me.get('username')} ({me.get('role')}) on {api.server}")

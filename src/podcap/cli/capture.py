@@ -10,12 +10,14 @@ import typer
 from podcap import limits
 from podcap.cli import output, workloads
 from podcap.cli.download import get
+from podcap.cli.ids import resolve
 from podcap.cli.output import Format, OutputOption
 
 app = typer.Typer(no_args_is_help=True)
 app.command("get")(get)
 Opt = typer.Option
-IdArg = Annotated[str, typer.Argument(metavar="ID", help="Capture id (`podcap capture ls`).")]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="Capture id or a unique prefix of it "
+                                      "(`podcap capture ls`).")]
 
 
 @app.command("start")
@@ -52,7 +54,7 @@ def start(
                     file_size_mb=file_size, filter=bpf, snaplen=snaplen, buffer_kib=buffer_kib)
     if fmt is Format.table:
         output.info(f"Capturing {workloads.describe(workload)}; capture id:")
-        output.console.print(cap["id"], markup=False)
+        output.line(str(cap["id"]))
     if wait:
         cap = _wait(api, cap)
     if fmt is Format.json:
@@ -101,20 +103,22 @@ def ls(
         stats = c.get("stats") or {}
         end = c.get("stop_time") or time.time()
         rows.append([
-            str(c["id"]), str(c.get("workload_name", "")), str(c.get("status", "")),
-            str(c.get("reason", "")), str(stats.get("captured", 0)),
+            output.short_id(str(c["id"])), str(c.get("workload_name", "")),
+            str(c.get("status", "")), str(stats.get("captured", 0)),
             str(stats.get("dropped", 0)), output.size(c.get("size")),
             output.when(c.get("start_time")),
             output.span(end - c["start_time"]) if c.get("start_time") else "-",
+            str(c.get("reason", "")),
         ])
-    output.table(["ID", "WORKLOAD", "STATUS", "REASON", "PACKETS", "DROPPED", "SIZE", "STARTED",
-                  "ELAPSED"], rows)
+    output.table(["ID", "WORKLOAD", "STATUS", "PACKETS", "DROPPED", "SIZE", "STARTED", "ELAPSED",
+                  "REASON"], rows)
 
 
 @app.command("show")
 def show(ctx: typer.Context, capture_id: IdArg, fmt: OutputOption = Format.table) -> None:
     """Everything about one capture: counters, spec, tcpdump's arguments."""
-    cap = ctx.obj.api.capture(capture_id)
+    api = ctx.obj.api
+    cap = api.capture(resolve(api, capture_id))
     if fmt is Format.json:
         output.emit_json({"capture": cap})
         return
@@ -153,15 +157,18 @@ def _fields(c: dict[str, Any]) -> list[tuple[str, str]]:
 @app.command("stop")
 def stop(ctx: typer.Context, capture_id: IdArg, fmt: OutputOption = Format.table) -> None:
     """Stop a capture; tcpdump flushes and reports its final counters."""
-    cap = ctx.obj.api.stop(capture_id)
+    api = ctx.obj.api
+    cap = api.stop(resolve(api, capture_id))
     if fmt is Format.json:
         output.emit_json({"capture": cap})
     else:
-        output.console.print(_summary(cap), markup=False)
+        output.line(_summary(cap))
 
 
 @app.command("rm")
 def rm(ctx: typer.Context, capture_id: IdArg) -> None:
     """Remove a capture and its files."""
-    ctx.obj.api.remove(capture_id)
-    output.info(f"Removed {capture_id}")
+    api = ctx.obj.api
+    full = resolve(api, capture_id)
+    api.remove(full)
+    output.info(f"Removed {full}")

@@ -29,6 +29,7 @@ from rich.progress import (
 
 from podcap import limits
 from podcap.cli import output
+from podcap.cli.ids import resolve
 from podcap.errors import FailedPrecondition, InvalidArgument
 
 
@@ -46,6 +47,7 @@ def get(
 ) -> None:
     """Download a capture as one pcap (running captures too: what is on disk so far)."""
     api = ctx.obj.api
+    capture_id = resolve(api, capture_id)
     expected = api.capture(capture_id).get("size")
     with api.pcap(capture_id, limit) as response:
         total = _total(response, expected, limit)
@@ -72,7 +74,8 @@ def _copy(response: httpx.Response, sink: object, total: int | None, label: str)
     written = 0
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=output.err_console, transient=False) as progress:
+    quiet = not output.err_console.is_terminal  # a bar in a log file is noise, not progress
+    with Progress(*columns, console=output.err_console, disable=quiet) as progress:
         task = progress.add_task(label, total=total)
         for chunk in response.iter_bytes(limits.DOWNLOAD_CHUNK_BYTES):
             write(chunk)

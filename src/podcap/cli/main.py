@@ -40,6 +40,8 @@ app = typer.Typer(
     name="podcap",
     cls=_Group,
     help="Capture the network traffic of containers; download one pcap for Wireshark.",
+    epilog="Exit codes: 0 ok, 2 bad input or refused start, 3 not logged in or not allowed, "
+    "4 not found, 5 server, agent or connection error, 6 would overwrite a file (docs/CLI.md).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -68,11 +70,7 @@ def root(
     insecure: Annotated[bool, Opt("--insecure", "-k", envvar="PODCAP_INSECURE",
                                   help="Do not verify the server's TLS certificate.")] = False,
 ) -> None:
-    """Capture container traffic through a podcap server (`podcap serve` runs one).
-
-    Exit codes: 0 ok, 2 bad input, 3 not logged in / not allowed, 4 not found,
-    5 server, agent or connection error, 6 refused in the current state (e.g. host network).
-    """
+    """Turn the connection options into the Session every command uses (``session.py``)."""
     if isinstance(ctx.obj, Session):
         return  # handed in by a caller (tests): it already knows how to reach its server
     ctx.obj = Session(Connection(server=server, user=user, password=password, token=token,

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(highlight=False)
@@ -42,10 +43,15 @@ def info(message: str) -> None:
     err_console.print(message, soft_wrap=True, emoji=False, markup=False)
 
 
+# Ids are copied into the next command, so they never break; everything else may fold in a
+# narrow terminal.
+WHOLE = frozenset({"ID", "NAME", "STATUS", "STATE"})
+
+
 def table(columns: list[str], rows: list[list[str]]) -> None:
     out = Table(box=None, header_style="bold", pad_edge=False)
     for name in columns:
-        out.add_column(name, overflow="fold")
+        out.add_column(name, overflow="fold", no_wrap=name in WHOLE)
     for row in rows:
         out.add_row(*row)
     _print_wide(out)
@@ -60,13 +66,16 @@ def _print_wide(renderable: Table) -> None:
 
 
 def fields(pairs: list[tuple[str, str]]) -> None:
-    """A record as aligned ``key  value`` lines (``capture show``)."""
-    out = Table(box=None, show_header=False, pad_edge=False)
-    out.add_column(style="bold")
-    out.add_column(overflow="fold")
+    """A record as aligned ``key  value`` lines (``capture show``), never wrapped mid-value."""
+    width = max((len(key) for key, _ in pairs), default=0)
     for key, value in pairs:
-        out.add_row(key, value)
-    _print_wide(out)
+        console.print(f"[bold]{escape(key.ljust(width))}[/]  {escape(value)}", soft_wrap=True,
+                      emoji=False)
+
+
+def line(text: str) -> None:
+    """One result line on stdout, unwrapped so scripts can parse it."""
+    console.print(text, markup=False, emoji=False, soft_wrap=True)
 
 
 def size(n: int | float | None) -> str:
@@ -83,7 +92,8 @@ def size(n: int | float | None) -> str:
 def when(ts: float | None) -> str:
     if not ts:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    fmt = "%H:%M:%S" if time.time() - ts < 86_400 else "%Y-%m-%d %H:%M"
+    return time.strftime(fmt, time.localtime(ts))
 
 
 def span(seconds: float | None) -> str:

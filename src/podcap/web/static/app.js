@@ -37,6 +37,7 @@ const form = new CaptureForm({
     captures.add(capture);
     notify(`Capture of ${capture.workload_name} started.`);
   },
+  onError: (text) => notify(text, "error"),
 });
 
 function showView(signedIn) {
@@ -51,10 +52,10 @@ async function enter(who) {
   showView(true);
   $("#search").focus();
   try {
-    form.setLimits(await get("/api/limits"));
+    await form.loadLimits();
   } catch (err) {
     if (err.unauthorized) return;
-    notify(describe(err, "load the capture limits"), "error");
+    notify(describe(err, "load the capture limits"), "error"); // the form retries on opening
   }
   captures.start();
   workloads.start();

@@ -2,7 +2,7 @@
 // a BPF filter compiled by the server as you type, snap length and buffer under "Advanced".
 // Limits and defaults come from GET /api/limits, so the form never disagrees with the server.
 
-import { describe, post } from "./api.js";
+import { describe, get, post } from "./api.js";
 import { $, say } from "./dom.js";
 import { bytes, duration as human } from "./format.js";
 
@@ -10,9 +10,11 @@ const CHECK_DELAY_MS = 250;
 const BYTES_PER_MB = 1_000_000; // tcpdump -C unit
 
 export class CaptureForm {
-  /** `onStarted(capture)` runs after the server accepted a capture. */
-  constructor({ onStarted }) {
+  /** `onStarted(capture)` runs after the server accepted a capture; `onError(text)` shows a
+   *  problem that keeps the form from opening. */
+  constructor({ onStarted, onError }) {
     this.onStarted = onStarted;
+    this.onError = onError;
     this.dialog = $("#capture-dialog");
     this.form = $("#capture-form");
     this.limits = null;
@@ -27,7 +29,8 @@ export class CaptureForm {
       if (e.target === f.filter) this.scheduleCheck();
       this.update();
     });
-    f.custom.addEventListener("focus", () => { f.duration.value = "custom"; this.update(); });
+    // Typing a custom duration selects "Custom" (merely tabbing through the field does not).
+    f.custom.addEventListener("input", () => { f.duration.value = "custom"; this.update(); });
     this.dialog.addEventListener("close", () => {
       clearTimeout(this.checkTimer);
       // The containers table may have been redrawn meanwhile: focus the same row's button.
@@ -38,7 +41,12 @@ export class CaptureForm {
     });
   }
 
-  /** Apply GET /api/limits: input ranges and defaults. */
+  /** Fetch GET /api/limits and apply it; throws ApiError. */
+  async loadLimits() {
+    this.setLimits(await get("/api/limits"));
+  }
+
+  /** Apply the limits: input ranges and defaults. */
   setLimits(limits) {
     this.limits = limits;
     const f = this.form;
@@ -57,7 +65,15 @@ export class CaptureForm {
     this.update();
   }
 
-  open(workload) {
+  async open(workload) {
+    if (!this.limits) {
+      try {
+        await this.loadLimits();
+      } catch (err) {
+        if (!err.unauthorized) this.onError(describe(err, "open the capture form"));
+        return;
+      }
+    }
     this.workload = workload;
     $("#cf-target").textContent = workload.name;
     const where = [workload.image, workload.pod_name && `pod ${workload.pod_name}`,
@@ -171,8 +187,13 @@ export class CaptureForm {
     say(error, "");
     this.update();
     const d = this.duration();
-    if (Number.isNaN(d)) { say(error, "Choose a duration: the custom value is not usable.", "error"); f.custom.focus(); return; }
-    const bad = [f.file_size_mb, f.file_number, f.snaplen, f.buffer_kib].find((i) => intIn(i) === null);
+    if (Number.isNaN(d)) {
+      say(error, "Choose a duration: the custom value is not usable.", "error");
+      f.custom.focus();
+      return;
+    }
+    const numbers = [f.file_size_mb, f.file_number, f.snaplen, f.buffer_kib];
+    const bad = numbers.find((input) => intIn(input) === null);
     if (bad) {
       const label = this.form.querySelector(`label[for="${bad.id}"]`)?.textContent || bad.name;
       say(error, `${label}: enter a whole number between ${bad.min} and ${bad.max}.`, "error");
@@ -184,7 +205,8 @@ export class CaptureForm {
     const filterOk = await this.checkFilter();
     if (!filterOk) {
       this.setBusy(false);
-      say(error, "Fix the filter first: tcpdump cannot compile it (see the message under it).", "error");
+      say(error, "Fix the filter first: tcpdump cannot compile it (see the message under it).",
+        "error");
       f.filter.focus();
       return;
     }

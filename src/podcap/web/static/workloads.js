@@ -27,6 +27,7 @@ export class WorkloadTable {
     this.loaded = false;
     this.lastKey = "";
     this.timer = null;
+    this.active = false;
     this.body = $("#workloads-body");
     this.search = $("#search");
     this.groupBy = $("#group-by");
@@ -46,19 +47,23 @@ export class WorkloadTable {
 
   start() {
     this.stop();
+    this.active = true;
     const tick = async () => {
       await this.refresh();
-      this.timer = setTimeout(tick, REFRESH_MS);
+      if (this.active) this.timer = setTimeout(tick, REFRESH_MS);
     };
     tick();
   }
 
   stop() {
+    this.active = false;
     clearTimeout(this.timer);
     this.timer = null;
   }
 
   async refresh() {
+    if (this.refreshing) return; // Refresh pressed while the timer's request is still out
+    this.refreshing = true;
     try {
       const { workloads } = await get("/api/workloads");
       this.items = workloads || [];
@@ -69,6 +74,8 @@ export class WorkloadTable {
       if (err.unauthorized) return;
       say(this.error, describe(err, "list the containers"), "error");
       if (!this.loaded) this.render(true);
+    } finally {
+      this.refreshing = false;
     }
   }
 
