@@ -294,9 +294,16 @@ def cri_testbed() -> Iterator[CriTestbed]:
             bed.close()
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds through the context manager's teardown
+
+
 if __name__ == "__main__":
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _stop)  # a background job starts with SIGINT ignored
     with cri_testbed() as bed:
-        print(f"containerd CRI socket: {bed.socket}  (Ctrl-C tears it down)", flush=True)
+        print(f"containerd CRI socket: {bed.socket}  (Ctrl-C or SIGTERM tears it down)",
+              flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
     sys.exit(0)

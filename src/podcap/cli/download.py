@@ -42,7 +42,8 @@ def get(
         "in the current directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     limit: Annotated[int | None, typer.Option(
-        "--limit", min=1, help="Stop after this many bytes (the server cuts at a packet).")
+        "--limit", min=1, help="Stop after the ring file that crosses this many bytes "
+        "(NeuVector's rule: files are sent whole, oldest first).")
     ] = None,
 ) -> None:
     """Download a capture as one pcap (running captures too: what is on disk so far)."""
