@@ -46,12 +46,14 @@ class Config:
     fid_payloads: tuple[int, ...] = (64, 1400)
     fid_drain_s: float = 0.5  # after iperf3 ends, before the capture is stopped
     sweep: bool = True
-    sweep_seconds: int = 5
-    sweep_repeats: int = 1
-    sweep_buffers_kib: tuple[int, ...] = (2048, 8192, 32768)
-    sweep_snaplens: tuple[int, ...] = (0, 128)
-    # "U": podcap's argv as is (-U); "noU": without -U; "imm": -U plus --immediate-mode
+    sweep_seconds: int = 4
+    sweep_repeats: int = 3
+    sweep_payloads: tuple[int, ...] = (1400,)  # 64 B: podcap and raw dropped nothing in figure 1
+    sweep_buffers_kib: tuple[int, ...] = (2048, 4096, 8192, 16384, 32768)
+    # "U": podcap's argv as is (-U); "noU": without -U, at every buffer. "imm": -U plus
+    # --immediate-mode, and each snap length other than 0: at the default buffer only.
     sweep_modes: tuple[str, ...] = ("U", "noU", "imm")
+    sweep_snaplens: tuple[int, ...] = (128,)
     # 2. start latency
     start_repeats: int = 30
     start_hold_s: float = 1.2  # > tcpdump's 1 s buffer timeout, see latency.py
@@ -77,7 +79,7 @@ class Config:
     def smoke_config(cls) -> Config:
         return cls(
             smoke=True, fid_seconds=1, fid_repeats=1, fid_payloads=(1400,), fid_drain_s=0.2,
-            sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(0,), sweep_modes=("imm",),
+            sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(), sweep_modes=("U",),
             start_repeats=1, start_hold_s=1.1, stop_repeats=1, stop_run_s=0.4,
             stop_jitter_s=0.0, stop_load=False,
             download_bytes=3_000_000, download_file_size_mb=1, download_file_number=5,

@@ -70,18 +70,17 @@ def main_variants() -> list[Variant]:
 
 
 def sweep_variants(ctx: Context, payload: int) -> list[Variant]:
-    out: list[Variant] = []
-    for snap in ctx.cfg.sweep_snaplens:
-        if snap and snap >= payload + 100:  # a snap length above the frame changes nothing
-            continue
-        for buf in ctx.cfg.sweep_buffers_kib:
-            if snap and buf != limits.BUFFER_KIB_DEFAULT and len(ctx.cfg.sweep_buffers_kib) > 1:
-                continue  # snap lengths only at the default buffer: keeps the sweep short
-            for mode in ctx.cfg.sweep_modes:
-                name = f"-B {buf} -s {snap or 262144} {MODES[mode]}"
-                out.append(Variant(name, "tcpdump",
-                                   lambda d, b=buf, s=snap, m=mode: podcap_argv(b, s, m, d)))
-    return out
+    """Every buffer with and without -U; --immediate-mode and other snap lengths at the
+    default buffer only (one axis at a time keeps the sweep inside the time budget)."""
+    cfg, default = ctx.cfg, limits.BUFFER_KIB_DEFAULT
+    points = [(buf, 0, mode) for buf in cfg.sweep_buffers_kib for mode in ("U", "noU")
+              if mode in cfg.sweep_modes]
+    if "imm" in cfg.sweep_modes:
+        points.append((default, 0, "imm"))
+    points += [(default, snap, "U") for snap in cfg.sweep_snaplens if 0 < snap < payload + 100]
+    return [Variant(f"-B {buf} -s {snap or 262144} {MODES[mode]}", "tcpdump",
+                    lambda d, b=buf, s=snap, m=mode: podcap_argv(b, s, m, d))
+            for buf, snap, mode in points]
 
 
 def _start(ctx: Context, v: Variant, a: Box, run_dir: Path) -> tuple[Stopper, str]:
@@ -167,7 +166,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 rows.append(run_one(ctx, v, payload, cfg.fid_seconds, "1"))
     sweep_rows: list[dict[str, Any]] = []
     if cfg.sweep:
-        for payload in cfg.fid_payloads:
+        for payload in cfg.sweep_payloads:
             for _ in range(cfg.sweep_repeats):
                 for v in sweep_variants(ctx, payload):
                     sweep_rows.append(run_one(ctx, v, payload, cfg.sweep_seconds, "1-sweep"))

@@ -91,12 +91,13 @@ def fidelity_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     out.append(table(["payload", "podcap drop % ÷ neuvector-args drop %", "≤ 1/10",
                       "no worse than raw, same buffer"], trows))
     if res.get("sweep"):
+        payloads = ", ".join(f"{x} B" for x in cfg["sweep_payloads"])
         out += ["", "### Sweep: kernel buffer (-B), snap length (-s), -U and --immediate-mode", "",
-                f"tcpdump with podcap's exact argv (from `podcap.capture.tcpdump.tcpdump_args`) "
-                f"varied one axis at a time, {cfg['sweep_seconds']} s per run, "
-                f"{cfg['sweep_repeats']} run(s) per point. `-U` = podcap's current argv; "
-                "`no -U` drops -U; `-U --immediate-mode` adds --immediate-mode (TPACKET_V2, no 1 s "
-                "block delay; see figure 3).", ""]
+                "tcpdump with podcap's exact argv (from `podcap.capture.tcpdump.tcpdump_args`) "
+                f"varied one axis at a time, payload {payloads}, {cfg['sweep_seconds']} s per "
+                f"run, {cfg['sweep_repeats']} run(s) per point, points interleaved. `-U` = "
+                "podcap's current argv; `no -U` drops -U; `-U --immediate-mode` adds "
+                "--immediate-mode (TPACKET_V2, no 1 s block delay; see figure 3).", ""]
         srows = [[f"{g['payload']} B", g["variant"], med(g["sent"], 0),
                   med(g["capture_pct"], 2), med(g["dropped"], 0), med(g["drop_pct"], 3)]
                  for g in res["sweep"]]
@@ -239,8 +240,8 @@ def targets_table(results: dict[str, Any]) -> str:
                      f"{num(lat['ratio_p95'], 2)}", "≤ 2.0", met(lat["target_met"])])
     st = results.get("stop", {})
     if "groups" in st:
-        pc = [g for g in st["groups"] if g["system"].startswith("podcap")]
-        nv = [g for g in st["groups"] if g["system"].startswith("neuvector")]
+        pc = [g for g in st["groups"] if g["system"] == "podcap (SIGINT)"]
+        nv = [g for g in st["groups"] if g["system"] == "neuvector-args (SIGKILL)"]
         txt = "; ".join(f"{g['condition']}: podcap {num(g['window_pct']['median'])} % vs "
                         f"neuvector-args {num(n['window_pct']['median'])} %"
                         for g, n in zip(pc, nv, strict=False))

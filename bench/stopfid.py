@@ -32,6 +32,11 @@ from podcap import limits
 
 PROBE_PORT = 7002
 FILTER = f"udp dst port {PROBE_PORT}"
+PODCAP = "podcap (SIGINT)"
+NV = "neuvector-args (SIGKILL)"
+IMMEDIATE = "tcpdump -U --immediate-mode (SIGINT)"
+DRAIN = "tcpdump -U, drained, SIGINT"
+SYSTEMS = (PODCAP, NV, IMMEDIATE, DRAIN)
 _n = itertools.count()
 _rng = random.Random(5)
 
@@ -66,7 +71,7 @@ def podcap_once(ctx: Context, probe: Probe) -> dict[str, Any]:
     srv.v1_delete(cid)
     got = probe_packets(pcap_records(data))
     stats = cap.get("stats") or {}
-    row = {"system": "podcap (SIGINT)", "stop_ms": (t_done - t_stop) / 1e6,
+    row = {"system": PODCAP, "stop_ms": (t_done - t_stop) / 1e6,
            "captured": stats.get("captured"), "received": stats.get("received"),
            "dropped": stats.get("dropped"), "reason": cap.get("reason", "")}
     row.update(_score(probe, got, t_stop, ctx.cfg.stop_window_ms))
@@ -101,11 +106,6 @@ def tcpdump_once(ctx: Context, probe: Probe, system: str) -> dict[str, Any]:
     return row
 
 
-PODCAP = "podcap (SIGINT)"
-NV = "neuvector-args (SIGKILL)"
-IMMEDIATE = "podcap argv + --immediate-mode (SIGINT)"
-DRAIN = "podcap argv, drain then SIGINT"
-SYSTEMS = (PODCAP, NV, IMMEDIATE, DRAIN)
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def run(ctx: Context) -> dict[str, Any]:
             try:
                 for i in range(cfg.stop_repeats):
                     for system in SYSTEMS:
-                        row = (podcap_once(ctx, probe) if system.startswith("podcap")
+                        row = (podcap_once(ctx, probe) if system == PODCAP
                                else tcpdump_once(ctx, probe, system))
                         row.update({"condition": condition, "repeat": i})
                         rows.append(row)
@@ -152,7 +152,7 @@ def run(ctx: Context) -> dict[str, Any]:
                            "window_sent": summary([r["window_sent"] for r in rs]),
                            "window_in_file": summary([r["window_in_file"] for r in rs]),
                            "stop_ms": summary([r["stop_ms"] for r in rs])})
-    podcap_rows = [r for r in rows if r["system"].startswith("podcap")]
+    podcap_rows = [r for r in rows if r["system"] == PODCAP]
     # tcpdump received (kernel count) but never wrote: what a stop loses after the fact.
     lost_received = [max(0, (r["received"] or 0) - (r["dropped"] or 0) - (r["captured"] or 0))
                      for r in podcap_rows]

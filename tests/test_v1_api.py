@@ -100,3 +100,25 @@ def test_native_download_is_raw_pcap_with_a_file_name(server: Server, pair: WebP
     assert r.content[:4] == b"\xd4\xc3\xb2\xa1"
     assert extra.status_code == 400 and extra.json()["code"] == 6
     assert limits["file_number_max"] == 50 and limits["file_size_mb_default"] == 2
+
+
+def test_download_ticket_is_one_use_and_bound_to_its_capture(server: Server,
+                                                             pair: WebPair) -> None:
+    import httpx
+    with server.client() as c:
+        cid = c.post("/api/captures", json={"workload_id": pair.web.id,
+                                            "duration": 1}).json()["capture"]["id"]
+        other = c.post("/api/captures", json={"workload_id": pair.web.id,
+                                              "duration": 1}).json()["capture"]["id"]
+        wait_for(lambda: c.get(f"/api/captures/{cid}").json()["capture"]["status"] != "running",
+                 what="capture end")
+        ticket = c.post(f"/api/captures/{cid}/ticket").json()
+        wrong = c.post(f"/api/captures/{cid}/ticket").json()
+    assert ticket["name"].endswith(".pcap") and ticket["expires_in"] == 60
+    first = httpx.get(server.url + ticket["url"])  # no header: the ticket is the credential
+    assert first.status_code == 200 and first.content[:4] == b"\xd4\xc3\xb2\xa1"
+    again = httpx.get(server.url + ticket["url"])
+    assert again.status_code == 401 and again.json()["code"] == 3
+    elsewhere = httpx.get(server.url + wrong["url"].replace(cid, other))
+    assert elsewhere.status_code == 401
+    assert httpx.get(server.url + f"/api/captures/{cid}/pcap?ticket=forged").status_code == 401

@@ -52,7 +52,6 @@ MAX_RUNNING_CAPTURES: Final = 256
 
 # Auth.
 TOKEN_IDLE_TIMEOUT_S: Final = 3600
-WORKLOAD_CACHE_TTL_S: Final = 1.0
 
 
 def as_dict() -> dict[str, int | float]:

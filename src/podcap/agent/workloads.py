@@ -1,7 +1,8 @@
 """All runtimes of a node as one workload view, with the one rule that decides cap_sniff.
 
-Listing is cached for a moment: a page of 100 containers must not cost 100 inspections per
-request.
+A listing is never older than the request that asked for it: concurrent requests share one
+refresh that began after they arrived, so a container started just before a request is always
+in its answer, and a burst of requests costs one runtime round.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-from podcap import limits
 from podcap.errors import NotFound, Unavailable
 from podcap.model import Workload
 from podcap.runtime.base import ContainerRuntime
@@ -59,11 +59,13 @@ class WorkloadView:
         self._self_ids = own_container_ids()
         self._lock = threading.Lock()
         self._cache: list[Workload] = []
-        self._cached_at = 0.0
+        self._cache_began = -1.0  # when the refresh behind the cache started
 
-    def list(self, fresh: bool = False) -> list[Workload]:
+    def list(self) -> list[Workload]:
+        asked = time.monotonic()
         with self._lock:
-            if fresh or time.monotonic() - self._cached_at > limits.WORKLOAD_CACHE_TTL_S:
+            if self._cache_began < asked:
+                began = time.monotonic()
                 workloads: list[Workload] = []
                 for runtime in self.runtimes:
                     try:
@@ -71,7 +73,7 @@ class WorkloadView:
                     except Unavailable as exc:
                         log.warning("runtime %s unavailable: %s", runtime.name, exc.message)
                 self._cache = [self._assess(w) for w in workloads]
-                self._cached_at = time.monotonic()
+                self._cache_began = began
             return list(self._cache)
 
     def get(self, workload_id: str) -> Workload:
@@ -82,7 +84,7 @@ class WorkloadView:
             except NotFound:
                 continue
         # Not an id: a unique name (or pod name) is accepted too, as users type names.
-        matches = [w for w in self.list(fresh=True) if workload_id in (w.name, w.id[:12])]
+        matches = [w for w in self.list() if workload_id in (w.name, w.id[:12])]
         if len(matches) == 1:
             return matches[0]
         raise NotFound(f"workload {workload_id} not found")

@@ -21,6 +21,7 @@ from podcap.api import (
 )
 from podcap.controller.auth import Auth
 from podcap.controller.service import CaptureService
+from podcap.controller.tickets import Tickets
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
@@ -38,6 +39,7 @@ def create_app(service: CaptureService, auth: Auth,
                               "podcap's native API.")
     app.state.service = service
     app.state.auth = auth
+    app.state.tickets = Tickets()
     errors.install(app)
     for module in (v1_auth, v1_workload, v1_sniffer, native_session, native_workloads,
                    native_captures):

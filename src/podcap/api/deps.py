@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from podcap.controller.auth import Auth, Principal
 from podcap.controller.service import CaptureService
+from podcap.controller.tickets import Tickets
 
 
 def service(request: Request) -> CaptureService:
@@ -16,6 +17,10 @@ def service(request: Request) -> CaptureService:
 
 def auth(request: Request) -> Auth:
     return request.app.state.auth
+
+
+def tickets(request: Request) -> Tickets:
+    return request.app.state.tickets
 
 
 def token(x_auth_token: Annotated[str | None, Header()] = None,
@@ -35,3 +40,4 @@ Service = Annotated[CaptureService, Depends(service)]
 AuthDep = Annotated[Auth, Depends(auth)]
 Token = Annotated[str | None, Depends(token)]
 Caller = Annotated[Principal, Depends(principal)]
+TicketsDep = Annotated[Tickets, Depends(tickets)]

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict
 
 from podcap import limits
 from podcap.api import render
-from podcap.api.deps import Caller, Service
+from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
+from podcap.controller.tickets import TICKET_TTL_S
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 
@@ -56,8 +57,18 @@ def remove(cid: str, svc: Service, who: Caller) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{cid}/ticket")
+def ticket(cid: str, svc: Service, who: Caller, tickets: TicketsDep) -> dict:
+    """A one-use link for browsers: ``GET`` it without headers within 60 s."""
+    owned = svc.capture(who, cid)
+    return {"url": f"/api/captures/{owned.capture.id}/pcap?ticket={tickets.issue(who, cid)}",
+            "name": render.download_name(owned), "expires_in": TICKET_TTL_S}
+
+
 @router.get("/{cid}/pcap")
-def download(cid: str, svc: Service, who: Caller, limit: int | None = None) -> StreamingResponse:
+def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: Token,
+             limit: int | None = None, ticket: str | None = None) -> StreamingResponse:
+    who = tickets.redeem(ticket, cid) if ticket else auth.authenticate(token)
     if limit is not None and limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
     owned, chunks = svc.stream_pcap(who, cid, limit)

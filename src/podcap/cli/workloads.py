@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 import typer
 
-from podcap import limits
 from podcap.cli import output
 from podcap.cli.client import ApiClient
 from podcap.cli.output import Format, OutputOption
@@ -62,11 +60,6 @@ def resolve(api: ApiClient, target: str) -> dict[str, Any]:
     if not target:
         raise InvalidArgument("give a workload name or id (`podcap ps` lists them)")
     matches = _matches(api.workloads(), target)
-    if not matches:
-        # The server caches the runtime's list briefly; a container started just now may need
-        # one more look before "not found" is the truth.
-        time.sleep(limits.WORKLOAD_CACHE_TTL_S)
-        matches = _matches(api.workloads(), target)
     if len(matches) == 1:
         return matches[0]
     if not matches:

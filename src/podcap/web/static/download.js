@@ -1,26 +1,23 @@
-// Saving a pcap. The download needs the X-Auth-Token header, so a plain link cannot work: the
-// file is fetched with the header, wrapped in a Blob and handed to the browser's save dialog
-// through a temporary <a download>. The browser holds the file in memory until it is saved.
+// Saving a pcap. A link cannot send the X-Auth-Token header, so the page first asks for a
+// one-use download ticket (60 s, bound to this user and capture) and then follows a plain
+// link to it: the browser streams the file straight to disk through its own download manager,
+// whatever its size.
 
 import { request } from "./api.js";
 import { h } from "./dom.js";
 import { stamp } from "./format.js";
 
-const DOWNLOAD_TIMEOUT_MS = 10 * 60 * 1000;
-
-/** Fetch the capture's pcap and save it; resolves to {name, size}. Throws ApiError. */
+/** Save the capture's pcap; resolves to {name, size}. Throws ApiError. */
 export async function savePcap(capture) {
-  const response = await request("GET", `/api/captures/${encodeURIComponent(capture.id)}/pcap`,
-    { raw: true, timeout: DOWNLOAD_TIMEOUT_MS });
-  const blob = await response.blob();
-  const name = fileName(response.headers.get("Content-Disposition"), capture);
-  const url = URL.createObjectURL(blob);
-  const link = h("a", { href: url, download: name, hidden: true });
+  const id = encodeURIComponent(capture.id);
+  const ticket = await request("POST", `/api/captures/${id}/ticket`);
+  const name = fileName(`filename="${ticket.name}"`, capture);
+  // Relative to the page, as every API call, so a path prefix behind a proxy still works.
+  const link = h("a", { href: ticket.url.replace(/^\//, ""), download: name, hidden: true });
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60000);
-  return { name, size: blob.size };
+  return { name, size: capture.size };
 }
 
 /** The server's file name (Content-Disposition), else "<container>-<YYYYmmdd-HHMMSS>.pcap". */
