@@ -76,3 +76,24 @@ def _up(url: str) -> bool:
         return httpx.get(url + "/healthz").status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_plain_http_only_on_loopback(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+    podcap = str(Path(sys.executable).parent / "podcap")
+    done = subprocess.run([podcap, "serve", "--insecure-http", "--listen", "0.0.0.0:1",
+                           "--data-dir", str(tmp_path / "d")], capture_output=True, timeout=60)
+    assert done.returncode != 0
+    assert b"--insecure-http is allowed on loopback only" in done.stderr
+
+
+def test_openapi_docs_and_ui_are_served(server: Server) -> None:
+    assert httpx.get(server.url + "/docs").status_code == 200
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert "/api/captures" in paths and "/v1/sniffer" in paths
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    missing = httpx.get(server.url + "/v1/nothing-here")
+    assert missing.status_code == 404 and missing.json()["code"] == 1
