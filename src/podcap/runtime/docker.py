@@ -76,56 +76,42 @@ class DockerRuntime:
         return workload
 
     def _facts(self, attrs: dict[str, Any]) -> Workload:
+        """An inspection: everything, the pid and namespace included when running."""
         state = attrs.get("State") or {}
         config = attrs.get("Config") or {}
-        host_config = attrs.get("HostConfig") or {}
-        labels = config.get("Labels") or {}
         status = state.get("Status", "")
-        pid = state.get("Pid") or None if status == "running" else None
-        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        return Workload(
-            id=attrs["Id"],
-            name=attrs.get("Name", "").lstrip("/"),
-            runtime=self.name,
-            node=self._node,
-            image=config.get("Image", ""),
-            state=status,
-            pid=pid,
-            pid_start=proc_start_time(pid) if pid else None,
-            netns=netns_inode(pid) if pid else None,
-            network_mode=host_config.get("NetworkMode", ""),
-            host_network=host_config.get("NetworkMode") == "host",
-            ips=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
-            labels=dict(labels),
-            pod_name=labels.get(_POD_NAME, ""),
-            pod_id=labels.get(_POD_UID, ""),
-            namespace=labels.get(_POD_NAMESPACE, ""),
-            container_name=labels.get(_CONTAINER_NAME, ""),
+        pid = (state.get("Pid") or None) if status == "running" else None
+        return self._common(
+            id=attrs["Id"], name=attrs.get("Name", ""), image=config.get("Image", ""),
+            state=status, labels=config.get("Labels") or {},
+            mode=(attrs.get("HostConfig") or {}).get("NetworkMode", ""),
+            networks=(attrs.get("NetworkSettings") or {}).get("Networks") or {},
             created=_timestamp(attrs.get("Created", "")),
-        )
+            pid=pid, pid_start=proc_start_time(pid) if pid else None,
+            netns=netns_inode(pid) if pid else None)
 
     def _summary_workload(self, summary: dict[str, Any]) -> Workload:
-        labels = summary.get("Labels") or {}
-        names = summary.get("Names") or [""]
-        networks = (summary.get("NetworkSettings") or {}).get("Networks") or {}
-        mode = (summary.get("HostConfig") or {}).get("NetworkMode", "")
+        """A /containers/json entry: enough for a container that is not running."""
+        return self._common(
+            id=summary["Id"], name=(summary.get("Names") or [""])[0],
+            image=summary.get("Image", ""), state=summary.get("State", ""),
+            labels=summary.get("Labels") or {},
+            mode=(summary.get("HostConfig") or {}).get("NetworkMode", ""),
+            networks=(summary.get("NetworkSettings") or {}).get("Networks") or {},
+            created=float(summary.get("Created", 0)))
+
+    def _common(self, *, id: str, name: str, labels: dict[str, str], mode: str,
+                networks: dict[str, Any], **facts: Any) -> Workload:
         return Workload(
-            id=summary["Id"],
-            name=names[0].lstrip("/"),
-            runtime=self.name,
-            node=self._node,
-            image=summary.get("Image", ""),
-            state=summary.get("State", ""),
-            network_mode=mode,
-            host_network=mode == "host",
+            id=id, name=name.lstrip("/"), runtime=self.name, node=self._node,
+            network_mode=mode, host_network=mode == "host",
             ips=tuple(n["IPAddress"] for n in networks.values() if n.get("IPAddress")),
             labels=dict(labels),
             pod_name=labels.get(_POD_NAME, ""),
             pod_id=labels.get(_POD_UID, ""),
             namespace=labels.get(_POD_NAMESPACE, ""),
             container_name=labels.get(_CONTAINER_NAME, ""),
-            created=float(summary.get("Created", 0)),
-        )
+            **facts)
 
 
 def _timestamp(text: str) -> float:
