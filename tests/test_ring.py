@@ -34,7 +34,7 @@ def test_wrapped_ring_is_streamed_oldest_first(tmp_path: Path) -> None:
     (tmp_path / "other.txt").write_text("not part of the ring")
     paths = ring.ring_files(tmp_path, PREFIX)
     assert [p.name[-1] for p in paths] == ["1", "2", "0"]
-    data = b"".join(ring.stream(paths))
+    data = b"".join(ring.merged(paths))
     assert read(data) == [10.0, 11.0, 20.0, 21.0, 30.0, 31.0]
     assert data.count(b"\xd4\xc3\xb2\xa1") == 1  # one global header
 
@@ -50,7 +50,7 @@ def test_live_stream_drops_half_written_record(tmp_path: Path) -> None:
     write_pcap(path, [1.0, 2.0, 3.0], size=100)
     with open(path, "ab") as fh:  # a record tcpdump is still writing: header + part of data
         fh.write(struct.pack("<IIII", 4, 0, 100, 100) + b"x" * 40)
-    assert read(b"".join(ring.stream([path], live=True, chunk=64))) == [1.0, 2.0, 3.0]
+    assert read(b"".join(ring.merged([path], live=True, chunk=64))) == [1.0, 2.0, 3.0]
 
 
 def test_limit_sends_whole_files_until_crossed(tmp_path: Path) -> None:
@@ -58,12 +58,12 @@ def test_limit_sends_whole_files_until_crossed(tmp_path: Path) -> None:
         write_pcap(tmp_path / f"{PREFIX}{i}", [float(i * 10 + k) for k in range(10)], size=1000)
     paths = ring.ring_files(tmp_path, PREFIX)
     one_file = os.path.getsize(paths[0])
-    assert len(read(b"".join(ring.stream(paths, limit=one_file + 1)))) == 20
-    assert len(read(b"".join(ring.stream(paths, limit=1)))) == 10
-    assert len(read(b"".join(ring.stream(paths)))) == 30
+    assert len(read(b"".join(ring.merged(paths, limit=one_file + 1)))) == 20
+    assert len(read(b"".join(ring.merged(paths, limit=1)))) == 10
+    assert len(read(b"".join(ring.merged(paths)))) == 30
 
 
 def test_memory_is_bounded_by_chunk(tmp_path: Path) -> None:
     write_pcap(tmp_path / f"{PREFIX}0", [float(k) for k in range(2000)], size=1500)
-    sizes = [len(b) for b in ring.stream(ring.ring_files(tmp_path, PREFIX), chunk=65536)]
+    sizes = [len(b) for b in ring.merged(ring.ring_files(tmp_path, PREFIX), chunk=65536)]
     assert max(sizes) <= 65536 and sum(sizes) > 2000 * 1500

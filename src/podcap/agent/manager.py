@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from podcap import limits
@@ -82,8 +81,8 @@ class Agent:
         if self._monitor:
             self._monitor.join(timeout=5)
         if stop_captures:
-            for cid in [c.id for c in self.captures() if c.status is Status.RUNNING]:
-                self._stop(cid, Reason.AGENT_SHUTDOWN)
+            self._stop_all([(c.id, Reason.AGENT_SHUTDOWN) for c in self.captures()
+                            if c.status is Status.RUNNING])
         self.workloads.close()
 
     # ---- queries -----------------------------------------------------------------------
@@ -151,18 +150,18 @@ class Agent:
         cid = capture_id(cid)
         with self._lock:
             self._get(cid)
-        self._stop(cid, Reason.USER)
+        self._stop(cid, Reason.USER, drain=False)  # the files go too: nothing to keep
         with self._lock:
             self._captures.pop(cid, None)
             self.store.delete(cid)
         log.info("capture %s removed", cid)
 
-    def stream_pcap(self, cid: str, limit: int | None = None) -> Iterator[bytes]:
+    def stream_pcap(self, cid: str, limit: int | None = None) -> ring.PcapStream:
         with self._lock:
             capture = self._get(cid)
             live = capture.status is Status.RUNNING
             paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)
-        return ring.stream(paths, live=live, limit=limit)
+        return ring.merged(paths, live=live, limit=limit)
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -210,7 +209,8 @@ class Agent:
         tcpdump.wait_listening(popen, log_path)
         return _Proc(pid=popen.pid, pid_start=proc_start_time(popen.pid), popen=popen)
 
-    def _stop(self, cid: str, reason: str) -> None:
+    def _stop(self, cid: str, reason: str, drain: bool = True) -> None:
+        """Drain (every packet received before now reaches the file), SIGINT, then record."""
         with self._lock:
             if self._get(cid).status is not Status.RUNNING:
                 return
@@ -220,9 +220,19 @@ class Agent:
                 proc.stopping = True
         if proc is not None:
             if first:
+                if drain:
+                    tcpdump.drain(proc.pid, self.store.log_path(cid))
                 tcpdump.terminate(proc.pid, alive=proc.alive)
             self._wait_reaped(proc)
         self._finish(cid, reason)
+
+    def _stop_all(self, stops: list[tuple[str, str]]) -> None:
+        """Stops in parallel: each drain may take a second, and they overlap."""
+        threads = [threading.Thread(target=self._stop, args=stop, daemon=True) for stop in stops]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     def _wait_reaped(self, proc: _Proc, timeout: float = limits.STOP_GRACE_S + 2) -> None:
         deadline = time.monotonic() + timeout
@@ -262,8 +272,9 @@ class Agent:
                 if now - last_stats >= limits.STATS_INTERVAL_S:
                     self._refresh_live()
                     last_stats = now
-                for cid, reason in self._due():
-                    self._stop(cid, reason)
+                due = self._due()
+                if due:  # in the background: the watcher keeps its pace while they drain
+                    threading.Thread(target=self._stop_all, args=(due,), daemon=True).start()
             except Exception:  # the watcher must outlive any one bad capture
                 log.exception("capture monitor error")
 

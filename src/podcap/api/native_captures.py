@@ -71,7 +71,9 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     who = tickets.redeem(ticket, cid) if ticket else auth.authenticate(token)
     if limit is not None and limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
-    owned, chunks = svc.stream_pcap(who, cid, limit)
-    name = render.download_name(owned)
-    return StreamingResponse(chunks, media_type="application/vnd.tcpdump.pcap",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    owned, pcap = svc.stream_pcap(who, cid, limit)
+    headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"'}
+    if pcap.size is not None:
+        headers["Content-Length"] = str(pcap.size)
+    return StreamingResponse(pcap.chunks, media_type="application/vnd.tcpdump.pcap",
+                             headers=headers)

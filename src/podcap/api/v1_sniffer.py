@@ -70,15 +70,20 @@ def download(cid: str, svc: Service, who: Caller,
              limit: int = limits.DOWNLOAD_LIMIT_DEFAULT) -> StreamingResponse:
     if limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
-    owned, chunks = svc.stream_pcap(who, cid, limit)
+    owned, pcap = svc.stream_pcap(who, cid, limit)
     boundary = secrets.token_hex(16)
-    return StreamingResponse(multipart(chunks, boundary, f"{owned.capture.id}.pcap"),
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pcap\"; "
+            f"filename=\"{owned.capture.id}.pcap\"\r\nContent-Type: application/cap\r\n\r\n"
+            ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+    headers = {} if pcap.size is None else {"Content-Length": str(len(head) + pcap.size +
+                                                                  len(tail))}
+    return StreamingResponse(multipart(head, pcap.chunks, tail), headers=headers,
                              media_type=f"multipart/form-data; boundary={boundary}")
 
 
-def multipart(chunks: Iterator[bytes], boundary: str, filename: str) -> Iterator[bytes]:
+def multipart(head: bytes, chunks: Iterator[bytes], tail: bytes) -> Iterator[bytes]:
     """NeuVector's answer: one form part named ``pcap``, streamed, never held in memory."""
-    yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pcap\"; "
-           f"filename=\"{filename}\"\r\nContent-Type: application/cap\r\n\r\n").encode()
+    yield head
     yield from chunks
-    yield f"\r\n--{boundary}--\r\n".encode()
+    yield tail

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from podcap import limits
 
@@ -66,19 +68,51 @@ def total_bytes(paths: list[Path]) -> int:
     return size
 
 
-def stream(paths: list[Path], *, live: bool = False, limit: int | None = None,
-           chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> Iterator[bytes]:
+@dataclass
+class PcapStream:
+    """The merged pcap as chunks, and its exact size when known before sending (a stopped
+    capture), so HTTP can send a Content-Length and clients can show progress."""
+
+    chunks: Iterator[bytes]
+    size: int | None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+
+def merged(paths: list[Path], *, live: bool = False, limit: int | None = None,
+           chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
     """One pcap from ``paths`` (already in capture order).
 
     ``limit`` follows NeuVector: whole files are sent until the byte count crosses it (the
     crossing file is sent whole). ``live`` means tcpdump may still be writing, so every file is
     cut at its last complete record and the stream stays a valid pcap.
     """
-    sent = 0
-    header_sent = False
+    chosen, size = _select(paths, limit)
+    return PcapStream(_stream(chosen, live, chunk), None if live else size)
+
+
+def _select(paths: list[Path], limit: int | None) -> tuple[list[tuple[Path, int]], int]:
+    """The files to send with their sizes now, and the merged size."""
+    chosen: list[tuple[Path, int]] = []
+    size = 0
     for path in paths:
-        if limit is not None and sent >= limit:
-            return
+        if limit is not None and size >= limit:
+            break
+        try:
+            length = path.stat().st_size
+        except OSError:
+            continue
+        if length < GLOBAL_HEADER:
+            continue
+        chosen.append((path, length))
+        size += length if len(chosen) == 1 else length - GLOBAL_HEADER
+    return chosen, size
+
+
+def _stream(files: list[tuple[Path, int]], live: bool, chunk: int) -> Iterator[bytes]:
+    header_sent = False
+    for path, length in files:
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below, generator-safe
         except OSError:
@@ -89,20 +123,21 @@ def stream(paths: list[Path], *, live: bool = False, limit: int | None = None,
                 continue
             if not header_sent:
                 yield header
-                sent += GLOBAL_HEADER
                 header_sent = True
-            reader = _records(fh, _MAGIC[header[:4]][0], chunk) if live else _raw(fh, chunk)
-            for block in reader:
-                sent += len(block)
-                yield block
+            if live:
+                yield from _records(fh, _MAGIC[header[:4]][0], chunk)
+            else:
+                yield from _raw(fh, length - GLOBAL_HEADER, chunk)
 
 
-def _raw(fh, chunk: int) -> Iterator[bytes]:
-    while block := fh.read(chunk):
+def _raw(fh: BinaryIO, length: int, chunk: int) -> Iterator[bytes]:
+    """Exactly ``length`` bytes (the size announced), even if the file grows meanwhile."""
+    while length > 0 and (block := fh.read(min(chunk, length))):
+        length -= len(block)
         yield block
 
 
-def _records(fh, order: str, chunk: int) -> Iterator[bytes]:
+def _records(fh: BinaryIO, order: str, chunk: int) -> Iterator[bytes]:
     """Yield whole records only: a record tcpdump is half-way through writing is left out."""
     length_of = struct.Struct(order + "I").unpack_from
     pending = b""

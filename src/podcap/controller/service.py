@@ -7,11 +7,11 @@ who owns each capture. No interface holds a business rule of its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy.orm import sessionmaker
 
+from podcap.capture.ring import PcapStream
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureOwner
 from podcap.errors import InvalidArgument, NotFound
@@ -125,7 +125,7 @@ class CaptureService:
                 db.delete(row)
 
     def stream_pcap(self, who: Principal, cid: str,
-                    limit: int | None = None) -> tuple[OwnedCapture, Iterator[bytes]]:
+                    limit: int | None = None) -> tuple[OwnedCapture, PcapStream]:
         owned = self.capture(who, cid)
         transport, _ = self._route(cid)
         return owned, transport.stream_pcap(cid, limit)

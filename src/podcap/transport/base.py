@@ -6,9 +6,9 @@ transport implements the same methods, so the controller never knows which it ho
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Protocol
 
+from podcap.capture.ring import PcapStream
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 
 
@@ -31,6 +31,6 @@ class AgentTransport(Protocol):
 
     def get(self, capture_id: str) -> Capture: ...
 
-    def stream_pcap(self, capture_id: str, limit: int | None = None) -> Iterator[bytes]: ...
+    def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream: ...
 
     def close(self) -> None: ...

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from podcap.agent.manager import Agent
+from podcap.capture.ring import PcapStream
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 
 
@@ -39,7 +38,7 @@ class InProcessTransport:
     def get(self, capture_id: str) -> Capture:
         return self.agent.capture(capture_id)
 
-    def stream_pcap(self, capture_id: str, limit: int | None = None) -> Iterator[bytes]:
+    def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream:
         return self.agent.stream_pcap(capture_id, limit)
 
     def close(self) -> None:
