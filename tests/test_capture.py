@@ -193,3 +193,44 @@ def test_low_disk_stops_captures_with_reason(tmp_path, pair: WebPair) -> None:
                          timeout=10, what="the disk floor to stop the capture")
         assert final["status"] == "stopped" and final["reason"] == "disk budget"
         assert read_pcap(download(srv, cid))[0] == 276
+
+
+SENDER = """
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end = time.time() + float(sys.argv[2])
+n = 0
+while time.time() < end:
+    s.sendto(struct.pack("!Id", n, time.time()), (sys.argv[1], 7000))
+    n += 1
+    time.sleep(0.002)
+"""
+
+
+def test_stop_keeps_the_packets_of_the_last_second(server: Server, pair: WebPair) -> None:
+    """tcpdump gets packets in blocks retired up to 1 s late; a plain SIGINT loses the open
+    block. Every datagram sent before the stop must be in the file."""
+    import struct
+    import subprocess
+    import sys
+    pid = pair.client.attrs["State"]["Pid"] or pair.client.reload() or \
+        pair.client.attrs["State"]["Pid"]
+    sender = subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c",
+                               SENDER, pair.web_ip, "6"])
+    try:
+        cid = start(server, pair.web.id, filter="udp port 7000")
+        time.sleep(1.7)
+        stopped_at = time.time()
+        with server.client() as c:
+            assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
+    finally:
+        sender.kill()
+        sender.wait()
+    _, packets = read_pcap(download(server, cid))
+    sent = [struct.unpack("!Id", buf[-12:]) for _, buf in packets]
+    late = [t for _, t in sent if t > stopped_at - 0.2]
+    assert len(packets) > 300
+    # 200 ms before the stop at one datagram per ~2 ms: all of them, not a block's worth fewer.
+    assert len(late) >= 60, f"only {len(late)} datagrams of the last 200 ms reached the file"
+    numbers = [n for n, t in sent if t < stopped_at]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "gap before the stop"
