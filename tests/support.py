@@ -103,6 +103,50 @@ class Server:
         return httpx.Client(base_url=self.url, timeout=30,
                             headers={"X-Auth-Token": token or self.token})
 
+    # NeuVector's sniffer routes, as its clients call them; each asserts success.
+
+    def sniff(self, workload: str, **sniffer: object) -> str:
+        with self.client() as c:
+            r = c.post("/v1/sniffer", params={"f_workload": workload},
+                       json={"sniffer": sniffer})
+        assert r.status_code == 200, r.text
+        return r.json()["result"]["id"]
+
+    def sniffer(self, cid: str) -> dict:
+        with self.client() as c:
+            r = c.get(f"/v1/sniffer/{cid}")
+        assert r.status_code == 200, r.text
+        return r.json()["sniffer"]
+
+    def stop_sniffer(self, cid: str) -> None:
+        with self.client() as c:
+            r = c.patch(f"/v1/sniffer/stop/{cid}")
+        assert r.status_code == 200 and r.content == b"", r.text
+
+    def pcap(self, cid: str) -> bytes:
+        """The native raw download."""
+        with self.client() as c:
+            r = c.get(f"/api/captures/{cid}/pcap")
+        assert r.status_code == 200, r.text
+        return r.content
+
+    def v1_pcap(self, cid: str) -> bytes:
+        """The file inside NeuVector's multipart answer (one part named ``pcap``)."""
+        with self.client() as c:
+            r = c.get(f"/v1/sniffer/{cid}/pcap")
+        assert r.status_code == 200, r.text
+        boundary = r.headers["content-type"].split("boundary=")[1].encode()
+        body = r.content
+        start_at = body.index(b"\r\n\r\n") + 4
+        end_at = body.rindex(b"\r\n--" + boundary + b"--")
+        assert b'name="pcap"' in body[:start_at]
+        return body[start_at:end_at]
+
+    def ended(self, cid: str, timeout: float = 10.0) -> dict:
+        """The sniffer once it is no longer running."""
+        return wait_for(lambda: (s := self.sniffer(cid))["status"] != "running" and s,
+                        timeout=timeout, what=f"capture {cid} to end")
+
 
 @contextmanager
 def running_server(tmp_path: Path, extra_args: list[str] | None = None,
@@ -169,6 +213,17 @@ def read_pcap(path_or_bytes: Path | bytes) -> tuple[int, list[tuple[float, bytes
     data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
     reader = dpkt.pcap.Reader(io.BytesIO(data))
     return reader.datalink(), [(ts, buf) for ts, buf in reader]
+
+
+def tcp_flows(packets: list[tuple[float, bytes]], port: int = 80) -> set[tuple[str, str]]:
+    """(src, dst) of the IPv4 TCP packets to or from ``port`` in a LINUX_SLL2 capture."""
+    found = set()
+    for _, buf in packets:
+        ip = dpkt.sll2.SLL2(buf).data
+        if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP) and port in (
+                ip.data.sport, ip.data.dport):
+            found.add((".".join(map(str, ip.src)), ".".join(map(str, ip.dst))))
+    return found
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):

@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import dpkt
 import pytest
 from support import (
     Server,
@@ -14,6 +13,7 @@ from support import (
     read_pcap,
     remove_container,
     run_container,
+    tcp_flows,
     unique,
     wait_for,
     web_pair,
@@ -22,64 +22,31 @@ from support import (
 from podcap.runtime.base import proc_state
 
 
-def start(server: Server, workload: str, **sniffer: object) -> str:
-    with server.client() as c:
-        r = c.post("/v1/sniffer", params={"f_workload": workload}, json={"sniffer": sniffer})
-    assert r.status_code == 200, r.text
-    return r.json()["result"]["id"]
-
-
-def info(server: Server, cid: str) -> dict:
-    with server.client() as c:
-        r = c.get(f"/v1/sniffer/{cid}")
-    assert r.status_code == 200, r.text
-    return r.json()["sniffer"]
-
-
-def download(server: Server, cid: str) -> bytes:
-    with server.client() as c:
-        r = c.get(f"/api/captures/{cid}/pcap")
-    assert r.status_code == 200, r.text
-    return r.content
-
-
-def ip_pairs(packets: list[tuple[float, bytes]]) -> set[tuple[str, str, int]]:
-    """(src, dst, tcp dport|sport) of the IPv4/TCP packets of a LINUX_SLL2 capture."""
-    found = set()
-    for _, buf in packets:
-        ip = dpkt.sll2.SLL2(buf).data
-        if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
-            src, dst = (".".join(str(b) for b in a) for a in (ip.src, ip.dst))
-            found.add((src, dst, ip.data.dport if ip.data.dport == 80 else ip.data.sport))
-    return found
-
-
 def test_http_between_two_containers(server: Server, pair: WebPair) -> None:
-    cid = start(server, pair.web.id, filter="tcp port 80")
-    wait_for(lambda: info(server, cid)["stats"]["captured"] > 20, what="live counters rising")
+    cid = server.sniff(pair.web.id, filter="tcp port 80")
+    wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 20, what="live counters rising")
     with server.client() as c:
         r = c.patch(f"/v1/sniffer/stop/{cid}")
     assert r.status_code == 200 and r.content == b""
-    final = info(server, cid)
+    final = server.sniffer(cid)
     assert final["status"] == "stopped" and final["reason"] == "stopped by user"
     assert final["stop_time"] >= final["start_time"] > 0
-    linktype, packets = read_pcap(download(server, cid))
+    linktype, packets = read_pcap(server.pcap(cid))
     assert linktype == 276  # LINUX_SLL2 from -i any
     assert len(packets) == final["stats"]["captured"] > 20
     assert final["stats"]["received"] >= final["stats"]["captured"]
     assert final["size"] > 24 and final["file_number"] == 1
-    flows = ip_pairs(packets)
-    assert (pair.client_ip, pair.web_ip, 80) in flows and (pair.web_ip, pair.client_ip, 80) in flows
+    flows = tcp_flows(packets)
+    assert (pair.client_ip, pair.web_ip) in flows and (pair.web_ip, pair.client_ip) in flows
 
 
 def test_duration_stops_by_itself(server: Server, pair: WebPair) -> None:
     began = time.time()
-    cid = start(server, pair.web.id, duration=2)
-    final = wait_for(lambda: (s := info(server, cid))["status"] != "running" and s,
-                     timeout=10, what="a 2 s capture to end")
+    cid = server.sniff(pair.web.id, duration=2)
+    final = server.ended(cid)
     assert final["status"] == "stopped" and final["reason"] == "duration reached"
     assert 1.5 <= final["stop_time"] - began <= 6
-    _, packets = read_pcap(download(server, cid))
+    _, packets = read_pcap(server.pcap(cid))
     assert len(packets) == final["stats"]["captured"] > 0
 
 
@@ -87,16 +54,16 @@ def test_ring_wraps_and_downloads_in_order(server: Server) -> None:
     with web_pair("ring") as p:
         p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
                            f"http://{p.web_ip}/big.txt; done"], detach=True)
-        cid = start(server, p.web.id, file_size_mb=1, file_number=3)
-        wait_for(lambda: info(server, cid)["stats"]["bytes"] > 2_500_000 and
-                 info(server, cid)["stats"]["captured"] > 8000, timeout=30,
+        cid = server.sniff(p.web.id, file_size_mb=1, file_number=3)
+        wait_for(lambda: server.sniffer(cid)["stats"]["bytes"] > 2_500_000 and
+                 server.sniffer(cid)["stats"]["captured"] > 8000, timeout=30,
                  what="the ring to wrap")
         time.sleep(1)
         with server.client() as c:
             c.patch(f"/v1/sniffer/stop/{cid}")
-        final = info(server, cid)
+        final = server.sniffer(cid)
     assert final["file_number"] == 3
-    data = download(server, cid)
+    data = server.pcap(cid)
     assert data.count(b"\xd4\xc3\xb2\xa1") >= 1 and data[:4] == b"\xd4\xc3\xb2\xa1"
     _, packets = read_pcap(data)
     # The ring dropped the oldest files: fewer packets on disk than tcpdump captured.
@@ -108,22 +75,21 @@ def test_ring_wraps_and_downloads_in_order(server: Server) -> None:
 
 def test_container_killed_mid_capture(server: Server) -> None:
     with web_pair("kill") as p:
-        cid = start(server, p.web.id)
-        wait_for(lambda: info(server, cid)["stats"]["captured"] > 5, what="packets")
+        cid = server.sniff(p.web.id)
+        wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 5, what="packets")
         p.web.kill()
-        final = wait_for(lambda: (s := info(server, cid))["status"] != "running" and s,
-                         timeout=10, what="capture to notice the exit")
+        final = server.ended(cid)
     assert final["reason"] == "container exited" and final["status"] == "stopped"
-    _, packets = read_pcap(download(server, cid))
+    _, packets = read_pcap(server.pcap(cid))
     assert len(packets) == final["stats"]["captured"] > 5
 
 
 def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> None:
     from support import running_server
     with running_server(tmp_path) as srv:
-        cid = start(srv, pair.web.id, filter="tcp port 80")
-        wait_for(lambda: info(srv, cid)["stats"]["captured"] > 5, what="packets")
-        gone = start(srv, pair.web.id)  # this one's tcpdump dies while the agent is down
+        cid = srv.sniff(pair.web.id, filter="tcp port 80")
+        wait_for(lambda: srv.sniffer(cid)["stats"]["captured"] > 5, what="packets")
+        gone = srv.sniff(pair.web.id)  # this one's tcpdump dies while the agent is down
         pid = srv_pid(srv, cid)
         pid_gone = srv_pid(srv, gone)
         srv.proc.send_signal(signal.SIGKILL)
@@ -132,16 +98,16 @@ def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> No
         os.kill(pid_gone, signal.SIGKILL)
         time.sleep(0.5)
         srv.start()
-        again = info(srv, cid)
+        again = srv.sniffer(cid)
         assert again["status"] == "running" and srv_pid(srv, cid) == pid
-        lost = info(srv, gone)
+        lost = srv.sniffer(gone)
         assert lost["status"] == "stopped"
         assert lost["reason"] == "tcpdump ended while the agent was down"
         with srv.client() as c:
             assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
-        final = info(srv, cid)
+        final = srv.sniffer(cid)
         assert final["reason"] == "stopped by user" and ended(pid)
-        _, packets = read_pcap(download(srv, cid))
+        _, packets = read_pcap(srv.pcap(cid))
         assert len(packets) == final["stats"]["captured"] > 5
 
 
@@ -159,12 +125,12 @@ def srv_pid(server: Server, cid: str) -> int:
 def test_graceful_shutdown_stops_captures(tmp_path, pair: WebPair) -> None:
     from support import running_server
     with running_server(tmp_path) as srv:
-        cid = start(srv, pair.web.id)
+        cid = srv.sniff(pair.web.id)
         pid = srv_pid(srv, cid)
         srv.stop(signal.SIGTERM)
         assert ended(pid)
         srv.start()
-        final = info(srv, cid)
+        final = srv.sniffer(cid)
         assert final["status"] == "stopped" and final["reason"] == "agent shut down"
 
 
@@ -174,12 +140,12 @@ def test_shared_namespace_container_is_captured_through_it(server: Server, pair:
     side = run_container(unique("sidecar"), ["sleep", "300"],
                          network_mode=f"container:{pair.web.id}")
     try:
-        cid = start(server, side.id, filter="tcp port 80")
-        wait_for(lambda: info(server, cid)["stats"]["captured"] > 5, what="sidecar packets")
+        cid = server.sniff(side.id, filter="tcp port 80")
+        wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 5, what="sidecar packets")
         with server.client() as c:
             c.patch(f"/v1/sniffer/stop/{cid}")
-        _, packets = read_pcap(download(server, cid))
-        assert (pair.client_ip, pair.web_ip, 80) in ip_pairs(packets)
+        _, packets = read_pcap(server.pcap(cid))
+        assert (pair.client_ip, pair.web_ip) in tcp_flows(packets)
     finally:
         remove_container(side)
 
@@ -188,11 +154,10 @@ def test_low_disk_stops_captures_with_reason(tmp_path, pair: WebPair) -> None:
     from support import running_server
     # A free-space floor no disk can meet: the watcher must stop the capture, keeping its files.
     with running_server(tmp_path, env={"PODCAP_MIN_FREE_BYTES": str(10**18)}) as srv:
-        cid = start(srv, pair.web.id)
-        final = wait_for(lambda: (s := info(srv, cid))["status"] != "running" and s,
-                         timeout=10, what="the disk floor to stop the capture")
+        cid = srv.sniff(pair.web.id)
+        final = srv.ended(cid)
         assert final["status"] == "stopped" and final["reason"] == "disk budget"
-        assert read_pcap(download(srv, cid))[0] == 276
+        assert read_pcap(srv.pcap(cid))[0] == 276
 
 
 SENDER = """
@@ -218,7 +183,7 @@ def test_stop_keeps_the_packets_of_the_last_second(server: Server, pair: WebPair
     sender = subprocess.Popen(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c",
                                SENDER, pair.web_ip, "6"])
     try:
-        cid = start(server, pair.web.id, filter="udp port 7000")
+        cid = server.sniff(pair.web.id, filter="udp port 7000")
         time.sleep(1.7)
         stopped_at = time.time()
         with server.client() as c:
@@ -226,7 +191,7 @@ def test_stop_keeps_the_packets_of_the_last_second(server: Server, pair: WebPair
     finally:
         sender.kill()
         sender.wait()
-    _, packets = read_pcap(download(server, cid))
+    _, packets = read_pcap(server.pcap(cid))
     sent = [struct.unpack("!Id", buf[-12:]) for _, buf in packets]
     late = [t for _, t in sent if t > stopped_at - 0.2]
     assert len(packets) > 300

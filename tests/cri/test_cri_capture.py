@@ -3,57 +3,21 @@ real tcpdump, through NeuVector's /v1 API and the native one."""
 
 from __future__ import annotations
 
-import dpkt
 import pytest
 from cri_testbed import Pods
-from support import Server, read_pcap, wait_for
+from support import Server, read_pcap, tcp_flows, wait_for
 
 pytestmark = pytest.mark.cri
 
 
-def start(server: Server, workload: str, **sniffer: object) -> str:
-    with server.client() as c:
-        r = c.post("/v1/sniffer", params={"f_workload": workload}, json={"sniffer": sniffer})
-    assert r.status_code == 200, r.text
-    return r.json()["result"]["id"]
 
 
-def info(server: Server, cid: str) -> dict:
-    with server.client() as c:
-        r = c.get(f"/v1/sniffer/{cid}")
-    assert r.status_code == 200, r.text
-    return r.json()["sniffer"]
 
 
-def v1_pcap(server: Server, cid: str) -> bytes:
-    """The file inside NeuVector's multipart answer (one part named ``pcap``)."""
-    with server.client() as c:
-        r = c.get(f"/v1/sniffer/{cid}/pcap")
-    assert r.status_code == 200, r.text
-    boundary = r.headers["content-type"].split("boundary=")[1].encode()
-    body = r.content
-    start_at = body.index(b"\r\n\r\n") + 4
-    end_at = body.rindex(b"\r\n--" + boundary + b"--")
-    assert b'name="pcap"' in body[:start_at]
-    return body[start_at:end_at]
 
 
-def native_pcap(server: Server, cid: str) -> bytes:
-    with server.client() as c:
-        r = c.get(f"/api/captures/{cid}/pcap")
-    assert r.status_code == 200, r.text
-    return r.content
 
 
-def http_flows(packets: list[tuple[float, bytes]]) -> set[tuple[str, str]]:
-    """(src, dst) of the IPv4 TCP port-80 packets of a LINUX_SLL2 capture."""
-    found = set()
-    for _, buf in packets:
-        ip = dpkt.sll2.SLL2(buf).data
-        if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP) and 80 in (
-                ip.data.sport, ip.data.dport):
-            found.add((".".join(map(str, ip.src)), ".".join(map(str, ip.dst))))
-    return found
 
 
 def test_workloads_list_pods_and_containers(cri_server: Server, pods: Pods) -> None:
@@ -74,19 +38,19 @@ def test_workloads_list_pods_and_containers(cri_server: Server, pods: Pods) -> N
 def test_capture_one_pod(cri_server: Server, pods: Pods, kind: str) -> None:
     """A pod and any of its containers capture the same, shared, network namespace."""
     target = pods.web.sandbox_id if kind == "pod" else pods.web.container_id
-    cid = start(cri_server, target, filter="tcp port 80")
-    wait_for(lambda: info(cri_server, cid)["stats"]["captured"] > 20, what="live counters")
+    cid = cri_server.sniff(target, filter="tcp port 80")
+    wait_for(lambda: cri_server.sniffer(cid)["stats"]["captured"] > 20, what="live counters")
     with cri_server.client() as c:
         assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
-    final = info(cri_server, cid)
+    final = cri_server.sniffer(cid)
     assert (final["status"], final["reason"]) == ("stopped", "stopped by user")
     assert (final["pod_name"], final["domain"]) == ("web", "podcap-test")
-    data = v1_pcap(cri_server, cid)
-    assert data == native_pcap(cri_server, cid)
+    data = cri_server.v1_pcap(cid)
+    assert data == cri_server.pcap(cid)
     linktype, packets = read_pcap(data)
     assert linktype == 276
     assert len(packets) == final["stats"]["captured"] > 20
-    assert http_flows(packets) == {(pods.client.ip, pods.web.ip), (pods.web.ip, pods.client.ip)}
+    assert tcp_flows(packets) == {(pods.client.ip, pods.web.ip), (pods.web.ip, pods.client.ip)}
 
 
 def test_host_network_pod_is_refused(cri_server: Server, pods: Pods) -> None:
@@ -102,21 +66,21 @@ def test_deleted_pod_stops_capture_and_keeps_files(cri_server: Server, pods: Pod
     bed = pods.bed
     doomed = bed.run_pod("doomed", [
         "sh", "-c", f"while true; do wget -q -O /dev/null http://{pods.web.ip}/; sleep 0.1; done"])
-    cid = start(cri_server, doomed.sandbox_id, duration=0)
-    wait_for(lambda: info(cri_server, cid)["stats"]["captured"] > 10, what="packets")
+    cid = cri_server.sniff(doomed.sandbox_id, duration=0)
+    wait_for(lambda: cri_server.sniffer(cid)["stats"]["captured"] > 10, what="packets")
     bed.remove_pod(doomed.sandbox_id)
-    final = wait_for(lambda: (s := info(cri_server, cid))["status"] != "running" and s,
+    final = wait_for(lambda: (s := cri_server.sniffer(cid))["status"] != "running" and s,
                      timeout=15, what="the capture to notice the pod is gone")
     assert (final["status"], final["reason"]) == ("stopped", "container exited")
-    _, packets = read_pcap(native_pcap(cri_server, cid))
+    _, packets = read_pcap(cri_server.pcap(cid))
     assert len(packets) == final["stats"]["captured"] > 10
-    assert (doomed.ip, pods.web.ip) in http_flows(packets)
+    assert (doomed.ip, pods.web.ip) in tcp_flows(packets)
 
     # A new pod under the same name (and maybe the same IP) is a different workload: the old
     # capture stays stopped and its download is still what the first pod sent.
     again = bed.run_pod("doomed", ["sleep", "3600"])
     assert again.sandbox_id != doomed.sandbox_id
-    later = info(cri_server, cid)
+    later = cri_server.sniffer(cid)
     assert (later["status"], later["container_id"]) == ("stopped", doomed.sandbox_id)
     assert later["stats"] == final["stats"]
-    assert read_pcap(native_pcap(cri_server, cid))[1] == packets
+    assert read_pcap(cri_server.pcap(cid))[1] == packets
