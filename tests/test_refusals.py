@@ -75,6 +75,19 @@ def test_host_network_container(server: Server) -> None:
         remove_container(c)
 
 
+def test_podcaps_own_container(server: Server) -> None:
+    """Deployments label podcap's container podcap.self=true (its cgroup id is also matched)."""
+    c = run_container(unique("self"), ["sleep", "300"], labels={"podcap.self": "true"})
+    try:
+        with server.client() as cl:
+            wl = cl.get(f"/v1/workload/{c.id}").json()["workload"]
+        assert wl["cap_sniff"] is False and wl["cap_sniff_reason"] == "podcap's own container"
+        assert_error(sniff(server, {"f_workload": c.id}, {"sniffer": {}}), 400, 6,
+                     "podcap's own container")
+    finally:
+        remove_container(c)
+
+
 def test_stopped_container(server: Server) -> None:
     c = run_container(unique("stopped"), ["true"])
     try:
