@@ -55,7 +55,11 @@ def test_sniffer_lifecycle_and_multipart_download(server: Server, pair: WebPair)
         listed = c.get("/v1/sniffer", params={"f_workload": pair.web.id}).json()["sniffers"]
         assert cid in [s["id"] for s in listed]
         assert c.get("/v1/sniffer", params={"f_workload": "nobody"}).json()["sniffers"] == []
-        live = c.get(f"/v1/sniffer/{cid}/pcap")  # download while running: still a valid pcap
+        # Download while running: tcpdump writes through a stdio buffer, so wait for records
+        # on disk; the answer must still be a valid pcap cut at a whole record.
+        wait_for(lambda: c.get(f"/v1/sniffer/{cid}").json()["sniffer"]["size"] > 8192,
+                 what="records on disk")
+        live = c.get(f"/v1/sniffer/{cid}/pcap")
         assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
         final = c.get(f"/v1/sniffer/{cid}").json()["sniffer"]
         r = c.get(f"/v1/sniffer/{cid}/pcap")

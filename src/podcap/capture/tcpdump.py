@@ -40,7 +40,11 @@ def capture_argv(netns_fd: int, spec: CaptureSpec, files_dir: Path) -> list[str]
 
 
 def tcpdump_args(spec: CaptureSpec, files_dir: Path) -> list[str]:
-    argv = [TCPDUMP, "-i", "any", "-n", "-U", "-Z", "root",
+    """No ``-U``: a write(2) per packet costs tcpdump CPU exactly when it is short of it
+    (BENCHMARKS.md: drops in 6 of 19 saturated runs with it, 1 of 19 without). Files lag by a
+    stdio buffer at most; downloads of a running capture cut at whole records anyway, and a
+    stop flushes everything."""
+    argv = [TCPDUMP, "-i", "any", "-n", "-Z", "root",
             "-B", str(spec.buffer_kib),
             "-C", str(spec.file_size_mb), "-W", str(spec.file_number),
             "-w", str(files_dir / RING_PREFIX)]
