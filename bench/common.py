@@ -43,13 +43,16 @@ class Config:
     # 1. capture fidelity
     fid_seconds: int = 10
     fid_repeats: int = 3
-    fid_payloads: tuple[int, ...] = (64, 1400)
+    # "<payload>x<senders>": iperf3 UDP clients at once. One sender is the figure; two
+    # contend for this machine's cores with tcpdump, which is when buffers and -U matter.
+    fid_loads: tuple[str, ...] = ("64x1", "1400x1", "1400x2")
+    fid_reference: bool = False  # also one run of iperf3 alone per load
     fid_drain_s: float = 0.5  # after iperf3 ends, before the capture is stopped
     sweep: bool = True
     sweep_seconds: int = 4
     sweep_repeats: int = 3
-    sweep_payloads: tuple[int, ...] = (1400,)  # 64 B: podcap and raw dropped nothing in figure 1
-    sweep_buffers_kib: tuple[int, ...] = (2048, 4096, 8192, 16384, 32768)
+    sweep_loads: tuple[str, ...] = ("1400x2",)  # one sender dropped nothing at any -B here
+    sweep_buffers_kib: tuple[int, ...] = (2048, 8192, 32768)
     # "U": podcap's argv as is (-U); "noU": without -U, at every buffer. "imm": -U plus
     # --immediate-mode, and each snap length other than 0: at the default buffer only.
     sweep_modes: tuple[str, ...] = ("U", "noU", "imm")
@@ -78,7 +81,7 @@ class Config:
     @classmethod
     def smoke_config(cls) -> Config:
         return cls(
-            smoke=True, fid_seconds=1, fid_repeats=1, fid_payloads=(1400,), fid_drain_s=0.2,
+            smoke=True, fid_seconds=1, fid_repeats=1, fid_loads=("1400x1",), fid_drain_s=0.2,
             sweep_seconds=1, sweep_buffers_kib=(8192,), sweep_snaplens=(), sweep_modes=("U",),
             start_repeats=1, start_hold_s=1.1, stop_repeats=1, stop_run_s=0.4,
             stop_jitter_s=0.0, stop_load=False,
@@ -98,7 +101,8 @@ class Config:
         if isinstance(current, bool):
             value = raw.lower() in ("1", "true", "yes", "on")
         elif isinstance(current, tuple):
-            value = tuple(int(x) if x.isdigit() else x for x in raw.split(",") if x)
+            items = [x for x in raw.split(",") if x]
+            value = tuple(x if name.endswith(("_loads", "_modes")) else int(x) for x in items)
         else:
             value = type(current)(raw)
         setattr(self, name, value)

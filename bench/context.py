@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ class Context:
 
     def record(self, figure: str, argv: list[str] | str) -> None:
         """Keep the exact command (with this run's paths/pids shown as placeholders)."""
-        text = argv if isinstance(argv, str) else " ".join(argv)
+        text = argv if isinstance(argv, str) else shlex.join(argv)
         text = text.replace(str(self.work.path), "$WORK")
         for old, new in self._subst.items():
             text = text.replace(old, new)

@@ -1,10 +1,11 @@
 """Figure 1: capture fidelity under iperf3 UDP at maximum rate, and the -B / -s / -U sweep.
 
-Container A runs the iperf3 server and is the captured workload; container B runs the client
-(``-u -b 0 -l <payload>``). Each run reports packets sent (iperf3's sender count), and tcpdump's
-own counters: captured, received by filter, dropped by kernel. neuvector-args is stopped with
-SIGKILL like NeuVector, so its counters are read with SIGUSR1 just before the kill (NeuVector
-itself reports none).
+Container A runs the iperf3 server(s) and is the captured workload; container B runs the
+client(s) (``-u -b 0 -l <payload>``); a load "1400x2" is two senders at once (iperf3 is single
+threaded: one sender cannot load two cores). Each run reports packets sent (iperf3's sender
+count), and tcpdump's own counters: captured, received by filter, dropped by kernel. neuvector-args
+is stopped with SIGKILL like NeuVector, so its counters are read with SIGUSR1 just before
+the kill (NeuVector itself reports none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,14 +75,18 @@ def sweep_variants(ctx: Context, payload: int) -> list[Variant]:
     """Every buffer with and without -U; --immediate-mode and other snap lengths at the
     default buffer only (one axis at a time keeps the sweep inside the time budget)."""
     cfg, default = ctx.cfg, limits.BUFFER_KIB_DEFAULT
-    points = [(buf, 0, mode) for buf in cfg.sweep_buffers_kib for mode in ("U", "noU")
-              if mode in cfg.sweep_modes]
+    points: list[tuple[int, int, str]] = [
+        (buf, 0, mode) for buf in cfg.sweep_buffers_kib for mode in ("U", "noU")
+        if mode in cfg.sweep_modes]
     if "imm" in cfg.sweep_modes:
         points.append((default, 0, "imm"))
     points += [(default, snap, "U") for snap in cfg.sweep_snaplens if 0 < snap < payload + 100]
     return [Variant(f"-B {buf} -s {snap or 262144} {MODES[mode]}", "tcpdump",
-                    lambda d, b=buf, s=snap, m=mode: podcap_argv(b, s, m, d))
-            for buf, snap, mode in points]
+                    _sweep_args(buf, snap, mode)) for buf, snap, mode in points]
+
+
+def _sweep_args(buf: int, snap: int, mode: str) -> Callable[[Path], list[str]]:
+    return lambda d: podcap_argv(buf, snap, mode, d)
 
 
 def _start(ctx: Context, v: Variant, a: Box, run_dir: Path) -> tuple[Stopper, str]:
@@ -115,37 +121,55 @@ def _start(ctx: Context, v: Variant, a: Box, run_dir: Path) -> tuple[Stopper, st
     return stop_tcpdump, td.command
 
 
-def run_one(ctx: Context, v: Variant, payload: int, seconds: int, figure: str) -> dict[str, Any]:
+def parse_load(load: str) -> tuple[int, int]:
+    """"1400x2" -> (1400-byte payload, 2 iperf3 senders at once)."""
+    payload, _, streams = load.partition("x")
+    return int(payload), int(streams or 1)
+
+
+def load_label(load: str) -> str:
+    payload, streams = parse_load(load)
+    return f"{payload} B × {streams} sender{'s' if streams > 1 else ''}"
+
+
+def run_one(ctx: Context, v: Variant, load: str, seconds: int, figure: str) -> dict[str, Any]:
     a, b = ctx.pair()
+    payload, streams = parse_load(load)
     run_dir = ctx.sub(f"fid-{next(_ports)}")
-    iperf = Iperf(ctx.procs, a, next(_ports))
+    servers = [Iperf(ctx.procs, a, next(_ports)) for _ in range(streams)]
     try:
         stop, command = _start(ctx, v, a, run_dir)
         if command:
             ctx.record(figure, f"[{v.name}] {command}")
         try:
-            result = iperf.run_client(b, seconds, udp=True, payload=payload)
-            ctx.record(figure, "[load] " + " ".join(iperf.client_argv(b, seconds, True, payload)))
+            with ThreadPoolExecutor(streams) as pool:
+                results = list(pool.map(
+                    lambda it: it.run_client(b, seconds, udp=True, payload=payload), servers))
+            for it in servers:
+                ctx.record(figure, "[load server] " + " ".join(it.server_argv))
+                ctx.record(figure, "[load] " + " ".join(it.client_argv(b, seconds, True, payload)))
             time.sleep(ctx.cfg.fid_drain_s)
         finally:
             stats = stop()
     finally:
-        iperf.close()
+        for it in servers:
+            it.close()
         shutil.rmtree(run_dir, ignore_errors=True)
-    sent = udp_sent_packets(result)
-    return {"variant": v.name, "payload": payload, "sent": sent, **stats,
+    sent = sum(udp_sent_packets(r) for r in results)
+    return {"variant": v.name, "load": load, "payload": payload, "streams": streams,
+            "sent": sent, **stats,
             "capture_pct": 100.0 * ratio(stats["captured"], sent) if v.kind != "none" else None,
             "drop_pct": 100.0 * ratio(stats["dropped"], stats["received"])
             if stats["received"] else 0.0}
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["variant"], r["payload"]), []).append(r)
+        groups.setdefault((r["load"], r["variant"]), []).append(r)
     out = []
-    for (variant, payload), rs in groups.items():
-        out.append({"variant": variant, "payload": payload, "n": len(rs),
+    for (load, variant), rs in groups.items():
+        out.append({"variant": variant, "load": load, "label": load_label(load), "n": len(rs),
                     "sent": summary([r["sent"] for r in rs]),
                     "captured": summary([r["captured"] for r in rs]),
                     "dropped": summary([r["dropped"] for r in rs]),
@@ -159,25 +183,27 @@ def run(ctx: Context) -> dict[str, Any]:
     cfg = ctx.cfg
     rows: list[dict[str, Any]] = []
     variants = main_variants()
-    for payload in cfg.fid_payloads:
-        rows.append(run_one(ctx, Variant("no capture", "none"), payload, cfg.fid_seconds, "1"))
+    for load in cfg.fid_loads:
+        if cfg.fid_reference:
+            rows.append(run_one(ctx, Variant("no capture", "none"), load, cfg.fid_seconds, "1"))
         for _ in range(cfg.fid_repeats):
             for v in variants:  # interleaved, so drift over time hits every variant alike
-                rows.append(run_one(ctx, v, payload, cfg.fid_seconds, "1"))
+                rows.append(run_one(ctx, v, load, cfg.fid_seconds, "1"))
     sweep_rows: list[dict[str, Any]] = []
     if cfg.sweep:
-        for payload in cfg.sweep_payloads:
+        for load in cfg.sweep_loads:
+            points = sweep_variants(ctx, parse_load(load)[0])
             for _ in range(cfg.sweep_repeats):
-                for v in sweep_variants(ctx, payload):
-                    sweep_rows.append(run_one(ctx, v, payload, cfg.sweep_seconds, "1-sweep"))
+                for v in points:
+                    sweep_rows.append(run_one(ctx, v, load, cfg.sweep_seconds, "1-sweep"))
     main = aggregate(rows)
     targets = []
-    for payload in cfg.fid_payloads:
-        by = {g["variant"]: g for g in main if g["payload"] == payload}
+    for load in cfg.fid_loads:
+        by = {g["variant"]: g for g in main if g["load"] == load}
         pc, nv = by["podcap"]["drop_pct"], by["neuvector-args"]["drop_pct"]
         raw_b = by[f"raw -B {limits.BUFFER_KIB_DEFAULT}"]["drop_pct"]
         targets.append({
-            "payload": payload,
+            "load": load, "label": load_label(load),
             "podcap_vs_nv": ratio(pc["median"], nv["median"]),
             "tenth_of_nv": pc["median"] <= nv["median"] / 10 if nv["median"] > 0
             else pc["median"] == 0,

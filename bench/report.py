@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,40 +69,43 @@ def fidelity_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         "## 1. Capture fidelity",
         "",
         f"iperf3 UDP at maximum rate (`-u -b 0 -l <payload>`), {cfg['fid_seconds']} s, from "
-        "container B to container A; the capture runs in A's netns. *sent* is iperf3's sender "
-        "count; *captured* and *dropped by kernel* are tcpdump's own counters; *drop %* = "
-        "dropped ÷ received by filter. "
+        "container B to container A; the capture runs in A's netns. *1 sender* is the issue's "
+        "figure; *2 senders* runs two iperf3 clients at once (iperf3 is single-threaded), which "
+        "on this machine makes tcpdump compete for CPU — the case where buffer and -U matter. "
+        "*sent* is iperf3's sender count; *captured* and *dropped by kernel* are tcpdump's own "
+        "counters; *drop %* = dropped ÷ received by filter. "
         f"Median [min–max] over {cfg['fid_repeats']} repeats, variants interleaved. "
         "`podcap` is `POST /v1/sniffer` with defaults; `raw` is `nsenter tcpdump` with tcpdump's "
         f"defaults (2 MiB buffer), `raw -B {buf}` the same with podcap's buffer (both write the "
         "same 5 × 2 MB ring, no `-U`); `neuvector-args` is NeuVector's exact argv (its counters "
-        "are read with SIGUSR1 just before the SIGKILL). `no capture` is iperf3 alone (1 run).",
+        "are read with SIGUSR1 just before the SIGKILL). `no capture` (when present) is iperf3 "
+        "alone, 1 run.",
         "",
     ]
     rows = []
     for g in res["groups"]:
-        rows.append([f"{g['payload']} B", g["variant"], med(g["sent"], 0), med(g["captured"], 0),
+        rows.append([g["label"], g["variant"], med(g["sent"], 0), med(g["captured"], 0),
                      med(g["capture_pct"], 2), med(g["dropped"], 0), med(g["drop_pct"], 3)])
-    out.append(table(["payload", "variant", "sent", "captured", "captured % of sent",
+    out.append(table(["load", "variant", "sent", "captured", "captured % of sent",
                       "dropped by kernel", "drop %"], rows))
     out += ["", "Targets: podcap's kernel drops ≤ 1/10 of neuvector-args', and no worse than raw "
             f"with the same buffer (podcap's median drop % ≤ the worst `raw -B {buf}` run).", ""]
-    trows = [[f"{t['payload']} B", num(t["podcap_vs_nv"], 3), met(t["tenth_of_nv"]),
+    trows = [[t["label"], num(t["podcap_vs_nv"], 3), met(t["tenth_of_nv"]),
               met(t["no_worse_than_raw_same_buffer"])] for t in res["targets"]]
-    out.append(table(["payload", "podcap drop % ÷ neuvector-args drop %", "≤ 1/10",
+    out.append(table(["load", "podcap drop % ÷ neuvector-args drop %", "≤ 1/10",
                       "no worse than raw, same buffer"], trows))
     if res.get("sweep"):
-        payloads = ", ".join(f"{x} B" for x in cfg["sweep_payloads"])
+        loads = ", ".join(g["label"] for g in res["sweep"][:1])
         out += ["", "### Sweep: kernel buffer (-B), snap length (-s), -U and --immediate-mode", "",
                 "tcpdump with podcap's exact argv (from `podcap.capture.tcpdump.tcpdump_args`) "
-                f"varied one axis at a time, payload {payloads}, {cfg['sweep_seconds']} s per "
+                f"varied one axis at a time, load {loads}, {cfg['sweep_seconds']} s per "
                 f"run, {cfg['sweep_repeats']} run(s) per point, points interleaved. `-U` = "
                 "podcap's current argv; `no -U` drops -U; `-U --immediate-mode` adds "
                 "--immediate-mode (TPACKET_V2, no 1 s block delay; see figure 3).", ""]
-        srows = [[f"{g['payload']} B", g["variant"], med(g["sent"], 0),
+        srows = [[g["label"], g["variant"], med(g["sent"], 0),
                   med(g["capture_pct"], 2), med(g["dropped"], 0), med(g["drop_pct"], 3)]
                  for g in res["sweep"]]
-        out.append(table(["payload", "tcpdump options", "sent", "captured % of sent",
+        out.append(table(["load", "tcpdump options", "sent", "captured % of sent",
                           "dropped by kernel", "drop %"], srows))
     return "\n".join(out)
 
@@ -144,20 +148,29 @@ def stop_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         f"Probe datagrams (1 per ms, numbered, send time inside) to container A; each capture "
         f"filters on the probe port, runs {cfg['stop_run_s']:g} s plus a random "
         f"0–{cfg['stop_jitter_s']:g} s (so the stop falls at any phase of tcpdump's 1 s "
-        "buffer timeout) and is stopped. Of the probes "
-        f"sent in the last {w} ms before the stop, how many are in the file — median [min–max] "
-        f"over {cfg['stop_repeats']} stops. *loaded*: iperf3 UDP 1400 B at max rate B → A at "
-        "the same time. *stop* = time until the stop call returned.",
+        "buffer timeout) and is stopped. Of the probes sent in the last "
+        f"{w} ms before the stop, how many are in the file — median [min–max] over "
+        f"{cfg['stop_repeats']} stops. podcap is stopped with `PATCH /v1/sniffer/stop/<id>` "
+        "(SIGINT); neuvector-args with SIGKILL to the group. Two references, plain tcpdump with "
+        "podcap's argv, show what a fix would give: `-U --immediate-mode` then SIGINT; and "
+        "*drained*: SIGUSR1 until tcpdump's captured + dropped reach the received count at the "
+        "stop, then SIGINT. *loaded*: iperf3 UDP 1400 B at max rate B → A at the same time. "
+        "*stop* = time until the stop call returned.",
         "",
     ]
     rows = [[g["condition"], g["system"], med(g["window_sent"], 0), med(g["window_in_file"], 0),
-             med(g["window_pct"], 1), med(g["stop_ms"], 0)] for g in res["groups"]]
+             med(g["window_pct"], 1), med(g.get("lost_before_stop", {}), 0),
+             med(g["stop_ms"], 0)] for g in res["groups"]]
     out.append(table(["condition", "system", f"sent in last {w} ms", "in file", "% in file",
-                      "stop (ms)"], rows))
+                      "all sent before the stop: missing", "stop (ms)"], rows))
     lost = res["podcap_received_not_written"]
-    out += ["", f"podcap: packets tcpdump counted as received (minus dropped) but never wrote, "
-            f"per stop: {med(lost, 0)}. Target (podcap loses none that tcpdump received): "
-            f"{met(res['target_met'])}."]
+    out += ["", "*missing*: probes sent after the capture was ready (POST answered / \"listening "
+            "on\") and before the stop that are not in the file. Target (podcap loses none "
+            "that tcpdump received: missing ≤ "
+            f"tcpdump's own kernel drops, every stop): {met(res['target_met'])}. For context, "
+            "tcpdump's final counters of podcap's captures: received − dropped − captured = "
+            f"{med(lost, 0)} per stop — these include probes that arrived after the stop "
+            "request, while podcap drained (the probe keeps sending)."]
     return "\n".join(out)
 
 
@@ -170,12 +183,16 @@ def download_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         f"A real capture (iperf3 TCP B → A) of {num(res['bytes_on_disk'])} bytes in "
         f"{res['files']} ring files (`file_size_mb` {cfg['download_file_size_mb']}), filled in "
         f"{num(res['fill_s'])} s. Each of {cfg['download_repeats']} repeats: `cat` of the files "
-        "to /dev/null, then `curl -o /dev/null` of the native merged pcap and of NeuVector's "
-        "multipart route (limit above the size). Page cache warm for all. RSS growth = peak "
-        "(VmHWM, reset before) − RSS before, podcap's processes only.",
+        "to /dev/null; the *HTTP floor* (a minimal HTTP/1.1 server in the bench that sends the "
+        "same files with sendfile(2), to the same curl: the least any HTTP download of these "
+        "bytes costs here); then `curl -o /dev/null` of podcap's native merged pcap and of "
+        "NeuVector's multipart route (limit above the size). Page cache warm for all. RSS "
+        "growth = peak (VmHWM, reset before) − RSS before, podcap's processes only.",
         "",
         table(["", "seconds", "÷ cat", "peak RSS growth (MB)", "bytes"], [
             ["cat (floor)", med(res["cat_s"], 3), "1", "–", num(res["bytes_on_disk"])],
+            ["HTTP floor: sendfile(2) server → curl", med(res["floor_s"], 3),
+             med(res["floor_ratio"], 2), "–", num(res["bytes_on_disk"])],
             ["GET /api/captures/<id>/pcap", med(res["native_s"], 3), med(res["native_ratio"], 2),
              med(res["native_rss_growth_mb"], 1),
              num(res["rows"][0]["native_bytes"]) if res["rows"] else "–"],
@@ -184,6 +201,7 @@ def download_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
              num(res["rows"][0]["v1_bytes"]) if res["rows"] else "–"],
         ]),
         "",
+        f"podcap ÷ HTTP floor: {med(res['native_vs_floor'], 2)}. "
         f"Merged pcap size = files − 23 × 24-byte headers as expected: "
         f"{num(res['native_bytes_ok'])}. Targets: time ≤ 2.0 × cat {met(res['target_time_met'])}"
         f"; RSS growth ≤ 50 MB {met(res['target_rss_met'])}.",
@@ -230,7 +248,7 @@ def targets_table(results: dict[str, Any]) -> str:
     f = results.get("fidelity", {})
     if "targets" in f:
         for t in f["targets"]:
-            rows.append([f"1 fidelity {t['payload']} B",
+            rows.append([f"1 fidelity, {t['label']}",
                          f"podcap drop % ÷ neuvector-args: {num(t['podcap_vs_nv'], 3)}",
                          "≤ 0.1; ≤ raw same buffer",
                          f"{met(t['tenth_of_nv'])} / {met(t['no_worse_than_raw_same_buffer'])}"])
@@ -265,6 +283,25 @@ def targets_table(results: dict[str, Any]) -> str:
         if "error" in res:
             rows.append([name, "failed: " + res["error"].strip().splitlines()[-1][:120], "", "–"])
     return table(["figure", "result (median)", "target", ""], rows)
+
+
+_VARYING = [
+    (re.compile(r"(iperf3 .*?-p )\d+"), r"\g<1><port>"),
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
+    (re.compile(r"\$WORK/(fid|lat|stop)-\d+"), r"$WORK/\g<1>-<n>"),
+    (re.compile(r"limit=\d+"), "limit=<size + 1>"),
+]
+
+
+def commands(cmds: list[str]) -> list[str]:
+    """The run's commands with per-run values (ports, ids, directories) as placeholders, once."""
+    out: list[str] = []
+    for cmd in cmds:
+        for pattern, repl in _VARYING:
+            cmd = pattern.sub(repl, cmd)
+        if cmd not in out:
+            out.append(cmd)
+    return out
 
 
 def keep_notes(path: Path) -> str:
@@ -312,6 +349,6 @@ def render(run_info: dict[str, Any], path: Path) -> str:
               "run's temporary directory, `$DATA` the data dir of `podcap serve --insecure-http "
               "--listen 127.0.0.1:<port> --data-dir $DATA`, `$URL` its address.", ""]
     for fig, cmds in sorted(run_info["commands"].items()):
-        parts += [f"Figure {fig}:", "", "```"] + cmds + ["```", ""]
+        parts += [f"Figure {fig}:", "", "```"] + commands(cmds) + ["```", ""]
     parts += ["Configuration of this run:", "", "```json", json.dumps(cfg, indent=1), "```", ""]
     return "\n".join(parts)

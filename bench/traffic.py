@@ -36,8 +36,9 @@ class Iperf:
 
     def __init__(self, procs: Procs, server: Box, port: int) -> None:
         self.procs, self.server, self.port = procs, server, port
-        self.proc = procs.spawn(server.nsenter(IPERF3, "-s", "-1", "-p", str(port), "-J"),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.server_argv = server.nsenter(IPERF3, "-s", "-1", "-p", str(port), "-J")
+        self.proc = procs.spawn(self.server_argv, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
 
     def client_argv(self, client: Box, seconds: float, udp: bool, payload: int | None,
                     bitrate: str = "0") -> list[str]:
