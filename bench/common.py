@@ -53,7 +53,7 @@ class Config:
     sweep_repeats: int = 3
     sweep_loads: tuple[str, ...] = ("1400x2",)  # one sender dropped nothing at any -B here
     sweep_buffers_kib: tuple[int, ...] = (2048, 8192, 32768)
-    # "U": podcap's argv as is (-U); "noU": without -U, at every buffer. "imm": -U plus
+    # "noU": podcap's argv as is (no -U); "U": with -U, at every buffer. "imm": -U plus
     # --immediate-mode, and each snap length other than 0: at the default buffer only.
     sweep_modes: tuple[str, ...] = ("U", "noU", "imm")
     sweep_snaplens: tuple[int, ...] = (128,)

@@ -42,19 +42,21 @@ MODES = {"U": "-U", "noU": "no -U", "imm": "-U --immediate-mode"}
 
 def podcap_argv(buffer_kib: int, snaplen: int, mode: str, out_dir: Path) -> list[str]:
     """tcpdump's arguments exactly as podcap's agent builds them (minus the tcpdump path),
-    with -U removed ("noU") or --immediate-mode added ("imm")."""
+    as they are ("noU": podcap writes without -U), with -U added ("U"), or with -U and
+    --immediate-mode added ("imm")."""
     try:
         from podcap.capture.tcpdump import tcpdump_args
         from podcap.model import CaptureSpec
         argv = tcpdump_args(CaptureSpec(buffer_kib=buffer_kib, snaplen=snaplen), out_dir)[1:]
     except ImportError:  # the module moved: keep the shape it had when this was written
-        argv = ["-i", "any", "-n", "-U", "-Z", "root", "-B", str(buffer_kib), "-C", "2",
+        argv = ["-i", "any", "-n", "-Z", "root", "-B", str(buffer_kib), "-C", "2",
                 "-W", "5", "-w", str(out_dir / "capture.pcap")]
         if snaplen:
             argv[1:1] = ["-s", str(snaplen)]
-    if mode == "noU":
-        argv = [a for a in argv if a != "-U"]
-    elif mode == "imm" and "--immediate-mode" not in argv:
+    argv = [a for a in argv if a != "-U"]
+    if mode in ("U", "imm"):
+        argv.insert(argv.index("-w"), "-U")
+    if mode == "imm" and "--immediate-mode" not in argv:
         argv.insert(argv.index("-w"), "--immediate-mode")
     return argv
 

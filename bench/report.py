@@ -99,9 +99,9 @@ def fidelity_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         out += ["", "### Sweep: kernel buffer (-B), snap length (-s), -U and --immediate-mode", "",
                 "tcpdump with podcap's exact argv (from `podcap.capture.tcpdump.tcpdump_args`) "
                 f"varied one axis at a time, load {loads}, {cfg['sweep_seconds']} s per "
-                f"run, {cfg['sweep_repeats']} run(s) per point, points interleaved. `-U` = "
-                "podcap's current argv; `no -U` drops -U; `-U --immediate-mode` adds "
-                "--immediate-mode (TPACKET_V2, no 1 s block delay; see figure 3).", ""]
+                f"run, {cfg['sweep_repeats']} run(s) per point, points interleaved. `no -U` = "
+                "podcap's argv; `-U` adds -U (NeuVector's choice); `-U --immediate-mode` adds "
+                "both (TPACKET_V2, no 1 s block delay; see figure 3).", ""]
         srows = [[g["label"], g["variant"], med(g["sent"], 0),
                   med(g["capture_pct"], 2), med(g["dropped"], 0), med(g["drop_pct"], 3)]
                  for g in res["sweep"]]
