@@ -97,3 +97,29 @@ def test_openapi_docs_and_ui_are_served(server: Server) -> None:
     assert page.status_code == 200 and "<html" in page.text.lower()
     missing = httpx.get(server.url + "/v1/nothing-here")
     assert missing.status_code == 404 and missing.json()["code"] == 1
+
+
+def test_reader_reads_and_namespaces_scope(server: Server, pair) -> None:
+    """Users are added through the controller's own Auth over the server's database (there is
+    no user-management API yet); their tokens then go through the real server."""
+    from podcap.controller.auth import Auth
+    from podcap.controller.db import open_db
+    auth = Auth(open_db(None, server.data_dir))
+    auth.add_user("viewer", "viewer-password", "reader")
+    auth.add_user("team-a", "team-a-password", "admin", namespaces=("team-a",))
+    with server.client(server.login("viewer", "viewer-password")) as c:
+        assert c.get("/v1/sniffer").status_code == 200
+        assert any(w["id"] == pair.web.id for w in c.get("/v1/workload").json()["workloads"])
+        r = c.post("/v1/sniffer", params={"f_workload": pair.web.id}, json={"sniffer": {}})
+        assert r.status_code == 403 and r.json()["code"] == 3
+        assert "may only read" in r.json()["message"]
+    cid = server.sniff(pair.web.id, duration=1)
+    with server.client(server.login("team-a", "team-a-password")) as c:
+        # Plain Docker containers have no namespace: invisible to a user scoped to team-a.
+        assert all(w["domain"] == "team-a" for w in c.get("/v1/workload").json()["workloads"])
+        r = c.post("/v1/sniffer", params={"f_workload": pair.web.id}, json={"sniffer": {}})
+        assert r.status_code == 404 and r.json()["code"] == 7
+        assert cid not in [s["id"] for s in c.get("/v1/sniffer").json()["sniffers"]]
+        assert c.get(f"/v1/sniffer/{cid}").status_code == 404
+        assert c.delete(f"/v1/sniffer/{cid}").status_code == 404
+    assert server.sniffer(cid)["id"] == cid

@@ -8,7 +8,6 @@ from podcap.errors import InvalidArgument
 
 CaptureId = NewType("CaptureId", str)
 WorkloadId = NewType("WorkloadId", str)
-AgentId = NewType("AgentId", str)
 
 _CAPTURE_ID = re.compile(r"[0-9a-f]{32}")
 # Docker ids are 64 hex; CRI ids too; names may be used where a client passes one.

@@ -10,7 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
 
 from podcap import limits
@@ -112,10 +112,6 @@ class Auth:
             if now - row.last_used > 10:  # bound writes: idle time is coarse on purpose
                 row.last_used = now
         return _principal(user)
-
-    def users(self) -> list[str]:
-        with self._sessions() as db:
-            return list(db.scalars(select(User.username)))
 
 
 def _principal(user: User) -> Principal:
