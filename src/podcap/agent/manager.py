@@ -133,13 +133,16 @@ class Agent:
                 self.store.save(capture)
             raise
         with self._lock:
-            capture.pid, capture.pid_start = proc.pid, proc.pid_start
-            capture.start_time = time.time()
-            self._procs[cid] = proc
-            self.store.save(capture)
-            log.info("capture %s started on %s (%s), tcpdump pid %d", cid, workload.name,
-                     workload.id[:12], proc.pid)
-            return self._snapshot(capture)
+            if capture.status is Status.RUNNING:
+                capture.pid, capture.pid_start = proc.pid, proc.pid_start
+                capture.start_time = time.time()
+                self._procs[cid] = proc
+                self.store.save(capture)
+                log.info("capture %s started on %s (%s), tcpdump pid %d", cid, workload.name,
+                         workload.id[:12], proc.pid)
+                return self._snapshot(capture)
+        tcpdump.terminate(proc.pid, alive=proc.alive)  # stopped or removed while starting
+        return self.capture(cid)
 
     def stop(self, cid: str) -> Capture:
         cid = capture_id(cid)
