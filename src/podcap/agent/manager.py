@@ -151,8 +151,6 @@ class Agent:
 
     def remove(self, cid: str) -> None:
         cid = capture_id(cid)
-        with self._lock:
-            self._get(cid)
         self._stop(cid, Reason.USER, drain=False)  # the files go too: nothing to keep
         with self._lock:
             self._captures.pop(cid, None)
@@ -161,9 +159,8 @@ class Agent:
 
     def stream_pcap(self, cid: str, limit: int | None = None) -> ring.PcapStream:
         with self._lock:
-            capture = self._get(cid)
-            live = capture.status is Status.RUNNING
-            paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)
+            live = self._get(cid).status is Status.RUNNING
+        paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)
         return ring.merged(paths, live=live, limit=limit)
 
     # ---- internals ---------------------------------------------------------------------
