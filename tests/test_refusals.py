@@ -63,27 +63,20 @@ def assert_error(r, status: int, code: int, words: str) -> None:
     assert words.lower() in body["message"].lower(), body
 
 
-def test_host_network_container(server: Server) -> None:
-    c = run_container(unique("hostnet"), ["sleep", "300"], network_mode="host")
+@pytest.mark.parametrize("options,reason", [
+    ({"network_mode": "host"}, "host network"),
+    # Deployments label podcap's container podcap.self=true (its cgroup id is also matched).
+    ({"labels": {"podcap.self": "true"}}, "podcap's own container"),
+])
+def test_uncapturable_running_container(server: Server, options: dict, reason: str) -> None:
+    c = run_container(unique("nocap"), ["sleep", "300"], **options)
     try:
         with server.client() as cl:
             wl = cl.get(f"/v1/workload/{c.id}").json()["workload"]
-        assert wl["cap_sniff"] is False and wl["cap_sniff_reason"] == "host network"
-        assert_error(sniff(server, {"f_workload": c.id}, {"sniffer": {}}), 400, 6,
-                     "Unable to capture the container traffic")
-    finally:
-        remove_container(c)
-
-
-def test_podcaps_own_container(server: Server) -> None:
-    """Deployments label podcap's container podcap.self=true (its cgroup id is also matched)."""
-    c = run_container(unique("self"), ["sleep", "300"], labels={"podcap.self": "true"})
-    try:
-        with server.client() as cl:
-            wl = cl.get(f"/v1/workload/{c.id}").json()["workload"]
-        assert wl["cap_sniff"] is False and wl["cap_sniff_reason"] == "podcap's own container"
-        assert_error(sniff(server, {"f_workload": c.id}, {"sniffer": {}}), 400, 6,
-                     "podcap's own container")
+        assert wl["cap_sniff"] is False and wl["cap_sniff_reason"] == reason
+        r = sniff(server, {"f_workload": c.id}, {"sniffer": {}})
+        assert_error(r, 400, 6, "Unable to capture the container traffic")
+        assert reason in r.json()["message"]
     finally:
         remove_container(c)
 
