@@ -19,7 +19,7 @@ from support import (
     web_pair,
 )
 
-from podcap.runtime.base import proc_state
+from podcap.runtime.base import proc_start_time, proc_state, process_alive
 
 
 def test_http_between_two_containers(server: Server, pair: WebPair) -> None:
@@ -95,23 +95,29 @@ def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> No
         gone = srv.sniff(pair.web.id)  # this one's tcpdump dies while the agent is down
         pid = srv_pid(srv, cid)
         pid_gone = srv_pid(srv, gone)
+        starts = {p: proc_start_time(p) for p in (pid, pid_gone)}  # never kill a reused pid
         srv.proc.send_signal(signal.SIGKILL)
         srv.proc.wait(5)
-        assert not ended(pid), "tcpdump must outlive the agent"
-        os.kill(pid_gone, signal.SIGKILL)
-        time.sleep(0.5)
-        srv.start()
-        again = srv.sniffer(cid)
-        assert again["status"] == "running" and srv_pid(srv, cid) == pid
-        lost = srv.sniffer(gone)
-        assert lost["status"] == "stopped"
-        assert lost["reason"] == "tcpdump ended while the agent was down"
-        with srv.client() as c:
-            assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
-        final = srv.sniffer(cid)
-        assert final["reason"] == "stopped by user" and ended(pid)
-        _, packets = read_pcap(srv.pcap(cid))
-        assert len(packets) == final["stats"]["captured"] > 5
+        try:
+            assert not ended(pid), "tcpdump must outlive the agent"
+            os.kill(pid_gone, signal.SIGKILL)
+            time.sleep(0.5)
+            srv.start()
+            again = srv.sniffer(cid)
+            assert again["status"] == "running" and srv_pid(srv, cid) == pid
+            lost = srv.sniffer(gone)
+            assert lost["status"] == "stopped"
+            assert lost["reason"] == "tcpdump ended while the agent was down"
+            with srv.client() as c:
+                assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
+            final = srv.sniffer(cid)
+            assert final["reason"] == "stopped by user" and ended(pid)
+            _, packets = read_pcap(srv.pcap(cid))
+            assert len(packets) == final["stats"]["captured"] > 5
+        finally:  # a failure above must not leave the orphaned tcpdump processes running
+            for orphan, start in starts.items():
+                if process_alive(orphan, start):
+                    os.kill(orphan, signal.SIGKILL)
 
 
 def ended(pid: int) -> bool:
