@@ -2,7 +2,10 @@
 # Builds podcap-test/busybox:1 from Debian's busybox-static with `docker import` (no registry).
 set -euo pipefail
 IMAGE=${1:-podcap-test/busybox:1}
-docker image inspect "$IMAGE" >/dev/null 2>&1 && exit 0
+# Bump when the contents change: an image left by an older script is rebuilt, not reused.
+RECIPE=2
+have=$(docker image inspect -f '{{ index .Config.Labels "podcap.recipe" }}' "$IMAGE" 2>/dev/null || true)
+[ "$have" = "$RECIPE" ] && exit 0
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/www" "$root/tmp" "$root/etc"
@@ -13,5 +16,5 @@ done
 echo "hello from podcap" > "$root/www/index.html"
 head -c 200000 /dev/zero | tr '\0' 'x' > "$root/www/big.txt"
 echo "root:x:0:0:root:/:/bin/sh" > "$root/etc/passwd"
-tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
+tar -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' -c "LABEL podcap.recipe=$RECIPE" - "$IMAGE" >/dev/null
 echo "setup: built $IMAGE"
