@@ -259,16 +259,18 @@ def _images(d: Path) -> None:
 
 
 def _check_usable() -> None:
+    """Only a reason outside the project makes the bed ``Unusable`` (a skip); what
+    scripts/setup.sh should have installed is a failure, so a broken set-up never hides."""
     if os.geteuid() != 0:
         raise Unusable("the CRI test bed needs root (network namespaces, mounts, cgroups)")
     for tool in ("containerd", "ctr", "runc", "ip", "iptables", "docker"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
-            raise Unusable(f"{tool} is not installed (scripts/setup.sh installs it)")
+            raise RuntimeError(f"{tool} is not installed (scripts/setup.sh installs it)")
     if not Path("/usr/lib/cni/bridge").exists():
-        raise Unusable("CNI plugins missing in /usr/lib/cni (containernetworking-plugins)")
+        raise RuntimeError("CNI plugins missing in /usr/lib/cni (containernetworking-plugins)")
     probe = subprocess.run(["docker", "image", "inspect", BUSYBOX_DOCKER], capture_output=True)
     if probe.returncode != 0:
-        raise Unusable(f"{BUSYBOX_DOCKER} is not in Docker (scripts/build-test-image.sh)")
+        raise RuntimeError(f"{BUSYBOX_DOCKER} is not in Docker (scripts/build-test-image.sh)")
 
 
 @contextlib.contextmanager
