@@ -4,6 +4,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_DIR := src/podcap/runtime/cri_proto
+AGENT_PROTO_DIR := src/podcap/transport/agent_proto
 
 setup:
 	@scripts/setup.sh
@@ -23,12 +24,13 @@ lint:
 bench: setup
 	$(PY) -m bench
 
-proto:
-	@if [ -f $(PROTO_DIR)/api.proto ] && [ ! $(PROTO_DIR)/api_pb2.py -nt $(PROTO_DIR)/api.proto ]; then \
-	  $(PY) -m grpc_tools.protoc -I $(PROTO_DIR) --python_out=$(PROTO_DIR) --pyi_out=$(PROTO_DIR) \
-	    --grpc_python_out=$(PROTO_DIR) $(PROTO_DIR)/api.proto && \
-	  sed -i 's/^import api_pb2/from . import api_pb2/' $(PROTO_DIR)/api_pb2_grpc.py; \
-	fi
+proto: $(PROTO_DIR)/api_pb2.py $(AGENT_PROTO_DIR)/agent_pb2.py
+
+# Generated stubs are not committed; each is remade when its .proto is newer.
+%_pb2.py: %.proto
+	$(PY) -m grpc_tools.protoc -I $(dir $<) --python_out=$(dir $<) --pyi_out=$(dir $<) \
+	  --grpc_python_out=$(dir $<) $<
+	sed -i 's/^import $(notdir $*)_pb2/from . import $(notdir $*)_pb2/' $*_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(tcpdump docker.io busybox-static iperf3 iproute2 util-linux procps openssl
           containerd runc containernetworking-plugins chromium tshark)
+# PostgreSQL server binaries for the database tests (tests/pg.py), only when there are none:
+# on PATH, or where Debian's postgresql puts them (/usr/lib/postgresql/<version>/bin).
+if ! command -v initdb >/dev/null || ! command -v pg_ctl >/dev/null; then
+  ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 \
+    || PACKAGES+=(postgresql)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -40,13 +40,14 @@ def unique(prefix: str) -> str:
 
 @dataclass
 class Server:
-    """A real `podcap serve` process on loopback over plain HTTP."""
+    """A real `podcap serve` (or `podcap controller`) process on loopback over plain HTTP."""
 
     data_dir: Path
     port: int
     password: str
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    command: str = "serve"  # or "controller" (tests/cluster)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     _token: str | None = None
@@ -58,7 +59,7 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
         env = dict(os.environ, PODCAP_ADMIN_PASSWORD=self.password, **self.env)
-        argv = [PODCAP, "serve", "--insecure-http", "--listen", f"127.0.0.1:{self.port}",
+        argv = [PODCAP, self.command, "--insecure-http", "--listen", f"127.0.0.1:{self.port}",
                 "--data-dir", str(self.data_dir), *self.extra_args]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -1,4 +1,5 @@
-"""Settings of `podcap serve`: every option is also a PODCAP_* environment variable."""
+"""Settings of `podcap serve`, `controller` and `agent`: every option is also a PODCAP_*
+environment variable."""
 
 from __future__ import annotations
 
@@ -29,6 +30,29 @@ class Settings(BaseSettings):
     token_idle_timeout: int = limits.TOKEN_IDLE_TIMEOUT_S
     database_url: str | None = None  # default: SQLite in data_dir
     log_level: str = "info"
+    # Cluster (docs/CLUSTER.md). Controller side: where agents dial in; None = no remote agents.
+    agent_listen: str | None = None  # mutual TLS; `podcap controller` defaults to 0.0.0.0:10444
+    join_listen: str | None = None  # default: agent_listen's host, port 10445
+    ca_cert: Path | None = None  # the cluster CA; default: generated into data_dir
+    ca_key: Path | None = None
+    # Agent side (`podcap agent`).
+    controller: str | None = None  # HOST:PORT of the controller's agent listener
+    join_token: str | None = None  # needed once; afterwards the certificate in data_dir
+    join_address: str | None = None  # default: controller's host, port 10445
+
+    @property
+    def join_listen_address(self) -> str | None:
+        if self.join_listen or not self.agent_listen:
+            return self.join_listen
+        return f"{self.agent_listen.rsplit(':', 1)[0]}:{limits.JOIN_PORT_DEFAULT}"
+
+    @property
+    def join_dial_address(self) -> str:
+        if self.join_address:
+            return self.join_address
+        if not self.controller:
+            raise ValueError("no controller address")
+        return f"{self.controller.rsplit(':', 1)[0]}:{limits.JOIN_PORT_DEFAULT}"
 
     @property
     def host(self) -> str:

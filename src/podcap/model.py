@@ -192,3 +192,5 @@ class AgentInfo:
     version: str
     started: float
     connected: bool = True
+    joined: float = 0.0  # when it joined the cluster (an in-process agent: when it started)
+    last_seen: float = 0.0  # last message from it; 0 for the in-process agent (always here)

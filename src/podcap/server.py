@@ -1,4 +1,10 @@
-"""`podcap serve`: a controller with an in-process agent, SQLite and HTTPS on one host."""
+"""The three ways podcap runs, assembled from the same parts.
+
+- ``podcap serve``: a controller with an in-process agent, SQLite and HTTPS on one host; it
+  accepts remote agents too when given ``--agent-listen``.
+- ``podcap controller``: API, UI, database and the agent listeners; no local agent.
+- ``podcap agent``: one per node; dials the controller and captures on its node.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +12,54 @@ import ipaddress
 import logging
 import os
 import secrets
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
 from podcap.config import Settings
+from podcap.controller.agents import AgentRegistry
 from podcap.controller.auth import Auth
 from podcap.controller.db import open_db
+from podcap.controller.gateway import Gateway, start_gateway
+from podcap.controller.join_tokens import JoinTokens
 from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
+from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed
 from podcap.transport.inprocess import InProcessTransport
+from podcap.transport.uplink import Identity, Uplink, join
 
 log = logging.getLogger("podcap")
 
 
-def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def serve(settings: Settings, *, local_agent: bool = True) -> None:
+    _logging(settings)
+    role = "serve" if local_agent else "controller"
     try:
-        app, cert, key = build(settings)
+        app, cert, key = build(settings, local_agent=local_agent)
     except PodcapError as exc:
-        sys.exit(f"podcap serve: {exc.message}")
+        sys.exit(f"podcap {role}: {exc.message}")
     scheme = "http" if settings.insecure_http else "https"
     log.info("podcap listening on %s://%s (UI at /, API docs at /docs)", scheme, settings.listen)
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=cert, ssl_keyfile=key,
                 log_level=settings.log_level.lower(), access_log=False)
 
 
-def build(settings: Settings):  # type: ignore[no-untyped-def]
+def build(settings: Settings, *, local_agent: bool = True
+          ) -> tuple[FastAPI, Path | None, Path | None]:
     """Everything `serve` runs, without the listening socket: (app, cert path, key path)."""
     if settings.insecure_http and not _loopback(settings.host):
         raise PodcapError(f"--insecure-http is allowed on loopback only, not {settings.host}; "
                           "drop it to serve HTTPS")
-    data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o700)
+    data_dir = _data_dir(settings)
     cert = key = None
     if not settings.insecure_http:
         cert, key = (settings.cert, settings.key) if settings.cert and settings.key else \
@@ -58,11 +71,79 @@ def build(settings: Settings):  # type: ignore[no-untyped-def]
         print(f"\n  podcap: created user 'admin' with password: {generated}\n"
               "  (shown once; set PODCAP_ADMIN_PASSWORD on first start to choose it)\n",
               flush=True)
-    agent = Agent(data_dir, WorkloadView(open_runtimes(settings)), settings.node_name,
-                  _agent_id(data_dir), settings.disk_budget, settings.min_free_bytes).open()
-    transport = InProcessTransport(agent)
-    service = CaptureService(sessions, [transport])
-    return create_app(service, auth, on_shutdown=transport.close), cert, key
+    local = InProcessTransport(build_agent(settings, _agent_id(data_dir))) if local_agent \
+        else None
+    registry = AgentRegistry(sessions, local)
+    service = CaptureService(sessions, registry)
+    stops: list[Callable[[], object]] = []
+    tokens = None
+    if settings.agent_listen:
+        ca = ClusterCA.load_or_create(data_dir, settings.ca_cert, settings.ca_key)
+        tokens = JoinTokens(sessions, ca.fingerprint)
+        grpc_server = start_gateway(Gateway(registry, tokens, ca), settings.agent_listen,
+                                    settings.join_listen_address)
+        stops.append(lambda: grpc_server.stop(grace=1).wait())
+    stops.append(service.close)
+
+    def shutdown() -> None:
+        for stop in stops:
+            stop()
+
+    app = create_app(service, auth, on_shutdown=shutdown)
+    app.state.join_tokens = tokens
+    return app, cert, key
+
+
+def build_agent(settings: Settings, agent_id: str) -> Agent:
+    return Agent(settings.data_dir, WorkloadView(open_runtimes(settings)), settings.node_name,
+                 agent_id, settings.disk_budget, settings.min_free_bytes).open()
+
+
+def run_agent(settings: Settings) -> None:
+    """`podcap agent`: join once (token), then serve the controller until SIGTERM/SIGINT.
+    A graceful stop ends running captures (reason "agent shut down"); SIGKILL leaves them
+    running, and the next start re-adopts them."""
+    _logging(settings)
+    if not settings.controller:
+        sys.exit("podcap agent: --controller HOST:PORT is required (the controller's agent "
+                 "listener, port 10444 by default)")
+    try:
+        data_dir = _data_dir(settings)
+        identity = Identity.load(data_dir)
+        if identity is None:
+            if not settings.join_token:
+                sys.exit("podcap agent: this node has not joined yet: pass --join-token (from "
+                         "`podcap token create`)")
+            identity = join(settings.join_dial_address, settings.join_token, settings.node_name)
+            identity.save(data_dir)
+            log.info("joined as agent %s", identity.agent_id)
+        elif settings.join_token:
+            log.info("already joined as agent %s; --join-token not needed", identity.agent_id)
+        agent = build_agent(settings, identity.agent_id)
+    except PodcapError as exc:
+        sys.exit(f"podcap agent: {exc.message}")
+    uplink = Uplink(agent, settings.controller, identity)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: uplink.stop())
+    log.info("agent %s on node %s dialling %s", identity.agent_id, settings.node_name,
+             settings.controller)
+    try:
+        uplink.run()
+    finally:
+        agent.close()
+        log.info("agent stopped")
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _data_dir(settings: Settings) -> Path:
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    return data_dir
 
 
 def _agent_id(data_dir: Path) -> str:

@@ -38,3 +38,14 @@ def workload_id(value: str) -> WorkloadId:
 def _preview(value: object) -> str:
     text = str(value)
     return text if len(text) <= 40 else text[:40] + "..."
+
+
+_AGENT_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def agent_id(value: str) -> str:
+    if not isinstance(value, str) or not _AGENT_ID.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid agent id {_preview(value)!r}: expected 16 lowercase hex characters"
+        )
+    return value

@@ -25,6 +25,7 @@ from podcap.capture import ring, tcpdump
 from podcap.errors import FailedPrecondition, NotFound
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Stats, Status, Workload
 from podcap.runtime.base import proc_start_time, process_alive
+from podcap.streams import PcapStream
 from podcap.types import capture_id, new_capture_id
 
 log = logging.getLogger("podcap.agent")
@@ -157,7 +158,7 @@ class Agent:
             self.store.delete(cid)
         log.info("capture %s removed", cid)
 
-    def stream_pcap(self, cid: str, limit: int | None = None) -> ring.PcapStream:
+    def stream_pcap(self, cid: str, limit: int | None = None) -> PcapStream:
         with self._lock:
             live = self._get(cid).status is Status.RUNNING
         paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)

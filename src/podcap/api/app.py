@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from podcap import __version__
 from podcap.api import (
     errors,
+    native_agents,
     native_captures,
     native_session,
     native_workloads,
@@ -41,8 +42,9 @@ def create_app(service: CaptureService, auth: Auth,
     app.state.auth = auth
     app.state.tickets = Tickets()
     errors.install(app)
+    app.state.join_tokens = None  # set by the wiring when agents may join (server.py)
     for module in (v1_auth, v1_workload, v1_sniffer, native_session, native_workloads,
-                   native_captures):
+                   native_captures, native_agents):
         app.include_router(module.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.background import BackgroundTask
 
 from podcap import limits
 from podcap.api import render
@@ -30,8 +31,9 @@ class StartCapture(BaseModel):
 
 @router.get("")
 def list_captures(svc: Service, who: Caller, workload: str | None = None) -> dict:
-    owned = svc.captures(who, workload)
-    return {"captures": [render.native_capture(o) for o in reversed(owned)]}
+    listing = svc.captures(who, workload)
+    return {"captures": [render.native_capture(o) for o in reversed(listing.items)],
+            "unreachable": render.unreachable(listing)}
 
 
 @router.post("", status_code=201)
@@ -75,5 +77,5 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"'}
     if pcap.size is not None:
         headers["Content-Length"] = str(pcap.size)
-    return StreamingResponse(pcap.chunks, media_type="application/vnd.tcpdump.pcap",
-                             headers=headers)
+    return StreamingResponse(pcap, media_type="application/vnd.tcpdump.pcap",
+                             headers=headers, background=BackgroundTask(pcap.close))

@@ -1,4 +1,4 @@
-"""Native agents, workloads and filter checking."""
+"""Native workloads and filter checking."""
 
 from __future__ import annotations
 
@@ -12,14 +12,11 @@ from podcap.errors import InvalidArgument
 router = APIRouter(prefix="/api", tags=["workloads"])
 
 
-@router.get("/agents")
-def agents(svc: Service, who: Caller) -> dict:
-    return {"agents": [render.v1_enforcer(a) for a in svc.agents()]}
-
-
 @router.get("/workloads")
 def workloads(svc: Service, who: Caller, q: str = "") -> dict:
-    return {"workloads": [render.native_workload(p) for p in svc.workloads(who, q)]}
+    listing = svc.workloads(who, q)
+    return {"workloads": [render.native_workload(p) for p in listing.items],
+            "unreachable": render.unreachable(listing)}
 
 
 @router.get("/workloads/{wid}")

@@ -6,7 +6,7 @@ import shlex
 import time
 from typing import Any
 
-from podcap.controller.service import OwnedCapture, PlacedWorkload
+from podcap.controller.service import Listing, OwnedCapture, PlacedWorkload
 from podcap.model import AgentInfo
 
 
@@ -36,6 +36,7 @@ def v1_sniffer(owned: OwnedCapture) -> dict[str, Any]:
         "domain": owned.namespace,
         "duration": c.spec.duration,
         "filter": c.spec.filter,
+        "stale": owned.stale,
     }
 
 
@@ -72,7 +73,20 @@ def v1_enforcer(agent: AgentInfo) -> dict[str, Any]:
     return {"id": agent.id, "name": agent.node, "display_name": agent.node,
             "host_name": agent.node, "host_id": agent.node, "version": agent.version,
             "connection_state": "connected" if agent.connected else "disconnected",
-            "joined_at": _iso(agent.started), "runtimes": list(agent.runtimes)}
+            "joined_at": _iso(agent.joined or agent.started), "runtimes": list(agent.runtimes),
+            "last_seen_at": _iso(agent.last_seen)}
+
+
+def native_agent(agent: AgentInfo) -> dict[str, Any]:
+    return {"id": agent.id, "node": agent.node, "version": agent.version,
+            "runtimes": list(agent.runtimes), "joined": agent.joined or agent.started,
+            "last_seen": agent.last_seen or None, "connected": agent.connected}
+
+
+def unreachable(listing: Listing[Any]) -> list[dict[str, str]]:
+    """Nodes whose agent did not answer: their part of the list is missing or stale."""
+    return [{"agent_id": u.agent_id, "node": u.node, "reason": u.reason}
+            for u in listing.unreachable]
 
 
 def native_workload(placed: PlacedWorkload) -> dict[str, Any]:
@@ -96,7 +110,7 @@ def native_capture(owned: OwnedCapture) -> dict[str, Any]:
                  "file_size_mb": spec.file_size_mb, "filter": spec.filter,
                  "snaplen": spec.snaplen, "buffer_kib": spec.buffer_kib},
         "args": shlex.join(c.args), "start_time": c.start_time, "stop_time": c.stop_time,
-        "deadline": c.deadline, "owner": owned.owner,
+        "deadline": c.deadline, "owner": owned.owner, "stale": owned.stale,
     }
 
 

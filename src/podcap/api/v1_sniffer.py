@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.api import render
@@ -24,8 +26,8 @@ _SPEC_FIELDS = ("file_number", "duration", "filter", "file_size_mb", "snaplen", 
 @router.get("")
 def list_sniffers(svc: Service, who: Caller, f_workload: str | None = None,
                   f_enforcer: str | None = None) -> dict:
-    return {"sniffers": [render.v1_sniffer(o) for o in svc.captures(who, f_workload,
-                                                                     f_enforcer)]}
+    listing = svc.captures(who, f_workload, f_enforcer)
+    return {"sniffers": [render.v1_sniffer(o) for o in listing.items]}
 
 
 @router.post("")
@@ -36,7 +38,8 @@ async def start_sniffer(request: Request, svc: Service, who: Caller,
         raise InvalidArgument('request body must be {"sniffer": {...}}')
     if not f_workload:
         raise NotEnoughFilter("Enforcer or workload filter must be provided")
-    owned = svc.start(who, f_workload, spec_from_body(body), f_enforcer)
+    spec = spec_from_body(body)
+    owned = await run_in_threadpool(svc.start, who, f_workload, spec, f_enforcer)
     return {"result": {"id": owned.capture.id}}
 
 
@@ -78,11 +81,12 @@ def download(cid: str, svc: Service, who: Caller,
     tail = f"\r\n--{boundary}--\r\n".encode()
     headers = {} if pcap.size is None else {"Content-Length": str(len(head) + pcap.size +
                                                                   len(tail))}
-    return StreamingResponse(multipart(head, pcap.chunks, tail), headers=headers,
-                             media_type=f"multipart/form-data; boundary={boundary}")
+    return StreamingResponse(multipart(head, pcap, tail), headers=headers,
+                             media_type=f"multipart/form-data; boundary={boundary}",
+                             background=BackgroundTask(pcap.close))
 
 
-def multipart(head: bytes, chunks: Iterator[bytes], tail: bytes) -> Iterator[bytes]:
+def multipart(head: bytes, chunks: Iterable[bytes], tail: bytes) -> Iterator[bytes]:
     """NeuVector's answer: one form part named ``pcap``, streamed, never held in memory."""
     yield head
     yield from chunks

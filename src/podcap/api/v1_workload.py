@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["v1 (NeuVector)"])
 def list_workloads(request: Request, svc: Service, who: Caller) -> dict:
     params = request.query_params
     brief = params.get("brief", "").lower() == "true"
-    items = [render.v1_workload(p, brief) for p in svc.workloads(who)]
+    items = [render.v1_workload(p, brief) for p in svc.workloads(who).items]
     items = apply_filters(items, params)
     return {"workloads": page(items, params)}
 
@@ -29,7 +29,7 @@ def get_workload(wid: str, svc: Service, who: Caller) -> dict:
 
 @router.get("/enforcer")
 def list_enforcers(svc: Service, who: Caller) -> dict:
-    return {"enforcers": [render.v1_enforcer(a) for a in svc.agents()]}
+    return {"enforcers": [render.v1_enforcer(a) for a in svc.agent_infos()]}
 
 
 def apply_filters(items: list[dict[str, Any]], params: Any) -> list[dict[str, Any]]:

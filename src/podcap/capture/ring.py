@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from podcap import limits
+from podcap.streams import PcapStream
 
 GLOBAL_HEADER = 24
 RECORD_HEADER = 16
@@ -66,18 +66,6 @@ def total_bytes(paths: list[Path]) -> int:
         except OSError:
             pass
     return size
-
-
-@dataclass
-class PcapStream:
-    """The merged pcap as chunks, and its exact size when known before sending (a stopped
-    capture), so HTTP can send a Content-Length and clients can show progress."""
-
-    chunks: Iterator[bytes]
-    size: int | None
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.chunks
 
 
 def merged(paths: list[Path], *, live: bool = False, limit: int | None = None,

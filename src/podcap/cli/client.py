@@ -68,6 +68,7 @@ class ApiClient:
         self.server = str(http.base_url).rstrip("/")
         self._logged_in_here = False
         self.token_source = ""  # where a stored token came from, named when the server refuses it
+        self.unreachable: list[dict[str, Any]] = []  # nodes the last list could not reach
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -123,11 +124,26 @@ class ApiClient:
 
     def workloads(self, query: str | None = None) -> list[dict[str, Any]]:
         params = {"q": query} if query else None
-        return list(self.json("GET", "/api/workloads", params=params)["workloads"])
+        data = self.json("GET", "/api/workloads", params=params)
+        self.unreachable = list(data.get("unreachable") or [])
+        return list(data["workloads"])
 
     def captures(self, workload_id: str | None = None) -> list[dict[str, Any]]:
         params = {"workload": workload_id} if workload_id else None
-        return list(self.json("GET", "/api/captures", params=params)["captures"])
+        data = self.json("GET", "/api/captures", params=params)
+        self.unreachable = list(data.get("unreachable") or [])
+        return list(data["captures"])
+
+    # -- agents --------------------------------------------------------------------------
+
+    def agents(self) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/api/agents")["agents"])
+
+    def revoke_agent(self, agent_id: str) -> None:
+        self.json("DELETE", f"/api/agents/{_segment(agent_id)}")
+
+    def create_join_token(self, ttl_s: int, uses: int) -> dict[str, Any]:
+        return self.json("POST", "/api/agent-tokens", json={"ttl_s": ttl_s, "uses": uses})
 
     def capture(self, capture_id: str) -> dict[str, Any]:
         return dict(self.json("GET", f"/api/captures/{_segment(capture_id)}")["capture"])

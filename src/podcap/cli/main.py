@@ -13,9 +13,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from podcap.cli import auth, capture, output, workloads
+from podcap.cli import agents, auth, capture, output, workloads
 from podcap.cli.errors import exit_code
-from podcap.cli.serve import serve
+from podcap.cli.serve import agent, controller, serve
 from podcap.cli.session import DEFAULT_SERVER, Connection, Session
 from podcap.errors import PodcapError, Unauthenticated
 
@@ -79,11 +79,15 @@ def root(
 
 
 app.command("serve")(serve)
+app.command("controller")(controller)
+app.command("agent")(agent)
 app.command("login")(auth.login)
 app.command("logout")(auth.logout)
 app.command("whoami")(auth.whoami)
 app.command("ps")(workloads.ps)
 app.add_typer(capture.app, name="capture", help="Start, list, stop, download, remove captures.")
+app.add_typer(agents.agents, name="agents", help="The agents (nodes); `agents rm ID` revokes one.")
+app.add_typer(agents.tokens, name="token", help="Join tokens for new agents.")
 
 
 def main() -> None:

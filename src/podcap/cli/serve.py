@@ -1,4 +1,5 @@
-"""`podcap serve`: flags mapped onto ``podcap.config.Settings``.
+"""`podcap serve`, `podcap controller` and `podcap agent`: flags mapped onto
+``podcap.config.Settings``.
 
 Only the flags the user typed are passed to ``Settings``, so every field left out still comes from
 its PODCAP_* environment variable (pydantic-settings) and then from its default — one source of
@@ -8,53 +9,100 @@ truth for defaults, in ``podcap.config``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from podcap import limits
+
+if TYPE_CHECKING:
+    from podcap.config import Settings
 
 Opt = typer.Option
 
 
-def serve(
-    data_dir: Annotated[Path | None, Opt(help="State, captures and tls.crt [PODCAP_DATA_DIR].",
-                                         show_default="/var/lib/podcap")] = None,
-    listen: Annotated[str | None, Opt(help="host:port to listen on [PODCAP_LISTEN].",
-                                      show_default="127.0.0.1:10443")] = None,
-    cert: Annotated[Path | None, Opt(help="TLS certificate (PEM) [PODCAP_CERT]; "
-                                     "default: self-signed in the data dir.")] = None,
-    key: Annotated[Path | None, Opt(help="TLS private key (PEM) [PODCAP_KEY].")] = None,
-    insecure_http: Annotated[bool | None, Opt(
-        "--insecure-http/--no-insecure-http",
-        help="Plain HTTP, loopback only [PODCAP_INSECURE_HTTP].", show_default=False)] = None,
-    runtime: Annotated[str | None, Opt(help="docker | cri | auto [PODCAP_RUNTIME].",
-                                       show_default="docker")] = None,
-    docker_socket: Annotated[str | None, Opt(help="Docker Engine socket [PODCAP_DOCKER_SOCKET].",
-                                             show_default="unix:///var/run/docker.sock")] = None,
-    cri_socket: Annotated[str | None, Opt(help="CRI socket [PODCAP_CRI_SOCKET].")] = None,
-    node_name: Annotated[str | None, Opt(help="Node name shown on workloads "
-                                         "[PODCAP_NODE_NAME]; default: hostname.")] = None,
-    disk_budget: Annotated[int | None, Opt(help="Bytes all captures may use on disk "
-                                           "[PODCAP_DISK_BUDGET].",
-                                           show_default="2 GiB")] = None,
-    log_level: Annotated[str | None, Opt(help="debug | info | warning | error "
-                                         "[PODCAP_LOG_LEVEL].", show_default="info")] = None,
-) -> None:
-    """Run the controller with an in-process agent (one Docker host)."""
+DataDir = Annotated[Path | None, Opt(help="State, captures, certificates [PODCAP_DATA_DIR].",
+                                     show_default="/var/lib/podcap")]
+Listen = Annotated[str | None, Opt(help="host:port of the API and UI [PODCAP_LISTEN].",
+                                   show_default="127.0.0.1:10443")]
+Cert = Annotated[Path | None, Opt(help="TLS certificate (PEM) [PODCAP_CERT]; default: "
+                                  "self-signed in the data dir.")]
+Key = Annotated[Path | None, Opt(help="TLS private key (PEM) [PODCAP_KEY].")]
+InsecureHttp = Annotated[bool | None, Opt("--insecure-http/--no-insecure-http",
+                                          help="Plain HTTP, loopback only "
+                                          "[PODCAP_INSECURE_HTTP].", show_default=False)]
+Runtime = Annotated[str | None, Opt(help="docker | cri | auto [PODCAP_RUNTIME].",
+                                    show_default="docker")]
+DockerSocket = Annotated[str | None, Opt(help="Docker Engine socket [PODCAP_DOCKER_SOCKET].",
+                                         show_default="unix:///var/run/docker.sock")]
+CriSocket = Annotated[str | None, Opt(help="CRI socket [PODCAP_CRI_SOCKET].")]
+NodeName = Annotated[str | None, Opt(help="Node name shown on workloads [PODCAP_NODE_NAME]; "
+                                     "default: hostname.")]
+DiskBudget = Annotated[int | None, Opt(help="Bytes all captures of this node may use on disk "
+                                       "[PODCAP_DISK_BUDGET].", show_default="2 GiB")]
+LogLevel = Annotated[str | None, Opt(help="debug | info | warning | error [PODCAP_LOG_LEVEL].",
+                                     show_default="info")]
+AgentListen = Annotated[str | None, Opt(help="host:port where agents dial in, mutual TLS "
+                                        "[PODCAP_AGENT_LISTEN].")]
+JoinListen = Annotated[str | None, Opt(help="host:port where new agents join with a token "
+                                       "[PODCAP_JOIN_LISTEN]; default: agent host, port "
+                                       "10445.")]
+CaCert = Annotated[Path | None, Opt(help="Cluster CA certificate (PEM) [PODCAP_CA_CERT]; "
+                                    "default: generated in the data dir.")]
+CaKey = Annotated[Path | None, Opt(help="Cluster CA key (PEM) [PODCAP_CA_KEY].")]
+
+
+def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, key: Key = None,
+          insecure_http: InsecureHttp = None, runtime: Runtime = None,
+          docker_socket: DockerSocket = None, cri_socket: CriSocket = None,
+          node_name: NodeName = None, disk_budget: DiskBudget = None,
+          log_level: LogLevel = None, agent_listen: AgentListen = None,
+          join_listen: JoinListen = None, ca_cert: CaCert = None, ca_key: CaKey = None) -> None:
+    """Run the controller with an in-process agent (one host); --agent-listen also admits
+    remote agents."""
+    from podcap.server import serve as run
+
+    run(_settings(locals()))
+
+
+def controller(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None,
+               key: Key = None, insecure_http: InsecureHttp = None, log_level: LogLevel = None,
+               agent_listen: Annotated[str, Opt(help="host:port where agents dial in, mutual "
+                                                "TLS [PODCAP_AGENT_LISTEN].",
+                                                envvar="PODCAP_AGENT_LISTEN")
+                                       ] = f"0.0.0.0:{limits.AGENT_PORT_DEFAULT}",
+               join_listen: JoinListen = None, ca_cert: CaCert = None,
+               ca_key: CaKey = None) -> None:
+    """Run the controller: API, UI, database and the agent listeners; no local agent."""
+    from podcap.server import serve as run
+
+    run(_settings(locals()), local_agent=False)
+
+
+def agent(controller: Annotated[str | None, Opt(help="HOST:PORT of the controller's agent "
+                                                "listener [PODCAP_CONTROLLER].",
+                                                show_default=False)] = None,
+          join_token: Annotated[str | None, Opt(help="From `podcap token create`; needed "
+                                                "once [PODCAP_JOIN_TOKEN].")] = None,
+          join_address: Annotated[str | None, Opt(help="HOST:PORT of the join listener "
+                                                  "[PODCAP_JOIN_ADDRESS]; default: the "
+                                                  "controller's host, port 10445.")] = None,
+          data_dir: DataDir = None, runtime: Runtime = None,
+          docker_socket: DockerSocket = None, cri_socket: CriSocket = None,
+          node_name: NodeName = None, disk_budget: DiskBudget = None,
+          log_level: LogLevel = None) -> None:
+    """Run an agent on this node: it dials the controller and captures here."""
+    from podcap.server import run_agent
+
+    run_agent(_settings(locals()))
+
+
+def _settings(given: dict[str, Any]) -> Settings:
     from pydantic import ValidationError
 
     from podcap.config import Settings
 
-    given: dict[str, Any] = {k: v for k, v in {
-        "data_dir": data_dir, "listen": listen, "cert": cert, "key": key,
-        "insecure_http": insecure_http, "runtime": runtime, "docker_socket": docker_socket,
-        "cri_socket": cri_socket, "node_name": node_name, "disk_budget": disk_budget,
-        "log_level": log_level,
-    }.items() if v is not None}
     try:
-        settings = Settings(**given)
+        return Settings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from exc
-
-    from podcap.server import serve as run_server  # the server stack loads only for `serve`
-
-    run_server(settings)

@@ -30,6 +30,10 @@ class Principal:
     def can_see(self, namespace: str) -> bool:
         return not self.namespaces or namespace in self.namespaces
 
+    def require_admin(self) -> None:
+        if self.role != "admin":
+            raise PermissionDenied(f"user {self.username} (role {self.role}) is not an admin")
+
     def require_write(self) -> None:
         if self.role != "admin":
             raise PermissionDenied(f"user {self.username} (role {self.role}) may only read")

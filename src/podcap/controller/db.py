@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Float, String, create_engine, event
+from sqlalchemy import Boolean, Engine, Float, Integer, String, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -45,12 +45,40 @@ class CaptureOwner(Base):
     created: Mapped[float] = mapped_column(Float)
 
 
+class AgentRecord(Base):
+    """A joined agent (cluster mode). Its certificate's fingerprint is kept so a revoked agent
+    stays refused even though its certificate is still signed by the CA."""
+
+    __tablename__ = "agents"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(253))
+    version: Mapped[str] = mapped_column(String(64), default="")
+    runtimes: Mapped[str] = mapped_column(String(255), default="")  # comma-separated
+    joined: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    cert_fingerprint: Mapped[str] = mapped_column(String(64))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class JoinToken(Base):
+    """A join token: the secret is kept as its SHA-256 only (see controller/join_tokens.py)."""
+
+    __tablename__ = "join_tokens"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created: Mapped[float] = mapped_column(Float)
+    expires: Mapped[float] = mapped_column(Float)
+    uses_left: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
 def open_db(url: str | None, data_dir: Path) -> sessionmaker:
     url = url or f"sqlite:///{data_dir / 'podcap.db'}"
-    engine = create_engine(url, connect_args={"check_same_thread": False}
-                           if url.startswith("sqlite") else {})
     if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:  # a server database: connections dropped by a restart or a proxy are replaced
+        engine = create_engine(url, pool_pre_ping=True)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
 

@@ -2,22 +2,33 @@
 
 It authorizes, routes each command to the agent that owns the workload or capture, and records
 who owns each capture. No interface holds a business rule of its own.
+
+Lists ask every agent in parallel, each with a deadline: one slow or dead agent never fails a
+list. The answer holds the others' data and names the nodes that did not answer; captures of
+an agent that cannot be reached are shown from their last known state, marked stale.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
-from podcap.capture.ring import PcapStream
+from podcap import limits
+from podcap.controller.agents import AgentRegistry
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureOwner
-from podcap.errors import InvalidArgument, NotFound
+from podcap.errors import InvalidArgument, NotFound, PodcapError, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.streams import PcapStream
 from podcap.transport.base import AgentTransport
 from podcap.types import capture_id, workload_id
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,49 +42,74 @@ class OwnedCapture:
     capture: Capture
     owner: str
     namespace: str
+    stale: bool = False  # last known state: its agent cannot be reached now
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    agent_id: str
+    node: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    items: list[T]
+    unreachable: list[Unreachable] = field(default_factory=list)
 
 
 class CaptureService:
-    def __init__(self, sessions: sessionmaker, transports: list[AgentTransport]) -> None:
+    def __init__(self, sessions: sessionmaker, agents: AgentRegistry) -> None:
         self._sessions = sessions
-        self._agents = {t.info().id: t for t in transports}
+        self.agents = agents
+        self._pool = ThreadPoolExecutor(32, thread_name_prefix="podcap-fanout")
 
     # ---- agents and workloads -----------------------------------------------------------
 
-    def agents(self) -> list[AgentInfo]:
-        return [t.info() for t in self._agents.values()]
+    def agent_infos(self) -> list[AgentInfo]:
+        return self.agents.infos()
 
-    def workloads(self, who: Principal, query: str = "") -> list[PlacedWorkload]:
-        placed = [PlacedWorkload(w, aid) for aid, t in self._agents.items()
-                  for w in t.list_workloads() if who.can_see(w.namespace)]
+    def workloads(self, who: Principal, query: str = "") -> Listing[PlacedWorkload]:
+        answers, unreachable = self._fan_out(lambda t: t.list_workloads())
+        placed = [PlacedWorkload(w, aid) for aid, found in answers.items() for w in found
+                  if who.can_see(w.namespace)]
         if query:
             q = query.lower()
             placed = [p for p in placed if q in _haystack(p.workload)]
-        return sorted(placed, key=lambda p: (p.workload.namespace, p.workload.pod_name,
-                                             p.workload.name))
+        placed.sort(key=lambda p: (p.workload.namespace, p.workload.pod_name, p.workload.name))
+        return Listing(placed, unreachable)
 
     def workload(self, who: Principal, wid: str, agent_id: str | None = None) -> PlacedWorkload:
         wid = workload_id(wid)
-        agents = self._agents.items()
         if agent_id is not None:
-            if agent_id not in self._agents:
-                raise NotFound(f"enforcer {agent_id} not found")
-            agents = [(agent_id, self._agents[agent_id])]  # type: ignore[assignment]
-        for aid, transport in agents:
-            try:
-                found = transport.get_workload(wid)
-            except NotFound:
-                continue
+            self.agents.get(agent_id)  # NotFound for an unknown enforcer
+        answers, unreachable = self._fan_out(lambda t: _found(t, wid))
+        hits = {aid: w for aid, w in answers.items() if w is not None}
+        if agent_id is not None and agent_id in hits:
+            hits = {agent_id: hits[agent_id]}
+        elif agent_id is not None and hits:
+            raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
+        hits = {aid: w for aid, w in hits.items() if w.id == wid} or hits
+        if len(hits) > 1:
+            nodes = ", ".join(sorted(w.node for w in hits.values()))
+            raise InvalidArgument(f"{wid} names workloads on several nodes ({nodes}); use the "
+                                  "workload id, or name the node with f_enforcer")
+        for aid, found in hits.items():
             if who.can_see(found.namespace):
                 return PlacedWorkload(found, aid)
-            break
-        if agent_id is not None and any(self._has(t, wid) for a, t in self._agents.items()
-                                        if a != agent_id):
-            raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
+        if unreachable and not hits:
+            nodes = ", ".join(u.node for u in unreachable)
+            raise Unavailable(f"workload {wid} not found on the nodes that answered; "
+                              f"not answering: {nodes}")
         raise NotFound(f"workload {wid} not found")
 
     def check_filter(self, expression: str) -> None:
-        next(iter(self._agents.values())).check_filter(expression)
+        """Any connected agent compiles it (the same tcpdump everywhere)."""
+        for info in self.agents.infos():
+            if info.connected:
+                self.agents.get(info.id).check_filter(expression)
+                return
+        raise Unavailable("no agent is connected to compile the filter")
 
     # ---- captures -----------------------------------------------------------------------
 
@@ -81,7 +117,7 @@ class CaptureService:
               agent_id: str | None = None) -> OwnedCapture:
         placed = self.workload(who, wid, agent_id)
         who.require_write()
-        capture = self._agents[placed.agent_id].start(placed.workload.id, spec)
+        capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec)
         with self._sessions() as db, db.begin():
             db.add(CaptureOwner(capture_id=capture.id, agent_id=placed.agent_id,
                                 owner=who.username, namespace=placed.workload.namespace,
@@ -89,21 +125,32 @@ class CaptureService:
         return OwnedCapture(capture, who.username, placed.workload.namespace)
 
     def captures(self, who: Principal, wid: str | None = None,
-                 agent_id: str | None = None) -> list[OwnedCapture]:
+                 agent_id: str | None = None) -> Listing[OwnedCapture]:
+        if agent_id is not None:
+            self.agents.get(agent_id)
         owners = self._owners()
+        answers, unreachable = self._fan_out(lambda t: t.list_captures(), only=agent_id)
+        stale = {u.agent_id for u in unreachable}
+        for aid in stale:
+            answers[aid] = self.agents.get(aid).known_captures()
         found = []
-        for aid, transport in self._agents.items():
-            if agent_id is not None and aid != agent_id:
-                continue
-            for capture in transport.list():
-                owned = self._owned(capture, owners.get(capture.id))
+        for aid, captures in answers.items():
+            for capture in captures:
+                owned = self._owned(capture, owners.get(capture.id), aid in stale)
                 if who.can_see(owned.namespace) and wid in (None, capture.workload.id):
                     found.append(owned)
-        return sorted(found, key=lambda o: o.capture.start_time)
+        found.sort(key=lambda o: o.capture.start_time)
+        return Listing(found, unreachable)
 
     def capture(self, who: Principal, cid: str) -> OwnedCapture:
         transport, row = self._route(cid)
-        owned = self._owned(transport.get(cid), row)
+        try:
+            owned = self._owned(transport.get_capture(cid), row)
+        except Unavailable:
+            known = {c.id: c for c in transport.known_captures()}
+            if cid not in known:
+                raise
+            owned = self._owned(known[cid], row, stale=True)
         if not who.can_see(owned.namespace):
             raise NotFound(f"capture {cid} not found")
         return owned
@@ -130,20 +177,49 @@ class CaptureService:
         transport, _ = self._route(cid)
         return owned, transport.stream_pcap(cid, limit)
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.agents.close()
+
     # ---- internals ----------------------------------------------------------------------
+
+    def _fan_out(self, ask: Callable[[AgentTransport], T], only: str | None = None
+                 ) -> tuple[dict[str, T], list[Unreachable]]:
+        """``ask`` every agent at once; those that fail or miss the deadline are named."""
+        transports = {aid: t for aid, t in self.agents.transports().items()
+                      if only in (None, aid)}
+        futures = {aid: self._pool.submit(ask, t) for aid, t in transports.items()}
+        wait(futures.values(), timeout=limits.FANOUT_DEADLINE_S + 0.2)
+        answers: dict[str, T] = {}
+        unreachable: list[Unreachable] = []
+        for aid, future in futures.items():
+            node = transports[aid].info().node
+            if not future.done():
+                future.cancel()
+                unreachable.append(Unreachable(aid, node, "no answer in time"))
+                continue
+            error = future.exception()
+            if error is None:
+                answers[aid] = future.result()
+            elif isinstance(error, Unavailable):
+                unreachable.append(Unreachable(aid, node, error.message))
+            elif isinstance(error, PodcapError):
+                unreachable.append(Unreachable(aid, node, f"error: {error.message}"))
+            else:
+                raise error
+        return answers, sorted(unreachable, key=lambda u: u.node)
 
     def _route(self, cid: str) -> tuple[AgentTransport, CaptureOwner | None]:
         cid = capture_id(cid)
         with self._sessions() as db:
             row = db.get(CaptureOwner, cid)
-        if row is not None and row.agent_id in self._agents:
-            return self._agents[row.agent_id], row
-        for transport in self._agents.values():  # started before this controller knew it
-            try:
-                transport.get(cid)
-                return transport, row
-            except NotFound:
-                continue
+        transports = self.agents.transports()
+        if row is not None and row.agent_id in transports:
+            return transports[row.agent_id], row
+        answers, _ = self._fan_out(lambda t: _has_capture(t, cid))
+        for aid, has in answers.items():  # started before this controller knew it
+            if has:
+                return transports[aid], row
         raise NotFound(f"capture {cid} not found")
 
     def _owners(self) -> dict[str, CaptureOwner]:
@@ -151,18 +227,25 @@ class CaptureService:
             return {row.capture_id: row for row in db.query(CaptureOwner)}
 
     @staticmethod
-    def _owned(capture: Capture, row: CaptureOwner | None) -> OwnedCapture:
+    def _owned(capture: Capture, row: CaptureOwner | None, stale: bool = False) -> OwnedCapture:
         if row is None:
-            return OwnedCapture(capture, "", capture.workload.namespace)
-        return OwnedCapture(capture, row.owner, row.namespace)
+            return OwnedCapture(capture, "", capture.workload.namespace, stale)
+        return OwnedCapture(capture, row.owner, row.namespace, stale)
 
-    @staticmethod
-    def _has(transport: AgentTransport, wid: str) -> bool:
-        try:
-            transport.get_workload(wid)
-            return True
-        except NotFound:
-            return False
+
+def _found(transport: AgentTransport, wid: str) -> Workload | None:
+    try:
+        return transport.get_workload(wid)
+    except NotFound:
+        return None
+
+
+def _has_capture(transport: AgentTransport, cid: str) -> bool:
+    try:
+        transport.get_capture(cid)
+        return True
+    except NotFound:
+        return False
 
 
 def _haystack(w: Workload) -> str:

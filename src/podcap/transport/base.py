@@ -1,15 +1,17 @@
 """The agent transport: everything the controller may ask of one agent.
 
-``InProcessTransport`` calls an ``Agent`` object directly (``podcap serve``); a network
-transport implements the same methods, so the controller never knows which it holds.
+``InProcessTransport`` calls an ``Agent`` object directly (``podcap serve``); ``RemoteAgent``
+(``transport/remote.py``) reaches an agent that dialled in over gRPC. The controller never
+knows which it holds. Every method may raise ``Unavailable`` (naming the node) when a remote
+agent is away or too slow; deadlines are the transport's business.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from podcap.capture.ring import PcapStream
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.streams import PcapStream
 
 
 class AgentTransport(Protocol):
@@ -27,9 +29,14 @@ class AgentTransport(Protocol):
 
     def remove(self, capture_id: str) -> None: ...
 
-    def list(self) -> list[Capture]: ...
+    def list_captures(self) -> list[Capture]: ...
 
-    def get(self, capture_id: str) -> Capture: ...
+    def get_capture(self, capture_id: str) -> Capture: ...
+
+    def known_captures(self) -> list[Capture]:
+        """The last state seen of each capture, without asking: what a list shows while the
+        agent cannot be reached."""
+        ...
 
     def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream: ...
 

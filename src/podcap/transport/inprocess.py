@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from podcap.agent.manager import Agent
-from podcap.capture.ring import PcapStream
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.streams import PcapStream
 
 
 class InProcessTransport:
@@ -32,11 +32,14 @@ class InProcessTransport:
     def remove(self, capture_id: str) -> None:
         self.agent.remove(capture_id)
 
-    def list(self) -> list[Capture]:
+    def list_captures(self) -> list[Capture]:
         return self.agent.captures()
 
-    def get(self, capture_id: str) -> Capture:
+    def get_capture(self, capture_id: str) -> Capture:
         return self.agent.capture(capture_id)
+
+    def known_captures(self) -> list[Capture]:
+        return self.agent.captures()
 
     def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream:
         return self.agent.stream_pcap(capture_id, limit)

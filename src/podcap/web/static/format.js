@@ -49,3 +49,12 @@ export function stamp(unixSeconds) {
   const iso = new Date((unixSeconds || Date.now() / 1000) * 1000).toISOString();
   return iso.slice(0, 19).replace(/[-:]/g, "").replace("T", "-");
 }
+
+/** 12 -> "12 s ago", 300 -> "5 min ago", 7200 -> "2 h ago", 172800 -> "2 d ago". */
+export function ago(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}

@@ -1,0 +1,44 @@
+"""Agents (nodes) and the join tokens that admit new ones."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from podcap import limits
+from podcap.api import render
+from podcap.api.deps import Caller, Service
+from podcap.errors import FailedPrecondition
+from podcap.types import agent_id
+
+router = APIRouter(prefix="/api", tags=["agents"])
+
+
+@router.get("/agents")
+def agents(svc: Service, who: Caller) -> dict:
+    return {"agents": [render.native_agent(a) for a in svc.agent_infos()]}
+
+
+@router.delete("/agents/{aid}", status_code=204)
+def revoke(aid: str, svc: Service, who: Caller) -> Response:
+    """The agent's certificate stops working at once, on open streams too."""
+    who.require_admin()
+    svc.agents.revoke(agent_id(aid))
+    return Response(status_code=204)
+
+
+class NewToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_s: int = limits.JOIN_TOKEN_TTL_S_DEFAULT
+    uses: int = limits.JOIN_TOKEN_USES_DEFAULT
+
+
+@router.post("/agent-tokens", status_code=201)
+def create_token(body: NewToken, request: Request, who: Caller) -> dict:
+    who.require_admin()
+    tokens = request.app.state.join_tokens
+    if tokens is None:
+        raise FailedPrecondition("this server accepts no agents: start `podcap controller`, "
+                                 "or `podcap serve --agent-listen HOST:PORT`")
+    issued = tokens.create(who.username, body.ttl_s, body.uses)
+    return {"token": issued.token, "expires": issued.expires, "uses": issued.uses}

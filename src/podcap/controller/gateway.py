@@ -1,0 +1,195 @@
+"""The controller's gRPC listeners for agents: Join, Session and Upload.
+
+Two ports, one service. The agent port demands a client certificate from the cluster CA
+(mutual TLS, no plaintext mode); the join port cannot (a joining agent has no certificate yet)
+and presents the CA certificate itself, so an agent pins it by the fingerprint in its join
+token before it trusts anything. Every call but Join takes the agent id from the verified peer
+certificate and checks it against the registry: never from a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+
+from podcap import limits
+from podcap.controller.agents import AgentRegistry
+from podcap.controller.join_tokens import JoinTokens
+from podcap.errors import InvalidArgument, PodcapError, Unavailable
+from podcap.pki import ClusterCA, agent_id_of, fingerprint
+from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.errors import from_wire, to_status
+from podcap.transport.remote import AgentSession
+
+log = logging.getLogger("podcap.controller.gateway")
+
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_MAX_BYTES),
+    ("grpc.max_send_message_length", limits.GRPC_MESSAGE_MAX_BYTES),
+    # Agents ping every few seconds to find a dead link; allow it without strikes.
+    ("grpc.keepalive_time_ms", 5000),
+    ("grpc.keepalive_timeout_ms", 5000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+
+
+class Gateway(pb_grpc.AgentGatewayServicer):
+    def __init__(self, registry: AgentRegistry, tokens: JoinTokens, ca: ClusterCA) -> None:
+        self.registry = registry
+        self.tokens = tokens
+        self.ca = ca
+
+    # ---- Join (join port) -------------------------------------------------------------
+
+    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        try:
+            node = _node_name(request.node)
+            agent_id = secrets.token_hex(8)
+            cert = self.ca.sign_agent(request.csr_pem, agent_id)  # a bad CSR spends no use
+            self.tokens.redeem(request.token)
+            self.registry.joined(agent_id, node, fingerprint(cert))
+        except PodcapError as exc:
+            log.warning("join refused (peer %s): %s", context.peer(), exc.message)
+            context.abort(to_status(exc), exc.message)
+        return pb.JoinReply(agent_id=agent_id, cert_pem=cert, ca_pem=self.ca.cert_pem)
+
+    # ---- Session (agent port) ---------------------------------------------------------
+
+    def Session(self, request_iterator: Iterator[pb.AgentMessage],
+                context: grpc.ServicerContext) -> Iterator[pb.ControllerMessage]:
+        agent_id, cert_fp = self._identify(context)
+        try:
+            first = next(request_iterator)
+        except StopIteration:
+            return
+        if first.WhichOneof("msg") != "hello":
+            log.warning("agent %s: session must begin with hello, got %s", agent_id,
+                        first.WhichOneof("msg"))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session begins with Hello")
+        session = AgentSession(cancel=context.cancel)
+        try:
+            remote = self.registry.attach(agent_id, cert_fp, first.hello, session)
+        except PodcapError as exc:
+            log.warning("agent %s refused: %s", agent_id, exc.message)
+            context.abort(to_status(exc), exc.message)
+        node = remote.info().node
+
+        def read() -> None:
+            try:
+                for message in request_iterator:
+                    remote.seen()
+                    kind = message.WhichOneof("msg")
+                    if kind == "reply":
+                        if not session.on_reply(message.reply):
+                            log.warning("node %s: reply %d answers no open command", node,
+                                        message.reply.seq)
+                    elif kind != "heartbeat":
+                        log.warning("node %s: unexpected %s in a session; ignored", node, kind)
+                why = "the agent ended its session"
+            except grpc.RpcError as exc:
+                why = f"stream broke ({exc.code().name if hasattr(exc, 'code') else exc})"
+            except Exception as exc:  # a malformed message must never take the controller
+                why = f"bad message: {exc}"
+                log.exception("node %s: session reader failed", node)
+            remote.detach(session, why)
+
+        threading.Thread(target=read, name=f"podcap-session-{node}", daemon=True).start()
+        yield pb.ControllerMessage(welcome=pb.Welcome(agent_id=agent_id))
+        while True:
+            message = session.outbox.get()
+            if message is None:
+                return
+            yield message
+
+    # ---- Upload (agent port) ----------------------------------------------------------
+
+    def Upload(self, request_iterator: Iterator[pb.PcapChunk],
+               context: grpc.ServicerContext) -> pb.UploadReply:
+        agent_id, _ = self._identify(context)
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload begins with its header")
+            return pb.UploadReply()  # unreachable: abort raises
+        try:
+            upload = self.registry.uploads.claim(first.header.download_id, agent_id)
+        except PodcapError as exc:
+            log.warning("agent %s: upload refused: %s", agent_id, exc.message)
+            context.abort(to_status(exc), exc.message)
+        upload.begin(first.header.size)
+        error: PodcapError | None = None
+        try:
+            for chunk in request_iterator:
+                part = chunk.WhichOneof("part")
+                if part == "data":
+                    if len(chunk.data) > limits.UPLOAD_CHUNK_BYTES:
+                        raise InvalidArgument(f"chunk of {len(chunk.data)} bytes exceeds "
+                                              f"{limits.UPLOAD_CHUNK_BYTES}")
+                    if not upload.put(chunk.data):
+                        log.info("agent %s: download %s cancelled by its reader", agent_id,
+                                 upload.id)
+                        context.cancel()
+                        return pb.UploadReply()
+                elif part == "error":
+                    error = from_wire(chunk.error)
+                    break
+                else:
+                    raise InvalidArgument(f"unexpected {part} inside an upload")
+        except PodcapError as exc:
+            log.warning("agent %s: upload failed: %s", agent_id, exc.message)
+            error = exc
+        except grpc.RpcError:
+            error = Unavailable(f"agent {agent_id}: the upload broke off")
+        upload.finish(error)
+        return pb.UploadReply()
+
+    # ---- identity ---------------------------------------------------------------------
+
+    def _identify(self, context: grpc.ServicerContext) -> tuple[str, str]:
+        """(agent id, certificate fingerprint) from the verified peer certificate."""
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "a client certificate is required here (join first)")
+        try:
+            return agent_id_of(pems[0]), fingerprint(pems[0])
+        except PodcapError as exc:
+            context.abort(to_status(exc), exc.message)
+            raise  # unreachable: abort raises
+
+
+def _node_name(node: str) -> str:
+    node = node.strip()
+    if not node or len(node) > 253 or not all(ch.isalnum() or ch in "-._" for ch in node):
+        raise InvalidArgument(f"invalid node name {node[:60]!r}: letters, digits, '-', '.', "
+                              "'_', at most 253 characters")
+    return node
+
+
+def start_gateway(gateway: Gateway, agent_listen: str, join_listen: str | None) -> grpc.Server:
+    """Both listeners on one gRPC server; join_listen None means no new agents may join."""
+    server = grpc.server(futures.ThreadPoolExecutor(limits.GRPC_WORKERS,
+                                                    thread_name_prefix="podcap-grpc"),
+                         options=SERVER_OPTIONS)
+    pb_grpc.add_AgentGatewayServicer_to_server(gateway, server)
+    key, cert = gateway.ca.server_pair()
+    mtls = grpc.ssl_server_credentials([(key, cert)], root_certificates=gateway.ca.cert_pem,
+                                       require_client_auth=True)
+    if server.add_secure_port(agent_listen, mtls) == 0:
+        raise InvalidArgument(f"cannot listen for agents on {agent_listen}")
+    if join_listen:
+        ca_key, ca_cert = gateway.ca.join_pair()
+        if server.add_secure_port(join_listen, grpc.ssl_server_credentials([(ca_key, ca_cert)])
+                                  ) == 0:
+            raise InvalidArgument(f"cannot listen for joins on {join_listen}")
+    server.start()
+    log.info("listening for agents on %s (mutual TLS)%s", agent_listen,
+             f", joins on {join_listen}" if join_listen else "")
+    return server

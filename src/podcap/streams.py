@@ -1,0 +1,35 @@
+"""A pcap on its way to a reader: shared by the agent (which makes one from its files), the
+transports (which carry it) and the interfaces (which send it on).
+
+``close()`` matters once a network sits in between: a reader that goes away must stop the
+agent's read, so whoever holds the stream last closes it, and closing is safe twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PcapStream:
+    """The pcap as chunks, and its exact size when known before sending (a stopped capture),
+    so HTTP can send a Content-Length and clients can show progress."""
+
+    chunks: Iterator[bytes]
+    size: int | None
+    on_close: Callable[[], None] | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self.chunks
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        close = getattr(self.chunks, "close", None)
+        if close is not None:
+            close()
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            on_close()

@@ -1,0 +1,1 @@
+"""Generated gRPC code for podcap.agent.v1 (``make proto``); only the transport imports it."""

@@ -1,0 +1,139 @@
+"""Real cluster parts for tests and benchmarks: a `podcap controller` process and `podcap agent`
+processes (on loopback, or inside a test node's network namespace), joined with real tokens."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
+
+from support import PODCAP, Server, free_port, wait_for  # noqa: E402
+
+Launcher = Callable[[list[str], Path], subprocess.Popen]
+
+
+def local_launch(argv: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+@dataclass
+class Cluster:
+    """A controller whose agent listeners are on ``host`` (loopback or a test bridge)."""
+
+    server: Server
+    host: str
+    agent_port: int
+    join_port: int
+
+    @property
+    def agent_address(self) -> str:
+        return f"{self.host}:{self.agent_port}"
+
+    @property
+    def join_address(self) -> str:
+        return f"{self.host}:{self.join_port}"
+
+    def join_token(self, ttl_s: int = 600, uses: int = 1) -> str:
+        with self.server.client() as c:
+            r = c.post("/api/agent-tokens", json={"ttl_s": ttl_s, "uses": uses})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def agents(self) -> list[dict]:
+        with self.server.client() as c:
+            r = c.get("/api/agents")
+        assert r.status_code == 200, r.text
+        return r.json()["agents"]
+
+    def agent(self, node: str) -> dict | None:
+        return next((a for a in self.agents() if a["node"] == node), None)
+
+    def wait_connected(self, node: str, connected: bool = True, timeout: float = 20.0) -> dict:
+        return wait_for(lambda: (a := self.agent(node)) is not None
+                        and a["connected"] is connected and a,
+                        timeout=timeout, interval=0.2,
+                        what=f"node {node} {'connected' if connected else 'disconnected'}")
+
+
+@dataclass
+class AgentProc:
+    """One `podcap agent`; ``launch`` runs it where its node is (a netns, or here)."""
+
+    cluster: Cluster
+    node: str
+    data_dir: Path
+    runtime_args: list[str] = field(default_factory=lambda: ["--runtime", "docker"])
+    launch: Launcher = local_launch
+    proc: subprocess.Popen | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"agent-{self.node}.log"
+
+    def argv(self, token: str | None) -> list[str]:
+        return [PODCAP, "agent", "--controller", self.cluster.agent_address,
+                "--join-address", self.cluster.join_address, "--data-dir", str(self.data_dir),
+                "--node-name", self.node, *self.runtime_args,
+                *(["--join-token", token] if token else [])]
+
+    def start(self, token: str | None = None, wait: bool = True) -> AgentProc:
+        self.proc = self.launch(self.argv(token), self.log_path)
+        if wait:
+            self.cluster.wait_connected(self.node)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def running_cluster(tmp_path: Path, host: str = "127.0.0.1",
+                    database_url: str | None = None) -> Iterator[Cluster]:
+    agent_port, join_port = free_port(), free_port()
+    env = {"PODCAP_DATABASE_URL": database_url} if database_url else {}
+    server = Server(data_dir=tmp_path / "controller", port=free_port(),
+                    password=secrets.token_urlsafe(12), command="controller", env=env,
+                    extra_args=["--agent-listen", f"{host}:{agent_port}",
+                                "--join-listen", f"{host}:{join_port}"])
+    server.start()
+    try:
+        yield Cluster(server, host, agent_port, join_port)
+    finally:
+        server.stop()
+
+
+def api(cluster: Cluster, method: str, path: str, **kwargs: object) -> httpx.Response:
+    with cluster.server.client() as c:
+        return c.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+
+def elapsed(fn: Callable[[], object]) -> tuple[float, object]:
+    began = time.monotonic()
+    result = fn()
+    return time.monotonic() - began, result
+
+
+def environ_without_podcap() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PODCAP_")}

@@ -1,0 +1,249 @@
+"""Who may talk to the controller's agent listeners, tested against a real `podcap controller`
+on loopback, on SQLite and on PostgreSQL: join tokens, certificates, revocation, and messages
+that are malformed, oversized or out of order."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from cluster_support import AgentProc, Cluster, running_cluster
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import create_engine, text
+from support import wait_for
+
+from podcap.errors import InvalidArgument, Unauthenticated
+from podcap.pki import AGENT_URI_PREFIX, CONTROLLER_NAME, new_key_and_csr
+from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.uplink import CLIENT_OPTIONS, Identity, join
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    url = None
+    if request.param == "postgresql":
+        from pg import new_database
+
+        url = new_database(request.getfixturevalue("postgres_url"))
+    with running_cluster(tmp_path_factory.mktemp(f"ctl-{request.param}"),
+                         database_url=url) as c:
+        c.database_url = url or f"sqlite:///{c.server.data_dir / 'podcap.db'}"  # type: ignore[attr-defined]
+        yield c
+
+
+def _hello(node: str = "fake") -> pb.AgentMessage:
+    return pb.AgentMessage(hello=pb.Hello(node=node, version="test", runtimes=["docker"]))
+
+
+def _session(cluster: Cluster, credentials: grpc.ChannelCredentials,
+             messages: list[pb.AgentMessage], timeout: float = 5.0) -> list[pb.ControllerMessage]:
+    """Open a Session with these credentials, send ``messages``, read what comes back."""
+    with grpc.secure_channel(cluster.agent_address, credentials,
+                             options=CLIENT_OPTIONS) as channel:
+        call = pb_grpc.AgentGatewayStub(channel).Session(iter(messages), timeout=timeout)
+        return list(call)
+
+
+def _other_ca_credentials(agent_id: str) -> tuple[bytes, bytes]:
+    """A certificate that looks right (URI SAN, client auth) but comes from another CA."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil-ca")])
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, agent_id)])).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(AGENT_URI_PREFIX + agent_id)]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_join_once_then_certificate_alone(cluster: Cluster, tmp_path: Path) -> None:
+    token = cluster.join_token()
+    agent = AgentProc(cluster, "join-node", tmp_path / "agent").start(token)
+    try:
+        record = cluster.wait_connected("join-node")
+        assert record["runtimes"] == ["docker"] and record["version"]
+        identity = Identity.load(agent.data_dir)
+        assert identity is not None and identity.agent_id == record["id"]
+        cert = x509.load_pem_x509_certificate(identity.cert_pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
+            AGENT_URI_PREFIX + record["id"]]
+        # The key never left the node: the controller's data dir holds no agent key.
+        assert not list(cluster.server.data_dir.glob("agent.key"))
+
+        agent.stop(signal.SIGKILL)
+        cluster.wait_connected("join-node", connected=False)
+        agent.start(token=None)  # restart: no token, the certificate is enough
+        assert cluster.wait_connected("join-node")["id"] == record["id"]
+        assert len([a for a in cluster.agents() if a["node"] == "join-node"]) == 1
+    finally:
+        agent.stop()
+
+
+def test_reused_expired_and_malformed_tokens_are_refused(cluster: Cluster) -> None:
+    token = cluster.join_token()
+    join(cluster.join_address, token, "once")
+    with pytest.raises(Unauthenticated, match="used up"):
+        join(cluster.join_address, token, "twice")
+
+    expired = cluster.join_token()
+    engine = create_engine(cluster.database_url)  # type: ignore[attr-defined]
+    with engine.begin() as db:
+        db.execute(text("UPDATE join_tokens SET expires = :t WHERE id = :id"),
+                   {"t": time.time() - 1, "id": expired.split(".")[0]})
+    engine.dispose()
+    with pytest.raises(Unauthenticated, match="expired"):
+        join(cluster.join_address, expired, "late")
+
+    tid, secret, pin = cluster.join_token().split(".")
+    with pytest.raises(Unauthenticated, match="unknown"):
+        join(cluster.join_address, f"{tid}.{'0' * 32}.{pin}", "guess")
+    with pytest.raises(InvalidArgument, match="looks like"):
+        join(cluster.join_address, "not-a-token", "bad")
+    # A token naming another CA is never even sent: the pin does not match.
+    with pytest.raises(Unauthenticated, match="expects"):
+        join(cluster.join_address, f"{tid}.{secret}.{'ab' * 32}", "pinned")
+    assert {a["node"] for a in cluster.agents()}.isdisjoint({"twice", "late", "guess", "bad"})
+
+
+def test_no_client_certificate_is_refused(cluster: Cluster) -> None:
+    ca = (cluster.server.data_dir / "ca.crt").read_bytes()
+    with pytest.raises(grpc.RpcError) as caught:
+        _session(cluster, grpc.ssl_channel_credentials(ca), [_hello("anon")])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # the TLS handshake fails
+    # The join port serves Join only: a session there has no certificate to name an agent.
+    with grpc.secure_channel(cluster.join_address, grpc.ssl_channel_credentials(ca),
+                             options=CLIENT_OPTIONS) as channel, \
+            pytest.raises(grpc.RpcError) as caught:
+        list(pb_grpc.AgentGatewayStub(channel).Session(iter([_hello("anon")]), timeout=5))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "certificate is required" in caught.value.details()
+
+
+def test_certificate_from_another_ca_is_refused(cluster: Cluster) -> None:
+    ca = (cluster.server.data_dir / "ca.crt").read_bytes()
+    victim = join(cluster.join_address, cluster.join_token(), "victim")
+    key, cert = _other_ca_credentials(victim.agent_id)
+    with pytest.raises(grpc.RpcError) as caught:
+        _session(cluster, grpc.ssl_channel_credentials(ca, key, cert), [_hello("evil")])
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert cluster.agent("evil") is None
+
+
+def test_certificate_claiming_another_agents_id_is_refused(cluster: Cluster) -> None:
+    """A certificate from the right CA that was not the one issued to that agent (a leaked CA
+    key, an old certificate): the fingerprint on record decides."""
+    victim = join(cluster.join_address, cluster.join_token(), "victim2")
+    from podcap.pki import ClusterCA
+
+    ca = ClusterCA.load_or_create(cluster.server.data_dir)
+    key_pem, csr_pem = new_key_and_csr("evil")
+    forged = ca.sign_agent(csr_pem, victim.agent_id)
+    creds = grpc.ssl_channel_credentials(ca.cert_pem, key_pem, forged)
+    with pytest.raises(grpc.RpcError) as caught:
+        _session(cluster, creds, [_hello("evil2")])
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "not issued to it" in caught.value.details()
+    assert cluster.agent("evil2") is None
+
+
+def test_revocation_closes_an_open_stream(cluster: Cluster, tmp_path: Path) -> None:
+    agent = AgentProc(cluster, "doomed", tmp_path / "agent").start(cluster.join_token())
+    try:
+        agent_id = cluster.wait_connected("doomed")["id"]
+        with cluster.server.client() as c:
+            began = time.monotonic()
+            assert c.delete(f"/api/agents/{agent_id}").status_code == 204
+            assert c.delete(f"/api/agents/{agent_id}").status_code == 404
+        assert cluster.agent("doomed") is None
+        wait_for(lambda: "session ended" in agent.log(), timeout=5, what="the stream to close")
+        closed_after = time.monotonic() - began
+        assert closed_after < 3, closed_after
+        # Its certificate no longer opens a session.
+        identity = Identity.load(agent.data_dir)
+        assert identity is not None
+        with pytest.raises(grpc.RpcError) as caught:
+            _session(cluster, identity.credentials(), [_hello("doomed")])
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "revoked" in caught.value.details()
+    finally:
+        agent.stop()
+
+
+def test_revoke_and_tokens_are_for_admins_only(cluster: Cluster) -> None:
+    from podcap.controller.auth import Auth
+    from podcap.controller.db import open_db
+
+    Auth(open_db(cluster.database_url, cluster.server.data_dir)).add_user(  # type: ignore[attr-defined]
+        "viewer", "viewer-password", "reader")
+    victim = join(cluster.join_address, cluster.join_token(), "kept")
+    with cluster.server.client(cluster.server.login("viewer", "viewer-password")) as c:
+        assert "kept" in [a["node"] for a in c.get("/api/agents").json()["agents"]]
+        for r in (c.post("/api/agent-tokens", json={}),
+                  c.delete(f"/api/agents/{victim.agent_id}")):
+            assert r.status_code == 403, r.text
+            assert "is not an admin" in r.json()["message"]
+    assert cluster.agent("kept") is not None
+    with cluster.server.client() as c:
+        r = c.post("/api/agent-tokens", json={"ttl_s": 10})
+        assert r.status_code == 400 and "ttl_s" in r.json()["message"]
+        r = c.delete("/api/agents/NOT-AN-ID")
+        assert r.status_code == 400 and "agent id" in r.json()["message"]
+        assert c.delete(f"/api/agents/{'0' * 16}").status_code == 404
+    r = httpx.post(cluster.server.url + "/api/agent-tokens", json={})
+    assert r.status_code == 401
+
+
+def test_malformed_oversized_and_out_of_order_messages(cluster: Cluster) -> None:
+    identity = join(cluster.join_address, cluster.join_token(), "rude")
+    creds = identity.credentials()
+    # A session must begin with Hello.
+    with pytest.raises(grpc.RpcError) as caught:
+        _session(cluster, creds, [pb.AgentMessage(heartbeat=pb.Heartbeat())])
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Over the message size limit: refused by gRPC, the controller goes on.
+    huge = pb.AgentMessage(hello=pb.Hello(node="x" * (17 * 1024 * 1024)))
+    with pytest.raises(grpc.RpcError) as caught:
+        _session(cluster, creds, [huge])
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # A bad node name in the hello, a reply nobody asked for: logged, never a crash.
+    with pytest.raises(grpc.RpcError):
+        _session(cluster, creds, [_hello("rude"), pb.AgentMessage(
+            reply=pb.Reply(seq=999_999, ok=pb.Empty()))], timeout=2)
+    # An upload nobody asked for, or one without its header.
+    with grpc.secure_channel(cluster.agent_address, creds, options=CLIENT_OPTIONS) as channel:
+        stub = pb_grpc.AgentGatewayStub(channel)
+        for chunks, code in (
+                ([pb.PcapChunk(header=pb.UploadHeader(download_id="f" * 32, size=-1))],
+                 grpc.StatusCode.NOT_FOUND),
+                ([pb.PcapChunk(data=b"x")], grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Upload(iter(chunks), timeout=5)
+            assert caught.value.code() == code
+    assert "reply 999999 answers no open command" in cluster.server.log()
+    assert httpx.get(cluster.server.url + "/healthz").status_code == 200
+    assert cluster.server.proc is not None and cluster.server.proc.poll() is None
+
+
+def test_controller_name_is_what_agents_verify(cluster: Cluster) -> None:
+    cert = x509.load_pem_x509_certificate((cluster.server.data_dir / "ca.crt").read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert CONTROLLER_NAME in names.get_values_for_type(x509.DNSName)
