@@ -41,7 +41,6 @@ def test_admin_password_is_not_a_default(tmp_path) -> None:
     """Without PODCAP_ADMIN_PASSWORD a password is generated, printed once, stored hashed."""
     import os
     import re
-    import secrets
     import subprocess
     import sys
     from pathlib import Path
@@ -64,8 +63,11 @@ def test_admin_password_is_not_a_default(tmp_path) -> None:
         assert password.encode() not in (srv.data_dir / "podcap.db").read_bytes()
         srv.password = password
         wait_for(lambda: _up(srv.url), timeout=20, what="server")
-        assert srv.login()
-        assert secrets.compare_digest(password, password)
+        with srv.client(srv.login()) as c:  # the printed password is admin's, for real
+            assert c.get("/api/whoami").json()["username"] == "admin"
+        wrong = httpx.post(srv.url + "/v1/auth", json={"password": {
+            "username": "admin", "password": password[:-1]}})
+        assert wrong.status_code == 401 and wrong.json()["code"] == 3
     finally:
         proc.terminate()
         proc.wait(10)
@@ -90,7 +92,9 @@ def test_plain_http_only_on_loopback(tmp_path) -> None:
 
 
 def test_openapi_docs_and_ui_are_served(server: Server) -> None:
-    assert httpx.get(server.url + "/docs").status_code == 200
+    docs = httpx.get(server.url + "/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    assert "swagger-ui" in docs.text and "/openapi.json" in docs.text  # the interactive page
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert "/api/captures" in paths and "/v1/sniffer" in paths
     page = httpx.get(server.url + "/")
@@ -107,12 +111,26 @@ def test_reader_reads_and_namespaces_scope(server: Server, pair) -> None:
     auth = Auth(open_db(None, server.data_dir))
     auth.add_user("viewer", "viewer-password", "reader")
     auth.add_user("team-a", "team-a-password", "admin", namespaces=("team-a",))
+    running = server.sniff(pair.web.id)
     with server.client(server.login("viewer", "viewer-password")) as c:
-        assert c.get("/v1/sniffer").status_code == 200
+        assert running in [s["id"] for s in c.get("/v1/sniffer").json()["sniffers"]]
         assert any(w["id"] == pair.web.id for w in c.get("/v1/workload").json()["workloads"])
-        r = c.post("/v1/sniffer", params={"f_workload": pair.web.id}, json={"sniffer": {}})
-        assert r.status_code == 403 and r.json()["code"] == 3
-        assert "may only read" in r.json()["message"]
+        assert c.get(f"/v1/sniffer/{running}").json()["sniffer"]["status"] == "running"
+        # Every write a reader may try, on both APIs: start, stop, delete.
+        for method, path, body in (
+                ("POST", f"/v1/sniffer?f_workload={pair.web.id}", {"sniffer": {}}),
+                ("PATCH", f"/v1/sniffer/stop/{running}", None),
+                ("DELETE", f"/v1/sniffer/{running}", None),
+                ("POST", "/api/captures", {"workload_id": pair.web.id}),
+                ("POST", f"/api/captures/{running}/stop", None),
+                ("DELETE", f"/api/captures/{running}", None)):
+            r = c.request(method, path, json=body)
+            assert r.status_code == 403 and r.json()["code"] == 3, (method, path, r.text)
+            assert "user viewer (role reader) may only read" in r.json()["message"]
+    after = server.sniffer(running)  # untouched: still running, files still there
+    assert (after["status"], after["reason"]) == ("running", "")
+    assert (server.data_dir / "captures" / running / "capture.json").exists()
+    server.stop_sniffer(running)
     cid = server.sniff(pair.web.id, duration=1)
     with server.client(server.login("team-a", "team-a-password")) as c:
         # Plain Docker containers have no namespace: invisible to a user scoped to team-a.

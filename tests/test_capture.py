@@ -62,13 +62,16 @@ def test_ring_wraps_and_downloads_in_order(server: Server) -> None:
                  server.sniffer(cid)["stats"]["captured"] > 8000, timeout=30,
                  what="the ring to wrap")
         time.sleep(1)
-        with server.client() as c:
-            c.patch(f"/v1/sniffer/stop/{cid}")
+        server.stop_sniffer(cid)
         final = server.sniffer(cid)
     assert final["file_number"] == 3
+    assert (final["status"], final["reason"]) == ("stopped", "stopped by user")
     data = server.pcap(cid)
-    assert data.count(b"\xd4\xc3\xb2\xa1") >= 1 and data[:4] == b"\xd4\xc3\xb2\xa1"
     _, packets = read_pcap(data)
+    # The download is the ring's files, oldest first, each file's records exactly once.
+    ring = [read_pcap(f)[1] for f in (server.data_dir / "captures" / cid / "files").iterdir()]
+    assert len(ring) == 3 and all(ring)
+    assert packets == [p for records in sorted(ring, key=lambda r: r[0][0]) for p in records]
     # The ring dropped the oldest files: fewer packets on disk than tcpdump captured.
     assert 0 < len(packets) < final["stats"]["captured"]
     stamps = [ts for ts, _ in packets]
@@ -102,12 +105,22 @@ def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> No
             assert not ended(pid), "tcpdump must outlive the agent"
             os.kill(pid_gone, signal.SIGKILL)
             time.sleep(0.5)
+            # The last counters tcpdump printed, with kernel drops: the record must keep them.
+            with open(srv.data_dir / "captures" / gone / "tcpdump.log", "ab") as log:
+                log.write(b"31 packets captured, 45 packets received by filter, "
+                          b"14 packets dropped by kernel\n")
             srv.start()
             again = srv.sniffer(cid)
             assert again["status"] == "running" and srv_pid(srv, cid) == pid
+            assert srv_record(srv, cid)["pid_start"] == starts[pid]  # re-adopted by pid + start
             lost = srv.sniffer(gone)
             assert lost["status"] == "stopped"
             assert lost["reason"] == "tcpdump ended while the agent was down"
+            counters = {"captured": 31, "received": 45, "dropped": 14, "bytes": lost["size"]}
+            assert lost["stats"] == counters
+            with srv.client() as c:
+                native = c.get(f"/api/captures/{gone}").json()["capture"]
+            assert native["stats"] == counters
             with srv.client() as c:
                 assert c.patch(f"/v1/sniffer/stop/{cid}").status_code == 200
             final = srv.sniffer(cid)
@@ -126,9 +139,26 @@ def ended(pid: int) -> bool:
 
 
 def srv_pid(server: Server, cid: str) -> int:
+    return srv_record(server, cid)["pid"]
+
+
+def srv_record(server: Server, cid: str) -> dict:
     import json
-    record = json.loads((server.data_dir / "captures" / cid / "capture.json").read_text())
-    return record["pid"]
+    return json.loads((server.data_dir / "captures" / cid / "capture.json").read_text())
+
+
+def test_filter_starting_with_a_dash_is_a_filter(server: Server, pair: WebPair) -> None:
+    """tcpdump gets the filter after ``--``: one that starts with ``-`` is still a filter
+    (without the ``--`` tcpdump would read it as options and refuse to start)."""
+    cid = server.sniff(pair.web.id, filter="-1 = -1 and tcp port 80")
+    wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 5, what="packets")
+    server.stop_sniffer(cid)
+    final = server.sniffer(cid)
+    assert (final["status"], final["reason"]) == ("stopped", "stopped by user")
+    assert final["args"].endswith("-- '-1 = -1 and tcp port 80'")
+    _, packets = read_pcap(server.pcap(cid))
+    assert len(packets) == final["stats"]["captured"] > 5
+    assert tcp_flows(packets) == {(pair.client_ip, pair.web_ip), (pair.web_ip, pair.client_ip)}
 
 
 def test_graceful_shutdown_stops_captures(tmp_path, pair: WebPair) -> None:
@@ -151,9 +181,11 @@ def test_shared_namespace_container_is_captured_through_it(server: Server, pair:
     try:
         cid = server.sniff(side.id, filter="tcp port 80")
         wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 5, what="sidecar packets")
-        with server.client() as c:
-            c.patch(f"/v1/sniffer/stop/{cid}")
+        server.stop_sniffer(cid)
+        final = server.sniffer(cid)
+        assert (final["status"], final["reason"]) == ("stopped", "stopped by user")
         _, packets = read_pcap(server.pcap(cid))
+        assert len(packets) == final["stats"]["captured"] > 5
         assert (pair.client_ip, pair.web_ip) in tcp_flows(packets)
     finally:
         remove_container(side)

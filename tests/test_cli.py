@@ -65,6 +65,11 @@ def as_json(result) -> dict:
     return json.loads(result.stdout)
 
 
+def as_json_text(result) -> str:
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def test_login_writes_a_private_file_and_logout_forgets_the_token(cli, server):
     login(cli, server)
     assert stat.S_IMODE(os.stat(cli.config).st_mode) == 0o600
@@ -72,14 +77,15 @@ def test_login_writes_a_private_file_and_logout_forgets_the_token(cli, server):
     assert saved["server"] == server.url and saved["token"]
     assert server.password not in cli.config.read_text()
     whoami = cli("whoami")
-    assert whoami.exit_code == 0 and "admin" in whoami.stdout
+    assert whoami.exit_code == 0 and "admin" in whoami.stdout and server.url in whoami.stdout
     with server.client(saved["token"]) as http:  # the token ends elsewhere (another logout)
         assert http.post("/api/logout").status_code == 204
     stale = cli("ps")
     assert stale.exit_code == 3 and "podcap login` again" in stale.output
     login(cli, server)
     saved = json.loads(cli.config.read_text())
-    assert cli("logout").exit_code == 0
+    logout = cli("logout")
+    assert logout.exit_code == 0, logout.output
     assert not cli.config.exists()
     with server.client(saved["token"]) as http:
         assert http.get("/api/whoami").status_code == 401
@@ -136,8 +142,12 @@ def test_capture_by_name_from_start_to_download(cli, server, tmp_path):
     head = cli("capture", "get", cid, "--limit", "1", "-o", "-")  # whole ring files, as NeuVector
     assert head.exit_code == 0 and head.stdout_bytes == out.read_bytes()
 
-    assert cli("capture", "rm", cid).exit_code == 0
+    removed = cli("capture", "rm", cid)
+    assert removed.exit_code == 0, removed.output
     assert cid[:12] not in cli("capture", "ls").stdout
+    with server.client() as http:  # really gone on the server, files and all
+        assert http.get(f"/api/captures/{cid}").status_code == 404
+    assert not (server.data_dir / "captures" / cid).exists()
     for command in ("show", "stop", "get", "rm"):
         result = cli("capture", command, cid)
         assert result.exit_code == 4, (command, result.output)
@@ -145,7 +155,9 @@ def test_capture_by_name_from_start_to_download(cli, server, tmp_path):
 
 def test_refusals_carry_the_servers_message_and_wait_follows_to_the_end(cli, server):
     login(cli, server)
-    assert cli("capture", "start", unique("absent")).exit_code == 4
+    absent = unique("absent")
+    missing = cli("capture", "start", absent)
+    assert missing.exit_code == 4 and f"no workload is named '{absent}'" in missing.output
     host = run_container(unique("cli-host"), ["sleep", "60"], network_mode="host")
     try:
         wait_for(lambda: any(w["name"].lstrip("/") == host.name for w in
@@ -162,7 +174,9 @@ def test_refusals_carry_the_servers_message_and_wait_follows_to_the_end(cli, ser
         waited = as_json(cli("capture", "start", pair.web.name, "-d", "1", "--wait", "-o", "json"))
         assert (waited["capture"]["status"], waited["capture"]["reason"]) == (
             "stopped", "duration reached")
-    assert cli("capture", "start", "x", "--files", "51").exit_code == 2  # refused before sending
+    too_many = cli("capture", "start", "x", "--files", "51")  # refused before sending
+    assert too_many.exit_code == 2 and "50" in too_many.output, too_many.output
+    assert "not found" not in too_many.output  # never reached the server's workload lookup
 
 
 def test_console_script_with_credentials_from_the_environment(server, tmp_path):
@@ -170,16 +184,25 @@ def test_console_script_with_credentials_from_the_environment(server, tmp_path):
            "PODCAP_SERVER": server.url, "PODCAP_USER": "admin",
            "PODCAP_PASSWORD": server.password}
     env.pop("PODCAP_TOKEN", None)
-    done = subprocess.run([PODCAP, "ps", "-o", "json"], env=env, capture_output=True,
-                          text=True, timeout=30)
+    box = run_container(unique("cli-env"), ["sleep", "60"])
+    try:
+        done = subprocess.run([PODCAP, "ps", "-o", "json"], env=env, capture_output=True,
+                              text=True, timeout=30)
+        with server.client() as http:
+            expected = {w["id"] for w in http.get("/api/workloads").json()["workloads"]}
+            captures = {c["id"] for c in http.get("/api/captures").json()["captures"]}
+    finally:
+        remove_container(box)
     assert done.returncode == 0, done.stderr
-    assert isinstance(json.loads(done.stdout)["workloads"], list)
+    listed = {w["id"]: w for w in json.loads(done.stdout)["workloads"]}
+    assert box.id in expected and listed[box.id]["cap_sniff"] is True
+    assert listed[box.id]["name"].lstrip("/") == box.name
     del env["PODCAP_USER"], env["PODCAP_PASSWORD"]
     env["PODCAP_TOKEN"] = server.token
     done = subprocess.run([PODCAP, "capture", "ls", "-o", "json"], env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert isinstance(json.loads(done.stdout)["captures"], list)
+    assert {c["id"] for c in json.loads(done.stdout)["captures"]} == captures
 
 
 def test_https_with_the_servers_own_certificate(cli, tmp_path):
@@ -203,11 +226,17 @@ def test_https_with_the_servers_own_certificate(cli, tmp_path):
         untrusted = cli("login", "--server", url, "-u", "admin", "-p", password)
         assert untrusted.exit_code == 5 and "--cacert" in untrusted.output
         cert = str(data / "tls.crt")
-        assert cli("login", "--server", url, "-u", "admin", "-p", password,
-                   "--cacert", cert).exit_code == 0
-        assert cli("ps").exit_code == 0  # the login file remembers the certificate
-        assert cli("-k", "--server", url, "-u", "admin", "-p", password,
-                   "capture", "ls").exit_code == 0
+        trusted = cli("login", "--server", url, "-u", "admin", "-p", password, "--cacert", cert)
+        assert trusted.exit_code == 0, trusted.output
+        saved = json.loads(cli.config.read_text())
+        assert (saved["server"], saved["cacert"], saved["insecure"]) == (url, cert, False)
+        ps = cli("ps", "-o", "json")  # the login file remembers the certificate
+        assert ps.exit_code == 0 and isinstance(json.loads(ps.stdout)["workloads"], list)
+        assert ps.stdout == as_json_text(cli("-k", "--server", url, "-u", "admin", "-p",
+                                             password, "ps", "-o", "json"))
+        skipped = cli("-k", "--server", url, "-u", "admin", "-p", password,
+                      "capture", "ls", "-o", "json")
+        assert json.loads(as_json_text(skipped)) == {"captures": []}  # a fresh server
     finally:
         proc.terminate()
         try:

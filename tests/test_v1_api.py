@@ -35,9 +35,18 @@ def test_workload_list_filters_and_paging(server: Server, pair: WebPair) -> None
 
 
 def test_enforcer_list(server: Server) -> None:
+    import socket
+
+    import podcap
     with server.client() as c:
         enforcers = c.get("/v1/enforcer").json()["enforcers"]
-    assert len(enforcers) == 1 and enforcers[0]["id"] and enforcers[0]["host_name"]
+    (one,) = enforcers
+    agent_id = (server.data_dir / "agent-id").read_text().strip()
+    node = socket.gethostname()  # --node-name defaults to the host name
+    assert len(agent_id) >= 8 and one["id"] == agent_id
+    assert (one["name"], one["display_name"], one["host_name"], one["host_id"]) == (node,) * 4
+    assert one["version"] == podcap.__version__ and one["connection_state"] == "connected"
+    assert one["runtimes"] == ["docker"]
 
 
 def test_sniffer_lifecycle_and_multipart_download(server: Server, pair: WebPair) -> None:
@@ -65,14 +74,20 @@ def test_sniffer_lifecycle_and_multipart_download(server: Server, pair: WebPair)
         r = c.get(f"/v1/sniffer/{cid}/pcap")
         assert c.delete(f"/v1/sniffer/{cid}").status_code == 200
         gone = c.get(f"/v1/sniffer/{cid}")
-    assert read_pcap(part(live))[1]
     assert r.status_code == 200 and r.headers["content-type"].startswith("multipart/form-data")
+    assert int(r.headers["content-length"]) == len(r.content)  # stopped: size known up front
     msg = parse_multipart(r)
     (only,) = list(msg.iter_parts())
     assert only.get_param("name", header="content-disposition") == "pcap"
     assert only.get_filename() == f"{cid}.pcap"
     assert only.get_content_type() == "application/cap"
-    assert len(read_pcap(only.get_payload(decode=True))[1]) == final["stats"]["captured"]
+    data = only.get_payload(decode=True)
+    packets = read_pcap(data)[1]
+    assert len(packets) == final["stats"]["captured"] > 3 and len(data) == final["size"]
+    # The live answer was cut at a whole record: the first records of the final file, no more.
+    assert live.status_code == 200 and "content-length" not in live.headers  # chunked
+    live_packets = read_pcap(part(live))[1]
+    assert 0 < len(live_packets) <= len(packets) and live_packets == packets[:len(live_packets)]
     assert gone.status_code == 404 and gone.json()["code"] == 7
     assert not (server.data_dir / "captures" / cid).exists()
 
@@ -94,6 +109,7 @@ def test_native_download_is_raw_pcap_with_a_file_name(server: Server, pair: WebP
         cid = r.json()["capture"]["id"]
         wait_for(lambda: c.get(f"/api/captures/{cid}").json()["capture"]["status"] != "running",
                  what="1 s capture to end")
+        final = c.get(f"/api/captures/{cid}").json()["capture"]
         r = c.get(f"/api/captures/{cid}/pcap")
         extra = c.post("/api/captures", json={"workload_id": pair.web.id, "bogus": 1})
         limits = c.get("/api/limits").json()
@@ -101,7 +117,9 @@ def test_native_download_is_raw_pcap_with_a_file_name(server: Server, pair: WebP
     disposition = r.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="') and disposition.endswith('.pcap"')
     assert pair.web.name in disposition
-    assert r.content[:4] == b"\xd4\xc3\xb2\xa1"
+    assert int(r.headers["content-length"]) == len(r.content) == final["stats"]["bytes"]
+    linktype, packets = read_pcap(r.content)
+    assert linktype == 276 and len(packets) == final["stats"]["captured"] > 0
     assert extra.status_code == 400 and extra.json()["code"] == 6
     assert limits["file_number_max"] == 50 and limits["file_size_mb_default"] == 2
 

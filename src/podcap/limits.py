@@ -99,7 +99,7 @@ RECONNECT_MAX_S: Final = 2.0  # an agent retries at most this far apart: back wi
 COMMAND_TIMEOUT_S: Final = 10.0  # start, stop, remove on a remote agent
 # A list asks every agent in parallel; one that has not answered by then is named as
 # unreachable and the list goes on without it (lists answer within 2 s during a partition).
-FANOUT_DEADLINE_S: Final = 1.5
+FANOUT_DEADLINE_S: Final = 1.2
 UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
 UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
 UPLOAD_IDLE_S: Final = 30.0  # a download with no chunk for this long fails (either side)

@@ -4,6 +4,7 @@ that are malformed, oversized or out of order."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import signal
 import time
@@ -224,8 +225,9 @@ def test_malformed_oversized_and_out_of_order_messages(cluster: Cluster) -> None
     with pytest.raises(grpc.RpcError) as caught:
         _session(cluster, creds, [huge])
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # A bad node name in the hello, a reply nobody asked for: logged, never a crash.
-    with pytest.raises(grpc.RpcError):
+    # A reply nobody asked for: logged, never a crash. (The session then ends as the agent
+    # closes its side, or at the deadline: either is fine here.)
+    with contextlib.suppress(grpc.RpcError):
         _session(cluster, creds, [_hello("rude"), pb.AgentMessage(
             reply=pb.Reply(seq=999_999, ok=pb.Empty()))], timeout=2)
     # An upload nobody asked for, or one without its header.
@@ -238,7 +240,8 @@ def test_malformed_oversized_and_out_of_order_messages(cluster: Cluster) -> None
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Upload(iter(chunks), timeout=5)
             assert caught.value.code() == code
-    assert "reply 999999 answers no open command" in cluster.server.log()
+    wait_for(lambda: "reply 999999 answers no open command" in cluster.server.log(),
+             timeout=5, what="the stray reply to be logged")
     assert httpx.get(cluster.server.url + "/healthz").status_code == 200
     assert cluster.server.proc is not None and cluster.server.proc.poll() is None
 

@@ -29,6 +29,17 @@ def cri(pods: Pods):
     runtime.close()
 
 
+def sandbox_netns(pods: Pods, sandbox_id: str) -> int:
+    """Inode of the network namespace containerd made for the sandbox: the path in the
+    sandbox's OCI runtime spec (verbose PodSandboxStatus), independent of any process."""
+    import json
+    resp = pods.bed.runtime.PodSandboxStatus(
+        pb.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True), timeout=10)
+    spec = json.loads(resp.info["info"])["runtimeSpec"]
+    (path,) = [ns["path"] for ns in spec["linux"]["namespaces"] if ns["type"] == "network"]
+    return os.stat(path).st_ino
+
+
 def test_two_pods_talk_http(pods: Pods) -> None:
     log = pods.bed.dir / "logs" / "client" / "client.log"
     # wget -O - copies each page to stdout, which the CRI writes to the container's log
@@ -46,6 +57,9 @@ def test_lists_pods_with_name_namespace_ip_and_pid(pods: Pods, cri: CriRuntime) 
             pod.name, pod.name, "podcap-test", pod.sandbox_id)
         assert wl.ips == (pod.ip,) and pod.ip.startswith("10.88.77.")
         assert wl.pid and wl.pid_start and wl.netns == netns_inode(wl.pid)
+        # The pod's own namespace, as containerd created it (not derived from any pid): a pid
+        # of the wrong pod has a network namespace too, but not this one.
+        assert wl.netns == sandbox_netns(pods, pod.sandbox_id)
         assert wl.network_mode == "pod" and not wl.host_network
         assert wl.netns != HOST_NETNS
         assert wl.labels["app"] == pod.name
@@ -63,7 +77,7 @@ def test_lists_containers_in_their_pods_namespace(pods: Pods, cri: CriRuntime) -
                                                              "podcap-test")
         assert ctr.ips == (pod.ip,) and ctr.image.endswith("podcap-test/busybox:1")
         assert ctr.pid and ctr.pid != sandbox.pid and ctr.pid_start
-        assert ctr.netns == sandbox.netns  # one network namespace per pod
+        assert ctr.netns == sandbox.netns == sandbox_netns(pods, pod.sandbox_id)  # one per pod
         cgroup = Path(f"/proc/{ctr.pid}/cgroup").read_text()
         assert pod.container_id in cgroup  # the pid really is that container's
 

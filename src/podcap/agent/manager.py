@@ -329,7 +329,11 @@ class Agent:
             self._captures[capture.id] = capture
             if capture.status is not Status.RUNNING:
                 continue
-            found = leftovers.pop(capture.id, None)
+            found = leftovers.get(capture.id)
+            if found is not None and capture.pid_start not in (None, found[1]):
+                found = None  # not the tcpdump this record started: stopped below as a stray
+            elif found is not None:
+                del leftovers[capture.id]
             if found is not None:
                 self._procs[capture.id] = _Proc(pid=found[0], pid_start=found[1])
                 capture.pid, capture.pid_start = found

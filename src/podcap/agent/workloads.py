@@ -7,6 +7,7 @@ in its answer, and a burst of requests costs one runtime round.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -37,19 +38,37 @@ def assess(workload: Workload, agent_netns: int | None, self_ids: frozenset[str]
     return dataclasses.replace(workload, cap_sniff=not reason, cap_sniff_reason=reason)
 
 
+# Files every runtime bind-mounts into a container from its own per-container directory.
+_RUNTIME_FILES = ("/etc/hostname", "/etc/hosts", "/etc/resolv.conf")
+
+
 def own_container_ids() -> frozenset[str]:
-    """Ids of the container podcap itself runs in, read from our cgroup and mount table (both
-    name the container id on Docker and containerd)."""
+    """Ids of the container (or pod) podcap itself runs in. Our cgroup names it with cgroup
+    v1; otherwise the sources of the runtime's bind mounts of /etc/hostname, /etc/hosts and
+    /etc/resolv.conf do (``/var/lib/docker/containers/<id>/hostname``, containerd's
+    ``sandboxes/<id>/hostname``). Only those mount points count: the host's mount table names
+    every running container's rootfs, and an agent on the host is in none of them."""
     found: set[str] = set()
-    for path in ("/proc/self/cgroup", "/proc/self/mountinfo"):
-        try:
-            text = Path(path).read_text()
-        except OSError:
-            continue
-        for token in text.replace("/", " ").replace("-", " ").replace(".", " ").split():
-            if len(token) == 64 and all(c in "0123456789abcdef" for c in token):
-                found.add(token)
+    with contextlib.suppress(OSError):
+        found |= _hex_ids(Path("/proc/self/cgroup").read_text())
+    with contextlib.suppress(OSError):
+        found |= runtime_mount_ids(Path("/proc/self/mountinfo").read_text())
     return frozenset(found)
+
+
+def runtime_mount_ids(mountinfo: str) -> set[str]:
+    """Container ids in the sources (field 4) of mounts on the runtime's per-container files."""
+    found: set[str] = set()
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] in _RUNTIME_FILES:
+            found |= _hex_ids(fields[3])
+    return found
+
+
+def _hex_ids(text: str) -> set[str]:
+    tokens = text.replace("/", " ").replace("-", " ").replace(".", " ").split()
+    return {t for t in tokens if len(t) == 64 and all(c in "0123456789abcdef" for c in t)}
 
 
 class WorkloadView:

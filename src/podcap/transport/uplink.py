@@ -44,6 +44,9 @@ CLIENT_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 5000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    # A connect attempt gives up after this (default 20 s), so a node whose link comes back
+    # is connected again within seconds, not after a connect that began during the cut.
+    ("grpc.min_reconnect_backoff_ms", 2000),
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", int(limits.RECONNECT_MAX_S * 1000)),
 ]

@@ -1,0 +1,198 @@
+"""Two real nodes and a controller on one machine: node A's agent uses the Docker engine, node B's
+the private containerd CRI of tests/cri; each agent runs inside its node's network namespace and
+reaches the controller over a veth on a private bridge (netbed.py). The controller's database is
+a private PostgreSQL. Tests run in order: they share the nodes, as a cluster's users would."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cluster_support import AgentProc, Cluster, running_cluster
+from support import WebPair, read_pcap, tcp_flows, wait_for, web_pair
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cri"))
+
+import cri_testbed  # noqa: E402
+import netbed  # noqa: E402
+
+pytestmark = pytest.mark.cri
+
+
+@dataclass
+class Nodes:
+    cluster: Cluster
+    bed: netbed.NetBed
+    a: AgentProc
+    b: AgentProc
+    pair: WebPair  # Docker containers: node A
+    web_pod: cri_testbed.Pod  # CRI pod: node B
+    tmp: Path
+
+    def v1(self, method: str, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        with self.cluster.server.client() as c:
+            return c.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    def files_of(self, agent: AgentProc, cid: str) -> list[Path]:
+        return sorted((agent.data_dir / "captures" / cid / "files").glob("capture.pcap*"))
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Nodes]:
+    from pg import new_database
+
+    tmp = tmp_path_factory.mktemp("nodes")
+    try:
+        bed_cm = netbed.net_bed()
+        bed = bed_cm.__enter__()
+    except netbed.Unusable as exc:
+        pytest.skip(f"network namespaces cannot be made here: {exc}")
+    try:
+        with cri_testbed.cri_testbed() as cri, web_pair("nodes") as pair, \
+                running_cluster(tmp, host=bed.controller_ip,
+                                database_url=new_database(postgres_url)) as cluster:
+            web = cri.run_pod("web", ["httpd", "-f", "-p", "80", "-h", "/www"])
+            cri.run_pod("client", ["sh", "-c", f"while true; do wget -q -O - http://{web.ip}/; "
+                                               "sleep 0.2; done"])
+            node_a, node_b = bed.add_node("a"), bed.add_node("b")
+            a = AgentProc(cluster, "node-a", tmp / "a", ["--runtime", "docker"],
+                          launch=lambda argv, log: node_a.popen(argv, log=log))
+            b = AgentProc(cluster, "node-b", tmp / "b",
+                          ["--runtime", "cri", "--cri-socket", str(cri.socket)],
+                          launch=lambda argv, log: node_b.popen(argv, log=log))
+            token = cluster.join_token(uses=2)
+            a.start(token)
+            b.start(token)
+            try:
+                yield Nodes(cluster, bed, a, b, pair, web, tmp)
+            finally:
+                a.stop()
+                b.stop()
+    finally:
+        bed_cm.__exit__(None, None, None)
+    assert netbed.leftovers() == []
+
+
+def test_join_lists_both_nodes_with_their_workloads(nodes: Nodes) -> None:
+    enforcers = {e["name"]: e for e in nodes.v1("GET", "/v1/enforcer").json()["enforcers"]}
+    assert set(enforcers) == {"node-a", "node-b"}
+    assert enforcers["node-a"]["runtimes"] == ["docker"]
+    assert enforcers["node-b"]["runtimes"] == ["cri"]
+    assert all(e["connection_state"] == "connected" for e in enforcers.values())
+    workloads = nodes.v1("GET", "/v1/workload").json()["workloads"]
+    by_id = {w["id"]: w for w in workloads}
+    assert by_id[nodes.pair.web.id]["host_name"] == "node-a"
+    assert by_id[nodes.pair.web.id]["enforcer_id"] == enforcers["node-a"]["id"]
+    assert by_id[nodes.web_pod.container_id]["host_name"] == "node-b"
+    assert by_id[nodes.web_pod.container_id]["enforcer_id"] == enforcers["node-b"]["id"]
+    assert nodes.v1("GET", "/api/workloads").json()["unreachable"] == []
+
+
+def test_capture_on_each_node_and_download_through_the_controller(nodes: Nodes) -> None:
+    enforcers = {e["name"]: e["id"] for e in nodes.v1("GET", "/v1/enforcer").json()["enforcers"]}
+    r = nodes.v1("POST", "/v1/sniffer", params={"f_workload": nodes.web_pod.container_id,
+                                                 "f_enforcer": enforcers["node-a"]},
+                 json={"sniffer": {}})
+    assert r.status_code == 400 and "is not the node of workload" in r.json()["message"]
+
+    server = nodes.cluster.server
+    on_a = server.sniff(nodes.pair.web.id, filter="tcp port 80")
+    on_b = server.sniff(nodes.web_pod.container_id, filter="tcp port 80")
+    time.sleep(3)
+    server.stop_sniffer(on_a)
+    server.stop_sniffer(on_b)
+    for cid, agent, node in ((on_a, nodes.a, "node-a"), (on_b, nodes.b, "node-b")):
+        sniffer = server.sniffer(cid)
+        assert sniffer["status"] == "stopped" and sniffer["enforcer_id"] == enforcers[node]
+        files = nodes.files_of(agent, cid)
+        assert len(files) == 1
+        native, v1 = server.pcap(cid), server.v1_pcap(cid)
+        assert native == v1 == files[0].read_bytes()  # byte-identical to the node's file
+        linktype, packets = read_pcap(native)
+        assert linktype == 276 and len(packets) == sniffer["stats"]["captured"] > 10
+        assert tcp_flows(packets)
+
+
+def test_partition_of_node_b(nodes: Nodes) -> None:
+    server = nodes.cluster.server
+    cid = server.sniff(nodes.web_pod.container_id, duration=20, filter="tcp port 80")
+    node_b = nodes.bed.node("b")
+    node_b.cut()
+    cut_at = time.monotonic()
+    try:
+        nodes.cluster.wait_connected("node-b", connected=False, timeout=16)
+        assert time.monotonic() - cut_at <= 15
+        for path in ("/v1/workload", "/v1/sniffer", "/api/workloads", "/api/captures"):
+            began = time.monotonic()
+            r = nodes.v1("GET", path)
+            assert r.status_code == 200 and time.monotonic() - began < 2, path
+        assert nodes.pair.web.id in [w["id"] for w in
+                                     nodes.v1("GET", "/v1/workload").json()["workloads"]]
+        native = nodes.v1("GET", "/api/workloads").json()
+        assert [u["node"] for u in native["unreachable"]] == ["node-b"]
+        assert nodes.web_pod.container_id not in [w["id"] for w in native["workloads"]]
+        captures = {c["id"]: c for c in nodes.v1("GET", "/api/captures").json()["captures"]}
+        assert captures[cid]["stale"] is True and captures[cid]["status"] == "running"
+        r = nodes.v1("PATCH", f"/v1/sniffer/stop/{cid}")
+        assert r.status_code == 503 and "node-b" in r.json()["message"]
+        time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))
+    finally:
+        node_b.heal()
+    healed_at = time.monotonic()
+    nodes.cluster.wait_connected("node-b", timeout=16)
+    assert time.monotonic() - healed_at <= 15
+    sniffer = server.sniffer(cid)
+    assert sniffer["status"] == "stopped" and sniffer["reason"] == "duration reached"
+    assert sniffer["stale"] is False and sniffer["stats"]["captured"] > 0
+    data = server.pcap(cid)
+    assert data == nodes.files_of(nodes.b, cid)[0].read_bytes()
+    assert len(read_pcap(data)[1]) == sniffer["stats"]["captured"]
+
+
+def test_agent_sigkill_on_node_b_readopts_without_a_token(nodes: Nodes) -> None:
+    server = nodes.cluster.server
+    cid = server.sniff(nodes.web_pod.container_id, filter="tcp port 80")
+    pid = _tcpdump_pid(nodes.b, cid)
+    nodes.b.stop(signal.SIGKILL)
+    nodes.cluster.wait_connected("node-b", connected=False)
+    nodes.b.start(token=None)  # its certificate is enough
+    assert "re-adopted" in nodes.b.log()
+    assert server.sniffer(cid)["status"] == "running"
+    assert _tcpdump_pid(nodes.b, cid) == pid
+    server.stop_sniffer(cid)
+    sniffer = server.sniffer(cid)
+    assert sniffer["reason"] == "stopped by user"
+    assert len(read_pcap(server.pcap(cid))[1]) == sniffer["stats"]["captured"] > 0
+
+
+def test_controller_sigkill_and_restart(nodes: Nodes) -> None:
+    server = nodes.cluster.server
+    on_a = server.sniff(nodes.pair.web.id, filter="tcp port 80")
+    on_b = server.sniff(nodes.web_pod.container_id, filter="tcp port 80")
+    server.stop(signal.SIGKILL)
+    time.sleep(2)
+    server.start()
+    for node in ("node-a", "node-b"):
+        nodes.cluster.wait_connected(node, timeout=15)
+    captures = {c["id"]: c for c in nodes.v1("GET", "/api/captures").json()["captures"]}
+    for cid in (on_a, on_b):
+        assert captures[cid]["status"] == "running" and captures[cid]["owner"] == "admin"
+        before = captures[cid]["stats"]["captured"]
+        wait_for(lambda cid=cid, before=before: server.sniffer(cid)["stats"]["captured"]
+                 > before, timeout=10, what="the capture to go on counting")
+        server.stop_sniffer(cid)
+        sniffer = server.sniffer(cid)
+        assert sniffer["reason"] == "stopped by user"
+        assert len(read_pcap(server.pcap(cid))[1]) == sniffer["stats"]["captured"]
+
+
+def _tcpdump_pid(agent: AgentProc, cid: str) -> int:
+    import json
+
+    record = json.loads((agent.data_dir / "captures" / cid / "capture.json").read_text())
+    return int(record["pid"])
