@@ -1,11 +1,45 @@
-"""NeuVector's /v1 shapes, as its clients read them."""
+"""NeuVector's /v1 shapes, as its clients read them: from `podcap serve`, and from a
+`podcap controller` whose one agent dialled in over gRPC (the same answers, one system)."""
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
-from support import Server, WebPair, read_pcap, wait_for
+import pytest
+from support import Server, WebPair, read_pcap, running_server, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
+
+from cluster_support import AgentProc, running_cluster  # noqa: E402
+
+from podcap.transport.uplink import Identity  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["serve", "cluster"])
+def server(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server a client talks to, with ``agent_id``: the one agent's id."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    if request.param == "serve":
+        with running_server(tmp) as srv:
+            srv.agent_id = (srv.data_dir / "agent-id").read_text().strip()  # type: ignore[attr-defined]
+            yield srv
+        return
+    with running_cluster(tmp) as cluster:
+        agent = AgentProc(cluster, socket.gethostname(), tmp / "agent")
+        agent.start(cluster.join_token())
+        try:
+            identity = Identity.load(agent.data_dir)
+            assert identity is not None
+            cluster.server.agent_id = identity.agent_id  # type: ignore[attr-defined]
+            yield cluster.server
+        finally:
+            agent.stop()
 
 
 def test_workload_list_filters_and_paging(server: Server, pair: WebPair) -> None:
@@ -41,7 +75,7 @@ def test_enforcer_list(server: Server) -> None:
     with server.client() as c:
         enforcers = c.get("/v1/enforcer").json()["enforcers"]
     (one,) = enforcers
-    agent_id = (server.data_dir / "agent-id").read_text().strip()
+    agent_id = server.agent_id  # type: ignore[attr-defined]
     node = socket.gethostname()  # --node-name defaults to the host name
     assert len(agent_id) >= 8 and one["id"] == agent_id
     assert (one["name"], one["display_name"], one["host_name"], one["host_id"]) == (node,) * 4

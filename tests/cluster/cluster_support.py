@@ -3,18 +3,14 @@ processes (on loopback, or inside a test node's network namespace), joined with 
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
 
@@ -109,10 +105,10 @@ class AgentProc:
 
 
 @contextmanager
-def running_cluster(tmp_path: Path, host: str = "127.0.0.1",
-                    database_url: str | None = None) -> Iterator[Cluster]:
+def running_cluster(tmp_path: Path, host: str = "127.0.0.1", database_url: str | None = None,
+                    env: dict[str, str] | None = None) -> Iterator[Cluster]:
     agent_port, join_port = free_port(), free_port()
-    env = {"PODCAP_DATABASE_URL": database_url} if database_url else {}
+    env = {**(env or {}), **({"PODCAP_DATABASE_URL": database_url} if database_url else {})}
     server = Server(data_dir=tmp_path / "controller", port=free_port(),
                     password=secrets.token_urlsafe(12), command="controller", env=env,
                     extra_args=["--agent-listen", f"{host}:{agent_port}",
@@ -122,18 +118,3 @@ def running_cluster(tmp_path: Path, host: str = "127.0.0.1",
         yield Cluster(server, host, agent_port, join_port)
     finally:
         server.stop()
-
-
-def api(cluster: Cluster, method: str, path: str, **kwargs: object) -> httpx.Response:
-    with cluster.server.client() as c:
-        return c.request(method, path, **kwargs)  # type: ignore[arg-type]
-
-
-def elapsed(fn: Callable[[], object]) -> tuple[float, object]:
-    began = time.monotonic()
-    result = fn()
-    return time.monotonic() - began, result
-
-
-def environ_without_podcap() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PODCAP_")}

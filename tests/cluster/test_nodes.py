@@ -1,7 +1,10 @@
 """Two real nodes and a controller on one machine: node A's agent uses the Docker engine, node B's
 the private containerd CRI of tests/cri; each agent runs inside its node's network namespace and
 reaches the controller over a veth on a private bridge (netbed.py). The controller's database is
-a private PostgreSQL. Tests run in order: they share the nodes, as a cluster's users would."""
+a private PostgreSQL. Tests run in order: they share the nodes, as a cluster's users would.
+
+The controller carries the net bed's process mark, so a test run killed outright leaves no
+controller behind either: the next bed sweeps it with the nodes' processes."""
 
 from __future__ import annotations
 
@@ -55,7 +58,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
     try:
         with cri_testbed.cri_testbed() as cri, web_pair("nodes") as pair, \
                 running_cluster(tmp, host=bed.controller_ip,
-                                database_url=new_database(postgres_url)) as cluster:
+                                database_url=new_database(postgres_url),
+                                env={netbed.ENV_MARK: f"{netbed.NETNS_PREFIX}{bed.tag}-ctl"}
+                                ) as cluster:
             web = cri.run_pod("web", ["httpd", "-f", "-p", "80", "-h", "/www"])
             cri.run_pod("client", ["sh", "-c", f"while true; do wget -q -O - http://{web.ip}/; "
                                                "sleep 0.2; done"])

@@ -216,10 +216,13 @@ class CaptureService:
         transports = self.agents.transports()
         if row is not None and row.agent_id in transports:
             return transports[row.agent_id], row
-        answers, _ = self._fan_out(lambda t: _has_capture(t, cid))
+        answers, unreachable = self._fan_out(lambda t: _has_capture(t, cid))
         for aid, has in answers.items():  # started before this controller knew it
             if has:
                 return transports[aid], row
+        for away in unreachable:  # or on an agent away now: its last known state has it
+            if any(c.id == cid for c in transports[away.agent_id].known_captures()):
+                return transports[away.agent_id], row
         raise NotFound(f"capture {cid} not found")
 
     def _owners(self) -> dict[str, CaptureOwner]:
