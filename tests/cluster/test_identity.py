@@ -250,3 +250,29 @@ def test_controller_name_is_what_agents_verify(cluster: Cluster) -> None:
     cert = x509.load_pem_x509_certificate((cluster.server.data_dir / "ca.crt").read_bytes())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert CONTROLLER_NAME in names.get_values_for_type(x509.DNSName)
+
+
+def test_cli_creates_tokens_lists_and_revokes_agents(cluster: Cluster) -> None:
+    import json
+    import subprocess
+
+    from support import PODCAP
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PODCAP, "-s", cluster.server.url, "-u", "admin", "-p",
+                               cluster.server.password, *args], capture_output=True,
+                              text=True, timeout=30)
+
+    made = cli("token", "create", "--ttl", "10m", "--uses", "2")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert "for 2 join(s)" in made.stderr
+    joined = join(cluster.join_address, token, "cli-node")
+    listed = json.loads(cli("agents", "-o", "json").stdout)["agents"]
+    assert joined.agent_id in [a["id"] for a in listed]
+    assert cli("agents").stdout.count("cli-node") == 1
+    gone = cli("agents", "rm", joined.agent_id)
+    assert gone.returncode == 0, gone.stderr
+    assert joined.agent_id not in [a["id"] for a in cluster.agents()]
+    bad = cli("token", "create", "--ttl", "soon")
+    assert bad.returncode == 2 and "--ttl" in bad.stderr

@@ -95,8 +95,9 @@ def ls(
     api = ctx.obj.api
     wid = str(workloads.resolve(api, workload)["id"]) if workload else None
     items = api.captures(wid)
+    output.unreachable(api.unreachable, "their captures show their last known state")
     if fmt is Format.json:
-        output.emit_json({"captures": items})
+        output.emit_json({"captures": items, "unreachable": api.unreachable})
         return
     rows = []
     for c in items:
@@ -104,14 +105,16 @@ def ls(
         end = c.get("stop_time") or time.time()
         rows.append([
             output.short_id(str(c["id"])), str(c.get("workload_name", "")),
-            str(c.get("status", "")), str(stats.get("captured", 0)),
+            str(c.get("node", "")),
+            str(c.get("status", "")) + (" (last known)" if c.get("stale") else ""),
+            str(stats.get("captured", 0)),
             str(stats.get("dropped", 0)), output.size(c.get("size")),
             output.when(c.get("start_time")),
             output.span(end - c["start_time"]) if c.get("start_time") else "-",
             str(c.get("reason", "")),
         ])
-    output.table(["ID", "WORKLOAD", "STATUS", "PACKETS", "DROPPED", "SIZE", "STARTED", "ELAPSED",
-                  "REASON"], rows)
+    output.table(["ID", "WORKLOAD", "NODE", "STATUS", "PACKETS", "DROPPED", "SIZE", "STARTED",
+                  "ELAPSED", "REASON"], rows)
 
 
 @app.command("show")

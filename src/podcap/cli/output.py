@@ -43,6 +43,13 @@ def info(message: str) -> None:
     err_console.print(message, soft_wrap=True, emoji=False, markup=False)
 
 
+def unreachable(nodes: list[dict[str, Any]], consequence: str) -> None:
+    """A list that misses nodes says so on stderr, so scripts reading stdout are unaffected."""
+    if nodes:
+        named = "; ".join(f"{n['node']} ({n['reason']})" for n in nodes)
+        info(f"warning: not answering: {named}: {consequence}")
+
+
 # Ids are copied into the next command, so they never break; everything else may fold in a
 # narrow terminal.
 WHOLE = frozenset({"ID", "NAME", "STATUS", "STATE"})

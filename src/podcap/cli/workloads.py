@@ -22,9 +22,11 @@ def ps(
     fmt: OutputOption = Format.table,
 ) -> None:
     """List workloads, and whether each can be captured (and if not, why)."""
-    items = ctx.obj.api.workloads(query)
+    api = ctx.obj.api
+    items = api.workloads(query)
+    output.unreachable(api.unreachable, "their workloads are missing")
     if fmt is Format.json:
-        output.emit_json({"workloads": items})
+        output.emit_json({"workloads": items, "unreachable": api.unreachable})
         return
     pods = any(w.get("pod_name") for w in items)
     columns = ["ID", "NAME", *(["POD"] if pods else []), "IMAGE", "STATE", "IPS", "NODE",
