@@ -1,0 +1,90 @@
+"""Downloads from a remote agent: ~50 MB of real TCP captured on an agent that dialled a real
+controller, streamed agent → gRPC (1 MiB chunks) → controller → HTTP. The bytes are exactly the
+agent's ring in order, and a reader that goes away ends the agent's read."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cluster_support import AgentProc, Cluster, running_cluster
+from support import container_ip, remove_container, run_container, unique, wait_for
+
+from podcap.capture import ring, tcpdump
+
+MB = 1_000_000
+
+
+@dataclass
+class Bulk:
+    cluster: Cluster
+    agent: AgentProc
+    capture_id: str
+    files: list[Path]
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bulk]:
+    tmp = tmp_path_factory.mktemp("download")
+    sink = run_container(unique("dl-sink"), [
+        "sh", "-c", "while true; do sleep 3600 | nc -l -p 5000 > /dev/null; done"])
+    source = None
+    try:
+        with running_cluster(tmp) as cluster:
+            agent = AgentProc(cluster, socket.gethostname(), tmp / "agent")
+            agent.start(cluster.join_token())
+            try:
+                cid = cluster.server.sniff(sink.id, file_size_mb=20, file_number=5,
+                                           filter="tcp port 5000")
+                source = run_container(unique("dl-src"), [
+                    "sh", "-c", f"dd if=/dev/zero bs=65536 count=800 | nc {container_ip(sink)} "
+                                "5000; sleep 3600"])
+                wait_for(lambda: cluster.server.sniffer(cid)["size"] > 50 * MB, timeout=30,
+                         what="50 MB captured")
+                cluster.server.stop_sniffer(cid)
+                files = ring.ring_files(agent.data_dir / "captures" / cid / "files",
+                                        tcpdump.RING_PREFIX)
+                yield Bulk(cluster, agent, cid, files)
+            finally:
+                agent.stop()
+    finally:
+        for container in (source, sink):
+            if container is not None:
+                remove_container(container)
+
+
+def test_download_is_the_agents_ring_byte_for_byte(bulk: Bulk) -> None:
+    assert len(bulk.files) >= 3  # the ring rotated: order matters
+    expected = hashlib.sha256()
+    local = ring.merged(bulk.files)
+    for chunk in local:
+        expected.update(chunk)
+    got = hashlib.sha256()
+    size = 0
+    with bulk.cluster.server.client() as c, \
+            c.stream("GET", f"/api/captures/{bulk.capture_id}/pcap") as r:
+        assert r.status_code == 200
+        assert int(r.headers["content-length"]) == local.size > 50 * MB
+        for chunk in r.iter_bytes():
+            got.update(chunk)
+            size += len(chunk)
+    assert size == local.size
+    assert got.hexdigest() == expected.hexdigest()
+
+
+def test_a_reader_that_goes_away_ends_the_agents_read(bulk: Bulk) -> None:
+    with bulk.cluster.server.client() as c, \
+            c.stream("GET", f"/api/captures/{bulk.capture_id}/pcap") as r:
+        first = next(r.iter_raw(1024 * 1024))
+        assert first[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
+    # The HTTP client closed after ~1 MB of ~50 MB: the controller drops the download and the
+    # agent's Upload call ends early instead of reading the rest.
+    wait_for(lambda: "ended early" in bulk.agent.log(), timeout=10,
+             what="the agent to stop its read")
+    assert "cancelled by its reader" in bulk.cluster.server.log()
+    # The controller still serves the same capture afterwards.
+    assert bulk.cluster.server.sniffer(bulk.capture_id)["status"] == "stopped"
