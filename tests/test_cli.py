@@ -236,7 +236,7 @@ def test_https_with_the_servers_own_certificate(cli, tmp_path):
                                              password, "ps", "-o", "json"))
         skipped = cli("-k", "--server", url, "-u", "admin", "-p", password,
                       "capture", "ls", "-o", "json")
-        assert json.loads(as_json_text(skipped)) == {"captures": [], "unreachable": []}  # fresh server
+        assert json.loads(as_json_text(skipped)) == {"captures": [], "unreachable": []}
     finally:
         proc.terminate()
         try:

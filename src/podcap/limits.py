@@ -67,6 +67,25 @@ JOIN_TOKEN_USES_MAX: Final = 1000  # bounds what one leaked token can join
 # A CSR with an EC or RSA-4096 key is about 1-2 KiB; anything far larger is not ours.
 CSR_MAX_BYTES: Final = 16 * 1024
 
+# Cluster: agents dial the controller (docs/CLUSTER.md).
+AGENT_PORT_DEFAULT: Final = 10444  # mutual TLS: sessions and uploads
+JOIN_PORT_DEFAULT: Final = 10445  # server TLS only: Join (an agent has no certificate yet)
+HEARTBEAT_INTERVAL_S: Final = 3.0  # agent → controller when nothing else is said
+# No message for this long marks an agent disconnected; with the heartbeat above, a cut link
+# shows within 10-11 s (the issue asks for 15).
+HEARTBEAT_TIMEOUT_S: Final = 10.0
+RECONNECT_MAX_S: Final = 2.0  # an agent retries at most this far apart: back within seconds
+COMMAND_TIMEOUT_S: Final = 10.0  # start, stop, remove on a remote agent
+# A list asks every agent in parallel; one that has not answered by then is named as
+# unreachable and the list goes on without it (lists answer within 2 s during a partition).
+FANOUT_DEADLINE_S: Final = 1.2
+UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
+UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
+UPLOAD_IDLE_S: Final = 30.0  # a download with no chunk for this long fails (either side)
+# gRPC message size limit, both directions: a workload list of a few thousand containers.
+GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
+GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads
+
 
 def as_dict() -> dict[str, int | float]:
     """The limits a client form needs, served at GET /api/limits."""
@@ -86,23 +105,10 @@ def as_dict() -> dict[str, int | float]:
         "buffer_kib_max": BUFFER_KIB_MAX,
         "filter_max_chars": FILTER_MAX_CHARS,
         "download_limit_default": DOWNLOAD_LIMIT_DEFAULT,
+        "join_token_ttl_s_default": JOIN_TOKEN_TTL_S_DEFAULT,
+        "join_token_ttl_s_min": JOIN_TOKEN_TTL_S_MIN,
+        "join_token_ttl_s_max": JOIN_TOKEN_TTL_S_MAX,
+        "join_token_uses_default": JOIN_TOKEN_USES_DEFAULT,
+        "join_token_uses_max": JOIN_TOKEN_USES_MAX,
+        "agent_port_default": AGENT_PORT_DEFAULT,
     }
-
-# Cluster: agents dial the controller (docs/CLUSTER.md).
-AGENT_PORT_DEFAULT: Final = 10444  # mutual TLS: sessions and uploads
-JOIN_PORT_DEFAULT: Final = 10445  # server TLS only: Join (an agent has no certificate yet)
-HEARTBEAT_INTERVAL_S: Final = 3.0  # agent → controller when nothing else is said
-# No message for this long marks an agent disconnected; with the heartbeat above, a cut link
-# shows within 10-11 s (the issue asks for 15).
-HEARTBEAT_TIMEOUT_S: Final = 10.0
-RECONNECT_MAX_S: Final = 2.0  # an agent retries at most this far apart: back within seconds
-COMMAND_TIMEOUT_S: Final = 10.0  # start, stop, remove on a remote agent
-# A list asks every agent in parallel; one that has not answered by then is named as
-# unreachable and the list goes on without it (lists answer within 2 s during a partition).
-FANOUT_DEADLINE_S: Final = 1.2
-UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
-UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
-UPLOAD_IDLE_S: Final = 30.0  # a download with no chunk for this long fails (either side)
-# gRPC message size limit, both directions: a workload list of a few thousand containers.
-GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
-GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads

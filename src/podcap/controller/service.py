@@ -93,7 +93,8 @@ class CaptureService:
         if len(hits) > 1:
             nodes = ", ".join(sorted(w.node for w in hits.values()))
             raise InvalidArgument(f"{wid} names workloads on several nodes ({nodes}); use the "
-                                  "workload id, or name the node with f_enforcer")
+                                  "workload id, or name the node (f_enforcer on /v1, "
+                                  "agent_id on /api)")
         for aid, found in hits.items():
             if who.can_see(found.namespace):
                 return PlacedWorkload(found, aid)

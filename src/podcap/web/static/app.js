@@ -1,18 +1,22 @@
 // podcap web UI: wiring only. Each part lives in its own module:
 //   api.js (token, requests, plain-word errors), login.js, workloads.js (containers table),
-//   capture-form.js (the capture dialog), captures.js (list, counters, stop/download/delete).
+//   capture-form.js (the capture dialog), captures.js (list, counters, stop/download/delete),
+//   nodes.js (the cluster's agents), join-token.js (the join token dialog), unreachable.js.
 
 import { describe, get, session } from "./api.js";
 import { CaptureForm } from "./capture-form.js";
 import { CaptureList } from "./captures.js";
 import { $, say } from "./dom.js";
+import { JoinTokenDialog } from "./join-token.js";
 import { logout, setupLogin, showLogin } from "./login.js";
+import { NodeList } from "./nodes.js";
 import { WorkloadTable } from "./workloads.js";
 
 let noticeTimer = null;
 let user = null;
 /** Readers may look and download; the server refuses them anything else, the page says so. */
 const canWrite = () => user !== null && user.role !== "reader";
+const isAdmin = () => user !== null && user.role === "admin";
 
 /** A short message in the page's live region ("Capture started", "Deleted ..."). */
 function notify(text, kind = "ok") {
@@ -22,14 +26,21 @@ function notify(text, kind = "ok") {
   noticeTimer = setTimeout(() => say(notice, ""), 8000);
 }
 
+let unreachableKey = "";
 const captures = new CaptureList({
   onChange: () => workloads.render(),
+  // A node stopped (or resumed) answering: the nodes list shows it now, not in up to 5 s.
+  onUnreachable: (nodes) => {
+    const key = nodes.map((u) => u.agent_id).sort().join();
+    if (key !== unreachableKey) nodeList.refresh();
+    unreachableKey = key;
+  },
   notify,
   canWrite,
 });
 const workloads = new WorkloadTable({
   onCapture: (w) => form.open(w),
-  runningCount: (id) => captures.runningCount(id),
+  runningCount: (w) => captures.runningCount(w),
   canWrite,
 });
 const form = new CaptureForm({
@@ -39,6 +50,8 @@ const form = new CaptureForm({
   },
   onError: (text) => notify(text, "error"),
 });
+const nodeList = new NodeList({ notify, isAdmin });
+new JoinTokenDialog({ notify });
 
 function showView(signedIn) {
   $("#login-view").hidden = signedIn;
@@ -59,12 +72,15 @@ async function enter(who) {
   }
   captures.start();
   workloads.start();
+  nodeList.start();
 }
 
 function leave(reason = "") {
   user = null;
   captures.stop();
   workloads.stop();
+  nodeList.stop();
+  unreachableKey = "";
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   showView(false);
   showLogin(reason);

@@ -5,6 +5,7 @@
 import { describe, get, post } from "./api.js";
 import { $, say } from "./dom.js";
 import { bytes, duration as human } from "./format.js";
+import { rowKey } from "./workloads.js";
 
 const CHECK_DELAY_MS = 250;
 const BYTES_PER_MB = 1_000_000; // tcpdump -C unit
@@ -35,7 +36,7 @@ export class CaptureForm {
       clearTimeout(this.checkTimer);
       // The containers table may have been redrawn meanwhile: focus the same row's button.
       if (document.activeElement === document.body && this.workload) {
-        const key = CSS.escape(`capture-${this.workload.id}`);
+        const key = CSS.escape(`capture-${rowKey(this.workload)}`);
         document.querySelector(`[data-focus-key="${key}"]`)?.focus();
       }
     });
@@ -211,7 +212,9 @@ export class CaptureForm {
       return;
     }
     const body = {
-      workload_id: this.workload.id, duration: d, filter: f.filter.value.trim(),
+      // The node too: the server then starts it there, even if another node has that id.
+      workload_id: this.workload.id, agent_id: this.workload.agent_id || undefined,
+      duration: d, filter: f.filter.value.trim(),
       file_size_mb: intIn(f.file_size_mb), file_number: intIn(f.file_number),
       snaplen: intIn(f.snaplen), buffer_kib: intIn(f.buffer_kib),
     };

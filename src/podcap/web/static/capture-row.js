@@ -12,7 +12,9 @@ export function makeRow(capture, { onStop, onDownload, onDelete }) {
   const cells = {
     name: h("span", { class: "name" }),
     where: h("div", { class: "muted small" }),
+    node: h("span", { dataset: { field: "node" } }),
     status: h("span", { class: "badge" }),
+    stale: h("span", { class: "badge stale" }, "last known"), // in the row only when stale
     reason: h("div", { class: "small reason-text" }),
     filter: h("code", { class: "filter" }),
     files: h("div", { class: "muted small" }),
@@ -33,6 +35,7 @@ export function makeRow(capture, { onStop, onDownload, onDelete }) {
   cells.progress.setAttribute("aria-label", `Time of capture of ${label}`);
   const tr = h("tr", { dataset: { captureId: id } },
     h("td", { "data-label": "Container" }, cells.name, cells.where),
+    h("td", { "data-label": "Node" }, cells.node),
     h("td", { "data-label": "Status" }, cells.status, cells.reason),
     h("td", { "data-label": "Filter" }, cells.filter, cells.files),
     h("td", { "data-label": "Packets", class: "num" }, cells.packets, cells.received),
@@ -45,14 +48,18 @@ export function makeRow(capture, { onStop, onDownload, onDelete }) {
   return { tr, cells, capture };
 }
 
-/** Show `row.capture`. Stop and Delete are disabled for accounts that may only read. */
+/**
+ * Show `row.capture`. Stop and Delete are disabled for accounts that may only read; Stop,
+ * Download and Delete for a capture shown from its last known state (its node does not answer).
+ */
 export function fillRow(row, canWrite) {
   const c = row.capture;
   const { cells } = row;
   const stats = c.stats || {};
   const spec = c.spec || {};
   cells.name.textContent = c.workload_name || c.workload_id?.slice(0, 12) || "?";
-  cells.where.textContent = [c.pod_name, c.namespace, c.node].filter(Boolean).join(" · ");
+  cells.where.textContent = [c.pod_name, c.namespace].filter(Boolean).join(" · ");
+  cells.node.textContent = c.node || "—";
   cells.status.textContent = c.status;
   cells.status.className = `badge status-${c.status}`;
   cells.reason.textContent = c.reason || "";
@@ -70,10 +77,20 @@ export function fillRow(row, canWrite) {
   cells.drops.classList.toggle("error-text", stats.dropped > 0);
   fillTime(row);
   const running = c.status === "running";
-  cells.stop.disabled = !running || row.busy === "stop" || !canWrite;
+  const stale = Boolean(c.stale);
+  if (!stale) cells.stale.remove();
+  else if (!cells.stale.isConnected) cells.status.after(cells.stale);
+  cells.stale.title = stale ? `Node ${c.node || "?"} does not answer: this is the capture's ` +
+    "last known state." : "";
+  const why = stale ? `Node ${c.node || "?"} is not answering: try again when it is back.` : "";
+  // The title is the tooltip and, the buttons being named by aria-label, their description.
+  for (const button of [cells.stop, cells.download, cells.remove]) button.title = why;
+  cells.stop.disabled = !running || row.busy === "stop" || !canWrite || stale;
   cells.stop.hidden = !running;
-  cells.remove.disabled = row.busy === "delete" || !canWrite;
+  cells.download.disabled = row.busy === "download" || stale;
+  cells.remove.disabled = row.busy === "delete" || !canWrite || stale;
   row.tr.classList.toggle("is-running", running);
+  row.tr.classList.toggle("is-stale", stale);
 }
 
 /** Elapsed and remaining time, and the progress bar (server clock, see api.serverNow). */
@@ -83,6 +100,12 @@ export function fillTime(row) {
   const end = c.stop_time ?? serverNow();
   const elapsed = Math.max(0, end - c.start_time);
   const total = c.spec?.duration || 0;
+  if (c.stale && c.status === "running") {
+    // Its node does not answer: whether it still runs is unknown, so no clock moves.
+    progress.hidden = true;
+    time.textContent = `from ${when(c.start_time)} · now unknown`;
+    return;
+  }
   if (c.status === "running") {
     if (total) {
       progress.max = total;

@@ -8,6 +8,7 @@ import { confirmDialog } from "./confirm.js";
 import { $, say } from "./dom.js";
 import { savePcap } from "./download.js";
 import { bytes, count } from "./format.js";
+import { showUnreachable } from "./unreachable.js";
 
 const FAST_MS = 1000; // while a capture runs
 const SLOW_MS = 2000; // otherwise (the issue asks for at most 2 s)
@@ -15,9 +16,13 @@ const HIDDEN_MS = 10000; // background tab
 const STALE_MS = 6000; // say so when the list is older than this
 
 export class CaptureList {
-  /** `onChange()` runs after every refresh (the workloads table shows running counts). */
-  constructor({ onChange, notify, canWrite }) {
+  /**
+   * `onChange()` runs after every refresh (the workloads table shows running counts);
+   * `onUnreachable(nodes)` gets the nodes that did not answer this refresh.
+   */
+  constructor({ onChange, onUnreachable = () => {}, notify, canWrite }) {
     this.onChange = onChange;
+    this.onUnreachable = onUnreachable;
     this.notify = notify;
     this.canWrite = canWrite;
     this.rows = new Map(); // id -> {tr, cells, capture, error}
@@ -30,6 +35,7 @@ export class CaptureList {
     this.body = $("#captures-body");
     this.status = $("#captures-status");
     this.error = $("#captures-error");
+    this.banner = $("#captures-unreachable");
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && this.active) this.schedule(0);
     });
@@ -62,10 +68,13 @@ export class CaptureList {
     const abort = new AbortController();
     this.inflight = abort;
     try {
-      const { captures } = await get("/api/captures", { signal: abort.signal, timeout: 10000 });
+      const { captures, unreachable } = await get("/api/captures",
+        { signal: abort.signal, timeout: 10000 });
       this.lastOk = Date.now();
       say(this.error, "");
+      showUnreachable(this.banner, unreachable);
       this.show(captures || []);
+      this.onUnreachable(unreachable || []);
     } catch (err) {
       if (err.unauthorized || err.kind === "cancelled") return;
       say(this.error, describe(err, "refresh the captures"), "warn");
@@ -87,9 +96,10 @@ export class CaptureList {
       ? `Last updated ${Math.round(age / 1000)} s ago — waiting for the server.` : "";
   }
 
-  runningCount(workloadId) {
-    return this.captures.filter((c) => c.workload_id === workloadId && c.status === "running")
-      .length;
+  /** Running captures of a workload (on its node: a shared engine shows it on several). */
+  runningCount(workload) {
+    return this.captures.filter((c) => c.workload_id === workload.id && c.status === "running"
+      && (!workload.agent_id || c.agent_id === workload.agent_id)).length;
   }
 
   /** Show the server's list; rows of captures that vanished (deleted elsewhere) go away. */
@@ -187,6 +197,7 @@ export class CaptureList {
     const row = this.rows.get(id);
     if (!row) return;
     const button = row.cells.download;
+    row.busy = "download";
     button.disabled = true;
     button.textContent = "Downloading…";
     say(row.cells.error, "");
@@ -197,7 +208,8 @@ export class CaptureList {
       if (err.notFound) return this.vanished(id);
       if (!err.unauthorized) this.showRowError(id, describe(err, "download the pcap"));
     } finally {
-      button.disabled = false;
+      row.busy = null;
+      button.disabled = Boolean(row.capture.stale);
       button.textContent = "Download";
       refocus(button);
     }
@@ -229,7 +241,7 @@ export class CaptureList {
       if (!err.unauthorized) this.showRowError(id, describe(err, "delete the capture"));
     } finally {
       row.busy = null;
-      row.cells.remove.disabled = !this.canWrite();
+      row.cells.remove.disabled = !this.canWrite() || Boolean(row.capture.stale);
       if (row.tr.isConnected) refocus(row.cells.remove);
     }
   }

@@ -3,6 +3,7 @@
 
 import { describe, get } from "./api.js";
 import { $, h, keepingFocus, replaceChildren, say } from "./dom.js";
+import { showUnreachable } from "./unreachable.js";
 
 const REFRESH_MS = 5000;
 
@@ -16,7 +17,9 @@ const GROUPS = {
 
 /**
  * The table of workloads. `onCapture(workload)` opens the capture form;
- * `runningCount(id)` says how many captures of a workload are running now.
+ * `runningCount(workload)` says how many captures of a workload are running now.
+ * A workload is one container on one node: `rowKey()` tells apart the same container id seen
+ * by two agents (two agents on one engine, as in tests).
  */
 export class WorkloadTable {
   constructor({ onCapture, runningCount, canWrite }) {
@@ -33,6 +36,7 @@ export class WorkloadTable {
     this.groupBy = $("#group-by");
     this.error = $("#workloads-error");
     this.summary = $("#workloads-count");
+    this.banner = $("#workloads-unreachable");
     this.search.addEventListener("input", () => this.render(true));
     this.search.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && this.search.value) { this.search.value = ""; this.render(true); }
@@ -65,8 +69,9 @@ export class WorkloadTable {
     if (this.refreshing) return; // Refresh pressed while the timer's request is still out
     this.refreshing = true;
     try {
-      const { workloads } = await get("/api/workloads");
+      const { workloads, unreachable } = await get("/api/workloads");
       this.items = workloads || [];
+      showUnreachable(this.banner, unreachable);
       this.loaded = true;
       say(this.error, "");
       this.render();
@@ -87,14 +92,15 @@ export class WorkloadTable {
         w.id?.slice(0, 12), ...(w.ips || [])].join(" ").toLowerCase();
       return words.every((word) => hay.includes(word));
     });
-    return rows.sort((a, b) => a.name.localeCompare(b.name));
+    return rows.sort((a, b) => a.name.localeCompare(b.name) ||
+      (a.node || "").localeCompare(b.node || ""));
   }
 
   /** Re-render when the data, the search or the grouping changed (or when `force`). */
   render(force = false) {
     const rows = this.visible();
     const key = JSON.stringify([this.search.value, this.groupBy.value, this.canWrite(), rows,
-      rows.map((w) => this.runningCount(w.id))]);
+      rows.map((w) => this.runningCount(w))]);
     if (!force && key === this.lastKey) return;
     this.lastKey = key;
     keepingFocus(() => this.draw(rows));
@@ -136,8 +142,9 @@ export class WorkloadTable {
   }
 
   row(w) {
-    const reasonId = `reason-${w.id}`;
-    const running = this.runningCount(w.id);
+    const key = rowKey(w);
+    const reasonId = `reason-${key}`;
+    const running = this.runningCount(w);
     const reason = !w.cap_sniff ? w.cap_sniff_reason || "not capturable"
       : !this.canWrite() ? "your account may only read" : "";
     const podNs = [w.pod_name, w.namespace].filter(Boolean).join(" / ");
@@ -146,10 +153,10 @@ export class WorkloadTable {
       disabled: Boolean(reason),
       "aria-describedby": reason ? reasonId : null,
       "aria-label": `Capture traffic of ${w.name}`,
-      dataset: { focusKey: `capture-${w.id}` },
+      dataset: { focusKey: `capture-${key}` },
       onclick: () => this.onCapture(w),
     }, "Capture…");
-    return h("tr", { dataset: { workloadId: w.id, name: w.name } },
+    return h("tr", { dataset: { workloadId: w.id, name: w.name, node: w.node || "" } },
       h("td", { "data-label": "Name" },
         h("span", { class: "name" }, w.name),
         running ? h("span", { class: "badge running", title: "captures running now" },
@@ -167,3 +174,6 @@ export class WorkloadTable {
     );
   }
 }
+
+/** A workload on its node: the container id, plus the agent's id when there is one. */
+export const rowKey = (w) => (w.agent_id ? `${w.agent_id}-${w.id}` : w.id);
