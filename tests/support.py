@@ -80,13 +80,7 @@ class Server:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
 
     def login(self, username: str = "admin", password: str | None = None) -> str:
         r = httpx.post(self.url + "/v1/auth", json={"password": {
@@ -147,6 +141,17 @@ class Server:
         """The sniffer once it is no longer running."""
         return wait_for(lambda: (s := self.sniffer(cid))["status"] != "running" and s,
                         timeout=timeout, what=f"capture {cid} to end")
+
+
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
+    """``sig``, then SIGKILL if it has not ended within 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @contextmanager

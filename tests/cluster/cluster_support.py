@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
 
-from support import PODCAP, Server, free_port, wait_for  # noqa: E402
+from support import PODCAP, Server, free_port, stop_process, wait_for  # noqa: E402
 
 Launcher = Callable[[list[str], Path], subprocess.Popen]
 
@@ -92,13 +92,7 @@ class AgentProc:
         return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, sig)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
