@@ -1,7 +1,8 @@
 """``python -m bench``: run the figures, write BENCHMARKS.md and bench/results/*.json.
 
 ``--smoke`` runs every figure with tiny sizes (a few seconds each) and writes its report to
-bench/results/smoke.md, never over BENCHMARKS.md.
+bench/results/smoke.md, never over BENCHMARKS.md. ``--only`` runs some figures; the report keeps
+the other figures' sections from the existing file (bench/report.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import download, fidelity, latency, machine, report, scale, stopfid
-from bench.common import ROOT, Config
+from bench import cluster, download, fidelity, latency, machine, report, scale, stopfid
+from bench.cluster import ClusterConfig
+from bench.common import ROOT
 from bench.context import Context
 
 FIGURES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "fidelity": fidelity.run, "latency": latency.run, "stop": stopfid.run,
-    "download": download.run, "scale": scale.run,
+    "download": download.run, "scale": scale.run, "cluster": cluster.run,
 }
 RESULTS = ROOT / "bench" / "results"
 
@@ -41,9 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a size, e.g. --set fid_repeats=5 --set "
                     "sweep_buffers_kib=2048,8192")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="measure nothing: write the report (--out) from a saved run's JSON, "
+                    "keeping the sections of figures it lacks")
     ns = ap.parse_args(argv)
+    if ns.render:
+        out = ns.out or ROOT / "BENCHMARKS.md"
+        out.write_text(report.render(json.loads(ns.render.read_text()), out))
+        print(f"bench: wrote {out} from {ns.render}", flush=True)
+        return 0
 
-    cfg = Config.smoke_config() if ns.smoke else Config()
+    cfg = ClusterConfig.smoke_config() if ns.smoke else ClusterConfig()
     for assignment in ns.set:
         cfg.set(assignment)
     only = [f for f in ns.only.split(",") if f] or list(FIGURES)

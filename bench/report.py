@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -239,11 +240,150 @@ def scale_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _count_range(p: dict[str, Any]) -> str:
+    lo = p.get("workloads_min", p["workloads"])
+    return num(p["workloads"]) if lo == p["workloads"] else f"{num(lo)}–{num(p['workloads'])}"
+
+
+def _first_list_note(points: list[dict[str, Any]]) -> str:
+    late = [(p["agents"], u) for p in points for u in [p.get("unreachable_first_list") or []]
+            if u]
+    return "".join(f" With {n} agents, the first list after they joined missed "
+                   f"{len(u)} node(s) ({u[0]['reason']})." for n, u in late)
+
+
+def cluster_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    if (err := _error(res)) is not None:
+        return "## 6. Cluster\n\n" + err
+    d, idle, points = res["download"], res["idle"], res["scale"]
+    last = points[-1]
+    n_agents = last["agents"]
+    diff = last["start_diff_p50_ms"]
+    lines = [
+        "## 6. Cluster",
+        "",
+        "A `podcap controller` (API on loopback; agent listeners gRPC mutual TLS on "
+        "127.0.0.1) and `podcap agent` processes (`--runtime docker`, each its own data dir "
+        "and node name), all on this machine, beside the bench's `podcap serve` (in-process "
+        f"agent). **All {n_agents} agents use the same Docker engine, so each sees the same "
+        f"containers**: {res['containers']} busybox `sleep` containers made for the figure "
+        f"({res['containers_on_host']} on the host in all) appear once per agent, "
+        f"{last['workloads']:,} workloads in the controller's list. Load average (1 min) of "
+        "the machine, shared with other test suites: "
+        f"{num(res.get('loadavg_start', [None])[0], 2)} at the start, "
+        f"{num(res.get('loadavg_end', [None])[0], 2)} at the end.",
+        "",
+        f"*Remote download*: one capture of container A on `podcap serve` and one on agent "
+        f"{d['node']}, filled at the same time by one iperf3 TCP stream B → A "
+        f"({num(d['fill_s'])} s) to {num(d['local_bytes'])} and {num(d['remote_bytes'])} "
+        f"bytes (`file_size_mb` {cfg['cluster_file_size_mb']} × `file_number` "
+        f"{cfg['cluster_file_number']}: {d['local_files']} and {d['remote_files']} files), "
+        "then stopped. Each of "
+        f"{cfg['cluster_download_repeats']} repeats (order alternating, page cache warm): "
+        "`curl -o /dev/null` of `GET /api/captures/<id>/pcap` from `podcap serve`, and from "
+        "the controller, which streams it from the agent over gRPC (1 MiB chunks, 4-chunk "
+        "queue). *time ratio* = remote ÷ in-process seconds per byte (= in-process MB/s ÷ "
+        "remote MB/s). Peak RSS growth: VmRSS of the process sampled every 50 ms during the "
+        "download, peak − the sample just before. Median [min–max].",
+        "",
+        table(["download", "seconds", "MB/s", "peak RSS growth (MB)", "CPU s per GB",
+               "bytes"], [
+            ["`podcap serve` in-process", med(d["local_s"], 3), med(d["local_mbps"], 0),
+             f"serve: {med(d['serve_rss_growth_mb'], 1)}",
+             f"serve: {med(d.get('serve_cpu_s_per_gb', {}), 2)}", num(d["local_bytes"])],
+            ["remote agent via `podcap controller`", med(d["remote_s"], 3),
+             med(d["remote_mbps"], 0),
+             f"controller: {med(d['controller_rss_growth_mb'], 1)}; agent: "
+             f"{med(d['agent_rss_growth_mb'], 1)}",
+             f"controller: {med(d.get('controller_cpu_s_per_gb', {}), 2)}; agent: "
+             f"{med(d.get('agent_cpu_s_per_gb', {}), 2)}", num(d["remote_bytes"])],
+        ]),
+        "",
+        f"Check of the remote download: {num(d['remote_download_bytes'])} bytes = the agent's "
+        f"{d['remote_files']} files − {max(d['remote_files'] - 1, 0)} × 24-byte headers: "
+        f"{num(d['remote_download_bytes'] == d['remote_bytes'])}; sha256 = sha256 of the files "
+        f"merged in ring order: {num(d['sha_ok'])} (`{d['remote_sha256_download'][:16]}…`); "
+        f"records in the files {num(d['remote_records'])}, tcpdump's captured count "
+        f"{num(d['remote_captured'])} ("
+        + ("equal: the ring never wrapped" if d["remote_records"] == d["remote_captured"] else
+           "the ring wrapped: its oldest files were overwritten") +
+        f"); every timed download had the expected size: {num(d['size_ok'])}.",
+        "",
+        f"*Scale*: `GET /v1/workload` over {cfg['cluster_requests']} requests (one keep-alive "
+        "client; *CPU per request* = utime + stime over the requests ÷ their number, in ms, "
+        "of the controller, of all agents together and of the Docker engine); capture "
+        "start = `POST /api/captures` answered (`\"filter\": "
+        f"\"{IDLE_FILTER}\"`, an idle container; deleted after each), "
+        f"{cfg['cluster_starts']} on remote agent {d['node']} (`agent_id` given) and "
+        f"{cfg['cluster_starts']} on `podcap serve`, alternating. Milliseconds. Before the "
+        "requests, lists are repeated until every agent answers within the controller's "
+        "fan-out deadline; *workloads* = the answers' sizes over the measured requests."
+        + _first_list_note(points),
+        "",
+        table(["agents", "workloads", "`/v1/workload` p50 / p95 / p99 / max",
+               "CPU per request: controller / all agents / dockerd",
+               "start remote p50 [p5–p95]", "start in-process p50 [p5–p95]",
+               "remote − in-process p50", "CPU of the other agents per remote start (mean)",
+               "controller RSS (MB)", "agent RSS (MB)"],
+              [[str(p["agents"]), _count_range(p),
+                " / ".join(num(p["workload_ms"][k]) for k in ("median", "p95", "p99", "max")),
+                " / ".join(num(p.get("workload_cpu_ms", {}).get(k))
+                           for k in ("controller", "agents", "dockerd")),
+                med(p["start_remote_ms"], 1, "p"), med(p["start_local_ms"], 1, "p"),
+                num(p["start_diff_p50_ms"]),
+                num(p.get("start_other_agents_cpu_ms")), num(p["controller_rss_mb"]),
+                med(p["agents_rss_mb"], 1)] for p in points]
+              + [["`podcap serve`", num(res["serve_workloads"]),
+                  " / ".join(num(res["serve_workload_ms"][k])
+                             for k in ("median", "p95", "p99", "max")),
+                  "", "", "", "", "", "", ""]]),
+        "",
+        f"*Idle agent* ({idle['node']}): RSS sampled every 0.25 s and CPU = utime + stime of "
+        f"the agent process ÷ wall time (% of one core) over {num(idle['idle']['seconds'])} "
+        f"s; *tcpdump* = its children's CPU. Captures: {idle['captures_n']} filtered "
+        f"(`{IDLE_FILTER}`) captures of idle containers, {idle['captures_running']} running.",
+        "",
+        table(["captures running", "RSS mean (MB)", "RSS max (MB)", "agent CPU %",
+               "tcpdump CPU % (children)"],
+              [[str(n), num(w["rss_mean_mb"]), num(w["rss_max_mb"]), num(w["cpu_pct"], 2),
+                num(w["children_cpu_pct"], 2)]
+               for n, w in ((0, idle["idle"]), (idle["captures_n"], idle["captures"]))]),
+        "",
+        "Targets: remote download time ≤ 1.5 × in-process "
+        f"({num(d['time_ratio']['median'], 2)}: {met(d['target_time_met'])}); peak RSS "
+        f"growth ≤ 50 MB — controller {num(d['controller_rss_growth_mb']['max'])} MB "
+        f"{met(d['target_controller_rss_met'])}, agent {num(d['agent_rss_growth_mb']['max'])} "
+        f"MB {met(d['target_agent_rss_met'])}; `/v1/workload` p99 ≤ 150 ms with {n_agents} "
+        f"agents ({num(last['workload_ms']['p99'])} ms: {met(res['target_workload_met'])}); "
+        f"remote start p50 ≤ in-process p50 + 15 ms (remote − in-process {diff:+.1f} ms: "
+        f"{met(res['target_start_met'])}).",
+    ]
+    return "\n".join(lines)
+
+
+IDLE_FILTER = "udp port 9"
+
 SECTIONS = {"fidelity": fidelity_section, "latency": latency_section, "stop": stop_section,
-            "download": download_section, "scale": scale_section}
+            "download": download_section, "scale": scale_section, "cluster": cluster_section}
+HEADINGS = {"fidelity": "## 1. Capture fidelity", "latency": "## 2. Start latency",
+            "stop": "## 3. Stop fidelity", "download": "## 4. Download",
+            "scale": "## 5. Scale on one node", "cluster": "## 6. Cluster"}
+NUMBERS = {"fidelity": "1", "latency": "2", "stop": "3", "download": "4", "scale": "5",
+           "cluster": "6"}
+# Configuration fields of each figure, by name prefix (the rest, e.g. "smoke", is shared).
+CONFIG_PREFIXES = {"fidelity": ("fid_", "sweep"), "latency": ("start_", "probe_"),
+                   "stop": ("stop_",), "download": ("download_",), "scale": ("scale_",),
+                   "cluster": ("cluster_",)}
+
+
+TARGETS_HEADER = ["figure", "result (median)", "target", ""]
 
 
 def targets_table(results: dict[str, Any]) -> str:
+    return table(TARGETS_HEADER, targets_rows(results))
+
+
+def targets_rows(results: dict[str, Any]) -> list[list[str]]:
     rows: list[list[str]] = []
     f = results.get("fidelity", {})
     if "targets" in f:
@@ -279,10 +419,30 @@ def targets_table(results: dict[str, Any]) -> str:
         rows.append(["5 scale latency", ", ".join(
             f"{p} p99 {num(v['p99'])} ms" for p, v in s["latency_ms"].items()), "≤ 100 ms",
             met(s["target_latency_met"])])
+    c = results.get("cluster", {})
+    if "download" in c:
+        d, last = c["download"], c["scale"][-1]
+        rows.append(["6 cluster download time", f"remote ÷ in-process (per byte) "
+                     f"{num(d['time_ratio']['median'], 2)}; {num(d['remote_mbps']['median'], 0)}"
+                     f" vs {num(d['local_mbps']['median'], 0)} MB/s", "≤ 1.5",
+                     met(d["target_time_met"])])
+        rows.append(["6 cluster download memory", f"peak RSS growth: controller "
+                     f"{num(d['controller_rss_growth_mb']['max'])} MB, agent "
+                     f"{num(d['agent_rss_growth_mb']['max'])} MB (max)", "≤ 50 MB each",
+                     f"{met(d['target_controller_rss_met'])} / {met(d['target_agent_rss_met'])}"])
+        rows.append(["6 cluster workload list", f"`/v1/workload` p99 "
+                     f"{num(last['workload_ms']['p99'])} ms, {last['agents']} agents, "
+                     f"{num(last['workloads'])} workloads", "≤ 150 ms",
+                     met(c["target_workload_met"])])
+        rows.append(["6 cluster start latency", f"remote p50 "
+                     f"{num(last['start_remote_ms']['median'])} ms vs in-process "
+                     f"{num(last['start_local_ms']['median'])} ms "
+                     f"({last['start_diff_p50_ms']:+.1f})", "≤ in-process + 15 ms",
+                     met(c["target_start_met"])])
     for name, res in results.items():
         if "error" in res:
             rows.append([name, "failed: " + res["error"].strip().splitlines()[-1][:120], "", "–"])
-    return table(["figure", "result (median)", "target", ""], rows)
+    return rows
 
 
 _VARYING = [
@@ -312,43 +472,196 @@ def keep_notes(path: Path) -> str:
     return DEFAULT_NOTES
 
 
+# --------------------------------------------------------------------------------------------
+# Regenerating some figures only (`--only`): the other figures' sections are kept from the file
+
+
+RUNS_MARK = "<!-- bench:runs "  # JSON: figure -> the run it comes from; kept across rewrites
+
+
+@dataclass
+class Previous:
+    """What the existing report holds, so a run of some figures keeps the others as they were."""
+
+    sections: dict[str, str] = field(default_factory=dict)  # figure -> its section, verbatim
+    runs: dict[str, str] = field(default_factory=dict)  # figure -> "`command` on date (n min)"
+    targets: list[list[str]] = field(default_factory=list)  # rows of the targets table
+    machine: list[str] = field(default_factory=list)  # data rows of the machine table
+    commands: dict[str, list[str]] = field(default_factory=dict)  # "1-sweep" -> lines
+    configs: list[tuple[str, str]] = field(default_factory=list)  # (label, JSON)
+
+
+def _split_h2(text: str) -> dict[str, str]:
+    """Level-2 sections by heading line (code blocks never start a line with '## ' here)."""
+    out: dict[str, str] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = out.setdefault(line.strip(), [])  # type: ignore[assignment]
+        if current is not None:
+            current.append(line)  # type: ignore[union-attr]
+    return {k: "\n".join(v).rstrip("\n") for k, v in out.items()}  # type: ignore[arg-type]
+
+
+def read_previous(path: Path) -> Previous:
+    prev = Previous()
+    if not path.exists():
+        return prev
+    text = path.read_text()
+    if NOTES_START in text and NOTES_END in text:  # hand-written text is not parsed
+        head, _, rest = text.partition(NOTES_START)
+        text = head + rest.partition(NOTES_END)[2]
+    h2 = _split_h2(text)
+    for fig, heading in HEADINGS.items():
+        for line, body in h2.items():
+            if line == heading or line.startswith(heading + " "):
+                prev.sections[fig] = body
+    if RUNS_MARK in text:
+        prev.runs = json.loads(text.split(RUNS_MARK, 1)[1].split(" -->", 1)[0])
+    else:  # a report from one run: every figure in it comes from that run
+        m = re.search(r"Generated by (`[^`]+` on [^(]+\([\d.]+ min)", text)
+        if m:
+            prev.runs = dict.fromkeys(prev.sections, m.group(1).strip() + ")")
+    prev.machine = [line for line in h2.get("## Machine", "").splitlines()
+                    if line.startswith("| ") and not line.startswith(("| cores", "| run |"))]
+    for line in h2.get("## Targets", "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells != TARGETS_HEADER and len(cells) == 4:
+            prev.targets.append(cells)
+    cmds = h2.get("## Exact commands", "")
+    for key, body in re.findall(r"^Figure (\S+):\n\n```\n(.*?)\n```", cmds, re.S | re.M):
+        prev.commands[key] = body.splitlines()
+    for label, body in re.findall(r"^(Configuration of [^\n]*):\n\n```json\n(.*?)\n```", cmds,
+                                  re.S | re.M):
+        if label == "Configuration of this run":
+            run = prev.runs.get(next(iter(prev.sections), ""), "an earlier run")
+            label = f"Configuration of {run} ({_figures_label(list(prev.sections))})"
+        prev.configs.append((label, body))
+    return prev
+
+
+def _figures_label(figs: list[str]) -> str:
+    nums = [NUMBERS[f] for f in HEADINGS if f in figs]
+    return ("figure " if len(nums) == 1 else "figures ") + ", ".join(nums)
+
+
+def _figure_of_row(first_cell: str) -> str | None:
+    num_ = first_cell.split(" ", 1)[0]
+    return next((f for f, n in NUMBERS.items() if n == num_), None)
+
+
+def _row_order(row: list[str]) -> int:
+    first = row[0].split(" ", 1)[0]
+    return int(first) if first.isdigit() else 99
+
+
+def _config_for(cfg: dict[str, Any], figs: list[str]) -> dict[str, Any]:
+    """The whole configuration when every figure ran, else the shared fields and theirs."""
+    if set(figs) >= set(SECTIONS):
+        return cfg
+    mine = tuple(p for f in figs for p in CONFIG_PREFIXES[f])
+    others = tuple(p for f, ps in CONFIG_PREFIXES.items() if f not in figs for p in ps)
+    return {k: v for k, v in cfg.items() if k.startswith(mine) or not k.startswith(others)}
+
+
+MACHINE_HEADER = ["cores", "CPU", "memory", "kernel", "OS", "tcpdump", "libpcap", "iperf3",
+                  "Docker", "Python"]
+
+
+def machine_table(m: dict[str, Any], previous_rows: list[str], ran: str, kept: str) -> str:
+    """This run's machine; when kept figures were measured on a machine that differs (a newer
+    kernel, say), both rows, each saying which figures it measured."""
+    row = [num(m["cores"]), m["cpu"], f"{m['memory_gib']} GiB", m["kernel"], m["os"],
+           m["tcpdump"], m["libpcap"], m["iperf3"], m["docker"], m["python"]]
+    kept_nums = set(re.findall(r"\d+", kept))
+    old: list[list[str]] = []
+    for line in previous_rows:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if set(cells) == {"---"} or len(cells) < len(MACHINE_HEADER):
+            continue
+        label = cells[0] if len(cells) > len(MACHINE_HEADER) else ""
+        if not label or kept_nums & set(re.findall(r"\d+", label)):
+            old.append(cells[-len(MACHINE_HEADER):])
+    if not old or old[0] == row:
+        return table(MACHINE_HEADER, [row])
+    return table(["run", *MACHINE_HEADER], [[ran, *row], [kept, *old[0]]])
+
+
 def render(run_info: dict[str, Any], path: Path) -> str:
+    """The report of this run. Figures it did not run (``--only``) but the existing file has
+    are kept from the file as they were, with the run they came from."""
     m = run_info["machine"]
     cfg = run_info["config"]
     results = run_info["results"]
+    prev = read_previous(path)
+    ran = [f for f in SECTIONS if f in results]
+    kept = [f for f in SECTIONS if f not in results and f in prev.sections]
+    this_run = f"`{run_info['command']}` on {run_info['started']} " \
+        f"({num(run_info['elapsed_s'] / 60)} min" \
+        f"{', SMOKE sizes — not a measurement' if cfg['smoke'] else ''})"
+    runs = {f: this_run for f in ran}
+    runs.update({f: prev.runs.get(f, "an earlier run") for f in kept})
+    if kept:
+        by_run: dict[str, list[str]] = {}
+        for f in SECTIONS:
+            if f in runs:
+                by_run.setdefault(runs[f], []).append(f)
+        generated = "Generated by " + "; ".join(
+            f"{r}: {_figures_label(figs)}" for r, figs in by_run.items()) + \
+            ". A run of some figures (`--only`) keeps the others' sections from the previous " \
+            "file. Within each run, on this one machine, podcap was measured side by side with "
+    else:
+        generated = f"Generated by {this_run}. Every figure was measured in this one run, on " \
+            "this one machine, podcap side by side with "
+    rows = targets_rows(results) + [r for r in prev.targets
+                                    if _figure_of_row(r[0]) in kept]
+    rows.sort(key=_row_order)
     parts = [
         "# podcap benchmarks",
         "",
-        f"Generated by `{run_info['command']}` on {run_info['started']} "
-        f"({num(run_info['elapsed_s'] / 60)} min"
-        f"{', SMOKE sizes — not a measurement' if cfg['smoke'] else ''}). Every figure was "
-        "measured in this one run, on this one machine, podcap side by side with its baselines: "
-        "**raw** (`nsenter --net=/proc/<pid>/ns/net tcpdump …` by hand) and **neuvector-args** "
-        "(tcpdump with NeuVector's exact argv, stopped with SIGKILL). Ratios are what count; "
-        "absolute numbers are context. Median [min–max] over repeats unless marked.",
+        generated + "its baselines: **raw** (`nsenter --net=/proc/<pid>/ns/net tcpdump …` by "
+        "hand) and **neuvector-args** (tcpdump with NeuVector's exact argv, stopped with "
+        "SIGKILL). Ratios are what count; absolute numbers are context. Median [min–max] over "
+        "repeats unless marked.",
+        "",
+        f"{RUNS_MARK}{json.dumps(runs, ensure_ascii=False)} -->",
         "",
         "## Machine",
         "",
-        table(["cores", "CPU", "memory", "kernel", "OS", "tcpdump", "libpcap", "iperf3", "Docker",
-               "Python"],
-              [[num(m["cores"]), m["cpu"], f"{m['memory_gib']} GiB", m["kernel"], m["os"],
-                m["tcpdump"], m["libpcap"], m["iperf3"], m["docker"], m["python"]]]),
+        machine_table(m, prev.machine if kept else [], _figures_label(ran),
+                      _figures_label(kept)),
         "",
         "## Targets",
         "",
-        targets_table(results),
+        table(TARGETS_HEADER, rows),
         "",
     ]
     for key, fn in SECTIONS.items():
         if key in results:
             parts += [fn(results[key], cfg), ""]
+        elif key in prev.sections:
+            parts += [prev.sections[key], ""]
     parts += ["## Notes: findings, recommendations, before/after", "", NOTES_START,
               keep_notes(path), NOTES_END, "", "## Exact commands", "",
               f"Run: `{run_info['command']}` (sizes: `python -m bench --help`; the smoke suite is "
               "`python -m bench --smoke`, run by `tests/test_bench_smoke.py`). `$WORK` is the "
               "run's temporary directory, `$DATA` the data dir of `podcap serve --insecure-http "
-              "--listen 127.0.0.1:<port> --data-dir $DATA`, `$URL` its address.", ""]
-    for fig, cmds in sorted(run_info["commands"].items()):
-        parts += [f"Figure {fig}:", "", "```"] + commands(cmds) + ["```", ""]
-    parts += ["Configuration of this run:", "", "```json", json.dumps(cfg, indent=1), "```", ""]
+              "--listen 127.0.0.1:<port> --data-dir $DATA`, `$URL` its address, `$CONTROLLER` "
+              "the address of `podcap controller`.", ""]
+    kept_nums = {NUMBERS[f] for f in kept}
+    cmds = {k: commands(v) for k, v in run_info["commands"].items()}
+    cmds.update({k: v for k, v in prev.commands.items()
+                 if k.split("-", 1)[0] in kept_nums and k not in cmds})
+    for fig in sorted(cmds):
+        parts += [f"Figure {fig}:", "", "```"] + cmds[fig] + ["```", ""]
+    if kept:
+        parts += [f"Configuration of {this_run} ({_figures_label(ran)}):", "", "```json",
+                  json.dumps(_config_for(cfg, ran), indent=1), "```", ""]
+        for label, body in prev.configs:
+            nums = re.findall(r"\d+", label.rsplit("(", 1)[-1]) if "(" in label else []
+            if any(n in kept_nums for n in nums):
+                parts += [f"{label}:", "", "```json", body, "```", ""]
+    else:
+        parts += ["Configuration of this run:", "", "```json", json.dumps(cfg, indent=1), "```",
+                  ""]
     return "\n".join(parts)

@@ -12,16 +12,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("fidelity", "latency", "stop", "download", "scale")
+FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster")
 HEADINGS = ("## 1. Capture fidelity", "## 2. Start latency", "## 3. Stop fidelity",
-            "## 4. Download", "## 5. Scale on one node", "## Machine", "## Exact commands")
+            "## 4. Download", "## 5. Scale on one node", "## 6. Cluster", "## Machine",
+            "## Exact commands")
 
 
 def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     out, raw = tmp_path / "smoke.md", tmp_path / "smoke.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--json", str(raw)],
-        cwd=ROOT, capture_output=True, text=True, timeout=170,
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
@@ -44,6 +45,11 @@ def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     scale = results["scale"]
     assert scale["tcpdump_processes"] == scale["containers"] == scale["running_reported"]
     assert all(s["n"] > 0 for s in scale["latency_ms"].values())
+    cl = results["cluster"]
+    assert cl["download"]["sha_ok"] and cl["download"]["size_ok"] and cl["download"]["rows"]
+    assert [p["agents"] for p in cl["scale"]] == [1, 2]
+    assert all(not p["unreachable"] and p["start_remote_ms"]["n"] for p in cl["scale"])
+    assert cl["idle"]["captures_running"] == cl["idle"]["captures_n"] > 0
     assert run["commands"]
 
     text = out.read_text()

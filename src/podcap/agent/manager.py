@@ -158,11 +158,12 @@ class Agent:
             self.store.delete(cid)
         log.info("capture %s removed", cid)
 
-    def stream_pcap(self, cid: str, limit: int | None = None) -> PcapStream:
+    def stream_pcap(self, cid: str, limit: int | None = None,
+                    chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
         with self._lock:
             live = self._get(cid).status is Status.RUNNING
         paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)
-        return ring.merged(paths, live=live, limit=limit)
+        return ring.merged(paths, live=live, limit=limit, chunk=chunk)
 
     # ---- internals ---------------------------------------------------------------------
 

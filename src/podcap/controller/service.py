@@ -82,12 +82,14 @@ class CaptureService:
     def workload(self, who: Principal, wid: str, agent_id: str | None = None) -> PlacedWorkload:
         wid = workload_id(wid)
         if agent_id is not None:
-            self.agents.get(agent_id)  # NotFound for an unknown enforcer
+            found = _found(self.agents.get(agent_id), wid)  # NotFound: no such enforcer
+            if found is not None:  # the node was named: ask it alone
+                if who.can_see(found.namespace):
+                    return PlacedWorkload(found, agent_id)
+                raise NotFound(f"workload {wid} not found")
         answers, unreachable = self._fan_out(lambda t: _found(t, wid))
         hits = {aid: w for aid, w in answers.items() if w is not None}
-        if agent_id is not None and agent_id in hits:
-            hits = {agent_id: hits[agent_id]}
-        elif agent_id is not None and hits:
+        if agent_id is not None and hits:
             raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
         hits = {aid: w for aid, w in hits.items() if w.id == wid} or hits
         if len(hits) > 1:

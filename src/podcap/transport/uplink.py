@@ -246,7 +246,8 @@ class Uplink:
             return pb.Reply(capture=codec.capture_to_pb(agent.capture(command.get_capture))), None
         if op == "download":
             stream = agent.stream_pcap(command.download.capture_id,
-                                       command.download.limit or None)
+                                       command.download.limit or None,
+                                       chunk=limits.UPLOAD_CHUNK_BYTES)
             return pb.Reply(ok=pb.Empty()), stream
         raise InvalidArgument(f"unknown command {op!r}: is the controller newer than "
                               "this agent?")
@@ -257,10 +258,10 @@ class Uplink:
             yield pb.PcapChunk(header=pb.UploadHeader(
                 download_id=download_id, size=-1 if stream.size is None else stream.size))
             try:
-                for block in stream:
-                    view = memoryview(block)
-                    for at in range(0, len(view), limits.UPLOAD_CHUNK_BYTES):
-                        yield pb.PcapChunk(data=bytes(view[at:at + limits.UPLOAD_CHUNK_BYTES]))
+                for block in stream:  # read in chunk-sized blocks: sliced only when over
+                    for at in range(0, len(block), limits.UPLOAD_CHUNK_BYTES):
+                        yield pb.PcapChunk(data=block if len(block) <= limits.UPLOAD_CHUNK_BYTES
+                                           else block[at:at + limits.UPLOAD_CHUNK_BYTES])
             except PodcapError as exc:
                 yield pb.PcapChunk(error=to_wire(exc))
 
