@@ -1,5 +1,5 @@
 # podcap — `make run` and `make test` set everything up first (Debian packages, dockerd, venv).
-.PHONY: setup run test lint bench proto clean
+.PHONY: setup run test lint bench proto clean image
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -23,6 +23,10 @@ lint:
 
 bench: setup
 	$(PY) -m bench
+
+# podcap:<version> from Debian's packages (no registry); rebuilt only when its recipe changes.
+image: setup
+	@scripts/build-image.sh
 
 proto: $(PROTO_DIR)/api_pb2.py $(AGENT_PROTO_DIR)/agent_pb2.py
 
