@@ -91,15 +91,16 @@ class CriTestbed:
     # ---- pods -------------------------------------------------------------------------
 
     def run_pod(self, name: str, command: list[str], namespace: str = "podcap-test",
-                host_network: bool = False) -> Pod:
-        """A pod with one busybox container named after the pod, running ``command``."""
+                host_network: bool = False, pod_labels: dict[str, str] | None = None) -> Pod:
+        """A pod with one busybox container named after the pod, running ``command``;
+        ``pod_labels`` go on the pod only (the container has ``app`` alone)."""
         mode = pb.NODE if host_network else pb.POD
         config = pb.PodSandboxConfig(
             metadata=pb.PodSandboxMetadata(name=name, uid=str(uuid.uuid4()),
                                            namespace=namespace),
             hostname="" if host_network else name,
             log_directory=str(self.dir / "logs" / name),
-            labels={"app": name},
+            labels={"app": name, **(pod_labels or {})},
             linux=pb.LinuxPodSandboxConfig(
                 cgroup_parent=self.cgroup_parent,
                 security_context=pb.LinuxSandboxSecurityContext(

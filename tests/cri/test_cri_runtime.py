@@ -154,3 +154,20 @@ def test_factory_auto_picks_only_sockets_that_answer_cri(
     assert "using CRI containerd" in caplog.text and str(pods.bed.socket) in caplog.text
     if os.path.exists(DOCKER_CONTAINERD):
         assert f"not using {DOCKER_CONTAINERD}" in caplog.text
+
+
+def test_a_pod_labelled_podcap_self_is_refused_with_its_containers(pods: Pods) -> None:
+    """What the manifests do for the controller's pod: the label is on the pod only."""
+    from podcap.agent.workloads import SELF, WorkloadView
+
+    own = pods.bed.run_pod("own", ["sleep", "3600"], pod_labels={"podcap.self": "true"})
+    view = WorkloadView([CriRuntime(str(pods.bed.socket), node="n")])
+    try:
+        for wid in (own.sandbox_id, own.container_id):
+            workload = view.get(wid)
+            assert workload.labels["podcap.self"] == "true"
+            assert not workload.cap_sniff and workload.cap_sniff_reason == SELF
+        assert view.get(pods.web.container_id).cap_sniff  # an unlabelled pod is capturable
+    finally:
+        view.close()
+        pods.bed.remove_pod(own.sandbox_id)

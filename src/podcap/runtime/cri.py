@@ -142,7 +142,10 @@ class CriRuntime:
             pid=pid, pid_start=proc_start_time(pid) if pid else None, netns=netns,
             network_mode=pod.network_mode if pod else "",
             host_network=(pod.host_network if pod else False) or _is_host_netns(netns),
-            ips=pod.ips if pod else (), labels=dict(status.labels),
+            ips=pod.ips if pod else (),
+            # The pod's labels are the container's too (as Kubernetes selects them): app=…,
+            # podcap.self=true on podcap's own pod.
+            labels={**(pod.labels if pod else {}), **status.labels},
             pod_name=pod.pod_name if pod else "", pod_id=pod.id if pod else "",
             namespace=pod.namespace if pod else "", container_name=name,
             created=status.created_at / 1e9,
