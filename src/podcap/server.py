@@ -21,11 +21,9 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from podcap import limits
 from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
-from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.config import Settings
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.auth import Auth
@@ -52,12 +50,9 @@ def serve(settings: Settings, *, local_agent: bool = True) -> None:
     except PodcapError as exc:
         sys.exit(f"podcap {role}: {exc.message}")
     scheme = "http" if settings.insecure_http else "https"
-    log.info("podcap listening on %s://%s (UI at /%s)", scheme, settings.listen,
-             ", API docs at /docs" if settings.api_docs else "")
+    log.info("podcap listening on %s://%s (UI at /, API docs at /docs)", scheme, settings.listen)
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=cert, ssl_keyfile=key,
-                log_level=settings.log_level.lower(), access_log=False,
-                http=HeadDeadlineH11Protocol, timeout_keep_alive=limits.KEEP_ALIVE_S,
-                h11_max_incomplete_event_size=limits.HEADER_MAX_BYTES)
+                log_level=settings.log_level.lower(), access_log=False)
 
 
 def build(settings: Settings, *, local_agent: bool = True
@@ -70,7 +65,7 @@ def build(settings: Settings, *, local_agent: bool = True
     cert = key = None
     if not settings.insecure_http:
         cert, key = (settings.cert, settings.key) if settings.cert and settings.key else \
-            ensure_self_signed(data_dir, settings.node_name, settings.host)
+            ensure_self_signed(data_dir, settings.node_name)
     sessions = open_db(settings.database_url, data_dir)
     auth = Auth(sessions, settings.token_idle_timeout)
     generated = auth.bootstrap_admin(settings.admin_password)
@@ -96,8 +91,7 @@ def build(settings: Settings, *, local_agent: bool = True
         for stop in stops:
             stop()
 
-    app = create_app(service, auth, on_shutdown=shutdown, allowed_hosts=settings.trusted_hosts,
-                     api_docs=settings.api_docs)
+    app = create_app(service, auth, on_shutdown=shutdown)
     app.state.join_tokens = tokens
     return app, cert, key
 
