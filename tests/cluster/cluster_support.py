@@ -1,8 +1,13 @@
 """Real cluster parts for tests and benchmarks: a `podcap controller` process and `podcap agent`
-processes (on loopback, or inside a test node's network namespace), joined with real tokens."""
+processes (on loopback, or inside a test node's network namespace), joined with real tokens.
+
+Every process started here carries ``PODCAP_TEST_OWNER=<pid of the test process>`` in its
+environment, so one whose test process was killed outright is found and ended by the next
+``running_cluster`` (agents run in sessions of their own and would outlive it)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import subprocess
@@ -17,12 +22,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support
 from support import PODCAP, Server, free_port, stop_process, wait_for  # noqa: E402
 
 Launcher = Callable[[list[str], Path], subprocess.Popen]
+OWNER = "PODCAP_TEST_OWNER"
 
 
 def local_launch(argv: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True,
+                                env={**os.environ, OWNER: str(os.getpid())})
+
+
+def sweep_orphans() -> list[int]:
+    """SIGKILL the processes of test runs that are gone; the pids it ended."""
+    ended = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        owner = next((v.split(b"=", 1)[1] for v in env if v.startswith(OWNER.encode() + b"=")),
+                     None)
+        if owner is None or not owner.isdigit() or Path(f"/proc/{int(owner)}").exists():
+            continue
+        try:
+            os.kill(int(entry.name), signal.SIGKILL)
+            ended.append(int(entry.name))
+        except ProcessLookupError:
+            pass
+    return ended
 
 
 @dataclass
@@ -101,8 +130,10 @@ class AgentProc:
 @contextmanager
 def running_cluster(tmp_path: Path, host: str = "127.0.0.1", database_url: str | None = None,
                     env: dict[str, str] | None = None) -> Iterator[Cluster]:
+    sweep_orphans()
     agent_port, join_port = free_port(), free_port()
-    env = {**(env or {}), **({"PODCAP_DATABASE_URL": database_url} if database_url else {})}
+    env = {**(env or {}), OWNER: str(os.getpid()),
+           **({"PODCAP_DATABASE_URL": database_url} if database_url else {})}
     server = Server(data_dir=tmp_path / "controller", port=free_port(),
                     password=secrets.token_urlsafe(12), command="controller", env=env,
                     extra_args=["--agent-listen", f"{host}:{agent_port}",

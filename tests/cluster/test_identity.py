@@ -276,3 +276,35 @@ def test_cli_creates_tokens_lists_and_revokes_agents(cluster: Cluster) -> None:
     assert joined.agent_id not in [a["id"] for a in cluster.agents()]
     bad = cli("token", "create", "--ttl", "soon")
     assert bad.returncode == 2 and "--ttl" in bad.stderr
+
+
+def test_processes_of_a_killed_test_run_are_swept(tmp_path: Path) -> None:
+    """A test process SIGKILLed with a controller and an agent running: the next cluster ends
+    both (they run in sessions of their own, so nothing else would)."""
+    import subprocess
+    import sys
+
+    from cluster_support import sweep_orphans
+
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from cluster_support import AgentProc, running_cluster
+from pathlib import Path
+with running_cluster(Path({str(tmp_path)!r})) as c:
+    AgentProc(c, "orphan", Path({str(tmp_path)!r}) / "agent").start(c.join_token())
+    print(c.server.proc.pid, flush=True)
+    time.sleep(600)
+"""
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        controller = int(child.stdout.readline())  # type: ignore[union-attr]
+    finally:
+        child.kill()
+        child.wait(5)
+    assert Path(f"/proc/{controller}").exists()  # outlived its test process
+    ended = sweep_orphans()
+    assert controller in ended and len(ended) >= 2  # the controller and the agent
+    wait_for(lambda: not Path(f"/proc/{controller}").exists() or
+             "Z" in Path(f"/proc/{controller}/stat").read_text().split()[2], timeout=5,
+             what="the orphaned controller to end")
