@@ -91,10 +91,9 @@ def test_plain_http_only_on_loopback(tmp_path) -> None:
     assert b"--insecure-http is allowed on loopback only" in done.stderr
 
 
-def test_openapi_docs_and_ui_are_served(server: Server) -> None:
-    docs = httpx.get(server.url + "/docs")
-    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
-    assert "swagger-ui" in docs.text and "/openapi.json" in docs.text  # the interactive page
+def test_openapi_document_and_ui_are_served(server: Server) -> None:
+    """The interactive /docs page is off unless --api-docs (tests/security/test_edge.py)."""
+    assert httpx.get(server.url + "/docs").status_code == 404
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert "/api/captures" in paths and "/v1/sniffer" in paths
     page = httpx.get(server.url + "/")
@@ -104,13 +103,12 @@ def test_openapi_docs_and_ui_are_served(server: Server) -> None:
 
 
 def test_reader_reads_and_namespaces_scope(server: Server, pair) -> None:
-    """Users are added through the controller's own Auth over the server's database (there is
-    no user-management API yet); their tokens then go through the real server."""
-    from podcap.controller.auth import Auth
-    from podcap.controller.db import open_db
-    auth = Auth(open_db(None, server.data_dir))
-    auth.add_user("viewer", "viewer-password", "reader")
-    auth.add_user("team-a", "team-a-password", "admin", namespaces=("team-a",))
+    """Users are added through /api/users; their tokens then go through the real server."""
+    with server.client() as admin:
+        for user in ({"username": "viewer", "password": "viewer-password", "role": "reader"},
+                     {"username": "team-a", "password": "team-a-password",
+                      "role": "operator", "namespaces": ["team-a"], "download": True}):
+            assert admin.post("/api/users", json=user).status_code == 201
     running = server.sniff(pair.web.id)
     with server.client(server.login("viewer", "viewer-password")) as c:
         assert running in [s["id"] for s in c.get("/v1/sniffer").json()["sniffers"]]

@@ -245,3 +245,42 @@ def test_https_with_the_servers_own_certificate(cli, tmp_path):
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+def test_user_commands(cli, server) -> None:
+    """`podcap user add|ls|set|passwd|unlock|rm` against the real server."""
+    login(cli, server)
+    r = cli("user", "add", "cli-op", "--role", "operator", "-n", "team-a", "-n", "team-b",
+            "--password-stdin", input="cli-op-password\n")
+    assert r.exit_code == 0, r.output
+    r = cli("user", "add", "cli-op", "--password-stdin", input="cli-op-password\n")
+    assert r.exit_code == 6 and "exists" in r.output  # 409: refused
+    r = cli("user", "ls", "-o", "json")
+    users = {u["username"]: u for u in json.loads(r.stdout)["users"]}
+    assert users["cli-op"]["namespaces"] == ["team-a", "team-b"]
+    assert users["cli-op"]["download"] is False
+    r = cli("user", "set", "cli-op", "--all-namespaces", "--download")
+    assert r.exit_code == 0, r.output
+    r = cli("user", "ls")
+    assert r.exit_code == 0 and "cli-op" in r.stdout and "(all)" in r.stdout
+    with httpx.Client(base_url=server.url) as c:  # five wrong passwords, then the back-off
+        for _ in range(7):
+            c.post("/api/login", json={"username": "cli-op", "password": "wrong-password"})
+    r = cli("user", "ls", "-o", "json")
+    assert {u["username"]: u for u in json.loads(r.stdout)["users"]}["cli-op"]["locked"]
+    assert cli("user", "unlock", "cli-op").exit_code == 0
+    r = cli("user", "passwd", "cli-op", "--password-stdin", input="changed-password\n")
+    assert r.exit_code == 0, r.output
+    assert server.login("cli-op", "changed-password")
+    own = {"PODCAP_USER": "cli-op", "PODCAP_PASSWORD": "changed-password"}
+    r = cli("user", "ls", env=own)
+    assert r.exit_code == 3 and "not an admin" in r.output
+    r = cli("user", "passwd", "--password-stdin", env=own,
+            input="changed-password\nthird-password\n")
+    assert r.exit_code == 0, r.output
+    assert server.login("cli-op", "third-password")
+    assert cli("user", "rm", "cli-op").exit_code == 0
+    r = cli("user", "rm", "cli-op")
+    assert r.exit_code == 4 and "not found" in r.output
+    r = cli("user", "set", "admin", "--role", "reader")
+    assert r.exit_code == 2 and "last admin" in r.output  # 400, as every refusal

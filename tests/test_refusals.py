@@ -116,7 +116,8 @@ def test_file_number(server: Server, pair: WebPair, number: object, words: str) 
 
 
 def test_disk_budget(server: Server, pair: WebPair) -> None:
-    body = {"sniffer": {"file_number": 50, "file_size_mb": 1000}}
+    # 3 GB: over the node's 2 GiB budget, under the user's 4 GiB quota (tests/security).
+    body = {"sniffer": {"file_number": 30, "file_size_mb": 100}}
     assert_error(sniff(server, {"f_workload": pair.web.id}, body), 400, 6, "disk budget")
 
 

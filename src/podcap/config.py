@@ -28,7 +28,23 @@ class Settings(BaseSettings):
     disk_budget: int = limits.DISK_BUDGET_DEFAULT
     min_free_bytes: int = limits.MIN_FREE_BYTES_DEFAULT
     token_idle_timeout: int = limits.TOKEN_IDLE_TIMEOUT_S
+    token_max_age: int = limits.TOKEN_MAX_AGE_S  # absolute token lifetime
     database_url: str | None = None  # default: SQLite in data_dir
+    # Host names clients may use (Host header), comma-separated; "*" allows any. Default: the
+    # loopback names, the node name and the listen address (see trusted_hosts).
+    allowed_hosts: str | None = None
+    api_docs: bool = False  # Swagger UI at /docs, from local files
+    # Docker: a container's namespace from its io.kubernetes.pod.namespace label, which anyone
+    # allowed to `docker run` can set. Off: Docker containers have no namespace.
+    trust_namespace_labels: bool = False
+    # Quotas (controller/quotas.py); 0 turns one off. node_buffer_bytes: None = RAM / 4.
+    quota_user_captures: int = limits.QUOTA_USER_CAPTURES
+    quota_user_disk_bytes: int = limits.QUOTA_USER_DISK_BYTES
+    quota_user_buffer_bytes: int = limits.QUOTA_USER_BUFFER_BYTES
+    quota_namespace_captures: int = limits.QUOTA_NAMESPACE_CAPTURES
+    quota_namespace_disk_bytes: int = limits.QUOTA_NAMESPACE_DISK_BYTES
+    quota_namespace_buffer_bytes: int = limits.QUOTA_NAMESPACE_BUFFER_BYTES
+    quota_node_buffer_bytes: int | None = None
     log_level: str = "info"
     # Cluster (docs/CLUSTER.md). Controller side: where agents dial in; None = no remote agents.
     agent_listen: str | None = None  # mutual TLS; `podcap controller` defaults to 0.0.0.0:10444
@@ -53,6 +69,15 @@ class Settings(BaseSettings):
         if not self.controller:
             raise ValueError("no controller address")
         return f"{self.controller.rsplit(':', 1)[0]}:{limits.JOIN_PORT_DEFAULT}"
+
+    @property
+    def trusted_hosts(self) -> list[str]:
+        if self.allowed_hosts:
+            return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        names = ["localhost", "127.0.0.1", "::1", self.node_name]
+        if self.host not in ("0.0.0.0", "::", ""):  # noqa: S104 - compared, not bound
+            names.append(self.host)
+        return names
 
     @property
     def host(self) -> str:

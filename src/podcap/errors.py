@@ -7,6 +7,8 @@
     ├── InvalidArgument      bad field, bad id, bad filter (tcpdump's own message)
     ├── NotEnoughFilter      start without f_workload / f_enforcer (NeuVector code 12)
     ├── FailedPrecondition   host network, stopped container, disk budget, too many captures
+    │   └── AlreadyExists    a user name that is taken
+    ├── ResourceExhausted    too many failed logins (back-off, lockout), a quota reached
     ├── Unauthenticated      no / bad / expired token, bad password
     ├── PermissionDenied     authenticated, but not allowed on this object
     ├── Unavailable          runtime or agent cannot be reached
@@ -39,6 +41,18 @@ class NotEnoughFilter(InvalidArgument):
 
 class FailedPrecondition(PodcapError):
     pass
+
+
+class AlreadyExists(FailedPrecondition):
+    pass
+
+
+class ResourceExhausted(PodcapError):
+    """``retry_after``: seconds until a try may succeed; None when only an admin can help."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unauthenticated(PodcapError):

@@ -53,8 +53,54 @@ STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
 # Concurrency: captures running at once on one node.
 MAX_RUNNING_CAPTURES: Final = 256
 
-# Auth.
+# Quotas (controller/quotas.py), across the cluster; 0 turns one off. Kernel buffers are RAM
+# the kernel pins while a capture runs: 4 captures at the 256 MiB maximum took 1 GiB.
+QUOTA_USER_CAPTURES: Final = 32
+QUOTA_USER_DISK_BYTES: Final = 4 * 1024**3
+QUOTA_USER_BUFFER_BYTES: Final = 512 * 1024**2
+QUOTA_NAMESPACE_CAPTURES: Final = 64
+QUOTA_NAMESPACE_DISK_BYTES: Final = 8 * 1024**3
+QUOTA_NAMESPACE_BUFFER_BYTES: Final = 1024**3
+NODE_BUFFER_RAM_DIVISOR: Final = 4  # the node budget of kernel buffers: a quarter of RAM
+
+# Auth (controller/auth.py, controller/throttle.py).
 TOKEN_IDLE_TIMEOUT_S: Final = 3600
+TOKEN_MAX_AGE_S: Final = 12 * 3600  # absolute lifetime, however busy: one working day
+TOKEN_PURGE_INTERVAL_S: Final = 60  # a login deletes expired tokens at most this often
+PASSWORD_MIN_CHARS: Final = 8
+PASSWORD_MAX_CHARS: Final = 1024  # hashing cost must not depend on what a stranger sends
+# argon2id with OWASP's second recommended setting (19 MiB, 2 passes): ~20-30 ms here. At most
+# HASH_SLOTS hashes run at once, so bad logins cannot take more than 4 x 19 MiB.
+ARGON2_TIME_COST: Final = 2
+ARGON2_MEMORY_KIB: Final = 19 * 1024
+HASH_SLOTS: Final = 4
+LOGIN_WORKERS: Final = 1  # threads for logins (api/deps.py): a flood cannot take more
+LOGIN_NICE: Final = 10  # and they run at this lower CPU priority
+# Python hands the interpreter lock to another thread every 5 ms by default; the event loop
+# (every request's first and last step) then waits up to that long behind each busy thread.
+GIL_SWITCH_S: Final = 0.001
+# Failed logins: free ones, then a back-off doubling from 1 s to 5 min; a user name is locked
+# for an hour (or until an admin unlocks it) at 20. An address (maybe a NAT of many people)
+# gets more free tries and is never locked. Counts older than the window are forgotten.
+LOGIN_USER_FREE_FAILURES: Final = 5
+LOGIN_ADDR_FREE_FAILURES: Final = 20
+LOGIN_BACKOFF_BASE_S: Final = 1.0
+LOGIN_BACKOFF_MAX_S: Final = 300.0
+LOGIN_LOCK_FAILURES: Final = 20
+LOGIN_LOCK_S: Final = 3600.0
+LOGIN_WINDOW_S: Final = 900.0
+
+# The HTTP edge (api/edge.py, api/protocol.py). Every body this API takes is a small JSON
+# object; 1 MiB is far above any of them and far below what hurts (a 100 MiB body cost 600 MiB).
+BODY_MAX_BYTES: Final = 1024 * 1024
+# No request of ours nests deeper than 4; Python's json recursion fails near 1000.
+JSON_MAX_DEPTH: Final = 32
+# A client has this long to send a request's head (slow-header clients cannot hold a
+# connection forever); an idle keep-alive connection is closed after KEEP_ALIVE_S.
+HEADER_TIMEOUT_S: Final = 10.0
+KEEP_ALIVE_S: Final = 5
+HEADER_MAX_BYTES: Final = 16 * 1024  # request line + headers
+BODY_TIMEOUT_S: Final = 10.0  # a body (at most 1 MiB of JSON) must have arrived by then
 
 # Cluster join tokens: a token is a password for a node, so it lives briefly by default; up to
 # 30 days covers a node pool that is scaled up over weeks. Many uses let one token join a pool.

@@ -21,15 +21,19 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from podcap import limits
 from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
+from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.config import Settings
 from podcap.controller.agents import AgentRegistry
+from podcap.controller.audit import Audit
 from podcap.controller.auth import Auth
 from podcap.controller.db import open_db
 from podcap.controller.gateway import Gateway, start_gateway
 from podcap.controller.join_tokens import JoinTokens
+from podcap.controller.quotas import Quotas, default_node_buffer
 from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
 from podcap.pki import ClusterCA
@@ -49,10 +53,14 @@ def serve(settings: Settings, *, local_agent: bool = True) -> None:
         app, cert, key = build(settings, local_agent=local_agent)
     except PodcapError as exc:
         sys.exit(f"podcap {role}: {exc.message}")
+    sys.setswitchinterval(limits.GIL_SWITCH_S)  # the event loop waits less behind busy threads
     scheme = "http" if settings.insecure_http else "https"
-    log.info("podcap listening on %s://%s (UI at /, API docs at /docs)", scheme, settings.listen)
+    log.info("podcap listening on %s://%s (UI at /%s)", scheme, settings.listen,
+             ", API docs at /docs" if settings.api_docs else "")
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=cert, ssl_keyfile=key,
-                log_level=settings.log_level.lower(), access_log=False)
+                log_level=settings.log_level.lower(), access_log=False,
+                http=HeadDeadlineH11Protocol, timeout_keep_alive=limits.KEEP_ALIVE_S,
+                h11_max_incomplete_event_size=limits.HEADER_MAX_BYTES)
 
 
 def build(settings: Settings, *, local_agent: bool = True
@@ -65,9 +73,10 @@ def build(settings: Settings, *, local_agent: bool = True
     cert = key = None
     if not settings.insecure_http:
         cert, key = (settings.cert, settings.key) if settings.cert and settings.key else \
-            ensure_self_signed(data_dir, settings.node_name)
+            ensure_self_signed(data_dir, settings.node_name, settings.host)
     sessions = open_db(settings.database_url, data_dir)
-    auth = Auth(sessions, settings.token_idle_timeout)
+    audit = Audit(sessions, data_dir / "audit.jsonl")
+    auth = Auth(sessions, settings.token_idle_timeout, settings.token_max_age, audit)
     generated = auth.bootstrap_admin(settings.admin_password)
     if generated:
         print(f"\n  podcap: created user 'admin' with password: {generated}\n"
@@ -76,7 +85,8 @@ def build(settings: Settings, *, local_agent: bool = True
     local = InProcessTransport(build_agent(settings, _agent_id(data_dir))) if local_agent \
         else None
     registry = AgentRegistry(sessions, local)
-    service = CaptureService(sessions, registry)
+    service = CaptureService(sessions, registry, audit, quotas_of(settings),
+                             settings.trust_namespace_labels)
     stops: list[Callable[[], object]] = []
     tokens = None
     if settings.agent_listen:
@@ -91,9 +101,18 @@ def build(settings: Settings, *, local_agent: bool = True
         for stop in stops:
             stop()
 
-    app = create_app(service, auth, on_shutdown=shutdown)
+    app = create_app(service, auth, on_shutdown=shutdown, allowed_hosts=settings.trusted_hosts,
+                     api_docs=settings.api_docs)
     app.state.join_tokens = tokens
     return app, cert, key
+
+
+def quotas_of(settings: Settings) -> Quotas:
+    node = settings.quota_node_buffer_bytes
+    return Quotas(settings.quota_user_captures, settings.quota_user_disk_bytes,
+                  settings.quota_user_buffer_bytes, settings.quota_namespace_captures,
+                  settings.quota_namespace_disk_bytes, settings.quota_namespace_buffer_bytes,
+                  default_node_buffer() if node is None else node)
 
 
 def build_agent(settings: Settings, agent_id: str) -> Agent:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
 
+from podcap import limits
 from podcap.controller.auth import Auth, Principal
 from podcap.controller.service import CaptureService
 from podcap.controller.tickets import Tickets
@@ -32,8 +39,36 @@ def token(x_auth_token: Annotated[str | None, Header()] = None,
     return None
 
 
+T = TypeVar("T")
+# Logins run here, never on the event loop nor in the shared threadpool: a flood of them (each
+# a deliberately slow hash, or a throttled refusal that still writes) then holds at most
+# LOGIN_WORKERS threads, and every other request keeps its share of the interpreter.
+# Their thread also runs at a lower CPU priority (nice), so a hash in progress yields the core
+# to the event loop and to other requests' threads at once.
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), limits.LOGIN_NICE)
+    except OSError:
+        pass
+
+
+_LOGINS = ThreadPoolExecutor(limits.LOGIN_WORKERS, thread_name_prefix="podcap-login",
+                             initializer=_lower_priority)
+
+
+async def in_login_pool(fn: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_LOGINS, partial(fn, *args))
+
+
+def source_address(request: Request) -> str:
+    """The peer's address. Forwarded-for headers are not trusted: anyone can send them."""
+    return request.client.host if request.client else ""
+
+
 def principal(request: Request, tok: Annotated[str | None, Depends(token)]) -> Principal:
-    return request.app.state.auth.authenticate(tok)
+    return request.app.state.auth.authenticate(tok, source_address(request))
 
 
 Service = Annotated[CaptureService, Depends(service)]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import secrets
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from podcap import errors
+from podcap.api.edge import security_headers
 
 log = logging.getLogger("podcap.api")
 
@@ -27,10 +30,12 @@ CODE_CLUSTER_RPC_ERROR = 24
 TABLE: list[tuple[type[errors.PodcapError], int, int, str]] = [
     (errors.NotEnoughFilter, 400, CODE_NOT_ENOUGH_FILTER, "Not enough filter"),
     (errors.InvalidArgument, 400, CODE_INVALID_REQUEST, "Request error"),
+    (errors.AlreadyExists, 409, CODE_INVALID_REQUEST, "Object exists"),
     (errors.FailedPrecondition, 400, CODE_INVALID_REQUEST, "Request error"),
     (errors.NotFound, 404, CODE_OBJECT_NOT_FOUND, "Object not found"),
     (errors.Unauthenticated, 401, CODE_UNAUTHORIZED, "Authentication failed"),
     (errors.PermissionDenied, 403, CODE_UNAUTHORIZED, "Access denied"),
+    (errors.ResourceExhausted, 429, CODE_UNAUTHORIZED, "Too many requests"),
     (errors.Unavailable, 503, CODE_CLUSTER_RPC_ERROR, "Cluster RPC error"),
     (errors.CaptureFailed, 500, CODE_AGENT_ERROR, "Agent error"),
 ]
@@ -43,7 +48,10 @@ def error_response(status: int, code: int, short: str, message: str) -> JSONResp
 def from_podcap(exc: errors.PodcapError) -> JSONResponse:
     for cls, status, code, short in TABLE:
         if isinstance(exc, cls):
-            return error_response(status, code, short, exc.message)
+            answer = error_response(status, code, short, exc.message)
+            if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+                answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return answer
     return error_response(500, CODE_AGENT_ERROR, "Internal error", exc.message)
 
 
@@ -71,7 +79,14 @@ def install(app: FastAPI) -> None:
                               str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")
-        return error_response(500, CODE_AGENT_ERROR, "Internal error",
-                              f"internal error: {type(exc).__name__}: {exc}")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        """Never the exception's text (it may name paths, SQL, hosts): an id to find it in
+        the log. Starlette answers this one outside the edge middleware, hence the headers."""
+        incident = secrets.token_hex(8)
+        log.error("internal error %s on %s %s", incident, request.method, request.url.path,
+                  exc_info=exc)
+        answer = error_response(500, CODE_AGENT_ERROR, "Internal error",
+                                f"internal error {incident}; the server's log has the details")
+        for name, value in security_headers(request.url.path, request.url.scheme):
+            answer.headers[name.decode()] = value.decode()
+        return answer

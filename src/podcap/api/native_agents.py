@@ -24,6 +24,8 @@ def revoke(aid: str, svc: Service, who: Caller) -> Response:
     """The agent's certificate stops working at once, on open streams too."""
     who.require_admin()
     svc.agents.revoke(agent_id(aid))
+    svc.audit.record("agent.revoke", username=who.username, source=who.source,
+                     detail=f"agent {aid}")
     return Response(status_code=204)
 
 
@@ -34,11 +36,13 @@ class NewToken(BaseModel):
 
 
 @router.post("/agent-tokens", status_code=201)
-def create_token(body: NewToken, request: Request, who: Caller) -> dict:
+def create_token(body: NewToken, request: Request, who: Caller, svc: Service) -> dict:
     who.require_admin()
     tokens = request.app.state.join_tokens
     if tokens is None:
         raise FailedPrecondition("this server accepts no agents: start `podcap controller`, "
                                  "or `podcap serve --agent-listen HOST:PORT`")
     issued = tokens.create(who.username, body.ttl_s, body.uses)
+    svc.audit.record("agent.token", username=who.username, source=who.source,
+                     detail=f"join token for {issued.uses} agent(s), valid {body.ttl_s} s")
     return {"token": issued.token, "expires": issued.expires, "uses": issued.uses}

@@ -63,6 +63,7 @@ def remove(cid: str, svc: Service, who: Caller) -> Response:
 def ticket(cid: str, svc: Service, who: Caller, tickets: TicketsDep) -> dict:
     """A one-use link for browsers: ``GET`` it without headers within 60 s."""
     owned = svc.capture(who, cid)
+    who.require_download()
     return {"url": f"/api/captures/{owned.capture.id}/pcap?ticket={tickets.issue(who, cid)}",
             "name": render.download_name(owned), "expires_in": TICKET_TTL_S}
 

@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
 
 from podcap import limits
-from podcap.api.deps import AuthDep, Caller, Token
+from podcap.api.deps import AuthDep, Caller, Service, Token, in_login_pool, source_address
 
 router = APIRouter(prefix="/api", tags=["session"])
 
 
 class Login(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=256)
+    password: str = Field(max_length=limits.PASSWORD_MAX_CHARS)
 
 
 @router.post("/login")
-def login(body: Login, auth: AuthDep) -> dict:
-    token, who = auth.login(body.username, body.password)
-    return {"token": token, "username": who.username, "role": who.role}
+async def login(body: Login, auth: AuthDep, request: Request) -> dict:
+    token, who = await in_login_pool(auth.login, body.username, body.password,
+                                     source_address(request))
+    return {"token": token, "username": who.username, "role": who.role,
+            "download": who.may_download, "namespaces": sorted(who.namespaces)}
 
 
 @router.post("/logout", status_code=204)
-def logout(auth: AuthDep, token: Token) -> Response:
-    auth.authenticate(token)
-    auth.logout(token or "")
+def logout(auth: AuthDep, token: Token, request: Request) -> Response:
+    who = auth.authenticate(token, source_address(request))
+    auth.logout(token or "", who)
     return Response(status_code=204)
 
 
 @router.get("/whoami")
 def whoami(who: Caller) -> dict:
     return {"username": who.username, "role": who.role,
-            "namespaces": sorted(who.namespaces)}
+            "namespaces": sorted(who.namespaces), "download": who.may_download}
 
 
 @router.get("/limits")
-def get_limits() -> dict:
-    return limits.as_dict()
+def get_limits(svc: Service) -> dict:
+    """Capture limits and the quotas (per user, per namespace, per node; 0: no limit)."""
+    return {**limits.as_dict(), **svc.quotas.as_dict()}

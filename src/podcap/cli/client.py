@@ -29,9 +29,10 @@ _BY_STATUS: dict[int, type[errors.PodcapError]] = {
     401: errors.Unauthenticated,
     403: errors.PermissionDenied,
     404: errors.NotFound,
-    409: errors.FailedPrecondition,
+    409: errors.AlreadyExists,
     412: errors.FailedPrecondition,
     422: errors.InvalidArgument,
+    429: errors.ResourceExhausted,
     503: errors.Unavailable,
 }
 
@@ -50,7 +51,7 @@ def error_from_response(response: httpx.Response) -> errors.PodcapError:
         message = str(body.get("message") or body.get("error") or body.get("detail") or "")
     if not message:
         message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-    if response.status_code in (401, 403):
+    if response.status_code in (401, 403, 409, 429):
         kind = _BY_STATUS[response.status_code]
     elif code == 21:
         kind = errors.Unavailable if response.status_code == 503 else errors.CaptureFailed
@@ -133,6 +134,29 @@ class ApiClient:
         data = self.json("GET", "/api/captures", params=params)
         self.unreachable = list(data.get("unreachable") or [])
         return list(data["captures"])
+
+    # -- users --------------------------------------------------------------------------------
+
+    def users(self) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/api/users")["users"])
+
+    def add_user(self, **fields: Any) -> dict[str, Any]:
+        return dict(self.json("POST", "/api/users", json=fields)["user"])
+
+    def change_user(self, username: str, **fields: Any) -> dict[str, Any]:
+        return dict(self.json("PATCH", f"/api/users/{_segment(username)}", json=fields)["user"])
+
+    def remove_user(self, username: str) -> None:
+        self.json("DELETE", f"/api/users/{_segment(username)}")
+
+    def set_password(self, username: str, password: str, current: str | None = None) -> None:
+        body: dict[str, Any] = {"password": password}
+        if current is not None:
+            body["current_password"] = current
+        self.json("POST", f"/api/users/{_segment(username)}/password", json=body)
+
+    def unlock_user(self, username: str) -> None:
+        self.json("POST", f"/api/users/{_segment(username)}/unlock")
 
     # -- agents --------------------------------------------------------------------------
 

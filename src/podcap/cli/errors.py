@@ -22,6 +22,7 @@ _EXIT_CODES: tuple[tuple[type[errors.PodcapError], int], ...] = (
     (errors.PermissionDenied, AUTH),
     (errors.NotFound, NOT_FOUND),
     (errors.FailedPrecondition, REFUSED),
+    (errors.ResourceExhausted, REFUSED),
     (errors.Unavailable, SERVER),
     (errors.CaptureFailed, SERVER),
 )

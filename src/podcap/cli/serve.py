@@ -50,6 +50,18 @@ JoinListen = Annotated[str | None, Opt(help="host:port where new agents join wit
 CaCert = Annotated[Path | None, Opt(help="Cluster CA certificate (PEM) [PODCAP_CA_CERT]; "
                                     "default: generated in the data dir.")]
 CaKey = Annotated[Path | None, Opt(help="Cluster CA key (PEM) [PODCAP_CA_KEY].")]
+AllowedHosts = Annotated[str | None, Opt(help="Host names clients may use, comma-separated, "
+                                         "* for any [PODCAP_ALLOWED_HOSTS]; default: "
+                                         "localhost, 127.0.0.1, ::1, the node name and the "
+                                         "listen address.")]
+TrustLabels = Annotated[bool | None, Opt(
+    "--trust-namespace-labels/--no-trust-namespace-labels",
+    help="Docker: take a container's namespace from its io.kubernetes.pod.namespace label, "
+    "which anyone who may `docker run` can set [PODCAP_TRUST_NAMESPACE_LABELS].",
+    show_default="off")]
+ApiDocs = Annotated[bool | None, Opt("--api-docs/--no-api-docs",
+                                     help="Serve Swagger UI at /docs, from local files "
+                                     "[PODCAP_API_DOCS].", show_default="off")]
 
 
 def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, key: Key = None,
@@ -57,7 +69,9 @@ def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, ke
           docker_socket: DockerSocket = None, cri_socket: CriSocket = None,
           node_name: NodeName = None, disk_budget: DiskBudget = None,
           log_level: LogLevel = None, agent_listen: AgentListen = None,
-          join_listen: JoinListen = None, ca_cert: CaCert = None, ca_key: CaKey = None) -> None:
+          join_listen: JoinListen = None, ca_cert: CaCert = None, ca_key: CaKey = None,
+          allowed_hosts: AllowedHosts = None, api_docs: ApiDocs = None,
+          trust_namespace_labels: TrustLabels = None) -> None:
     """Run the controller with an in-process agent (one host); --agent-listen also admits
     remote agents."""
     from podcap.server import serve as run
@@ -72,7 +86,8 @@ def controller(data_dir: DataDir = None, listen: Listen = None, cert: Cert = Non
                                                 envvar="PODCAP_AGENT_LISTEN")
                                        ] = f"0.0.0.0:{limits.AGENT_PORT_DEFAULT}",
                join_listen: JoinListen = None, ca_cert: CaCert = None,
-               ca_key: CaKey = None) -> None:
+               ca_key: CaKey = None, allowed_hosts: AllowedHosts = None,
+               api_docs: ApiDocs = None, trust_namespace_labels: TrustLabels = None) -> None:
     """Run the controller: API, UI, database and the agent listeners; no local agent."""
     from podcap.server import serve as run
 

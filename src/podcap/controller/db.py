@@ -1,4 +1,5 @@
-"""The controller's database: users, tokens, and who owns which capture.
+"""The controller's database: users, tokens, login failures, the audit log, and who owns which
+capture.
 
 SQLite in the data dir by default; any SQLAlchemy URL (PostgreSQL for several replicas) works.
 Capture ownership is kept here, not read from the workload, so authorization never depends on
@@ -11,7 +12,16 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Boolean, Engine, Float, Integer, String, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Engine,
+    Float,
+    Integer,
+    String,
+    create_engine,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -25,8 +35,11 @@ class User(Base):
     __tablename__ = "users"
     username: Mapped[str] = mapped_column(String(64), primary_key=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))  # admin | reader
+    role: Mapped[str] = mapped_column(String(16))  # admin | operator | reader
     namespaces: Mapped[str] = mapped_column(String(1024), default="")  # "" = every namespace
+    download: Mapped[bool] = mapped_column(Boolean, default=False)  # may read packet data
+    created: Mapped[float] = mapped_column(Float, default=0.0)
+    password_changed: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class Token(Base):
@@ -34,6 +47,35 @@ class Token(Base):
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     username: Mapped[str] = mapped_column(String(64), index=True)
     last_used: Mapped[float] = mapped_column(Float)
+    created: Mapped[float] = mapped_column(Float)  # the absolute lifetime counts from here
+
+
+class LoginFailures(Base):
+    """Failed logins per key (``user:NAME`` or ``addr:IP``), for back-off and lockout; kept in
+    the database so every controller replica sees the same count."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure: Mapped[float] = mapped_column(Float)
+    blocked_until: Mapped[float] = mapped_column(Float)
+
+
+class AuditEvent(Base):
+    """One line of the audit log (controller/audit.py)."""
+
+    __tablename__ = "audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[float] = mapped_column(Float, index=True)
+    event: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    capture_id: Mapped[str] = mapped_column(String(32))
+    workload: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(253))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(String(1024))
 
 
 class CaptureOwner(Base):

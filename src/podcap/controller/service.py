@@ -10,20 +10,25 @@ an agent that cannot be reached are shown from their last known state, marked st
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
 from podcap import limits
 from podcap.controller.agents import AgentRegistry
+from podcap.controller.audit import Audit
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureOwner
+from podcap.controller.quotas import Held, Quotas, default_node_buffer
+from podcap.controller.resolver import resolve
 from podcap.errors import InvalidArgument, NotFound, PodcapError, Unavailable
-from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.streams import PcapStream
 from podcap.transport.base import AgentTransport
 from podcap.types import capture_id, workload_id
@@ -59,9 +64,17 @@ class Listing(Generic[T]):
 
 
 class CaptureService:
-    def __init__(self, sessions: sessionmaker, agents: AgentRegistry) -> None:
+    def __init__(self, sessions: sessionmaker, agents: AgentRegistry,
+                 audit: Audit | None = None, quotas: Quotas | None = None,
+                 trust_namespace_labels: bool = False) -> None:
         self._sessions = sessions
         self.agents = agents
+        self.audit = audit or Audit(sessions)
+        self.quotas = quotas or Quotas(node_buffer_bytes=default_node_buffer())
+        self._quota_lock = threading.Lock()
+        self._starting: dict[int, Held] = {}  # starts past the quota check, not yet listed
+        self._tickets = itertools.count()
+        self._trust_labels = trust_namespace_labels
         self._pool = ThreadPoolExecutor(32, thread_name_prefix="podcap-fanout")
 
     # ---- agents and workloads -----------------------------------------------------------
@@ -71,8 +84,8 @@ class CaptureService:
 
     def workloads(self, who: Principal, query: str = "") -> Listing[PlacedWorkload]:
         answers, unreachable = self._fan_out(lambda t: t.list_workloads())
-        placed = [PlacedWorkload(w, aid) for aid, found in answers.items() for w in found
-                  if who.can_see(w.namespace)]
+        placed = [PlacedWorkload(w, aid) for aid, found in answers.items()
+                  for w in map(self._namespaced, found) if who.can_see(w.namespace)]
         if query:
             q = query.lower()
             placed = [p for p in placed if q in _haystack(p.workload)]
@@ -80,28 +93,24 @@ class CaptureService:
         return Listing(placed, unreachable)
 
     def workload(self, who: Principal, wid: str, agent_id: str | None = None) -> PlacedWorkload:
+        """The workload ``wid`` names by the rule of controller/resolver.py, among those
+        ``who`` may see (on ``agent_id``'s node when given)."""
         wid = workload_id(wid)
-        if agent_id is not None:
-            found = _found(self.agents.get(agent_id), wid)  # NotFound: no such enforcer
-            if found is not None:  # the node was named: ask it alone
-                if who.can_see(found.namespace):
-                    return PlacedWorkload(found, agent_id)
-                raise NotFound(f"workload {wid} not found")
-        answers, unreachable = self._fan_out(lambda t: _found(t, wid))
-        hits = {aid: w for aid, w in answers.items() if w is not None}
+        if agent_id is not None:  # the node was named: ask it alone first
+            own = [PlacedWorkload(w, agent_id) for w in map(
+                self._namespaced, self.agents.get(agent_id).list_workloads())
+                if who.can_see(w.namespace)]  # NotFound above: no such enforcer
+            hits = _resolve(wid, own)
+            if hits:
+                return _one(wid, hits)
+        listing = self.workloads(who)
+        hits = _resolve(wid, listing.items)
         if agent_id is not None and hits:
             raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
-        hits = {aid: w for aid, w in hits.items() if w.id == wid} or hits
-        if len(hits) > 1:
-            nodes = ", ".join(sorted(w.node for w in hits.values()))
-            raise InvalidArgument(f"{wid} names workloads on several nodes ({nodes}); use the "
-                                  "workload id, or name the node (f_enforcer on /v1, "
-                                  "agent_id on /api)")
-        for aid, found in hits.items():
-            if who.can_see(found.namespace):
-                return PlacedWorkload(found, aid)
-        if unreachable and not hits:
-            nodes = ", ".join(u.node for u in unreachable)
+        if hits:
+            return _one(wid, hits)
+        if listing.unreachable:
+            nodes = ", ".join(u.node for u in listing.unreachable)
             raise Unavailable(f"workload {wid} not found on the nodes that answered; "
                               f"not answering: {nodes}")
         raise NotFound(f"workload {wid} not found")
@@ -120,12 +129,25 @@ class CaptureService:
               agent_id: str | None = None) -> OwnedCapture:
         placed = self.workload(who, wid, agent_id)
         who.require_write()
-        capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec)
-        with self._sessions() as db, db.begin():
-            db.add(CaptureOwner(capture_id=capture.id, agent_id=placed.agent_id,
-                                owner=who.username, namespace=placed.workload.namespace,
-                                created=time.time()))
-        return OwnedCapture(capture, who.username, placed.workload.namespace)
+        namespace = placed.workload.namespace
+        with self._quota_lock:  # no two starts are checked against the same room
+            self.quotas.check(who.username, namespace, placed.agent_id, spec,
+                              [*self._held(), *self._starting.values()])
+            ticket = next(self._tickets)
+            self._starting[ticket] = Held(who.username, namespace, placed.agent_id, spec,
+                                          Status.RUNNING, 0)
+        try:
+            capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec)
+            with self._sessions() as db, db.begin():
+                db.add(CaptureOwner(capture_id=capture.id, agent_id=placed.agent_id,
+                                    owner=who.username, namespace=namespace,
+                                    created=time.time()))
+        finally:
+            with self._quota_lock:
+                del self._starting[ticket]
+        owned = OwnedCapture(capture, who.username, placed.workload.namespace)
+        self._record("capture.start", who, owned, detail=capture.spec.filter)
+        return owned
 
     def captures(self, who: Principal, wid: str | None = None,
                  agent_id: str | None = None) -> Listing[OwnedCapture]:
@@ -162,10 +184,12 @@ class CaptureService:
         owned = self.capture(who, cid)
         who.require_write()
         transport, row = self._route(cid)
-        return self._owned(transport.stop(owned.capture.id), row)
+        stopped = self._owned(transport.stop(owned.capture.id), row)
+        self._record("capture.stop", who, stopped)
+        return stopped
 
     def remove(self, who: Principal, cid: str) -> None:
-        self.capture(who, cid)
+        owned = self.capture(who, cid)
         who.require_write()
         transport, _ = self._route(cid)
         transport.remove(cid)
@@ -173,18 +197,42 @@ class CaptureService:
             row = db.get(CaptureOwner, cid)
             if row is not None:
                 db.delete(row)
+        self._record("capture.delete", who, owned)
 
     def stream_pcap(self, who: Principal, cid: str,
                     limit: int | None = None) -> tuple[OwnedCapture, PcapStream]:
         owned = self.capture(who, cid)
+        who.require_download()
         transport, _ = self._route(cid)
-        return owned, transport.stream_pcap(cid, limit)
+        stream = transport.stream_pcap(cid, limit)
+        sent = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal sent
+            for chunk in stream:
+                sent += len(chunk)
+                yield chunk
+
+        def done() -> None:
+            stream.close()
+            self._record("download", who, owned, nbytes=sent,
+                         ok=stream.size is None or sent == stream.size)
+
+        return owned, PcapStream(counted(), stream.size, done)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.agents.close()
 
-    # ---- internals ----------------------------------------------------------------------
+    # ---- internals ------------------------------------------------------------------------
+
+    def _record(self, event: str, who: Principal, owned: OwnedCapture, *, nbytes: int = 0,
+                ok: bool = True, detail: str = "") -> None:
+        self.audit.record(event, username=who.username, source=who.source, ok=ok,
+                          capture_id=owned.capture.id, workload=owned.capture.workload.name,
+                          namespace=owned.namespace, nbytes=nbytes, detail=detail)
+
+    # ---- internals (routing) ------------------------------------------------------------------
 
     def _fan_out(self, ask: Callable[[AgentTransport], T], only: str | None = None
                  ) -> tuple[dict[str, T], list[Unreachable]]:
@@ -212,6 +260,22 @@ class CaptureService:
                 raise error
         return answers, sorted(unreachable, key=lambda u: u.node)
 
+    def _held(self) -> list[Held]:
+        """Every capture of every agent (last known state for those away), as quotas see it."""
+        owners = self._owners()
+        answers, unreachable = self._fan_out(lambda t: t.list_captures())
+        for away in unreachable:
+            answers[away.agent_id] = self.agents.get(away.agent_id).known_captures()
+        held = []
+        for aid, captures in answers.items():
+            for c in captures:
+                row = owners.get(c.id)
+                held.append(Held(row.owner if row else "",
+                                 row.namespace if row else self._namespaced(c.workload).namespace,
+                                 aid, c.spec,
+                                 str(c.status), c.stats.bytes))
+        return held
+
     def _route(self, cid: str) -> tuple[AgentTransport, CaptureOwner | None]:
         cid = capture_id(cid)
         with self._sessions() as db:
@@ -232,18 +296,31 @@ class CaptureService:
         with self._sessions() as db:
             return {row.capture_id: row for row in db.query(CaptureOwner)}
 
-    @staticmethod
-    def _owned(capture: Capture, row: CaptureOwner | None, stale: bool = False) -> OwnedCapture:
+    def _namespaced(self, w: Workload) -> Workload:
+        """On Docker the namespace is a label anyone who may `docker run` sets: kept only
+        with --trust-namespace-labels. CRI's comes from the pod sandbox, set by the kubelet."""
+        if w.runtime == "docker" and w.namespace and not self._trust_labels:
+            return replace(w, namespace="")
+        return w
+
+    def _owned(self, capture: Capture, row: CaptureOwner | None,
+               stale: bool = False) -> OwnedCapture:
         if row is None:
-            return OwnedCapture(capture, "", capture.workload.namespace, stale)
+            return OwnedCapture(capture, "", self._namespaced(capture.workload).namespace, stale)
         return OwnedCapture(capture, row.owner, row.namespace, stale)
 
 
-def _found(transport: AgentTransport, wid: str) -> Workload | None:
-    try:
-        return transport.get_workload(wid)
-    except NotFound:
-        return None
+def _resolve(wid: str, placed: list[PlacedWorkload]) -> list[PlacedWorkload]:
+    return [p for _, p in resolve(wid, [(p.workload, p) for p in placed])]
+
+
+def _one(wid: str, hits: list[PlacedWorkload]) -> PlacedWorkload:
+    if len(hits) > 1:
+        nodes = ", ".join(sorted(p.workload.node for p in hits))
+        raise InvalidArgument(f"{wid} names workloads on several nodes ({nodes}); use the "
+                              "workload id, or name the node (f_enforcer on /v1, "
+                              "agent_id on /api)")
+    return hits[0]
 
 
 def _has_capture(transport: AgentTransport, cid: str) -> bool:

@@ -1,8 +1,9 @@
 """One-use download tickets, so a browser can save a pcap by following a plain link.
 
 A link cannot carry the X-Auth-Token header, and fetching into a Blob holds the whole file in
-the browser's memory. A ticket is bound to one user and one capture, lives 60 s, works once,
-and is kept only in this process's memory (as a hash).
+the browser's memory. A ticket is bound to one session (the token that asked for it: a logout,
+or a change to the user, ends its tickets too) and one capture, lives 60 s, works once, and is
+kept only in this process's memory (as a hash). A try on another capture does not use it up.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 from podcap.controller.auth import Principal
 from podcap.errors import Unauthenticated
@@ -19,7 +21,9 @@ TICKET_TTL_S = 60
 
 
 class Tickets:
-    def __init__(self) -> None:
+    def __init__(self, session_alive: Callable[[str], bool]) -> None:
+        """``session_alive(token_hash)``: whether the issuing session still exists."""
+        self._alive = session_alive
         self._lock = threading.Lock()
         self._issued: dict[str, tuple[Principal, str, float]] = {}
 
@@ -32,10 +36,19 @@ class Tickets:
         return ticket
 
     def redeem(self, ticket: str, capture_id: str) -> Principal:
+        key = _hash(ticket)
         with self._lock:
-            entry = self._issued.pop(_hash(ticket), None)
-        if entry is None or entry[1] != capture_id or entry[2] < time.monotonic():
-            raise Unauthenticated("download ticket unknown, used or expired; ask for a new one")
+            entry = self._issued.get(key)
+            if entry is None or entry[1] != capture_id:
+                entry = None  # unknown, or meant for another capture: left as it was
+            elif entry[2] < time.monotonic() or not self._alive(entry[0].token_hash):
+                del self._issued[key]
+                entry = None
+            else:
+                del self._issued[key]
+        if entry is None:
+            raise Unauthenticated("download ticket unknown, used or expired, or its session "
+                                  "ended; ask for a new one")
         return entry[0]
 
 

@@ -87,6 +87,7 @@ async function errorBody(response) {
 export const get = (path, opts) => request("GET", path, opts);
 export const post = (path, body, opts) => request("POST", path, { ...opts, body });
 export const del = (path, opts) => request("DELETE", path, opts);
+export const patch = (path, body, opts) => request("PATCH", path, { ...opts, body });
 
 /**
  * Plain words for a failed action: describe(err, "stop the capture").

@@ -1,8 +1,10 @@
 // podcap web UI: wiring only. Each part lives in its own module:
 //   api.js (token, requests, plain-word errors), login.js, workloads.js (containers table),
 //   capture-form.js (the capture dialog), captures.js (list, counters, stop/download/delete),
-//   nodes.js (the cluster's agents), join-token.js (the join token dialog), unreachable.js.
+//   nodes.js (the cluster's agents), join-token.js (the join token dialog), unreachable.js,
+//   admin.js (users and the audit log, for admins).
 
+import { AdminPage } from "./admin.js";
 import { describe, get, session } from "./api.js";
 import { CaptureForm } from "./capture-form.js";
 import { CaptureList } from "./captures.js";
@@ -14,9 +16,11 @@ import { WorkloadTable } from "./workloads.js";
 
 let noticeTimer = null;
 let user = null;
-/** Readers may look and download; the server refuses them anything else, the page says so. */
+/** Readers may only look; the server refuses them anything else, the page says so. */
 const canWrite = () => user !== null && user.role !== "reader";
 const isAdmin = () => user !== null && user.role === "admin";
+/** Packet data needs the download right (admins always have it: whoami says so). */
+const canDownload = () => user !== null && Boolean(user.download);
 
 /** A short message in the page's live region ("Capture started", "Deleted ..."). */
 function notify(text, kind = "ok") {
@@ -37,6 +41,7 @@ const captures = new CaptureList({
   },
   notify,
   canWrite,
+  canDownload,
 });
 const workloads = new WorkloadTable({
   onCapture: (w) => form.open(w),
@@ -52,6 +57,7 @@ const form = new CaptureForm({
 });
 const nodeList = new NodeList({ notify, isAdmin });
 new JoinTokenDialog({ notify });
+const admin = new AdminPage({ notify, isAdmin, me: () => user?.username });
 
 function showView(signedIn) {
   $("#login-view").hidden = signedIn;
@@ -73,6 +79,7 @@ async function enter(who) {
   captures.start();
   workloads.start();
   nodeList.start();
+  admin.start();
 }
 
 function leave(reason = "") {
@@ -80,6 +87,7 @@ function leave(reason = "") {
   captures.stop();
   workloads.stop();
   nodeList.stop();
+  admin.stop();
   unreachableKey = "";
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
   showView(false);

@@ -49,10 +49,11 @@ export function makeRow(capture, { onStop, onDownload, onDelete }) {
 }
 
 /**
- * Show `row.capture`. Stop and Delete are disabled for accounts that may only read; Stop,
- * Download and Delete for a capture shown from its last known state (its node does not answer).
+ * Show `row.capture`. Stop and Delete are disabled for accounts that may only read, Download
+ * for accounts without the download right; Stop, Download and Delete for a capture shown from
+ * its last known state (its node does not answer).
  */
-export function fillRow(row, canWrite) {
+export function fillRow(row, canWrite, canDownload = true) {
   const c = row.capture;
   const { cells } = row;
   const stats = c.stats || {};
@@ -85,9 +86,13 @@ export function fillRow(row, canWrite) {
   const why = stale ? `Node ${c.node || "?"} is not answering: try again when it is back.` : "";
   // The title is the tooltip and, the buttons being named by aria-label, their description.
   for (const button of [cells.stop, cells.download, cells.remove]) button.title = why;
+  if (!canDownload && !stale) {
+    cells.download.title = "Your account has no download right: packet data needs it " +
+      "(an admin grants it).";
+  }
   cells.stop.disabled = !running || row.busy === "stop" || !canWrite || stale;
   cells.stop.hidden = !running;
-  cells.download.disabled = row.busy === "download" || stale;
+  cells.download.disabled = row.busy === "download" || stale || !canDownload;
   cells.remove.disabled = row.busy === "delete" || !canWrite || stale;
   row.tr.classList.toggle("is-running", running);
   row.tr.classList.toggle("is-stale", stale);

@@ -20,11 +20,13 @@ export class CaptureList {
    * `onChange()` runs after every refresh (the workloads table shows running counts);
    * `onUnreachable(nodes)` gets the nodes that did not answer this refresh.
    */
-  constructor({ onChange, onUnreachable = () => {}, notify, canWrite }) {
+  constructor({ onChange, onUnreachable = () => {}, notify, canWrite,
+    canDownload = () => true }) {
     this.onChange = onChange;
     this.onUnreachable = onUnreachable;
     this.notify = notify;
     this.canWrite = canWrite;
+    this.canDownload = canDownload;
     this.rows = new Map(); // id -> {tr, cells, capture, error}
     this.captures = [];
     this.loaded = false;
@@ -43,6 +45,7 @@ export class CaptureList {
 
   start() {
     this.active = true;
+    this.started = Date.now();
     this.schedule(0);
     // Between refreshes (and while one is slow) clocks keep moving and staleness shows.
     clearInterval(this.ticker);
@@ -91,9 +94,11 @@ export class CaptureList {
     for (const row of this.rows.values()) {
       if (row.capture.status === "running") fillTime(row);
     }
-    const age = Date.now() - this.lastOk;
-    this.status.textContent = this.lastOk && age > STALE_MS
-      ? `Last updated ${Math.round(age / 1000)} s ago — waiting for the server.` : "";
+    // Also when the first answer never came (the server stopped answering right away).
+    const age = Date.now() - (this.lastOk || this.started || Date.now());
+    this.status.textContent = age <= STALE_MS ? ""
+      : this.lastOk ? `Last updated ${Math.round(age / 1000)} s ago — waiting for the server.`
+        : `No answer for ${Math.round(age / 1000)} s — waiting for the server.`;
   }
 
   /** Running captures of a workload (on its node: a shared engine shows it on several). */
@@ -120,7 +125,7 @@ export class CaptureList {
         this.rows.set(capture.id, row);
       }
       row.capture = capture;
-      fillRow(row, this.canWrite());
+      fillRow(row, this.canWrite(), this.canDownload());
       // Keep the server's order (newest first) without moving rows that are already in place.
       const want = previous ? previous.tr.nextSibling : this.body.firstChild;
       if (want !== row.tr) this.body.insertBefore(row.tr, want);
@@ -176,7 +181,7 @@ export class CaptureList {
       this.inflight?.abort(); // a refresh started before the stop would show it running again
       row.busy = null;
       row.capture = capture;
-      fillRow(row, this.canWrite());
+      fillRow(row, this.canWrite(), this.canDownload());
       this.notify(`Stopped the capture of ${capture.workload_name}: ` +
         `${count(capture.stats?.captured)} packets.`);
       row.cells.download.focus();
@@ -184,7 +189,7 @@ export class CaptureList {
       row.busy = null;
       if (err.notFound) return this.vanished(id);
       if (!err.unauthorized) this.showRowError(id, describe(err, "stop the capture"));
-      fillRow(row, this.canWrite());
+      fillRow(row, this.canWrite(), this.canDownload());
       refocus(row.cells.stop);
     } finally {
       row.cells.stop.textContent = "Stop";
@@ -209,7 +214,7 @@ export class CaptureList {
       if (!err.unauthorized) this.showRowError(id, describe(err, "download the pcap"));
     } finally {
       row.busy = null;
-      button.disabled = Boolean(row.capture.stale);
+      button.disabled = Boolean(row.capture.stale) || !this.canDownload();
       button.textContent = "Download";
       refocus(button);
     }

@@ -20,7 +20,8 @@ export function setupLogin(onSignedIn) {
       const answer = await post("/api/login", { username, password });
       session.token = answer.token;
       form.password.value = "";
-      onSignedIn({ username: answer.username, role: answer.role });
+      onSignedIn({ username: answer.username, role: answer.role, download: answer.download,
+        namespaces: answer.namespaces });
     } catch (err) {
       const text = err instanceof ApiError && err.unauthorized
         ? "Wrong username or password."

@@ -1,0 +1,108 @@
+"""The audit log: who did what, from where, to which capture — in the database (``GET
+/api/audit``, admins) and as JSON lines in ``<data-dir>/audit.jsonl`` (mode 0600) for log
+shippers. One ``record`` call writes both; a failure to write never fails the action, it is
+logged instead.
+
+Events: ``login`` (ok or not), ``logout``, ``capture.start``, ``capture.stop``,
+``capture.delete``, ``download`` (with bytes sent), ``user.add``, ``user.change``,
+``user.password``, ``user.remove``, ``user.unlock``, ``agent.revoke``, ``agent.token``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import sessionmaker
+
+from podcap.controller.db import AuditEvent
+
+log = logging.getLogger("podcap.audit")
+EVENTS = ("login", "logout", "capture.start", "capture.stop", "capture.delete", "download",
+          "user.add", "user.change", "user.password", "user.remove", "user.unlock",
+          "agent.revoke", "agent.token")
+PAGE_MAX = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    time: float
+    event: str
+    username: str
+    source: str
+    ok: bool
+    capture_id: str
+    workload: str
+    namespace: str
+    bytes: int
+    detail: str
+
+
+class Audit:
+    def __init__(self, sessions: sessionmaker, path: Path | None = None) -> None:
+        self._sessions = sessions
+        self._path = path
+        self._lock = threading.Lock()
+
+    def record(self, event: str, *, username: str = "", source: str = "", ok: bool = True,
+               capture_id: str = "", workload: str = "", namespace: str = "", nbytes: int = 0,
+               detail: str = "") -> None:
+        row = AuditEvent(time=time.time(), event=event, username=username[:64],
+                         source=source[:64], ok=ok, capture_id=capture_id[:32],
+                         workload=workload[:255], namespace=namespace[:253], bytes=nbytes,
+                         detail=detail[:1024])
+        try:
+            with self._sessions() as db, db.begin():
+                db.add(row)
+                db.flush()
+                entry = _entry(row)
+        except Exception:  # noqa: BLE001 - the action happened; losing its line is logged
+            log.exception("audit: could not store %s by %s", event, username)
+            entry = _entry(row, 0)
+        if self._path is not None:
+            line = json.dumps(asdict(entry), ensure_ascii=True) + "\n"
+            try:
+                with self._lock:
+                    fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                    with os.fdopen(fd, "a") as fh:
+                        fh.write(line)
+            except OSError:
+                log.exception("audit: could not append to %s", self._path)
+
+    def query(self, *, event: str | None = None, username: str | None = None,
+              capture_id: str | None = None, ok: bool | None = None,
+              since: float | None = None, until: float | None = None, limit: int = 100,
+              offset: int = 0) -> tuple[list[Entry], int]:
+        """Newest first: (one page, how many match in all)."""
+        where = []
+        if event:
+            where.append(AuditEvent.event == event)
+        if username:
+            where.append(AuditEvent.username == username)
+        if capture_id:
+            where.append(AuditEvent.capture_id == capture_id)
+        if ok is not None:
+            where.append(AuditEvent.ok == ok)
+        if since is not None:
+            where.append(AuditEvent.time >= since)
+        if until is not None:
+            where.append(AuditEvent.time < until)
+        with self._sessions() as db:
+            total = db.scalar(select(func.count()).select_from(AuditEvent).where(*where)) or 0
+            rows = db.scalars(select(AuditEvent).where(*where)
+                              .order_by(AuditEvent.id.desc()).offset(offset)
+                              .limit(min(limit, PAGE_MAX)))
+            return [_entry(r) for r in rows], int(total)
+
+
+def _entry(row: AuditEvent, id_: int | None = None) -> Entry:
+    return Entry(row.id if id_ is None else id_, row.time, row.event, row.username,
+                 row.source, row.ok, row.capture_id, row.workload, row.namespace, row.bytes,
+                 row.detail)
