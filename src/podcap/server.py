@@ -92,7 +92,7 @@ def build(settings: Settings, *, local_agent: bool = True
     if settings.agent_listen:
         ca = ClusterCA.load_or_create(data_dir, settings.ca_cert, settings.ca_key)
         tokens = JoinTokens(sessions, ca.fingerprint)
-        grpc_server = start_gateway(Gateway(registry, tokens, ca), settings.agent_listen,
+        grpc_server = start_gateway(Gateway(registry, tokens, ca, audit), settings.agent_listen,
                                     settings.join_listen_address)
         stops.append(lambda: grpc_server.stop(grace=1).wait())
     stops.append(service.close)

@@ -123,6 +123,12 @@ def test_reused_expired_and_malformed_tokens_are_refused(cluster: Cluster) -> No
     with pytest.raises(Unauthenticated, match="expects"):
         join(cluster.join_address, f"{tid}.{secret}.{'ab' * 32}", "pinned")
     assert {a["node"] for a in cluster.agents()}.isdisjoint({"twice", "late", "guess", "bad"})
+    with cluster.server.client() as c:
+        joins = c.get("/api/audit", params={"event": "agent.join", "limit": 500}).json()["events"]
+    refused = [e["detail"] for e in joins if not e["ok"]]
+    assert any("'twice'" in d and "used up" in d for d in refused)
+    assert any("'late'" in d and "expired" in d for d in refused)
+    assert any(e["ok"] and "on node once" in e["detail"] for e in joins)
 
 
 def test_no_client_certificate_is_refused(cluster: Cluster) -> None:

@@ -5,7 +5,8 @@ logged instead.
 
 Events: ``login`` (ok or not), ``logout``, ``capture.start``, ``capture.stop``,
 ``capture.delete``, ``download`` (with bytes sent), ``user.add``, ``user.change``,
-``user.password``, ``user.remove``, ``user.unlock``, ``agent.revoke``, ``agent.token``.
+``user.password``, ``user.remove``, ``user.unlock``, ``agent.join`` (ok or refused),
+``agent.revoke``, ``agent.token``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from podcap.controller.db import AuditEvent
 log = logging.getLogger("podcap.audit")
 EVENTS = ("login", "logout", "capture.start", "capture.stop", "capture.delete", "download",
           "user.add", "user.change", "user.password", "user.remove", "user.unlock",
-          "agent.revoke", "agent.token")
+          "agent.join", "agent.revoke", "agent.token")
 PAGE_MAX = 500
 
 

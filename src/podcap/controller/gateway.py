@@ -19,6 +19,7 @@ import grpc
 
 from podcap import limits
 from podcap.controller.agents import AgentRegistry
+from podcap.controller.audit import Audit
 from podcap.controller.join_tokens import JoinTokens
 from podcap.errors import InvalidArgument, PodcapError, Unavailable
 from podcap.pki import ClusterCA, agent_id_of, fingerprint
@@ -42,10 +43,12 @@ SERVER_OPTIONS = [
 
 
 class Gateway(pb_grpc.AgentGatewayServicer):
-    def __init__(self, registry: AgentRegistry, tokens: JoinTokens, ca: ClusterCA) -> None:
+    def __init__(self, registry: AgentRegistry, tokens: JoinTokens, ca: ClusterCA,
+                 audit: Audit) -> None:
         self.registry = registry
         self.tokens = tokens
         self.ca = ca
+        self.audit = audit
 
     # ---- Join (join port) -------------------------------------------------------------
 
@@ -58,7 +61,11 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             self.registry.joined(agent_id, node, fingerprint(cert))
         except PodcapError as exc:
             log.warning("join refused (peer %s): %s", context.peer(), exc.message)
+            self.audit.record("agent.join", source=context.peer(), ok=False,
+                              detail=f"node {request.node[:253]!r}: {exc.message}")
             context.abort(to_status(exc), exc.message)
+        self.audit.record("agent.join", source=context.peer(),
+                          detail=f"agent {agent_id} on node {node}")
         return pb.JoinReply(agent_id=agent_id, cert_pem=cert, ca_pem=self.ca.cert_pem)
 
     # ---- Session (agent port) ---------------------------------------------------------
