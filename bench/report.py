@@ -664,4 +664,15 @@ def render(run_info: dict[str, Any], path: Path) -> str:
     else:
         parts += ["Configuration of this run:", "", "```json", json.dumps(cfg, indent=1), "```",
                   ""]
-    return "\n".join(parts)
+    return "\n".join(parts + _manual_sections(path, parts))
+
+
+def _manual_sections(path: Path, parts: list[str]) -> list[str]:
+    """Sections written by hand or by other tools (the image size, the API under load): kept
+    as they are, after the generated ones."""
+    if not path.exists():
+        return []
+    produced = {line.strip() for part in parts for line in part.splitlines()
+                if line.startswith("## ")}
+    return [body + "\n" for heading, body in _split_h2(path.read_text()).items()
+            if heading not in produced]
