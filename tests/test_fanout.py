@@ -48,12 +48,6 @@ class FakeAgent:
         self._answer()
         return [self.workload]
 
-    def get_workload(self, workload_id: str) -> Workload:
-        self._answer()
-        if workload_id not in (self.workload.id, self.workload.name):
-            raise NotFound(workload_id)
-        return self.workload
-
     def list_captures(self) -> list[Capture]:
         self._answer()
         return [self.capture]

@@ -216,7 +216,7 @@ def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
         cm = netbed.net_bed()
         bed = cm.__enter__()
     except netbed.Unusable as exc:
-        pytest.skip(str(exc))
+        pytest.skip(f"network namespaces cannot be made here: {exc}")
     try:
         a, b = bed.add_node("a"), bed.add_node("b")
         plain = a.popen(["sleep", "1000"], log=tmp_path / "a.log")
@@ -259,7 +259,8 @@ with netbed.net_bed() as bed:
 @pytest.mark.parametrize("sweeper", ["sweep_stale", "next_bed"])
 def test_a_sigkilled_run_is_swept(sweeper: str, tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.skip("needs root")
+        pytest.skip("the net bed needs root (network namespaces, veths, iptables) and this run "
+                    "is not root")
     child = subprocess.Popen([PY, "-c", CHILD, str(HERE), str(tmp_path / "a.log")],
                              stdout=subprocess.PIPE, start_new_session=True)
     left: dict = {}

@@ -8,18 +8,11 @@ import re
 
 import httpx
 import pytest
+from pages import sign_in
 from playwright.sync_api import Page, expect
 from support import Server
 
 pytestmark = pytest.mark.ui
-
-
-def sign_in(page: Page, server: Server, user: str = "admin", password: str | None = None) -> None:
-    page.goto(server.url + "/")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password", exact=True).fill(password or server.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Captures")).to_be_visible()
 
 
 def test_admin_manages_users_and_reads_the_audit_log(page: Page, server: Server) -> None:

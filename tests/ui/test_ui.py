@@ -16,6 +16,7 @@ import time
 
 import pytest
 from docker.models.containers import Container
+from pages import sign_in
 from playwright.sync_api import Locator, Page, expect
 from support import (
     ARTIFACTS,
@@ -31,14 +32,6 @@ from support import (
 pytestmark = pytest.mark.ui
 
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
-
-
-def sign_in(page: Page, server: Server) -> None:
-    page.goto(server.url + "/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(server.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Captures")).to_be_visible()
 
 
 def workload_row(page: Page, name: str) -> Locator:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pages import sign_in
 from playwright.sync_api import Locator, Page, expect
 from support import ARTIFACTS, Server, WebPair
 
@@ -62,20 +63,12 @@ def spawn(cluster: Cluster, tmp_path: Path) -> Iterator[Spawn]:
         agent.stop()
 
 
-def sign_in(page: Page, server: Server) -> None:
-    page.goto(server.url + "/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(server.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Nodes")).to_be_visible()
-
-
 def node_row(page: Page, node: str) -> Locator:
     return page.locator(f'#nodes-body tr[data-node="{node}"]')
 
 
 def test_nodes_list_join_token_and_revoke(page: Page, cluster: Cluster, spawn: Spawn) -> None:
-    sign_in(page, cluster.server)
+    sign_in(page, cluster.server, heading="Nodes")
     n1 = node_row(page, "n1")
     expect(n1.locator(".badge")).to_have_text("connected")
     expect(n1).to_contain_text(cluster.agent("n1")["id"][:8])  # type: ignore[index]
@@ -152,7 +145,7 @@ def test_killed_agent_shows_disconnected_and_last_known_capture(
 
 def watch_node_go_and_come_back(page: Page, server: Server, n3: AgentProc, name: str,
                                 cid: str) -> None:
-    sign_in(page, server)
+    sign_in(page, server, heading="Nodes")
     page.get_by_label("Search").fill(name)
     workloads = page.locator(f'#workloads-body tr[data-name="{name}"]')
     expect(workloads).to_have_count(2)
@@ -198,7 +191,7 @@ def test_plain_serve_has_one_node_and_no_join_tokens(page: Page, server: Server)
     """`podcap serve`: its in-process agent cannot be revoked; asking for a join token shows
     the server's message on how to enable agents. At phone width, labelled and no overflow."""
     page.set_viewport_size({"width": 390, "height": 800})
-    sign_in(page, server)
+    sign_in(page, server, heading="Nodes")
     rows = page.locator("#nodes-body tr")
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text("in this server")

@@ -91,9 +91,6 @@ class Agent:
     def list_workloads(self) -> list[Workload]:
         return self.workloads.list()
 
-    def get_workload(self, workload_id: str) -> Workload:
-        return self.workloads.get(workload_id)
-
     def check_filter(self, expression: str) -> None:
         CaptureSpec(filter=expression)  # length and character rules first
         tcpdump.compile_filter(expression, self.empty_pcap)

@@ -17,9 +17,6 @@ class InProcessTransport:
     def list_workloads(self) -> list[Workload]:
         return self.agent.list_workloads()
 
-    def get_workload(self, workload_id: str) -> Workload:
-        return self.agent.get_workload(workload_id)
-
     def check_filter(self, expression: str) -> None:
         self.agent.check_filter(expression)
 

@@ -217,10 +217,6 @@ class RemoteAgent:
         reply = self._call(pb.Command(list_workloads=pb.Empty()), limits.FANOUT_DEADLINE_S)
         return [codec.workload_from_pb(w) for w in reply.workloads.items]
 
-    def get_workload(self, workload_id: str) -> Workload:
-        reply = self._call(pb.Command(get_workload=workload_id), limits.FANOUT_DEADLINE_S)
-        return codec.workload_from_pb(reply.workload)
-
     def check_filter(self, expression: str) -> None:
         self._call(pb.Command(check_filter=expression), limits.COMMAND_TIMEOUT_S)
 

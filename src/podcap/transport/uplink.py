@@ -224,9 +224,6 @@ class Uplink:
         if op == "list_workloads":
             items = [codec.workload_to_pb(w) for w in agent.list_workloads()]
             return pb.Reply(workloads=pb.Workloads(items=items)), None
-        if op == "get_workload":
-            return pb.Reply(workload=codec.workload_to_pb(
-                agent.get_workload(command.get_workload))), None
         if op == "check_filter":
             agent.check_filter(command.check_filter)
             return pb.Reply(ok=pb.Empty()), None
