@@ -153,17 +153,9 @@ class CaptureService:
                  agent_id: str | None = None) -> Listing[OwnedCapture]:
         if agent_id is not None:
             self.agents.get(agent_id)
-        owners = self._owners()
-        answers, unreachable = self._fan_out(lambda t: t.list_captures(), only=agent_id)
-        stale = {u.agent_id for u in unreachable}
-        for aid in stale:
-            answers[aid] = self.agents.get(aid).known_captures()
-        found = []
-        for aid, captures in answers.items():
-            for capture in captures:
-                owned = self._owned(capture, owners.get(capture.id), aid in stale)
-                if who.can_see(owned.namespace) and wid in (None, capture.workload.id):
-                    found.append(owned)
+        every, unreachable = self._every_capture(only=agent_id)
+        found = [owned for _, owned in every if who.can_see(owned.namespace)
+                 and wid in (None, owned.capture.workload.id)]
         found.sort(key=lambda o: o.capture.start_time)
         return Listing(found, unreachable)
 
@@ -262,19 +254,21 @@ class CaptureService:
 
     def _held(self) -> list[Held]:
         """Every capture of every agent (last known state for those away), as quotas see it."""
+        every, _ = self._every_capture()
+        return [Held(o.owner, o.namespace, aid, o.capture.spec, str(o.capture.status),
+                     o.capture.stats.bytes) for aid, o in every]
+
+    def _every_capture(self, only: str | None = None
+                       ) -> tuple[list[tuple[str, OwnedCapture]], list[Unreachable]]:
+        """(agent id, capture with its owner) of every agent, or of ``only``; an agent that
+        does not answer contributes its last known state, marked stale."""
         owners = self._owners()
-        answers, unreachable = self._fan_out(lambda t: t.list_captures())
-        for away in unreachable:
-            answers[away.agent_id] = self.agents.get(away.agent_id).known_captures()
-        held = []
-        for aid, captures in answers.items():
-            for c in captures:
-                row = owners.get(c.id)
-                held.append(Held(row.owner if row else "",
-                                 row.namespace if row else self._namespaced(c.workload).namespace,
-                                 aid, c.spec,
-                                 str(c.status), c.stats.bytes))
-        return held
+        answers, unreachable = self._fan_out(lambda t: t.list_captures(), only=only)
+        stale = {u.agent_id for u in unreachable}
+        for aid in stale:
+            answers[aid] = self.agents.get(aid).known_captures()
+        return [(aid, self._owned(c, owners.get(c.id), aid in stale))
+                for aid, captures in answers.items() for c in captures], unreachable
 
     def _route(self, cid: str) -> tuple[AgentTransport, CaptureOwner | None]:
         cid = capture_id(cid)
