@@ -11,6 +11,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class PcapRequest:
+    """Which packets of a capture a reader wants. The controller carries it unchanged to the
+    agent that holds the files (``Download`` in agent.proto), so every reading mode works the
+    same on a remote node as in-process."""
+
+    limit: int | None = None  # stop after this many bytes (a snapshot of a running capture)
+    offset: int = 0  # skip this many bytes of the stream: an HTTP Range resume
+    follow: bool = False  # keep sending new packets until the capture ends
+    from_now: bool = False  # with follow: the header, then only packets written from now on
+    filter: str = ""  # a BPF filter applied to the stored files (one conversation)
+
+
 @dataclass
 class PcapStream:
     """The pcap as chunks, and its exact size when known before sending (a stopped capture),

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
@@ -25,7 +26,7 @@ from podcap.capture import ring, tcpdump
 from podcap.errors import FailedPrecondition, NotFound
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Stats, Status, Workload
 from podcap.runtime.base import proc_start_time, process_alive
-from podcap.streams import PcapStream
+from podcap.streams import PcapRequest, PcapStream
 from podcap.types import capture_id, new_capture_id
 
 log = logging.getLogger("podcap.agent")
@@ -66,6 +67,8 @@ class Agent:
         self._procs: dict[str, _Proc] = {}
         self._closing = threading.Event()
         self._monitor: threading.Thread | None = None
+        # name -> provider of a JSON document about a capture (served by ``document``)
+        self.documents: dict[str, Callable[[Capture, dict[str, str]], dict[str, object]]] = {}
 
     # ---- life of the agent -------------------------------------------------------------
 
@@ -155,12 +158,21 @@ class Agent:
             self.store.delete(cid)
         log.info("capture %s removed", cid)
 
-    def stream_pcap(self, cid: str, limit: int | None = None,
+    def stream_pcap(self, cid: str, request: PcapRequest = PcapRequest(),
                     chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
         with self._lock:
             live = self._get(cid).status is Status.RUNNING
         paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)
-        return ring.merged(paths, live=live, limit=limit, chunk=chunk)
+        return ring.merged(paths, live=live, limit=request.limit, chunk=chunk)
+
+    def document(self, cid: str, name: str, params: dict[str, str]) -> dict[str, object]:
+        """A JSON document about one capture, by name (see ``self.documents``)."""
+        with self._lock:
+            capture = self._snapshot(self._get(cid))
+        provider = self.documents.get(name)
+        if provider is None:
+            raise NotFound(f"no document {name[:40]!r}; known: {', '.join(sorted(self.documents))}")
+        return provider(capture, params)
 
     # ---- internals ---------------------------------------------------------------------
 

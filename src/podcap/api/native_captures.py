@@ -13,6 +13,7 @@ from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
 from podcap.controller.tickets import TICKET_TTL_S
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
+from podcap.streams import PcapRequest
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 
@@ -74,7 +75,7 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     who = tickets.redeem(ticket, cid) if ticket else auth.authenticate(token)
     if limit is not None and limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
-    owned, pcap = svc.stream_pcap(who, cid, limit)
+    owned, pcap = svc.stream_pcap(who, cid, PcapRequest(limit=limit))
     headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"'}
     if pcap.size is not None:
         headers["Content-Length"] = str(pcap.size)

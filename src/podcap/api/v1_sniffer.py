@@ -17,6 +17,7 @@ from podcap.api.deps import Caller, Service
 from podcap.api.v1_body import json_object
 from podcap.errors import InvalidArgument, NotEnoughFilter
 from podcap.model import CaptureSpec
+from podcap.streams import PcapRequest
 
 router = APIRouter(prefix="/v1/sniffer", tags=["v1 (NeuVector)"])
 
@@ -73,7 +74,7 @@ def download(cid: str, svc: Service, who: Caller,
              limit: int = limits.DOWNLOAD_LIMIT_DEFAULT) -> StreamingResponse:
     if limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
-    owned, pcap = svc.stream_pcap(who, cid, limit)
+    owned, pcap = svc.stream_pcap(who, cid, PcapRequest(limit=limit))
     boundary = secrets.token_hex(16)
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"pcap\"; "
             f"filename=\"{owned.capture.id}.pcap\"\r\nContent-Type: application/cap\r\n\r\n"

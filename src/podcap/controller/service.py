@@ -29,7 +29,7 @@ from podcap.controller.quotas import Held, Quotas, default_node_buffer
 from podcap.controller.resolver import resolve
 from podcap.errors import InvalidArgument, NotFound, PodcapError, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
-from podcap.streams import PcapStream
+from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.base import AgentTransport
 from podcap.types import capture_id, workload_id
 
@@ -191,12 +191,20 @@ class CaptureService:
                 db.delete(row)
         self._record("capture.delete", who, owned)
 
-    def stream_pcap(self, who: Principal, cid: str,
-                    limit: int | None = None) -> tuple[OwnedCapture, PcapStream]:
+    def document(self, who: Principal, cid: str, name: str,
+                 params: dict[str, str] | None = None) -> dict[str, object]:
+        """A JSON document the capture's agent keeps beside its files (summary, netstate…):
+        readable by whoever may see the capture."""
+        self.capture(who, cid)
+        transport, _ = self._route(cid)
+        return transport.document(cid, name, params)
+
+    def stream_pcap(self, who: Principal, cid: str, request: PcapRequest = PcapRequest(),
+                    ) -> tuple[OwnedCapture, PcapStream]:
         owned = self.capture(who, cid)
         who.require_download()
         transport, _ = self._route(cid)
-        stream = transport.stream_pcap(cid, limit)
+        stream = transport.stream_pcap(cid, request)
         sent = 0
 
         def counted() -> Iterator[bytes]:

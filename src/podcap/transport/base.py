@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
-from podcap.streams import PcapStream
+from podcap.streams import PcapRequest, PcapStream
 
 
 class AgentTransport(Protocol):
@@ -36,6 +36,14 @@ class AgentTransport(Protocol):
         agent cannot be reached."""
         ...
 
-    def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream: ...
+    def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
+        ...
+
+    def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
+                 ) -> dict[str, object]:
+        """A JSON document the agent keeps or computes beside a capture's files (its
+        summary, its network-state snapshot, its rate series): small, so it travels as
+        one reply rather than an upload."""
+        ...
 
     def close(self) -> None: ...

@@ -4,8 +4,11 @@ the gateway sees a protobuf message."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
+from podcap.errors import InvalidArgument
 from podcap.model import Capture, CaptureSpec, Stats, Status, Workload
+from podcap.streams import PcapRequest
 from podcap.transport.agent_proto import agent_pb2 as pb
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(CaptureSpec)]
@@ -59,3 +62,27 @@ def capture_from_pb(m: pb.Capture) -> Capture:
         stats=Stats(**{name: getattr(m.stats, name) for name in _STATS_FIELDS}),
         files=m.files, args=list(m.args), start_time=m.start_time,
         stop_time=m.stop_time if m.HasField("stop_time") else None)
+
+
+def download_to_pb(capture_id: str, r: PcapRequest, download_id: str) -> pb.Download:
+    return pb.Download(capture_id=capture_id, limit=r.limit or 0, download_id=download_id,
+                       offset=r.offset, follow=r.follow, from_now=r.from_now, filter=r.filter)
+
+
+def download_from_pb(m: pb.Download) -> PcapRequest:
+    return PcapRequest(limit=m.limit or None, offset=m.offset, follow=m.follow,
+                       from_now=m.from_now, filter=m.filter)
+
+
+def document_to_wire(body: dict[str, object]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def document_from_wire(data: bytes) -> dict[str, object]:
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise InvalidArgument(f"an agent sent a document that is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("an agent sent a document that is not a JSON object")
+    return body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from podcap.agent.manager import Agent
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
-from podcap.streams import PcapStream
+from podcap.streams import PcapRequest, PcapStream
 
 
 class InProcessTransport:
@@ -38,8 +38,12 @@ class InProcessTransport:
     def known_captures(self) -> list[Capture]:
         return self.agent.captures()
 
-    def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream:
-        return self.agent.stream_pcap(capture_id, limit)
+    def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
+        return self.agent.stream_pcap(capture_id, request)
+
+    def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
+                 ) -> dict[str, object]:
+        return self.agent.document(capture_id, name, params or {})
 
     def close(self) -> None:
         self.agent.close()

@@ -27,7 +27,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from podcap import limits
 from podcap.errors import InvalidArgument, NotFound, PermissionDenied, PodcapError, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
-from podcap.streams import PcapStream
+from podcap.streams import PcapRequest, PcapStream
 from podcap.transport import codec
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.errors import from_wire
@@ -248,11 +248,16 @@ class RemoteAgent:
         with self._lock:
             return list(self._known.values())
 
-    def stream_pcap(self, capture_id: str, limit: int | None = None) -> PcapStream:
+    def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
+                 ) -> dict[str, object]:
+        command = pb.Command(document=pb.DocumentRequest(capture_id=capture_id, name=name,
+                                                         params=params or {}))
+        return codec.document_from_wire(self._call(command, limits.COMMAND_TIMEOUT_S).document)
+
+    def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
         upload = self._uploads.expect(self._info.id)
         try:
-            self._call(pb.Command(download=pb.Download(capture_id=capture_id, limit=limit or 0,
-                                                       download_id=upload.id)),
+            self._call(pb.Command(download=codec.download_to_pb(capture_id, request, upload.id)),
                        limits.COMMAND_TIMEOUT_S)
             if not upload.started.wait(limits.COMMAND_TIMEOUT_S):
                 raise Unavailable(f"node {self._info.node} did not start the download within "

@@ -243,9 +243,13 @@ class Uplink:
             return pb.Reply(capture=codec.capture_to_pb(agent.capture(command.get_capture))), None
         if op == "download":
             stream = agent.stream_pcap(command.download.capture_id,
-                                       command.download.limit or None,
+                                       codec.download_from_pb(command.download),
                                        chunk=limits.UPLOAD_CHUNK_BYTES)
             return pb.Reply(ok=pb.Empty()), stream
+        if op == "document":
+            doc = command.document
+            body = agent.document(doc.capture_id, doc.name, dict(doc.params))
+            return pb.Reply(document=codec.document_to_wire(body)), None
         raise InvalidArgument(f"unknown command {op!r}: is the controller newer than "
                               "this agent?")
 
