@@ -17,7 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import cluster, download, fidelity, latency, machine, report, scale, stopfid
+from bench import cluster, download, fidelity, insight, latency, machine, report, scale, stopfid
+from bench import live as live_figure
+from bench import load as load_figure
+from bench import start_latency as start_figure
 from bench.cluster import ClusterConfig
 from bench.common import ROOT
 from bench.context import Context
@@ -25,6 +28,8 @@ from bench.context import Context
 FIGURES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "fidelity": fidelity.run, "latency": latency.run, "stop": stopfid.run,
     "download": download.run, "scale": scale.run, "cluster": cluster.run,
+    "insight": insight.run, "start": start_figure.run, "load": load_figure.run,
+    "live": live_figure.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

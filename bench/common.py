@@ -77,6 +77,12 @@ class Config:
     scale_containers: int = 100
     scale_requests: int = 200
     scale_settle_s: float = 3.0
+    # 8. insight (bench/insight.py)
+    insight_packets: int = 1_000_000
+    insight_repeats: int = 3
+    insight_seconds: int = 8
+    insight_capture_repeats: int = 3
+    insight_bitrate: str = "400M"  # iperf3 -b: the same load in both arms (bench/insight.py)
 
     @classmethod
     def smoke_config(cls) -> Config:
@@ -88,6 +94,8 @@ class Config:
             download_bytes=3_000_000, download_file_size_mb=1, download_file_number=5,
             download_repeats=1, download_fill_timeout_s=30.0,
             scale_containers=3, scale_requests=10, scale_settle_s=0.5,
+            insight_packets=20_000, insight_repeats=1, insight_seconds=1,
+            insight_capture_repeats=1,
         )
 
     def set(self, assignment: str) -> None:

@@ -361,19 +361,104 @@ def cluster_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def insight_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    head = ["## 8. Insight (what a capture holds)", ""]
+    if (err := _error(res)) is not None:
+        return "\n".join(head + [err])
+    t = res["throughput"]
+    lines = head + [
+        f"`podcap.insight.reader` over a synthetic LINUX_SLL2 pcap of {num(t['packets'])} "
+        f"packets ({num(t['file_bytes'] / 1e6)} MB: TCP in ~2,000 conversations, UDP, DNS "
+        "queries, TLS ClientHellos, 10 % IPv6), in a child pinned to one core (`taskset -c 0`), "
+        f"{len(t['runs'])} runs (bench/insight.py).", "",
+        table(["packets/s of CPU time", "packets/s of wall time", "target"],
+              [[med(t["pps_cpu"], 0), med(t["pps_wall"], 0),
+                f"≥ 200,000: {met(t['target_pps_met'])}"]]), ""]
+    c = res.get("capture")
+    if c:
+        lines += [
+            "Cost to a running capture: iperf3 UDP (1400-byte datagrams at a fixed "
+            f"{cfg.get('insight_bitrate', '0')}bit/s, so both arms carry the same load) into the "
+            f"captured container for {cfg.get('insight_seconds')} s, alternately without and "
+            "with a client asking for the summary every 0.5 s (the low-priority worker reads "
+            "the ring all along). Drops are tcpdump's: dropped ÷ (captured + dropped).", "",
+            table(["summary", "drop % (median [min–max])", "datagrams sent", "runs"],
+                  [["not asked", med(c["drop_pct_without"], 3), med(c.get("sent_without", {}), 0),
+                    num(c["drop_pct_without"]["n"])],
+                   ["every 0.5 s", med(c["drop_pct_with"], 3), med(c.get("sent_with", {}), 0),
+                    num(c["drop_pct_with"]["n"])]]),
+            "", f"Target: with ≤ without + 0.1 points: {met(c['target_drop_met'])}."]
+    return "\n".join(lines)
+
+
+def start_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    head = ["## 9. Start path: podcap ÷ raw tcpdump", ""]
+    if (err := _error(res)) is not None:
+        return "\n".join(head + [err])
+    lines = head + [
+        f"`POST /v1/sniffer` → 200 against raw `nsenter --net=/proc/<pid>/ns/net tcpdump -i "
+        f"any -n -Z root -w FILE` → \"listening on\", {res['starts']} starts of each per row, "
+        "alternating; each podcap start is divided by the raw start beside it and the ratios' "
+        "p50/p95 are shown (bench/start_latency.py). Milliseconds.", "",
+        table(["filter", "podcap p50", "podcap p95", "raw p50", "raw p95",
+               "ratio p50", "ratio p95", "target ≤ 1.3"],
+              [[f"`{name}`" if name != "(none)" else name, num(r["podcap_ms"]["median"]),
+                num(r["podcap_ms"]["p95"]), num(r["raw_ms"]["median"]), num(r["raw_ms"]["p95"]),
+                num(r["ratio"]["median"], 2), num(r["ratio"]["p95"], 2), met(r["target_met"])]
+               for name, r in res["filters"].items()])]
+    return "\n".join(lines)
+
+
+def load_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    head = ["## 10. Load", ""]
+    if (err := _error(res)) is not None:
+        return "\n".join(head + [err])
+    lat = res["api_ms"]
+    lines = head + [
+        f"{res['captures']} captures on {res['containers']} busy containers (each pings its "
+        f"own loopback), {res['downloaders']} parallel download loops and "
+        f"{res['probers']} API probe loops for {num(res['seconds'], 0)} s; then every capture "
+        "is stopped and downloaded once more (bench/load.py).", "",
+        table(["check", "result", "target", ""], [
+            ["downloads (all `capinfos`-valid)", f"{res['downloads']} ({res['invalid']} invalid)",
+             "all valid", met(res["invalid"] == 0)],
+            ["final packet counts = tcpdump's", f"{res['count_mismatches']} mismatches of "
+             f"{res['captures']}", "0", met(res["count_mismatches"] == 0)],
+            ["HTTP 5xx", num(res["errors_5xx"], 0), "0", met(res["errors_5xx"] == 0)],
+            ["API probe latency", f"p50 {num(lat['median'])}, p99 {num(lat['p99'])} ms "
+             f"({lat['n']} requests)", "p99 ≤ 100 ms", met(res["target_latency_met"])],
+            ["server RSS", f"peak {num(res['rss_peak_mb'])} MB", "≤ 300 MB",
+             met(res["target_rss_met"])],
+        ])]
+    return "\n".join(lines)
+
+
 IDLE_FILTER = "udp port 9"
 
+def live_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    from bench.live import section  # figure 7 renders itself (bench/live.py)
+
+    return section(res, cfg)
+
+
 SECTIONS = {"fidelity": fidelity_section, "latency": latency_section, "stop": stop_section,
-            "download": download_section, "scale": scale_section, "cluster": cluster_section}
+            "download": download_section, "scale": scale_section, "cluster": cluster_section,
+            "insight": insight_section, "start": start_section, "load": load_section,
+            "live": live_section}
 HEADINGS = {"fidelity": "## 1. Capture fidelity", "latency": "## 2. Start latency",
             "stop": "## 3. Stop fidelity", "download": "## 4. Download",
-            "scale": "## 5. Scale on one node", "cluster": "## 6. Cluster"}
+            "scale": "## 5. Scale on one node", "cluster": "## 6. Cluster",
+            "insight": "## 8. Insight (what a capture holds)",
+            "start": "## 9. Start path: podcap ÷ raw tcpdump", "load": "## 10. Load",
+            "live": "## 7. Live follow"}
 NUMBERS = {"fidelity": "1", "latency": "2", "stop": "3", "download": "4", "scale": "5",
-           "cluster": "6"}
+           "cluster": "6", "insight": "8", "start": "9", "load": "10",
+           "live": "7"}
 # Configuration fields of each figure, by name prefix (the rest, e.g. "smoke", is shared).
 CONFIG_PREFIXES = {"fidelity": ("fid_", "sweep"), "latency": ("start_", "probe_"),
                    "stop": ("stop_",), "download": ("download_",), "scale": ("scale_",),
-                   "cluster": ("cluster_",)}
+                   "cluster": ("cluster_",), "insight": ("insight_",), "start": ("start_",),
+                   "load": ("load_",), "live": ("live_",)}
 
 
 TARGETS_HEADER = ["figure", "result (median)", "target", ""]
@@ -385,6 +470,14 @@ def targets_table(results: dict[str, Any]) -> str:
 
 def targets_rows(results: dict[str, Any]) -> list[list[str]]:
     rows: list[list[str]] = []
+    lv = results.get("live", {})
+    if "latency" in lv and lv["latency"].get("p95_s") is not None:
+        p95, w, wo = lv["latency"]["p95_s"], lv["drop_pct_with"], lv["drop_pct_without"]
+        rows.append(["7 live follow latency", f"p95 {num(p95, 3)} s at {lv['rate_hz']} pkt/s",
+                     "≤ 1.5 s", met(p95 <= 1.5)])
+        rows.append(["7 live follow cost", f"drops {num(w['median'], 3)} % with a follower, "
+                     f"{num(wo['median'], 3)} % without", "≤ without + 0.1 %",
+                     met(w["median"] <= wo["median"] + 0.1)])
     f = results.get("fidelity", {})
     if "targets" in f:
         for t in f["targets"]:
@@ -439,6 +532,26 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
                      f"{num(last['start_local_ms']['median'])} ms "
                      f"({last['start_diff_p50_ms']:+.1f})", "≤ in-process + 15 ms",
                      met(c["target_start_met"])])
+    ins = results.get("insight", {})
+    if "throughput" in ins:
+        rows.append(["8 insight throughput", f"{num(ins['throughput']['pps_cpu']['median'], 0)}"
+                     " packets/s on one core", "≥ 200,000", met(ins["throughput"]
+                                                                ["target_pps_met"])])
+    if "capture" in ins:
+        c = ins["capture"]
+        rows.append(["8 insight cost to a capture", f"drops {num(c['drop_pct_with']['median'], 3)}"
+                     f" % with summary vs {num(c['drop_pct_without']['median'], 3)} % without",
+                     "≤ without + 0.1", met(c["target_drop_met"])])
+    sp = results.get("start", {})
+    if "ratio_p50" in sp:
+        rows.append(["9 start path (no filter)", f"podcap ÷ raw p50 {num(sp['ratio_p50'], 2)}, "
+                     f"p95 {num(sp['ratio_p95'], 2)}", "≤ 1.3", met(sp["target_met"])])
+    ld = results.get("load", {})
+    if "api_ms" in ld:
+        rows.append(["10 load", f"API p99 {num(ld['api_ms']['p99'])} ms, RSS "
+                     f"{num(ld['rss_peak_mb'])} MB, 5xx {ld['errors_5xx']}, invalid pcaps "
+                     f"{ld['invalid']}, count mismatches {ld['count_mismatches']}",
+                     "≤ 100 ms, ≤ 300 MB, 0, 0, 0", met(ld["target_met"])])
     for name, res in results.items():
         if "error" in res:
             rows.append([name, "failed: " + res["error"].strip().splitlines()[-1][:120], "", "–"])

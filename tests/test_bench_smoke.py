@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster")
+FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster", "insight")
 HEADINGS = ("## 1. Capture fidelity", "## 2. Start latency", "## 3. Stop fidelity",
-            "## 4. Download", "## 5. Scale on one node", "## 6. Cluster", "## Machine",
+            "## 4. Download", "## 5. Scale on one node", "## 6. Cluster",
+            "## 8. Insight (what a capture holds)", "## Machine",
             "## Exact commands")
 
 
@@ -50,6 +51,9 @@ def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     assert [p["agents"] for p in cl["scale"]] == [1, 2]
     assert all(not p["unreachable"] and p["start_remote_ms"]["n"] for p in cl["scale"])
     assert cl["idle"]["captures_running"] == cl["idle"]["captures_n"] > 0
+    ins = results["insight"]
+    assert ins["throughput"]["runs"][0]["packets"] == run["config"]["insight_packets"]
+    assert all(r["captured"] > 0 and r["sent"] > 0 for r in ins["capture"]["rows"])
     assert run["commands"]
 
     text = out.read_text()

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from podcap import limits
@@ -27,6 +28,14 @@ class Settings(BaseSettings):
     node_name: str = Field(default_factory=socket.gethostname)
     disk_budget: int = limits.DISK_BUDGET_DEFAULT
     min_free_bytes: int = limits.MIN_FREE_BYTES_DEFAULT
+    # Retention (controller): stopped captures whose stop time is more than this many days ago
+    # are deleted (fractions allowed); 0 = keep until deleted. The sweep runs every
+    # retention_sweep_s seconds.
+    retention_days: float = Field(default=0.0, ge=0)
+    retention_sweep_s: float = Field(default=limits.RETENTION_SWEEP_S, gt=0)
+    # Reclaim (agent): "oldest" lets a start over the disk budget delete the node's oldest
+    # stopped captures first; "none" refuses it.
+    reclaim: Literal["none", "oldest"] = "none"
     token_idle_timeout: int = limits.TOKEN_IDLE_TIMEOUT_S
     token_max_age: int = limits.TOKEN_MAX_AGE_S  # absolute token lifetime
     database_url: str | None = None  # default: SQLite in data_dir
@@ -46,6 +55,12 @@ class Settings(BaseSettings):
     quota_namespace_buffer_bytes: int = limits.QUOTA_NAMESPACE_BUFFER_BYTES
     quota_node_buffer_bytes: int | None = None
     log_level: str = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line (podcap/logs.py)
+    # Metrics (docs/OPERATIONS.md): /metrics on the API listener answers the metrics token
+    # (Authorization: Bearer) or an admin's session; metrics_listen adds a plain listener that
+    # answers /metrics alone (loopback unless metrics_token is set).
+    metrics_token: str | None = None
+    metrics_listen: str | None = None  # HOST:PORT, e.g. 127.0.0.1:9464
     # Cluster (docs/CLUSTER.md). Controller side: where agents dial in; None = no remote agents.
     agent_listen: str | None = None  # mutual TLS; `podcap controller` defaults to 0.0.0.0:10444
     join_listen: str | None = None  # default: agent_listen's host, port 10445
@@ -55,6 +70,12 @@ class Settings(BaseSettings):
     controller: str | None = None  # HOST:PORT of the controller's agent listener
     join_token: str | None = None  # needed once; afterwards the certificate in data_dir
     join_address: str | None = None  # default: controller's host, port 10445
+
+    @field_validator("metrics_token", "metrics_listen", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """PODCAP_METRICS_TOKEN= (an empty variable, e.g. from a template) means: none."""
+        return None if value == "" else value
 
     @property
     def join_listen_address(self) -> str | None:

@@ -36,6 +36,16 @@ FILTER_MAX_CHARS: Final = 4096
 DISK_BUDGET_DEFAULT: Final = 2 * 1024**3
 # Running captures stop with reason "disk budget" when the filesystem has less free than this.
 MIN_FREE_BYTES_DEFAULT: Final = 128 * 1024**2
+# Below this much free space the file system counts as full whatever the floor above says:
+# captures stop with reason "disk full" and starts are refused, keeping room for the agent's
+# own records and the database, so every record stays whole and the API keeps answering.
+DISK_FULL_RESERVE_BYTES: Final = 1024**2
+# Retention (controller/retention.py): with --retention-days N, stopped captures whose stop time
+# is more than N days ago are deleted by a sweep this often (an hour of slack on a scale of days).
+RETENTION_SWEEP_S: Final = 600.0
+# Reclaim (agent/manager.py): "none" refuses a start over the disk budget; "oldest" first deletes
+# the node's oldest stopped captures (never a running one) until the new one fits.
+RECLAIM_POLICIES: Final = ("none", "oldest")
 
 # Download: NeuVector's default limit of 100 MiB on /v1/sniffer/:id/pcap.
 DOWNLOAD_LIMIT_DEFAULT: Final = 104_857_600
@@ -43,12 +53,27 @@ DOWNLOAD_CHUNK_BYTES: Final = 4 * 1024 * 1024  # fewer thread hops; memory stays
 
 # Process control.
 START_TIMEOUT_S: Final = 10.0  # tcpdump must say "listening on" within this
+START_POLL_S: Final = 0.001  # how often a start reads tcpdump's log for "listening on"
+FILTER_CACHE_SIZE: Final = 256  # filters known to compile (capture/tcpdump.py)
 STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
 # Before SIGINT, wait (at most this) for tcpdump to read the kernel's open TPACKET_V3 block:
 # its timeout is 1 s, so this bounds the wait a little above it.
 STOP_DRAIN_MAX_S: Final = 1.3
 MONITOR_INTERVAL_S: Final = 0.5  # duration end, container exit, disk floor
 STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
+# Live follow (capture/follow.py): SIGUSR2 flushes tcpdump's stdio buffer this often, only while
+# someone follows; followers poll the ring this often; a quiet follow stream sends an empty
+# keepalive chunk this often so remote uploads (UPLOAD_IDLE_S) and proxies never cut it.
+FOLLOW_FLUSH_INTERVAL_S: Final = 0.25
+FOLLOW_POLL_S: Final = 0.05
+FOLLOW_KEEPALIVE_S: Final = 5.0
+FOLLOW_NICE: Final = 10  # a follower reads at this CPU priority: tcpdump always goes first
+
+# Network-state snapshot at capture start (agent/netstate.py): each `ip`/`ss` run gets this long,
+# and a document request waits this long for a snapshot still being taken.
+NETSTATE_COMMAND_TIMEOUT_S: Final = 5.0
+NETSTATE_OUTPUT_MAX_BYTES: Final = 4 * 1024 * 1024  # per command; more is cut, and said
+NETSTATE_MAX_ROWS: Final = 2000  # per section (a busy proxy has many sockets); more is counted
 
 # Concurrency: captures running at once on one node.
 MAX_RUNNING_CAPTURES: Final = 256
@@ -131,6 +156,39 @@ UPLOAD_IDLE_S: Final = 30.0  # a download with no chunk for this long fails (eit
 # gRPC message size limit, both directions: a workload list of a few thousand containers.
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
 GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads
+
+# Insight (src/podcap/insight): what a capture holds, computed on its node. Every table is
+# bounded so a hostile or huge capture costs bounded memory: past a bound, packets are still
+# counted (in "untracked" totals) but no new row is made.
+INSIGHT_CONVERSATIONS_MAX: Final = 10_000  # conversation rows per file and per summary
+INSIGHT_NAMES_MAX: Final = 2_000  # DNS names and TLS server names, each
+INSIGHT_SERVICES_MAX: Final = 1_000  # (IP protocol, port) rows of the protocol mix
+INSIGHT_TIMELINE_MAX: Final = 86_400  # timeline buckets; wider buckets beyond (1 s, 2 s, 4 s…)
+INSIGHT_TOP_DEFAULT: Final = 100  # conversations and names a summary lists unless asked
+INSIGHT_WAIT_S: Final = 2.0  # a summary request waits this long for the worker, then answers
+INSIGHT_NICE: Final = 19  # the worker's CPU priority: captures (tcpdump) always go first
+INSIGHT_READ_BYTES: Final = 1024 * 1024  # the worker reads files in blocks of this
+SERIES_POINTS_MAX: Final = 3_600  # live rate series: one point a second, the last hour
+SERIES_CAPTURES_MAX: Final = 512  # captures whose series are kept (oldest forgotten first)
+
+# Capture groups (controller/groups.py): one capture per matching container, on every node.
+LABEL_SELECTOR_MAX_CHARS: Final = 1024
+GROUP_WORKLOADS_MAX: Final = 100  # names in one group's workload list
+GROUP_MEMBERS_MAX: Final = 64  # captures in one group: each holds a kernel buffer and a ring
+GROUP_WATCH_INTERVAL_S: Final = 2.0  # how often a running group looks for new members
+GROUP_START_WORKERS: Final = 8  # member captures started at once
+# Follow mode of a group download: a packet is held this long at most for a slower member's
+# earlier packet (see controller/group_pcapng.py); a packet arriving later than this out of order is
+# still written, just after newer ones.
+GROUP_REORDER_WINDOW_S: Final = 1.5
+# Records read from members' live streams and not yet written, all members together.
+GROUP_FOLLOW_QUEUE_RECORDS: Final = 4096
+
+# Metrics (podcap/metrics.py, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
+# <= 100 ms) with room on both sides; a token shorter than this is a guessable password.
+METRICS_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                                    10.0)
+METRICS_TOKEN_MIN_CHARS: Final = 16
 
 
 def as_dict() -> dict[str, int | float]:

@@ -150,6 +150,9 @@ class Capture:
     stop_time: float | None = None
     pid: int | None = None  # tcpdump's pid
     pid_start: int | None = None  # tcpdump's /proc start time, so a reused pid is never adopted
+    # Only on the answer to a start: ids of the stopped captures the agent deleted to make room
+    # for this one (--reclaim oldest), so the controller can audit them. Never stored.
+    reclaimed: list[str] = field(default_factory=list)
 
     @property
     def deadline(self) -> float | None:
@@ -159,6 +162,7 @@ class Capture:
         data = dataclasses.asdict(self)
         data["workload"] = self.workload.to_dict()
         data["status"] = str(self.status)
+        del data["reclaimed"]
         return data
 
     @classmethod

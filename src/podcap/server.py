@@ -32,10 +32,15 @@ from podcap.controller.audit import Audit
 from podcap.controller.auth import Auth
 from podcap.controller.db import open_db
 from podcap.controller.gateway import Gateway, start_gateway
+from podcap.controller.groups import GroupService
 from podcap.controller.join_tokens import JoinTokens
 from podcap.controller.quotas import Quotas, default_node_buffer
+from podcap.controller.retention import Policy, RetentionSweeper
 from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
+from podcap.logs import setup as setup_logging
+from podcap.logs import uvicorn_log_config
+from podcap.metrics import check_access, serve_separately
 from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed
@@ -60,7 +65,8 @@ def serve(settings: Settings, *, local_agent: bool = True) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=cert, ssl_keyfile=key,
                 log_level=settings.log_level.lower(), access_log=False,
                 http=HeadDeadlineH11Protocol, timeout_keep_alive=limits.KEEP_ALIVE_S,
-                h11_max_incomplete_event_size=limits.HEADER_MAX_BYTES)
+                h11_max_incomplete_event_size=limits.HEADER_MAX_BYTES,
+                log_config=uvicorn_log_config(settings.log_format))
 
 
 def build(settings: Settings, *, local_agent: bool = True
@@ -69,6 +75,7 @@ def build(settings: Settings, *, local_agent: bool = True
     if settings.insecure_http and not _loopback(settings.host):
         raise PodcapError(f"--insecure-http is allowed on loopback only, not {settings.host}; "
                           "drop it to serve HTTPS")
+    check_access(settings.metrics_token, settings.metrics_listen)
     data_dir = _data_dir(settings)
     cert = key = None
     if not settings.insecure_http:
@@ -95,6 +102,11 @@ def build(settings: Settings, *, local_agent: bool = True
         grpc_server = start_gateway(Gateway(registry, tokens, ca, audit), settings.agent_listen,
                                     settings.join_listen_address)
         stops.append(lambda: grpc_server.stop(grace=1).wait())
+    groups = GroupService(service, sessions)
+    stops.append(groups.close)
+    if settings.retention_days:
+        stops.append(RetentionSweeper(service, settings.retention_days,
+                                      settings.retention_sweep_s).start().stop)
     stops.append(service.close)
 
     def shutdown() -> None:
@@ -102,8 +114,14 @@ def build(settings: Settings, *, local_agent: bool = True
             stop()
 
     app = create_app(service, auth, on_shutdown=shutdown, allowed_hosts=settings.trusted_hosts,
-                     api_docs=settings.api_docs)
+                     api_docs=settings.api_docs, metrics_token=settings.metrics_token)
+    if settings.metrics_listen:
+        stops.insert(0, serve_separately(app.state.metrics, settings.metrics_listen,
+                                         settings.metrics_token, settings.trusted_hosts))
     app.state.join_tokens = tokens
+    app.state.groups = groups
+    app.state.retention = Policy(settings.retention_days,
+                                 settings.reclaim if local_agent else None)
     return app, cert, key
 
 
@@ -117,7 +135,8 @@ def quotas_of(settings: Settings) -> Quotas:
 
 def build_agent(settings: Settings, agent_id: str) -> Agent:
     return Agent(settings.data_dir, WorkloadView(open_runtimes(settings)), settings.node_name,
-                 agent_id, settings.disk_budget, settings.min_free_bytes).open()
+                 agent_id, settings.disk_budget, settings.min_free_bytes,
+                 reclaim=settings.reclaim).open()
 
 
 def run_agent(settings: Settings) -> None:
@@ -166,8 +185,7 @@ def _few_malloc_arenas() -> None:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings.log_level, settings.log_format)
 
 
 def _data_dir(settings: Settings) -> Path:

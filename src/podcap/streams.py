@@ -42,7 +42,10 @@ class PcapStream:
     def close(self) -> None:
         close = getattr(self.chunks, "close", None)
         if close is not None:
-            close()
+            try:
+                close()
+            except ValueError:  # "generator already executing": a worker thread is inside
+                pass  # it (a quiet follow stream); on_close below tells the source to stop
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close()

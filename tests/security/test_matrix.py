@@ -46,6 +46,19 @@ POLICY: dict[tuple[str, str], str] = {
     ("GET", "/api/workloads/{wid}"): "read",
     ("GET", "/v1/sniffer/{cid}"): "read",
     ("GET", "/api/captures/{cid}"): "read",
+    ("GET", "/api/captures/{cid}/netstate"): "read",
+    ("GET", "/api/captures/{cid}/series"): "read",
+    ("GET", "/api/captures/{cid}/follow"): "read",  # follower counts and gaps, no packets
+    ("GET", "/api/captures/{cid}/summary"): "download",  # names and addresses from packets
+    ("POST", "/api/captures/{cid}/conversations/ticket"): "download",
+    ("GET", "/api/captures/{cid}/conversations/pcap"): "download",
+    ("GET", "/api/capture-groups"): "session",
+    ("GET", "/api/capture-groups/{gid}"): "read",
+    ("POST", "/api/capture-groups"): "write",
+    ("POST", "/api/capture-groups/{gid}/stop"): "write",
+    ("DELETE", "/api/capture-groups/{gid}"): "write",
+    ("GET", "/api/capture-groups/{gid}/pcapng"): "download",
+    ("POST", "/api/capture-groups/{gid}/ticket"): "download",
     ("POST", "/v1/sniffer"): "write",
     ("POST", "/api/captures"): "write",
     ("PATCH", "/v1/sniffer/stop/{cid}"): "write",
@@ -61,6 +74,7 @@ POLICY: dict[tuple[str, str], str] = {
     ("DELETE", "/api/users/{name}"): "admin",
     ("POST", "/api/users/{name}/unlock"): "admin",
     ("GET", "/api/audit"): "admin",
+    ("GET", "/metrics"): "admin",  # or the metrics token (tests/test_metrics.py)
     ("DELETE", "/api/agents/{aid}"): "admin",
     ("POST", "/api/agent-tokens"): "admin",
     ("GET", "/api/users/{name}"): "self",
@@ -134,6 +148,7 @@ class Bed:
     workloads: dict[str, str]  # namespace -> workload id
     tokens: dict[str, str] = field(default_factory=dict)
     captures: dict[str, str] = field(default_factory=dict)  # namespace -> a capture
+    groups: dict[str, str] = field(default_factory=dict)  # namespace -> a capture group
 
     def token(self, caller: Caller) -> str | None:
         if caller.anonymous:
@@ -148,6 +163,16 @@ class Bed:
             self.captures[namespace] = self.server.sniff(self.workloads[namespace],
                                                          duration=120)
         return self.captures[namespace]
+
+    def group(self, namespace: str) -> str:
+        """A capture group of the namespace's workload (admin's), made anew once deleted."""
+        if namespace not in self.groups:
+            with self.server.client() as c:
+                r = c.post("/api/capture-groups", json={"workloads": [self.workloads[namespace]],
+                                                        "duration": 120})
+            assert r.status_code == 201, r.text
+            self.groups[namespace] = r.json()["group"]["id"]
+        return self.groups[namespace]
 
     def user(self) -> str:
         name = f"m-target-{secrets.token_hex(3)}"
@@ -190,6 +215,8 @@ def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str
     url = path
     if "{cid}" in path:
         url = url.replace("{cid}", bed.capture(namespace))
+    if "{gid}" in path:
+        url = url.replace("{gid}", bed.group(namespace))
     url = url.replace("{wid}", wid).replace("{aid}", "0123456789abcdef")
     if "{name}" in path:
         if path.endswith("/password") or method == "GET":
@@ -202,6 +229,7 @@ def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str
     bodies = {
         ("POST", "/v1/sniffer"): {"sniffer": {"duration": 1}},
         ("POST", "/api/captures"): {"workload_id": wid, "duration": 1},
+        ("POST", "/api/capture-groups"): {"workloads": [wid], "duration": 1},
         ("POST", "/api/filter/check"): {"filter": "tcp"},
         ("POST", "/api/users"): {"username": f"m-new-{secrets.token_hex(3)}",
                                  "password": "new-user-password"},
@@ -218,12 +246,17 @@ def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str
         kwargs["json"] = bodies[(method, path)]
     if (method, path) == ("POST", "/v1/sniffer"):
         kwargs["params"] = {"f_workload": wid}
+    conversation = {"proto": "tcp", "a": "10.0.0.1", "a_port": 1, "b": "10.0.0.2", "b_port": 2}
+    if (method, path) == ("POST", "/api/captures/{cid}/conversations/ticket"):
+        kwargs["json"] = conversation
+    if (method, path) == ("GET", "/api/captures/{cid}/conversations/pcap"):
+        kwargs["params"] = conversation
     return url, kwargs
 
 
 CELLS = [(m, p, c, ns, me) for (m, p), c, ns, me in itertools.product(
     sorted(POLICY), CALLERS, (OWN, FOREIGN), (True, False))
-    if (ns == OWN or any(k in p for k in ("{cid}", "{wid}")) or p in ("/v1/sniffer",
+    if (ns == OWN or any(k in p for k in ("{cid}", "{wid}", "{gid}")) or p in ("/v1/sniffer",
                                                                      "/api/captures")
         and m == "POST")
     and (me or "{name}" in p)]
@@ -249,6 +282,8 @@ def test_matrix(bed: Bed, method: str, path: str, caller: Caller, namespace: str
         assert r.status_code == want, (want, r.status_code, r.text)
     if "{cid}" in path and method == "DELETE" and 200 <= r.status_code < 300:
         bed.captures.pop(namespace)
+    if "{gid}" in path and method == "DELETE" and 200 <= r.status_code < 300:
+        bed.groups.pop(namespace)
     if path.endswith("/password") and r.status_code == 204 and target_self:
         bed.tokens.pop(caller.name)  # its sessions ended; back to the known password
         with bed.server.client() as c:

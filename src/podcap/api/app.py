@@ -1,4 +1,5 @@
-"""Assemble the FastAPI application: routers, error translation, the static UI. Nothing else."""
+"""Assemble the FastAPI application: routers, error translation, request metrics, the static
+UI. Nothing else."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from podcap.api import (
     native_agents,
     native_audit,
     native_captures,
+    native_groups,
+    native_insight,
+    native_metrics,
+    native_netstate,
     native_session,
     native_users,
     native_workloads,
@@ -27,13 +32,15 @@ from podcap.api.edge import Edge
 from podcap.controller.auth import Auth
 from podcap.controller.service import CaptureService
 from podcap.controller.tickets import Tickets
+from podcap.metrics import Metrics, MetricsAccess, RequestMetrics
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 
 def create_app(service: CaptureService, auth: Auth,
                on_shutdown: Callable[[], None] | None = None, *,
-               allowed_hosts: Sequence[str] = ("*",), api_docs: bool = False) -> FastAPI:
+               allowed_hosts: Sequence[str] = ("*",), api_docs: bool = False,
+               metrics_token: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -48,12 +55,18 @@ def create_app(service: CaptureService, auth: Auth,
     app.state.auth = auth
     app.state.tickets = Tickets(lambda token_hash: auth.token_alive(token_hash))
     errors.install(app)
+    app.state.metrics = Metrics(service)
+    app.state.metrics_access = MetricsAccess(metrics_token)
     app.state.join_tokens = None  # set by the wiring when agents may join (server.py)
+    app.state.groups = None  # the capture groups' service, set by the wiring (server.py)
     for module in (v1_auth, v1_workload, v1_sniffer, native_session, native_workloads,
-                   native_captures, native_agents, native_users, native_audit):
+                   native_captures, native_netstate, native_agents, native_users, native_audit,
+                   native_groups, native_metrics, native_insight):
         app.include_router(module.router)
 
     app.add_middleware(Edge, allowed_hosts=allowed_hosts)
+    # Outermost (added last): it counts the edge's refusals too.
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if api_docs:
         docs.install(app)
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.background import BackgroundTask
 
 from podcap import limits
-from podcap.api import render
+from podcap.api import live, ranges, render
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
 from podcap.controller.tickets import TICKET_TTL_S
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
-from podcap.streams import PcapRequest
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 
@@ -69,15 +71,38 @@ def ticket(cid: str, svc: Service, who: Caller, tickets: TicketsDep) -> dict:
             "name": render.download_name(owned), "expires_in": TICKET_TTL_S}
 
 
+@router.get("/{cid}/follow")
+def follow_state(cid: str, svc: Service, who: Caller) -> dict:
+    """Followers of a capture, SIGUSR2 flushes sent for them, and the gaps they met."""
+    return {"follow": svc.document(who, cid, "follow", {})}
+
+
 @router.get("/{cid}/pcap")
 def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: Token,
-             limit: int | None = None, ticket: str | None = None) -> StreamingResponse:
+             limit: int | None = None, ticket: str | None = None,
+             range_: Annotated[str | None, Header(alias="range")] = None,
+             if_range: Annotated[str | None, Header()] = None,
+             follow: bool = False, from_: Annotated[str | None, Query(alias="from")] = None,
+             fmt: Annotated[str, Query(alias="format")] = "pcap") -> Response:
     who = tickets.redeem(ticket, cid) if ticket else auth.authenticate(token)
     if limit is not None and limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
-    owned, pcap = svc.stream_pcap(who, cid, PcapRequest(limit=limit))
-    headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"'}
-    if pcap.size is not None:
-        headers["Content-Length"] = str(pcap.size)
-    return StreamingResponse(pcap, media_type="application/vnd.tcpdump.pcap",
-                             headers=headers, background=BackgroundTask(pcap.close))
+    request = live.request(limit, follow, from_, fmt)  # follow: api/live.py
+    chosen = ranges.WHOLE
+    if range_ and ranges.applies(request):  # a resume: api/ranges.py
+        seen = svc.capture(who, cid).capture  # 404 first, then 403, as for the download
+        who.require_download()
+        chosen = ranges.plan(seen, range_, if_range)
+    if chosen.unsatisfiable_size is not None:
+        return ranges.not_satisfiable(chosen.unsatisfiable_size)
+    owned, pcap = svc.stream_pcap(who, cid, replace(request, offset=chosen.start))
+    if chosen.partial and pcap.size == 0:
+        pcap.close()
+        return ranges.not_satisfiable(chosen.start)
+    headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"',
+               **ranges.headers(owned.capture, request, chosen, pcap)}
+    if request.follow:
+        return live.response(owned, pcap, fmt, headers)
+    return StreamingResponse(ranges.body(pcap, chosen), 206 if chosen.partial else 200,
+                             headers, media_type="application/vnd.tcpdump.pcap",
+                             background=BackgroundTask(pcap.close))

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from podcap import limits
 from podcap.api.deps import AuthDep, Caller, Service, Token, in_login_pool, source_address
+from podcap.controller.retention import Policy
 
 router = APIRouter(prefix="/api", tags=["session"])
 
@@ -38,6 +39,8 @@ def whoami(who: Caller) -> dict:
 
 
 @router.get("/limits")
-def get_limits(svc: Service) -> dict:
-    """Capture limits and the quotas (per user, per namespace, per node; 0: no limit)."""
-    return {**limits.as_dict(), **svc.quotas.as_dict()}
+def get_limits(svc: Service, request: Request) -> dict:
+    """Capture limits, the quotas (per user, per namespace, per node; 0: no limit), retention
+    days (0: kept until deleted) and the reclaim policy (controller/retention.py)."""
+    policy = getattr(request.app.state, "retention", None) or Policy()
+    return {**limits.as_dict(), **svc.quotas.as_dict(), **policy.as_dict()}

@@ -25,8 +25,10 @@ _MAGIC = {
 
 def ring_files(files_dir: Path, prefix: str) -> list[Path]:
     """The ring's files, oldest first. Files without a record yet (just opened by a rotation)
-    are the newest."""
-    paths = [p for p in files_dir.glob(prefix + "*") if p.name[len(prefix):].isdigit()]
+    are the newest. A ring of one file (``-W 1``) is the prefix itself: tcpdump adds no
+    number then."""
+    paths = [p for p in files_dir.glob(prefix + "*")
+             if p.name == prefix or p.name[len(prefix):].isdigit()]
     return sorted(paths, key=_order_key)
 
 
@@ -69,19 +71,25 @@ def total_bytes(paths: list[Path]) -> int:
 
 
 def merged(paths: list[Path], *, live: bool = False, limit: int | None = None,
-           chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
+           offset: int = 0, chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
     """One pcap from ``paths`` (already in capture order).
 
     ``limit`` follows NeuVector: whole files are sent until the byte count crosses it (the
     crossing file is sent whole). ``live`` means tcpdump may still be writing, so every file is
-    cut at its last complete record and the stream stays a valid pcap.
+    cut at its last complete record and the stream stays a valid pcap. ``offset`` skips that
+    many bytes of the merged stream (an HTTP Range resume): on stopped files by seeking, so a
+    resume at 1 GB reads nothing before it; the size announced is what is left after it.
     """
-    chosen, size = _select(paths, limit)
-    return PcapStream(_stream(chosen, live, chunk), None if live else size)
+    chosen, size = _select(paths, limit, check_magic=not live)
+    if live:
+        return PcapStream(_skip(_live(chosen, chunk), offset), None)
+    return PcapStream(_stream_from(chosen, offset, chunk), max(0, size - offset))
 
 
-def _select(paths: list[Path], limit: int | None) -> tuple[list[tuple[Path, int]], int]:
-    """The files to send with their sizes now, and the merged size."""
+def _select(paths: list[Path], limit: int | None, check_magic: bool = False,
+            ) -> tuple[list[tuple[Path, int]], int]:
+    """The files to send with their sizes now, and the merged size. ``check_magic`` leaves out
+    files that are not pcaps, as the stream does, so the size announced is exact."""
     chosen: list[tuple[Path, int]] = []
     size = 0
     for path in paths:
@@ -91,16 +99,25 @@ def _select(paths: list[Path], limit: int | None) -> tuple[list[tuple[Path, int]
             length = path.stat().st_size
         except OSError:
             continue
-        if length < GLOBAL_HEADER:
+        if length < GLOBAL_HEADER or (check_magic and _magic(path) not in _MAGIC):
             continue
         chosen.append((path, length))
         size += length if len(chosen) == 1 else length - GLOBAL_HEADER
     return chosen, size
 
 
-def _stream(files: list[tuple[Path, int]], live: bool, chunk: int) -> Iterator[bytes]:
+def _magic(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4)
+    except OSError:
+        return b""
+
+
+def _live(files: list[tuple[Path, int]], chunk: int) -> Iterator[bytes]:
+    """Files tcpdump may still write: each cut at its last whole record."""
     header_sent = False
-    for path, length in files:
+    for path, _ in files:
         try:
             fh = open(path, "rb")  # noqa: SIM115 - closed below, generator-safe
         except OSError:
@@ -112,10 +129,37 @@ def _stream(files: list[tuple[Path, int]], live: bool, chunk: int) -> Iterator[b
             if not header_sent:
                 yield header
                 header_sent = True
-            if live:
-                yield from _records(fh, _MAGIC[header[:4]][0], chunk)
-            else:
-                yield from _raw(fh, length - GLOBAL_HEADER, chunk)
+            yield from _records(fh, _MAGIC[header[:4]][0], chunk)
+
+
+def _stream_from(files: list[tuple[Path, int]], offset: int, chunk: int) -> Iterator[bytes]:
+    """The stopped files as one pcap from byte ``offset`` on: the first file whole, the others
+    without their global header. Files before the offset are never opened."""
+    for index, (path, length) in enumerate(files):
+        start = 0 if index == 0 else GLOBAL_HEADER  # where this file's share begins
+        share = length - start
+        if offset >= share:
+            offset -= share
+            continue
+        try:
+            fh = open(path, "rb")  # noqa: SIM115 - closed below, generator-safe
+        except OSError:
+            offset = 0
+            continue  # deleted since listing: skip, never fail (the reader sees a short body)
+        with fh:
+            fh.seek(start + offset)
+            yield from _raw(fh, share - offset, chunk)
+        offset = 0
+
+
+def _skip(chunks: Iterator[bytes], offset: int) -> Iterator[bytes]:
+    """``chunks`` without their first ``offset`` bytes (a live stream: no size to seek in)."""
+    for block in chunks:
+        if offset >= len(block):
+            offset -= len(block)
+            continue
+        yield block[offset:] if offset else block
+        offset = 0
 
 
 def _raw(fh: BinaryIO, length: int, chunk: int) -> Iterator[bytes]:

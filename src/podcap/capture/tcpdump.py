@@ -11,7 +11,9 @@ import re
 import signal
 import struct
 import subprocess
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +32,11 @@ _STATS = re.compile(
     rb"(?:\d+ packets? dropped by interface[,\n] ?)?(\d+) packets? dropped by kernel"
 )
 _NOISE = ("reading from file", "Warning: interface names", "listening on", "data link type")
+_COUNTERS = re.compile(r"\d+ packets? (captured|received|dropped)")  # statistics, not errors
+_NO_MESSAGE = "tcpdump failed without a message"
+_PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
+               b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}
+DISK_FULL = "disk full"  # the reason of a capture stopped by a full file system
 
 
 def capture_argv(netns_fd: int, spec: CaptureSpec, files_dir: Path) -> list[str]:
@@ -63,9 +70,36 @@ def write_empty_pcap(path: Path, linktype: int = LINKTYPE_LINUX_SLL2) -> Path:
     return path
 
 
+class _Compiled:
+    """Expressions that compiled, most recent last (bounded). Only successes are kept: a
+    capture's own tcpdump compiles its filter again anyway, so a stale entry can never start a
+    bad filter; it only spares a ``tcpdump -d`` for a filter seen before."""
+
+    def __init__(self, size: int = limits.FILTER_CACHE_SIZE) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, expression: object) -> bool:
+        with self._lock:
+            if expression not in self._seen:
+                return False
+            self._seen.move_to_end(str(expression))
+            return True
+
+    def add(self, expression: str) -> None:
+        with self._lock:
+            self._seen[expression] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+
+
+COMPILED = _Compiled()
+
+
 def compile_filter(expression: str, empty_pcap: Path) -> None:
     """Raise ``InvalidArgument`` with tcpdump's own message when the filter does not compile."""
-    if not expression.strip():
+    if not expression.strip() or expression in COMPILED:
         return
     try:
         done = subprocess.run(
@@ -76,12 +110,15 @@ def compile_filter(expression: str, empty_pcap: Path) -> None:
         raise InvalidArgument("filter took more than 10 s to compile; simplify it") from exc
     if done.returncode != 0:
         raise InvalidArgument(f"invalid filter: {_tcpdump_message(done.stderr)}")
+    COMPILED.add(expression)
 
 
 def _tcpdump_message(stderr: bytes) -> str:
-    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
-    useful = [line for line in lines if line and not line.startswith(_NOISE)]
-    text = "; ".join(useful) or "tcpdump failed without a message"
+    lines = [line.strip().removeprefix("tcpdump: ")
+             for line in stderr.decode(errors="replace").splitlines()]
+    useful = [line for line in lines
+              if line and not line.startswith(_NOISE) and not _COUNTERS.match(line)]
+    text = "; ".join(useful) or _NO_MESSAGE
     return text.removeprefix("tcpdump: ")
 
 
@@ -99,27 +136,103 @@ def start(argv: list[str], log_path: Path, netns_fd: int) -> subprocess.Popen[by
 
 
 def wait_listening(proc: subprocess.Popen[bytes], log_path: Path,
-                   timeout: float = limits.START_TIMEOUT_S) -> None:
-    """Return once tcpdump says "listening on"; raise ``CaptureFailed`` with its stderr when it
-    exits first or stays silent past ``timeout``."""
+                   timeout: float = limits.START_TIMEOUT_S, expression: str = "",
+                   empty_pcap: Path | None = None) -> None:
+    """Return once tcpdump says "listening on"; raise when it exits first or stays silent past
+    ``timeout``.
+
+    The capture's own tcpdump is the filter's only compiler on the start path: it compiles the
+    filter before it opens any file and exits with the compiler's message when it fails. Only
+    then, off the fast path, ``tcpdump -d`` tells a bad filter (``InvalidArgument``, the same
+    message ``check_filter`` gives) from any other failure (``CaptureFailed``)."""
     deadline = time.monotonic() + timeout
-    while True:
-        text = log_path.read_bytes()
-        if b"listening on" in text:
-            return
-        if proc.poll() is not None:
-            raise CaptureFailed(f"tcpdump failed to start: {_tcpdump_message(text)}")
-        if time.monotonic() > deadline:
-            terminate(proc.pid, grace=0.5)
-            proc.poll()
-            raise CaptureFailed(f"tcpdump did not start listening within {timeout:.0f} s")
-        time.sleep(0.003)  # a small file read per try: cheap, and adds at most 3 ms to a start
+    with open(log_path, "rb") as log:  # one open file: each try is a read of the new bytes
+        text = b""
+        while True:
+            text += log.read()
+            if b"listening on" in text:
+                return
+            if proc.poll() is not None:
+                text += log.read()
+                message = _tcpdump_message(text)
+                if expression.strip() and empty_pcap is not None:
+                    compile_filter(expression, empty_pcap)  # raises InvalidArgument if bad
+                raise CaptureFailed(f"tcpdump failed to start: {message}")
+            if time.monotonic() > deadline:
+                terminate(proc.pid, grace=0.5)
+                proc.poll()
+                raise CaptureFailed(f"tcpdump did not start listening within {timeout:.0f} s")
+            time.sleep(limits.START_POLL_S)
+
+
+def exit_reason(returncode: int | None, log_path: Path) -> tuple[str, bool]:
+    """Why a tcpdump ended by itself, and whether that is a failure: a full file system
+    ("disk full", not a failure: the files hold everything up to it), a signal named by number
+    and name (SIGKILL from an OOM killer or a person), or tcpdump's own last words."""
+    text = error_text(log_path)
+    if "No space left on device" in text:
+        return DISK_FULL, False
+    if returncode == 0:
+        return "tcpdump exited", False
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"tcpdump killed by signal {-returncode} ({name})", True
+    if returncode is None and text == _NO_MESSAGE:  # adopted after a restart: no exit status
+        return "tcpdump ended without a message (killed?)", True
+    return f"error: {text}", True
+
+
+def repair_tail(path: Path, chunk: int = 1 << 20) -> int:
+    """Cut a pcap file after its last whole record; return the bytes cut.
+
+    tcpdump ignores write errors, and a SIGKILL leaves its last stdio buffer half-written: the
+    file then ends inside a record, which tshark and capinfos report as "cut short".
+    Truncating frees space and needs none. Headers are parsed from 1 MiB reads."""
+    try:
+        with open(path, "r+b") as fh:
+            head = fh.read(24)
+            size = fh.seek(0, os.SEEK_END)
+            if len(head) < 24 or head[:4] not in _PCAP_MAGIC:
+                return 0  # not a pcap we know: left alone
+            length_of = struct.Struct(_PCAP_MAGIC[head[:4]] + "I").unpack_from
+            good = 24  # end of the last whole record found
+            fh.seek(good)
+            data = b""
+            base = good  # file offset of data[0]
+            while block := fh.read(chunk):
+                data += block
+                at = good - base
+                while at + 16 <= len(data):
+                    end = at + 16 + length_of(data, at + 8)[0]
+                    if end > len(data):
+                        break
+                    at = end
+                good = base + at
+                data, base = data[at:], good
+            if good < size:
+                fh.truncate(good)
+            return size - good
+    except OSError:
+        return 0
 
 
 def request_stats(pid: int) -> None:
     """SIGUSR1: tcpdump prints its counters to stderr (our log) and keeps running."""
     try:
         os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        pass
+
+
+def flush(pid: int) -> None:
+    """SIGUSR2: Debian's tcpdump flushes its output file's stdio buffer (pcap_dump_flush) and
+    keeps running. Only for a tcpdump past "listening on": the handler is set by then, and
+    SIGUSR2's default action would end it."""
+    try:
+        os.kill(pid, signal.SIGUSR2)
     except ProcessLookupError:
         pass
 

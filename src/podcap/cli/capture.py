@@ -8,13 +8,20 @@ from typing import Annotated, Any
 import typer
 
 from podcap import limits
-from podcap.cli import output, workloads
+from podcap.cli import groups, output, workloads
+from podcap.cli import summary as insight
 from podcap.cli.download import get
 from podcap.cli.ids import resolve
+from podcap.cli.live import follow, live
+from podcap.cli.netstate import netstate
 from podcap.cli.output import Format, OutputOption
+from podcap.errors import InvalidArgument
 
 app = typer.Typer(no_args_is_help=True)
 app.command("get")(get)
+app.command("netstate")(netstate)
+app.command("live")(live)
+app.command("follow")(follow)
 Opt = typer.Option
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Capture id or a unique prefix of it "
                                       "(`podcap capture ls`).")]
@@ -23,8 +30,8 @@ IdArg = Annotated[str, typer.Argument(metavar="ID", help="Capture id or a unique
 @app.command("start")
 def start(
     ctx: typer.Context,
-    target: Annotated[str, typer.Argument(metavar="NAME|ID", help="Workload name or id "
-                                          "(`podcap ps`).")],
+    target: Annotated[str | None, typer.Argument(metavar="NAME|ID", help="Workload name or id "
+                                                 "(`podcap ps`).")] = None,
     duration: Annotated[int | None, Opt(
         "--duration", "-d", min=0, max=limits.DURATION_MAX,
         help=f"Seconds, 0 = until stopped (default {limits.DURATION_DEFAULT}).")] = None,
@@ -45,10 +52,25 @@ def start(
         help=f"Kernel buffer (default {limits.BUFFER_KIB_DEFAULT}).")] = None,
     wait: Annotated[bool, Opt(
         "--wait", "-w", help="Stay until the capture ends; Ctrl-C stops it.")] = False,
+    selector: Annotated[str | None, Opt(
+        "--selector", "-l", help="Label selector (app=web,tier!=db): a capture group of every "
+        "matching container on every node (`podcap group`).")] = None,
+    namespace: Annotated[str | None, Opt(
+        "--namespace", "-N", help="With or without --selector: a group of that namespace.")
+    ] = None,
     fmt: OutputOption = Format.table,
 ) -> None:
-    """Start capturing a workload. Prints the capture id (the whole record with -o json)."""
+    """Start capturing a workload. Prints the capture id (the whole record with -o json).
+    With --selector/--namespace: a capture group (NAME|ID, when given, narrows it)."""
     api = ctx.obj.api
+    if selector or namespace:
+        groups.start_group(api, labels=selector, namespace=namespace,
+                           workloads=[target] if target else [], fmt=fmt, duration=duration,
+                           file_number=files, file_size_mb=file_size, filter=bpf,
+                           snaplen=snaplen, buffer_kib=buffer_kib)
+        return
+    if not target:
+        raise InvalidArgument("give a workload (NAME|ID), or --selector/--namespace for a group")
     workload = workloads.resolve(api, target)
     cap = api.start(str(workload["id"]), duration=duration, file_number=files,
                     file_size_mb=file_size, filter=bpf, snaplen=snaplen, buffer_kib=buffer_kib)
@@ -118,9 +140,17 @@ def ls(
 
 
 @app.command("show")
-def show(ctx: typer.Context, capture_id: IdArg, fmt: OutputOption = Format.table) -> None:
+def show(ctx: typer.Context, capture_id: IdArg, fmt: OutputOption = Format.table,
+         summary: Annotated[bool, Opt("--summary", help="What the files hold: conversations, "
+                                      "protocols, DNS and TLS names, timeline.")] = False,
+         top: Annotated[int, Opt("--top", min=1, max=limits.INSIGHT_CONVERSATIONS_MAX,
+                                 help="With --summary: conversations and names listed.")]
+         = limits.INSIGHT_TOP_DEFAULT) -> None:
     """Everything about one capture: counters, spec, tcpdump's arguments."""
     api = ctx.obj.api
+    if summary:
+        insight.show(api, resolve(api, capture_id), fmt, top)
+        return
     cap = api.capture(resolve(api, capture_id))
     if fmt is Format.json:
         output.emit_json({"capture": cap})

@@ -183,12 +183,15 @@ class ApiClient:
         self.json("DELETE", f"/api/captures/{_segment(capture_id)}")
 
     @contextmanager
-    def pcap(self, capture_id: str, limit: int | None = None) -> Iterator[httpx.Response]:
-        """The download as an open streaming response: memory stays flat whatever its size."""
+    def pcap(self, capture_id: str, limit: int | None = None,
+             headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """The download as an open streaming response: memory stays flat whatever its size.
+        ``headers``: Range and If-Range for a resume (cli/download.py)."""
         params = {"limit": limit} if limit is not None else None
         url = f"/api/captures/{_segment(capture_id)}/pcap"
         try:
-            with self.http.stream("GET", url, params=params, headers=self._headers(),
+            with self.http.stream("GET", url, params=params,
+                                  headers={**self._headers(), **(headers or {})},
                                   timeout=httpx.Timeout(30.0, read=None)) as response:
                 if response.is_error:
                     response.read()

@@ -1,7 +1,16 @@
-"""`podcap capture get`: stream a capture's pcap to disk with a progress bar.
+"""`podcap capture get`: stream a capture's pcap to disk with a progress bar, resuming a
+download it left unfinished.
 
-The body is written chunk by chunk to a temporary file beside the target and renamed into place
+The body is written chunk by chunk to a partial file beside the target and renamed into place
 only when complete, so a broken download never leaves a truncated pcap under the final name.
+The partial file of a stopped capture is kept when the download breaks (Ctrl-C, a dropped
+connection): ``.podcap-<capture id>-<etag>.part`` in the target's directory. The next ``get``
+of that capture into that directory asks only for the rest (``Range``), with ``If-Range`` set to
+the ETag it was started under: if the server's pcap is not that one any more, it answers with
+the whole file and the partial one is dropped, so bytes of two different pcaps are never
+spliced. The last byte already held is asked for again and compared, a second check.
+``--no-resume`` starts over. A running capture's pcap has no ETag: nothing is kept or resumed.
+
 The file name the server suggests (Content-Disposition) is reduced to a bare name: a server
 must not be able to choose a path.
 """
@@ -11,10 +20,9 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 from email.message import Message
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import httpx
 import typer
@@ -27,10 +35,11 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from podcap import limits
 from podcap.cli import output
 from podcap.cli.ids import resolve
 from podcap.errors import FailedPrecondition, InvalidArgument
+
+_TAG = re.compile(r'"([0-9a-f]{1,64})"')
 
 
 def get(
@@ -45,52 +54,141 @@ def get(
         "--limit", min=1, help="Stop after the ring file that crosses this many bytes "
         "(NeuVector's rule: files are sent whole, oldest first).")
     ] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume/--no-resume", help="Continue a download of this stopped capture that broke "
+        "(its .part file in the target directory), checked by ETag.")] = True,
 ) -> None:
     """Download a capture as one pcap (running captures too: what is on disk so far)."""
     api = ctx.obj.api
     capture_id = resolve(api, capture_id)
     expected = api.capture(capture_id).get("size")
-    with api.pcap(capture_id, limit) as response:
-        total = _total(response, expected, limit)
-        if out == "-":
-            _copy(response, sys.stdout.buffer, total, "stdout")
-            sys.stdout.buffer.flush()
-            return
+    if out == "-":
+        with api.pcap(capture_id, limit) as response:
+            _copy(response, sys.stdout.buffer, _total(response, expected, limit), "stdout")
+        sys.stdout.buffer.flush()
+        return
+    folder = _folder(out)
+    held = _held_part(folder, capture_id) if limit is None else None
+    if held is not None and not resume:
+        held[0].unlink(missing_ok=True)
+        held = None
+    headers = {} if held is None else {"Range": f"bytes={held[1] - 1}-",
+                                       "If-Range": f'"{held[2]}"'}
+    with api.pcap(capture_id, limit, headers) as response:
         target = _target(out, _suggested_name(response, capture_id))
         if target.exists() and not force:
             raise FailedPrecondition(f"{target} exists; pass --force to overwrite it")
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as sink:
-                written = _copy(response, sink, total, target.name)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        written = _receive(response, folder, capture_id, held, expected, limit, target)
     output.info(f"Saved {target} ({output.size(written)})")
 
 
-def _copy(response: httpx.Response, sink: object, total: int | None, label: str) -> int:
-    write = sink.write  # type: ignore[attr-defined]
-    written = 0
+def _receive(response: httpx.Response, folder: Path, capture_id: str,
+             held: tuple[Path, int, str] | None, expected: object, limit: int | None,
+             target: Path) -> int:
+    """Write the answer into the partial file (appended on 206), then rename it to ``target``.
+    Kept on failure only when it can be resumed (a stopped capture: an ETag)."""
+    match = _TAG.fullmatch(response.headers.get("etag", ""))
+    tag = match.group(1) if match and limit is None else None
+    sink: BinaryIO
+    last = b""
+    if held is not None and response.status_code == 206:
+        part, have = held[0], held[1] - 1  # the answer starts with the last byte held again
+        if not response.headers.get("content-range", "").startswith(f"bytes {have}-"):
+            raise FailedPrecondition("the server answered another range than the one asked "
+                                     f"for ({response.headers.get('content-range')})")
+        sink = os.fdopen(os.open(part, os.O_RDWR | os.O_NOFOLLOW), "r+b")
+        sink.seek(have)
+        last = sink.read(1)
+        sink.seek(have)
+        output.info(f"Resuming {target.name} at {output.size(held[1])}")
+    else:
+        if held is not None:
+            held[0].unlink(missing_ok=True)  # the pcap changed: start over, never splice
+        have = 0
+        part = folder / f".podcap-{capture_id}-{tag or 'x'}.part"
+        # Private like the pcap it becomes; never through a link planted under that name.
+        sink = os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                                 0o600), "wb")
+    try:
+        with sink:
+            written = _copy(response, sink, _total(response, expected, limit, have),
+                            target.name, have, last)
+        os.replace(part, target)
+    except _Mismatch:
+        part.unlink(missing_ok=True)
+        raise FailedPrecondition(f"the partial download {part.name} does not end as the "
+                                 "capture's pcap does at that point; it was removed: run the "
+                                 "command again") from None
+    except BaseException:
+        if tag is None:
+            part.unlink(missing_ok=True)
+        else:
+            output.info(f"Download broken: {output.size(part.stat().st_size)} kept in "
+                        f"{part}; run the same command to resume")
+        raise
+    return written
+
+
+class _Mismatch(Exception):
+    """The byte a resume asked for again is not the one held: not the same pcap."""
+
+
+def _held_part(folder: Path, capture_id: str) -> tuple[Path, int, str] | None:
+    """(path, size, etag) of a partial download of this capture left in ``folder``."""
+    prefix = f".podcap-{capture_id}-"
+    for part in sorted(folder.glob(prefix + "*.part")):
+        tag = part.name[len(prefix):-len(".part")]
+        size = part.stat().st_size
+        if _TAG.fullmatch(f'"{tag}"') and size > 0:
+            return part, size, tag
+        part.unlink(missing_ok=True)  # unusable: no tag, or empty
+    return None
+
+
+def _folder(out: str | None) -> Path:
+    """The directory the file goes to, known before the server names the file."""
+    if out is None:
+        return Path.cwd()
+    path = Path(out).expanduser()
+    if path.is_dir():
+        return path
+    if not path.parent.is_dir():
+        raise InvalidArgument(f"directory {path.parent} does not exist")
+    return path.parent
+
+
+def _copy(response: httpx.Response, sink: BinaryIO, total: int | None, label: str,
+          have: int = 0, first: bytes = b"") -> int:
+    """Copy the body after ``have`` bytes already held; the size of the result. ``first``:
+    what the body must begin with (a resume's overlap)."""
+    written = have
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn())
     quiet = not output.err_console.is_terminal  # a bar in a log file is noise, not progress
     with Progress(*columns, console=output.err_console, disable=quiet) as progress:
-        task = progress.add_task(label, total=total)
-        for chunk in response.iter_bytes(limits.DOWNLOAD_CHUNK_BYTES):
-            write(chunk)
+        task = progress.add_task(label, total=total, completed=have)
+        for chunk in response.iter_bytes():  # as it arrives: a break loses nothing held
+            if first:
+                if not chunk.startswith(first[:len(chunk)]):
+                    raise _Mismatch
+                first = first[len(chunk):]
+            sink.write(chunk)
             written += len(chunk)
             progress.update(task, completed=written)
         progress.update(task, total=written, completed=written)
     return written
 
 
-def _total(response: httpx.Response, expected: object, limit: int | None) -> int | None:
-    """Content-Length when sent; else the size on disk (the merged pcap is at most that)."""
+def _total(response: httpx.Response, expected: object, limit: int | None,
+           have: int = 0) -> int | None:
+    """The whole pcap's size: Content-Range's total on a resume, Content-Length when sent,
+    else the size on disk (the merged pcap is at most that)."""
+    whole = response.headers.get("content-range", "").rpartition("/")[2]
+    if response.status_code == 206 and whole.isdigit():
+        return int(whole)
     header = response.headers.get("content-length")
     if header and header.isdigit():
-        return int(header)
+        return int(header) + have
     if isinstance(expected, int) and expected > 0:
         return min(expected, limit) if limit else expected
     return None

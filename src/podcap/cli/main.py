@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from podcap.cli import agents, auth, capture, output, users, workloads
+from podcap.cli import agents, auth, capture, extcap, groups, output, users, workloads
 from podcap.cli.errors import exit_code
 from podcap.cli.serve import agent, controller, serve
 from podcap.cli.session import DEFAULT_SERVER, Connection, Session
@@ -86,9 +86,12 @@ app.command("logout")(auth.logout)
 app.command("whoami")(auth.whoami)
 app.command("ps")(workloads.ps)
 app.add_typer(capture.app, name="capture", help="Start, list, stop, download, remove captures.")
+app.add_typer(groups.app, name="group", help="Capture groups: one selector, every node, one "
+              "merged pcapng.")
 app.add_typer(agents.agents, name="agents", help="The agents (nodes); `agents rm ID` revokes one.")
 app.add_typer(agents.tokens, name="token", help="Join tokens for new agents.")
 app.add_typer(users.app, name="user", help="Users: add, ls, set, rm, passwd, unlock.")
+app.add_typer(extcap.app, name="extcap", help="Wireshark extcap: `extcap install`.")
 
 
 def main() -> None:

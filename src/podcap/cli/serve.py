@@ -40,8 +40,26 @@ NodeName = Annotated[str | None, Opt(help="Node name shown on workloads [PODCAP_
                                      "default: hostname.")]
 DiskBudget = Annotated[int | None, Opt(help="Bytes all captures of this node may use on disk "
                                        "[PODCAP_DISK_BUDGET].", show_default="2 GiB")]
+RetentionDays = Annotated[float | None, Opt(
+    help="Delete stopped captures this many days after they stopped, fractions allowed; 0 "
+    "keeps them [PODCAP_RETENTION_DAYS].", show_default="0 (keep)")]
+Reclaim = Annotated[str | None, Opt(
+    help="none | oldest: with oldest, a start over the node's disk budget first deletes the "
+    "node's oldest stopped captures, never a running one [PODCAP_RECLAIM].",
+    show_default="none")]
 LogLevel = Annotated[str | None, Opt(help="debug | info | warning | error [PODCAP_LOG_LEVEL].",
                                      show_default="info")]
+LogFormat = Annotated[str | None, Opt(help="text | json: one JSON object a line, with capture "
+                                      "id, workload, node and user on capture events "
+                                      "[PODCAP_LOG_FORMAT].", show_default="text")]
+MetricsToken = Annotated[str | None, Opt(help="Bearer token that may read /metrics "
+                                         "[PODCAP_METRICS_TOKEN]; prefer the variable (flags "
+                                         "show in ps). Without it: an admin's session.",
+                                         show_default=False)]
+MetricsListen = Annotated[str | None, Opt(help="host:port of a plain listener answering "
+                                          "/metrics only, e.g. 127.0.0.1:9464 "
+                                          "[PODCAP_METRICS_LISTEN]; not loopback: needs "
+                                          "--metrics-token.")]
 AgentListen = Annotated[str | None, Opt(help="host:port where agents dial in, mutual TLS "
                                         "[PODCAP_AGENT_LISTEN].")]
 JoinListen = Annotated[str | None, Opt(help="host:port where new agents join with a token "
@@ -71,7 +89,9 @@ def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, ke
           log_level: LogLevel = None, agent_listen: AgentListen = None,
           join_listen: JoinListen = None, ca_cert: CaCert = None, ca_key: CaKey = None,
           allowed_hosts: AllowedHosts = None, api_docs: ApiDocs = None,
-          trust_namespace_labels: TrustLabels = None) -> None:
+          trust_namespace_labels: TrustLabels = None, log_format: LogFormat = None,
+          metrics_token: MetricsToken = None, metrics_listen: MetricsListen = None,
+          retention_days: RetentionDays = None, reclaim: Reclaim = None) -> None:
     """Run the controller with an in-process agent (one host); --agent-listen also admits
     remote agents."""
     from podcap.server import serve as run
@@ -87,7 +107,10 @@ def controller(data_dir: DataDir = None, listen: Listen = None, cert: Cert = Non
                                        ] = f"0.0.0.0:{limits.AGENT_PORT_DEFAULT}",
                join_listen: JoinListen = None, ca_cert: CaCert = None,
                ca_key: CaKey = None, allowed_hosts: AllowedHosts = None,
-               api_docs: ApiDocs = None, trust_namespace_labels: TrustLabels = None) -> None:
+               api_docs: ApiDocs = None, trust_namespace_labels: TrustLabels = None,
+               log_format: LogFormat = None, metrics_token: MetricsToken = None,
+               metrics_listen: MetricsListen = None,
+               retention_days: RetentionDays = None) -> None:
     """Run the controller: API, UI, database and the agent listeners; no local agent."""
     from podcap.server import serve as run
 
@@ -105,7 +128,8 @@ def agent(controller: Annotated[str | None, Opt(help="HOST:PORT of the controlle
           data_dir: DataDir = None, runtime: Runtime = None,
           docker_socket: DockerSocket = None, cri_socket: CriSocket = None,
           node_name: NodeName = None, disk_budget: DiskBudget = None,
-          log_level: LogLevel = None) -> None:
+          log_level: LogLevel = None, log_format: LogFormat = None,
+          reclaim: Reclaim = None) -> None:
     """Run an agent on this node: it dials the controller and captures here."""
     from podcap.server import run_agent
 

@@ -4,7 +4,8 @@ shippers. One ``record`` call writes both; a failure to write never fails the ac
 logged instead.
 
 Events: ``login`` (ok or not), ``logout``, ``capture.start``, ``capture.stop``,
-``capture.delete``, ``download`` (with bytes sent), ``user.add``, ``user.change``,
+``capture.delete``, ``capture.expired`` (retention), ``capture.reclaimed`` (deleted to make room
+for a start, ``--reclaim oldest``), ``download`` (with bytes sent), ``user.add``, ``user.change``,
 ``user.password``, ``user.remove``, ``user.unlock``, ``agent.join`` (ok or refused),
 ``agent.revoke``, ``agent.token``.
 """
@@ -25,7 +26,8 @@ from sqlalchemy.orm import sessionmaker
 from podcap.controller.db import AuditEvent
 
 log = logging.getLogger("podcap.audit")
-EVENTS = ("login", "logout", "capture.start", "capture.stop", "capture.delete", "download",
+EVENTS = ("login", "logout", "capture.start", "capture.stop", "capture.delete",
+          "capture.expired", "capture.reclaimed", "download",
           "user.add", "user.change", "user.password", "user.remove", "user.unlock",
           "agent.join", "agent.revoke", "agent.token")
 PAGE_MAX = 500

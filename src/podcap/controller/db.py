@@ -87,6 +87,39 @@ class CaptureOwner(Base):
     created: Mapped[float] = mapped_column(Float)
 
 
+class CaptureGroup(Base):
+    """A capture group (controller/groups.py): a selector, the spec every member uses, and
+    who started it. Its members' captures are ordinary captures with their own owner rows."""
+
+    __tablename__ = "capture_groups"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    selector: Mapped[str] = mapped_column(String(8192))  # JSON: workloads, namespace, labels
+    spec: Mapped[str] = mapped_column(String(8192))  # JSON: CaptureSpec's fields
+    created: Mapped[float] = mapped_column(Float)
+    stopped: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stop_reason: Mapped[str] = mapped_column(String(255), default="")
+
+
+class GroupMember(Base):
+    """One container a group matched: its capture, or why it was skipped (``capture_id``
+    empty, ``reason`` set). What names it in the pcapng is kept, so a download still names a
+    container that is gone."""
+
+    __tablename__ = "capture_group_members"
+    group_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workload_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    capture_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    node: Mapped[str] = mapped_column(String(253))
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    pod: Mapped[str] = mapped_column(String(253), default="")
+    container: Mapped[str] = mapped_column(String(253), default="")
+    reason: Mapped[str] = mapped_column(String(1024), default="")  # why not captured
+    joined: Mapped[float] = mapped_column(Float)
+
+
 class AgentRecord(Base):
     """A joined agent (cluster mode). Its certificate's fingerprint is kept so a revoked agent
     stays refused even though its certificate is still signed by the CA."""

@@ -11,6 +11,7 @@ an agent that cannot be reached are shown from their last known state, marked st
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,13 +28,15 @@ from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureOwner
 from podcap.controller.quotas import Held, Quotas, default_node_buffer
 from podcap.controller.resolver import resolve
-from podcap.errors import InvalidArgument, NotFound, PodcapError, Unavailable
+from podcap.errors import CaptureFailed, InvalidArgument, NotFound, PodcapError, Unavailable
+from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.base import AgentTransport
 from podcap.types import capture_id, workload_id
 
 T = TypeVar("T")
+log = logging.getLogger("podcap.captures")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class CaptureService:
         self._tickets = itertools.count()
         self._trust_labels = trust_namespace_labels
         self._pool = ThreadPoolExecutor(32, thread_name_prefix="podcap-fanout")
+        self.start_failures = 0  # tcpdump did not start (podcap_tcpdump_start_failures_total)
 
     # ---- agents and workloads -----------------------------------------------------------
 
@@ -142,11 +146,26 @@ class CaptureService:
                 db.add(CaptureOwner(capture_id=capture.id, agent_id=placed.agent_id,
                                     owner=who.username, namespace=namespace,
                                     created=time.time()))
+        except CaptureFailed:
+            self.start_failures += 1
+            raise
         finally:
             with self._quota_lock:
                 del self._starting[ticket]
         owned = OwnedCapture(capture, who.username, placed.workload.namespace)
         self._record("capture.start", who, owned, detail=capture.spec.filter)
+        for old in capture.reclaimed:  # deleted by the agent to make room (--reclaim oldest)
+            row = self._forget(old)
+            self.audit.record("capture.reclaimed", username=who.username, source=who.source,
+                              capture_id=old, namespace=row[1] if row else "",
+                              detail=f"deleted on node {placed.workload.node} to make room for "
+                              f"capture {capture.id} (--reclaim oldest)")
+            log.warning("capture %s deleted on node %s to make room for capture %s "
+                        "(--reclaim oldest)", old, placed.workload.node, capture.id,
+                        extra=capture_fields("capture.reclaimed", old, "",
+                                             placed.workload.node, who.username,
+                                             namespace=row[1] if row else "",
+                                             for_capture=capture.id))
         return owned
 
     def captures(self, who: Principal, wid: str | None = None,
@@ -191,6 +210,31 @@ class CaptureService:
                 db.delete(row)
         self._record("capture.delete", who, owned)
 
+    def expire(self, cutoff: float, why: str) -> tuple[list[OwnedCapture], list[Unreachable]]:
+        """Delete every stopped capture that stopped before ``cutoff`` (retention), audited as
+        ``capture.expired``. Captures of agents that do not answer are left for the next call:
+        their last known state is not enough to delete on."""
+        every, unreachable = self._every_capture()
+        expired: list[OwnedCapture] = []
+        for aid, owned in every:
+            c = owned.capture
+            if owned.stale or c.status is Status.RUNNING or (c.stop_time or cutoff) >= cutoff:
+                continue
+            try:
+                self.agents.get(aid).remove(c.id)
+            except NotFound:
+                pass  # gone already: forget it all the same
+            except PodcapError as exc:
+                log.warning("retention: capture %s not deleted now (%s); next sweep", c.id,
+                            exc.message)
+                continue
+            self._forget(c.id)
+            self.audit.record("capture.expired", source="retention", capture_id=c.id,
+                              workload=c.workload.name, namespace=owned.namespace,
+                              nbytes=c.stats.bytes, detail=why)
+            expired.append(owned)
+        return expired, unreachable
+
     def document(self, who: Principal, cid: str, name: str,
                  params: dict[str, str] | None = None) -> dict[str, object]:
         """A JSON document the capture's agent keeps beside its files (summary, netstate…):
@@ -231,6 +275,11 @@ class CaptureService:
         self.audit.record(event, username=who.username, source=who.source, ok=ok,
                           capture_id=owned.capture.id, workload=owned.capture.workload.name,
                           namespace=owned.namespace, nbytes=nbytes, detail=detail)
+        c = owned.capture
+        log.info("%s of capture %s (%s) by %s", event, c.id, c.workload.name, who.username,
+                 extra=capture_fields(event, c.id, c.workload.name, c.workload.node,
+                                      who.username, namespace=owned.namespace, ok=ok,
+                                      **({"bytes": nbytes} if event == "download" else {})))
 
     # ---- internals (routing) ------------------------------------------------------------------
 
@@ -293,6 +342,15 @@ class CaptureService:
             if any(c.id == cid for c in transports[away.agent_id].known_captures()):
                 return transports[away.agent_id], row
         raise NotFound(f"capture {cid} not found")
+
+    def _forget(self, cid: str) -> tuple[str, str] | None:
+        """Drop a deleted capture's owner row: its (owner, namespace) when there was one."""
+        with self._sessions() as db, db.begin():
+            row = db.get(CaptureOwner, cid)
+            if row is None:
+                return None
+            db.delete(row)
+            return row.owner, row.namespace
 
     def _owners(self) -> dict[str, CaptureOwner]:
         with self._sessions() as db:

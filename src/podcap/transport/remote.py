@@ -120,12 +120,19 @@ class IncomingUpload:
 
     # -- the reader drains it --
     def chunks(self, node: str) -> Iterator[bytes]:
+        """While nothing comes, ``b""`` every quarter second: a quiet live follow then holds
+        no server thread between reads (api/live.py); readers skip empty chunks."""
+        idle_since = time.monotonic()
         while True:
             try:
-                item = self._chunks.get(timeout=limits.UPLOAD_IDLE_S)
+                item = self._chunks.get(timeout=limits.FOLLOW_POLL_S * 5)
             except queue.Empty:
-                raise Unavailable(f"node {node} sent nothing for {limits.UPLOAD_IDLE_S:g} s "
-                                  "during a download") from None
+                if time.monotonic() - idle_since > limits.UPLOAD_IDLE_S:
+                    raise Unavailable(f"node {node} sent nothing for {limits.UPLOAD_IDLE_S:g} "
+                                      "s during a download") from None
+                yield b""
+                continue
+            idle_since = time.monotonic()
             if item is _END:
                 return
             if isinstance(item, PodcapError):

@@ -259,7 +259,14 @@ class Uplink:
             yield pb.PcapChunk(header=pb.UploadHeader(
                 download_id=download_id, size=-1 if stream.size is None else stream.size))
             try:
+                sent = time.monotonic()
                 for block in stream:  # read in chunk-sized blocks: sliced only when over
+                    if not block:  # a quiet follow stream (capture/follow.py): a keepalive
+                        if time.monotonic() - sent >= limits.FOLLOW_KEEPALIVE_S:
+                            sent = time.monotonic()  # keeps the controller's idle limit away
+                            yield pb.PcapChunk(data=b"")
+                        continue
+                    sent = time.monotonic()
                     for at in range(0, len(block), limits.UPLOAD_CHUNK_BYTES):
                         yield pb.PcapChunk(data=block if len(block) <= limits.UPLOAD_CHUNK_BYTES
                                            else block[at:at + limits.UPLOAD_CHUNK_BYTES])

@@ -63,6 +63,9 @@ export class CaptureForm {
     if (preset) preset.checked = true;
     else { f.duration.value = "custom"; f.custom.value = limits.duration_default; }
     $("#cf-duration-max").textContent = human(limits.duration_max);
+    const keep = $("#cf-retention");
+    keep.textContent = retentionText(limits);
+    keep.hidden = !keep.textContent;
     this.update();
   }
 
@@ -229,6 +232,20 @@ export class CaptureForm {
       this.setBusy(false);
     }
   }
+}
+
+/** What the server does with old captures (--retention-days, --reclaim), or "" for nothing. */
+export function retentionText({ retention_days: days, reclaim }) {
+  const parts = [];
+  if (days > 0) {
+    parts.push(`Stopped captures are deleted ${days === 1 ? "1 day" : `${days} days`} after ` +
+      "they stop.");
+  }
+  if (reclaim === "oldest") {
+    parts.push("When the node's disk budget is full, a start deletes its oldest stopped " +
+      "captures first (never a running one).");
+  }
+  return parts.join(" ");
 }
 
 function setRange(input, min, max, value) {

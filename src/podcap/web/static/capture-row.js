@@ -4,6 +4,9 @@
 import { serverNow } from "./api.js";
 import { h } from "./dom.js";
 import { bytes, clock, count, duration as human, when } from "./format.js";
+import { detailButton } from "./capture-detail.js";
+import { followButton } from "./follow.js";
+import { netstateButton } from "./netstate.js";
 
 /** The row's elements; `on*` get the capture id. */
 export function makeRow(capture, { onStop, onDownload, onDelete }) {
@@ -31,6 +34,9 @@ export function makeRow(capture, { onStop, onDownload, onDelete }) {
     remove: h("button", { type: "button", class: "danger", dataset: { action: "delete" },
       "aria-label": `Delete capture of ${label}`, onclick: () => onDelete(id) }, "Delete"),
     error: h("p", { class: "row-error", role: "alert", hidden: true }),
+    follow: followButton(id, label), // follow.js, netstate.js: dialogs of their own
+    netstate: netstateButton(id, label),
+    details: detailButton(id, label), // capture-detail.js: charts, conversations, protocols
   };
   cells.progress.setAttribute("aria-label", `Time of capture of ${label}`);
   const tr = h("tr", { dataset: { captureId: id } },
@@ -43,7 +49,8 @@ export function makeRow(capture, { onStop, onDownload, onDelete }) {
     h("td", { "data-label": "Drops", class: "num" }, cells.drops),
     h("td", { "data-label": "Time", class: "time" }, cells.progress, cells.time),
     h("td", { class: "actions", "data-label": "" },
-      h("div", { class: "buttons" }, cells.stop, cells.download, cells.remove), cells.error),
+      h("div", { class: "buttons" }, cells.stop, cells.download, cells.details, cells.follow,
+        cells.netstate, cells.remove), cells.error),
   );
   return { tr, cells, capture };
 }
@@ -94,6 +101,9 @@ export function fillRow(row, canWrite, canDownload = true) {
   cells.stop.hidden = !running;
   cells.download.disabled = row.busy === "download" || stale || !canDownload;
   cells.remove.disabled = row.busy === "delete" || !canWrite || stale;
+  cells.follow.disabled = stale || !canDownload;
+  cells.netstate.disabled = stale;
+  cells.details.disabled = stale;
   row.tr.classList.toggle("is-running", running);
   row.tr.classList.toggle("is-stale", stale);
 }

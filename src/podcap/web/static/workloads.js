@@ -158,6 +158,12 @@ export class WorkloadTable {
     }, "Capture…");
     return h("tr", { dataset: { workloadId: w.id, name: w.name, node: w.node || "" } },
       h("td", { "data-label": "Name" },
+        h("input", {
+          type: "checkbox", class: "pick", checked: picked.has(key), disabled: !w.cap_sniff,
+          "aria-label": `Pick ${w.name} for a capture group`,
+          dataset: { focusKey: `pick-${key}` },
+          onchange: (e) => (e.target.checked ? picked.add(key) : picked.delete(key)),
+        }),
         h("span", { class: "name" }, w.name),
         running ? h("span", { class: "badge running", title: "captures running now" },
           `● ${running} capturing`) : null,
@@ -174,6 +180,9 @@ export class WorkloadTable {
     );
   }
 }
+
+/** Containers picked (by rowKey) for a capture group: groups.js reads them. */
+export const picked = new Set();
 
 /** A workload on its node: the container id, plus the agent's id when there is one. */
 export const rowKey = (w) => (w.agent_id ? `${w.agent_id}-${w.id}` : w.id);

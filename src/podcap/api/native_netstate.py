@@ -1,0 +1,16 @@
+"""A capture's network-state snapshot: addresses, routes, neighbours and sockets of its
+namespace when it started (agent/netstate.py takes it; docs/API.md has the shape)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from podcap.api.deps import Caller, Service
+
+router = APIRouter(prefix="/api/captures", tags=["captures"])
+
+
+@router.get("/{cid}/netstate")
+def netstate(cid: str, svc: Service, who: Caller) -> dict:
+    """404 when the capture has no snapshot (started by an older podcap, or taking it failed)."""
+    return {"netstate": svc.document(who, cid, "netstate")}

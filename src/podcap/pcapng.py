@@ -1,0 +1,157 @@
+"""A small pcapng writer (draft-ietf-opsawg-pcapng) and a streaming reader of classic pcap.
+
+Only what a merged group download needs: a Section Header Block, Interface Description Blocks
+with options, Enhanced Packet Blocks; little-endian, every block and option padded to 32 bits.
+Our own ~100 lines rather than a library: python-pcapng is unmaintained, scapy is heavy, and
+dpkt's writer cannot add interfaces after the first packet (WIRESHARK.md). Each function
+returns one block's bytes, so a writer is a generator and memory stays one packet.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+SHB = 0x0A0D0D0A
+IDB = 0x00000001
+ISB = 0x00000005
+EPB = 0x00000006
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+OPT_END = 0
+OPT_COMMENT = 1
+SHB_HARDWARE = 2
+SHB_OS = 3
+SHB_USERAPPL = 4
+IF_NAME = 2
+IF_DESCRIPTION = 3
+IF_TSRESOL = 9
+IF_OS = 12
+EPB_FLAGS = 2
+
+TSRESOL_NS = 9  # if_tsresol value: 10^-9 s; every IDB this module writes uses it
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\x00" * (-len(data) % 4)
+
+
+def options(items: Iterable[tuple[int, bytes]]) -> bytes:
+    """Options as (code, value); an end-of-options marker is added when there are any. A value
+    is cut at 65,535 bytes: an option's length field has 16 bits."""
+    out = b"".join(struct.pack("<HH", code, len(value[:0xFFFF])) + _pad(value[:0xFFFF])
+                   for code, value in items)
+    return out + struct.pack("<HH", OPT_END, 0) if out else b""
+
+
+def _block(kind: int, body: bytes) -> bytes:
+    body = _pad(body)
+    length = len(body) + 12
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+def section_header(comments: Iterable[str] = (), userappl: str = "", os_name: str = "",
+                   hardware: str = "") -> bytes:
+    """The first block: byte order, version 1.0, unknown section length (we stream)."""
+    opts: list[tuple[int, bytes]] = [(OPT_COMMENT, c.encode()) for c in comments]
+    opts += [(code, text.encode()) for code, text in
+             ((SHB_HARDWARE, hardware), (SHB_OS, os_name), (SHB_USERAPPL, userappl)) if text]
+    return _block(SHB, struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + options(opts))
+
+
+def interface(linktype: int, snaplen: int, name: str = "", description: str = "",
+              comments: Iterable[str] = (), os_name: str = "") -> bytes:
+    """One interface; timestamps of its packets are in nanoseconds (if_tsresol = 9)."""
+    opts: list[tuple[int, bytes]] = [(OPT_COMMENT, c.encode()) for c in comments]
+    if name:
+        opts.append((IF_NAME, name.encode()))
+    if description:
+        opts.append((IF_DESCRIPTION, description.encode()))
+    opts.append((IF_TSRESOL, bytes([TSRESOL_NS])))
+    if os_name:
+        opts.append((IF_OS, os_name.encode()))
+    return _block(IDB, struct.pack("<HHI", linktype, 0, snaplen) + options(opts))
+
+
+def packet(interface_id: int, ts_ns: int, data: bytes, orig_len: int | None = None,
+           flags: int | None = None, comments: Iterable[str] = ()) -> bytes:
+    """One Enhanced Packet Block; ``flags`` bits 0-1: 1 inbound, 2 outbound."""
+    items = [(OPT_COMMENT, c.encode()) for c in comments]
+    if flags is not None:
+        items.append((EPB_FLAGS, struct.pack("<I", flags)))
+    opts = options(items)
+    head = struct.pack("<IIIII", interface_id, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(data),
+                       len(data) if orig_len is None else orig_len)
+    return _block(EPB, head + _pad(data) + opts)
+
+
+def interface_statistics(interface_id: int, ts_ns: int) -> bytes:
+    """An Interface Statistics Block without counters: what a live stream sends while it has
+    no packets, so proxies and readers see the connection alive (readers skip it)."""
+    return _block(ISB, struct.pack("<III", interface_id, ts_ns >> 32, ts_ns & 0xFFFFFFFF))
+
+
+# ---- reading classic pcap as it streams ------------------------------------------------------
+
+@dataclass(frozen=True)
+class PcapHeader:
+    linktype: int
+    snaplen: int
+    ns: bool  # timestamps in nanoseconds (magic a1b23c4d), else microseconds
+    endian: str  # "<" or ">"
+
+
+@dataclass(frozen=True)
+class Record:
+    ts_ns: int
+    data: bytes
+    orig_len: int
+
+
+_MAGICS = {0xA1B2C3D4: False, 0xA1B23C4D: True}
+
+
+class PcapFormatError(ValueError):
+    pass
+
+
+def read_pcap(chunks: Iterable[bytes]) -> tuple[PcapHeader, Iterator[Record]]:
+    """Split a classic pcap byte stream (chunks of any size) into its header and records,
+    holding at most one chunk and one record. A truncated last record (a snapshot cut in the
+    middle of a write) ends the records quietly."""
+    source = iter(chunks)
+    buf = bytearray()
+
+    def need(n: int) -> bool:
+        while len(buf) < n:
+            try:
+                buf.extend(next(source))
+            except StopIteration:
+                return False
+        return True
+
+    if not need(24):
+        raise PcapFormatError("stream ended before the 24-byte pcap header")
+    for endian in ("<", ">"):
+        magic = struct.unpack_from(endian + "I", buf)[0]
+        if magic in _MAGICS:
+            break
+    else:
+        raise PcapFormatError(f"not a pcap file (magic {bytes(buf[:4]).hex()})")
+    _, _, _, _, _, snaplen, linktype = struct.unpack_from(endian + "IHHiIII", buf)
+    header = PcapHeader(linktype & 0xFFFF, snaplen, _MAGICS[magic], endian)
+    del buf[:24]
+    record = struct.Struct(endian + "IIII")
+    scale = 1 if header.ns else 1000
+
+    def records() -> Iterator[Record]:
+        while need(16):
+            sec, frac, caplen, orig = record.unpack_from(buf)
+            if not need(16 + caplen):
+                return
+            data = bytes(buf[16:16 + caplen])
+            del buf[:16 + caplen]
+            yield Record(sec * 1_000_000_000 + frac * scale, data, orig)
+
+    return header, records()

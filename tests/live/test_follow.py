@@ -1,0 +1,159 @@
+"""Live follow (`GET /api/captures/{id}/pcap?follow=true`) against a real server, containers,
+tcpdump; streams read back with dpkt and tshark."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import httpx
+from live_support import Followed, p95
+from support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
+
+from podcap.capture.follow import gap_text
+
+
+def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: float = 0.0,
+           **params: str) -> Followed:
+    return Followed(f"{server.url}/api/captures/{cid}/pcap", {"X-Auth-Token": server.token},
+                    {"follow": "true", **params}, pause_after=pause_after, pause_s=pause_s)
+
+
+def follow_doc(server: Server, cid: str) -> dict:
+    with server.client() as c:
+        r = c.get(f"/api/captures/{cid}/follow")
+    assert r.status_code == 200, r.text
+    return r.json()["follow"]
+
+
+def test_follow_from_start_is_live_and_ends_with_the_capture(server: Server,
+                                                              pair: WebPair) -> None:
+    # SYNs only: ~10 small packets a second, far too few to fill tcpdump's stdio buffer, so
+    # they reach the file within the latency bound only because the agent flushes it.
+    cid = server.sniff(pair.web.id, filter="tcp port 80 and tcp[tcpflags] & tcp-syn != 0")
+    time.sleep(1.5)  # packets from before the follow began: sent too ("from the start")
+    f = follow(server, cid).start()
+    assert f.status == 200, f.raw
+    assert "content-length" not in f.response_headers
+    opened = time.time()
+    wait_for(lambda: sum(1 for ts, _ in f.arrivals if ts > opened + 0.5) >= 40, timeout=30,
+             what="packets written after the follow opened")
+    server.stop_sniffer(cid)
+    assert f.ended.wait(10), "the follow stream did not end with the capture"
+    assert f.error is None, f.error
+    latencies = [arrived - ts for ts, arrived in f.arrivals if ts > opened + 0.5]
+    print(f"follow latency: n={len(latencies)} p95={p95(latencies):.3f} s "
+          f"max={max(latencies):.3f} s")
+    assert p95(latencies) <= 1.5
+    assert min(ts for ts, _ in f.arrivals) < opened  # it began at the capture's start
+    # The followed stream is the capture, packet for packet.
+    assert read_pcap(bytes(f.raw)) == read_pcap(server.pcap(cid))
+    _, packets = read_pcap(bytes(f.raw))
+    assert (pair.client_ip, pair.web_ip) in tcp_flows(packets)
+    assert follow_doc(server, cid)["flushes"] > 0
+
+
+def test_from_now_sends_the_header_then_new_packets_only(server: Server, pair: WebPair) -> None:
+    cid = server.sniff(pair.web.id, filter="tcp port 80")
+    wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 20, what="packets before")
+    opened = time.time()
+    f = follow(server, cid, **{"from": "now"}).start()
+    wait_for(lambda: len(f.arrivals) >= 10, what="new packets")
+    server.stop_sniffer(cid)
+    assert f.ended.wait(10)
+    assert len(f.chunks[0]) == 24, "the first chunk is the global header alone"
+    linktype, packets = read_pcap(bytes(f.raw))
+    assert linktype == 276
+    assert packets and min(ts for ts, _ in packets) >= opened - 0.05
+    everything = read_pcap(server.pcap(cid))[1]
+    assert len(everything) > len(packets) and packets == everything[-len(packets):]
+
+
+def test_follow_across_rotation_equals_the_download(server: Server) -> None:
+    with web_pair("rot") as p:
+        p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
+                           f"http://{p.web_ip}/big.txt; sleep 0.1; done"], detach=True)
+        cid = server.sniff(p.web.id, file_size_mb=1, file_number=50)  # never wraps here
+        f = follow(server, cid).start()
+        wait_for(lambda: server.sniffer(cid)["stats"]["bytes"] > 3_500_000, timeout=40,
+                 what="several ring files")
+        server.stop_sniffer(cid)
+        assert f.ended.wait(20)
+    final = server.sniffer(cid)
+    assert 4 <= final["file_number"] < 50, final
+    assert f.error is None
+    followed = read_pcap(bytes(f.raw))
+    assert followed == read_pcap(server.pcap(cid))
+    assert len(followed[1]) == final["stats"]["captured"]
+    assert not any(gap_text(data) for _, data in followed[1])
+    # tshark agrees the stream is one valid pcap
+    out = subprocess.run(["tshark", "-r", "-", "-T", "fields", "-e", "frame.number"],
+                         input=bytes(f.raw), capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.split()) == len(followed[1])
+
+
+def test_slow_reader_of_a_wrapping_ring_is_told_what_it_missed(server: Server,
+                                                                tmp_path) -> None:
+    with web_pair("slow") as p:
+        for _ in range(2):
+            p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
+                               f"http://{p.web_ip}/big.txt; done"], detach=True)
+        cid = server.sniff(p.web.id, file_size_mb=1, file_number=2)
+        slow = [follow(server, cid, pause_after=200_000, pause_s=12),
+                follow(server, cid, pause_after=200_000, pause_s=12, format="pcapng")]
+        for f in slow:
+            f.start()
+        time.sleep(14)
+        server.stop_sniffer(cid)
+        for f in slow:
+            assert f.ended.wait(30)
+            assert f.error is None, f.error
+    pcap_stream, ng_stream = (bytes(f.raw) for f in slow)
+    final = server.sniffer(cid)
+    # pcap: the notice is a marker frame, in time order with the rest
+    _, packets = read_pcap(pcap_stream)
+    notices = [text for _, data in packets if (text := gap_text(data))]
+    assert notices and "overwritten before they were read" in notices[0], notices
+    assert len(packets) - len(notices) < final["stats"]["captured"]
+    # pcapng: a packet comment on the first packet after the gap, as tshark shows it
+    path = tmp_path / "slow.pcapng"
+    path.write_bytes(ng_stream)
+    out = subprocess.run(["tshark", "-r", str(path), "-Y", "frame.comment", "-T", "fields",
+                          "-e", "frame.comment"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "overwritten before they were read" in out.stdout
+    doc = follow_doc(server, cid)
+    assert doc["gap_count"] >= 2 and doc["gaps"][0]["files"] >= 1, doc
+
+
+def test_flushes_only_while_followed(server: Server, pair: WebPair) -> None:
+    cid = server.sniff(pair.web.id, filter="tcp port 80")
+    time.sleep(1.0)
+    assert follow_doc(server, cid)["flushes"] == 0
+    f = follow(server, cid).start()
+    wait_for(lambda: follow_doc(server, cid)["flushes"] >= 8, timeout=10, what="flushes")
+    assert follow_doc(server, cid)["followers"] == 1
+    f.close()  # the client goes away: the agent must stop flushing
+    wait_for(lambda: follow_doc(server, cid)["followers"] == 0, timeout=15,
+             what="the follower to be gone")
+    before = follow_doc(server, cid)["flushes"]
+    time.sleep(1.5)
+    assert follow_doc(server, cid)["flushes"] == before
+    server.stop_sniffer(cid)
+
+
+def test_follow_refusals(server: Server, pair: WebPair) -> None:
+    cid = server.sniff(pair.web.id, duration=1)
+    server.ended(cid)
+    with server.client() as c:
+        for params, words in [({"follow": "true", "from": "later"}, "from must be"),
+                              ({"format": "pcapng"}, "follow=true only"),
+                              ({"follow": "true", "limit": "10"}, "limit does not apply"),
+                              ({"follow": "true", "format": "xml"}, "format must be")]:
+            r = c.get(f"/api/captures/{cid}/pcap", params=params)
+            assert r.status_code == 400 and words in r.json()["message"], (params, r.text)
+        # a stopped capture: follow sends what is there and ends at once
+        r = c.get(f"/api/captures/{cid}/pcap", params={"follow": "true"}, timeout=10)
+    assert r.status_code == 200 and r.content == server.pcap(cid)
+    assert isinstance(r, httpx.Response)

@@ -1,0 +1,77 @@
+"""Follow a capture on a remote agent: agent -> gRPC upload -> controller -> HTTP, live.
+
+A quiet follow stream must outlive the controller's upload idle limit (UPLOAD_IDLE_S): the
+agent sends empty keepalive chunks while nothing happens."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
+from cluster_support import AgentProc, Cluster, running_cluster  # noqa: E402
+from live_support import Followed, p95  # noqa: E402
+from support import WebPair, read_pcap, wait_for, web_pair  # noqa: E402
+
+from podcap import limits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("follow-remote")
+    with running_cluster(tmp) as c:
+        agent = AgentProc(c, socket.gethostname(), tmp / "agent").start(c.join_token())
+        try:
+            yield c
+        finally:
+            agent.stop()
+
+
+@pytest.fixture(scope="module")
+def remote_pair() -> Iterator[WebPair]:
+    with web_pair("remote") as p:
+        yield p
+
+
+def follow(cluster: Cluster, cid: str, **params: str) -> Followed:
+    srv = cluster.server
+    return Followed(f"{srv.url}/api/captures/{cid}/pcap", {"X-Auth-Token": srv.token},
+                    {"follow": "true", **params}).start()
+
+
+def test_remote_follow_is_live_and_equals_the_download(cluster: Cluster,
+                                                       remote_pair: WebPair) -> None:
+    srv = cluster.server
+    cid = srv.sniff(remote_pair.web.id, filter="tcp port 80")
+    f = follow(cluster, cid)
+    opened = time.time()
+    wait_for(lambda: sum(1 for ts, _ in f.arrivals if ts > opened + 0.5) >= 40, timeout=20,
+             what="live packets from the remote agent")
+    srv.stop_sniffer(cid)
+    assert f.ended.wait(15) and f.error is None, f.error
+    latencies = [arrived - ts for ts, arrived in f.arrivals if ts > opened + 0.5]
+    print(f"remote follow latency: n={len(latencies)} p95={p95(latencies):.3f} s")
+    assert p95(latencies) <= 1.5
+    assert read_pcap(bytes(f.raw)) == read_pcap(srv.pcap(cid))
+
+
+def test_quiet_remote_follow_outlives_the_upload_idle_limit(cluster: Cluster,
+                                                            remote_pair: WebPair) -> None:
+    srv = cluster.server
+    cid = srv.sniff(remote_pair.web.id, filter="tcp port 7777")  # nothing, until we send
+    f = follow(cluster, cid)
+    time.sleep(limits.UPLOAD_IDLE_S + 5)
+    assert not f.ended.is_set(), f"the quiet stream was cut: {f.error}"
+    remote_pair.client.exec_run(["sh", "-c", f"nc -w 1 {remote_pair.web_ip} 7777 </dev/null"])
+    # (refused: a SYN and a RST)
+    wait_for(lambda: len(f.arrivals) >= 1, timeout=10, what="the packet after the silence")
+    srv.stop_sniffer(cid)
+    assert f.ended.wait(15) and f.error is None, f.error
+    assert read_pcap(bytes(f.raw)) == read_pcap(srv.pcap(cid))
+    log = Path(srv.log_path).read_text(errors="replace") if srv.log_path else ""
+    assert "sent nothing for" not in log

@@ -1,0 +1,135 @@
+"""The start path after issue 12: the capture's own tcpdump is the only filter compiler on it.
+
+A bad filter still gives ``InvalidArgument`` with tcpdump's message (the same one the filter
+check gives), and leaves nothing behind: no tcpdump, no record, no directory. A good filter costs
+no extra ``tcpdump -d``. Also here: the reasons a tcpdump that ended by itself gets, and the
+repair of a pcap whose last record was cut.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import dpkt
+import pytest
+from support import remove_container, run_container, unique
+
+from podcap.agent.manager import Agent
+from podcap.agent.recovery import find_tcpdumps
+from podcap.agent.workloads import WorkloadView
+from podcap.capture import tcpdump
+from podcap.errors import InvalidArgument
+from podcap.model import CaptureSpec
+from podcap.runtime.docker import DockerRuntime
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[str]:
+    c = run_container(unique("start"), ["sleep", "300"])
+    try:
+        yield c.id
+    finally:
+        remove_container(c)
+
+
+@pytest.fixture()
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    a = Agent(tmp_path / "data", WorkloadView([DockerRuntime()]), "node", "agent-1").open()
+    try:
+        yield a
+    finally:
+        a.close()
+
+
+@pytest.fixture()
+def compiles(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Every ``tcpdump -d`` the tcpdump module runs from now on."""
+    seen: list[list[str]] = []
+    real = subprocess.run
+
+    def spy(argv: list[str], *args: object, **kwargs: object) -> object:
+        if "-d" in argv:
+            seen.append(list(argv))
+        return real(argv, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(tcpdump.subprocess, "run", spy)
+    return seen
+
+
+def test_bad_filter_at_start_is_tcpdumps_message_and_leaves_nothing(
+        agent: Agent, box: str, compiles: list[list[str]]) -> None:
+    with pytest.raises(InvalidArgument) as started:
+        agent.start(box, CaptureSpec(filter="tcp port"))
+    with pytest.raises(InvalidArgument) as checked:
+        agent.check_filter("tcp port")
+    assert started.value.message == checked.value.message == \
+        "invalid filter: can't parse filter expression: syntax error"
+    assert agent.captures() == []
+    assert list(agent.store.root.iterdir()) == []  # no record, no directory
+    assert find_tcpdumps(agent.store.root) == {}
+
+
+def test_good_filter_starts_without_a_separate_compile(agent: Agent, box: str,
+                                                       compiles: list[list[str]]) -> None:
+    capture = agent.start(box, CaptureSpec(filter="udp port 4242 or icmp"))
+    try:
+        assert compiles == []  # only the capture's own tcpdump compiled it
+        assert capture.status == "running" and capture.pid
+        record = agent.store.dir(capture.id) / "capture.json"
+        assert record.is_file()  # written while tcpdump booted
+    finally:
+        agent.remove(capture.id)
+    assert find_tcpdumps(agent.store.root) == {}
+
+
+def test_filter_check_compiles_once_per_filter(tmp_path: Path,
+                                               compiles: list[list[str]]) -> None:
+    empty = tcpdump.write_empty_pcap(tmp_path / "empty.pcap")
+    expression = f"udp port {os.getpid() % 60000 + 1}"  # not compiled by an earlier test
+    tcpdump.compile_filter(expression, empty)
+    tcpdump.compile_filter(expression, empty)
+    assert len(compiles) == 1
+    for _ in range(2):  # failures are never remembered
+        with pytest.raises(InvalidArgument):
+            tcpdump.compile_filter("udp port", empty)
+    assert len(compiles) == 3
+
+
+def test_exit_reasons(tmp_path: Path) -> None:
+    log = tmp_path / "tcpdump.log"
+    log.write_bytes(b"tcpdump: listening on any, link-type LINUX_SLL2\n"
+                    b"3 packets captured, 3 packets received by filter, 0 packets dropped by "
+                    b"kernel\n")
+    assert tcpdump.exit_reason(-9, log) == ("tcpdump killed by signal 9 (SIGKILL)", True)
+    assert tcpdump.exit_reason(0, log) == ("tcpdump exited", False)
+    assert tcpdump.exit_reason(None, log) == ("tcpdump ended without a message (killed?)", True)
+    log.write_bytes(b"tcpdump: /data/x/capture.pcap1: No space left on device\n")
+    assert tcpdump.exit_reason(1, log) == ("disk full", False)
+    log.write_bytes(b"tcpdump: any: You don't have permission to perform this capture\n")
+    assert tcpdump.exit_reason(1, log) == (
+        "error: any: You don't have permission to perform this capture", True)
+
+
+def _pcap(records: list[bytes]) -> bytes:
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
+    for i, data in enumerate(records):
+        out += struct.pack("<IIII", 1_700_000_000 + i, 0, len(data), len(data)) + data
+    return out
+
+
+def test_repair_tail_cuts_half_a_record_only(tmp_path: Path) -> None:
+    whole = _pcap([bytes([i]) * (100 + i) for i in range(50)])
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(whole + struct.pack("<IIII", 1, 0, 500, 500) + b"x" * 123)
+    assert tcpdump.repair_tail(path, chunk=64) == 16 + 123  # small reads: records span them
+    assert path.read_bytes() == whole
+    assert len(list(dpkt.pcap.Reader(io.BytesIO(path.read_bytes())))) == 50
+    assert tcpdump.repair_tail(path) == 0  # a whole file is left as it is
+    other = tmp_path / "not-a-pcap"
+    other.write_bytes(b"hello world, not a pcap at all")
+    assert tcpdump.repair_tail(other) == 0 and other.read_bytes().startswith(b"hello")
