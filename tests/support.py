@@ -173,7 +173,15 @@ def docker_client() -> docker.DockerClient:
 
 def run_container(name: str, command: list[str], **kwargs) -> docker.models.containers.Container:
     client = docker_client()
-    return client.containers.run(IMAGE, command, name=name, detach=True, **kwargs)
+    try:
+        return client.containers.run(IMAGE, command, name=name, detach=True, **kwargs)
+    except docker.errors.APIError:
+        # run = create + start: a start that fails would leave the created container behind
+        try:
+            client.containers.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        raise
 
 
 def container_ip(container) -> str:

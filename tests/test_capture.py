@@ -96,6 +96,8 @@ def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> No
         cid = srv.sniff(pair.web.id, filter="tcp port 80")
         wait_for(lambda: srv.sniffer(cid)["stats"]["captured"] > 5, what="packets")
         gone = srv.sniff(pair.web.id)  # this one's tcpdump dies while the agent is down
+        # the record says "running" before the reply; its pid follows in the background
+        wait_for(lambda: srv_record(srv, gone).get("pid"), what="the pid in the record")
         pid = srv_pid(srv, cid)
         pid_gone = srv_pid(srv, gone)
         starts = {p: proc_start_time(p) for p in (pid, pid_gone)}  # never kill a reused pid

@@ -194,3 +194,24 @@ def test_text_rendering_is_short_and_says_what_is_left_out() -> None:
     assert "Neighbours: none" in text
     assert "… and 85 more" in text  # 80 not shown + 5 left out of the snapshot
     assert text.count("\n") < 30
+
+
+def test_followed_pcapng_carries_the_snapshot_on_its_interface(
+        server: Server, listener: Container, tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "groups"))
+    from group_support import walk
+
+    with server.client() as c:
+        r = c.post("/api/captures", json={"workload_id": listener.id, "duration": 2})
+        assert r.status_code == 201, r.text
+        cid = r.json()["capture"]["id"]
+        _netstate(server, cid)  # the snapshot is taken in the background after the start
+        r = c.get(f"/api/captures/{cid}/pcap", params={"follow": "true", "format": "pcapng"},
+                  timeout=30)  # ends with the capture
+    assert r.status_code == 200, r.text
+    path = tmp_path / "followed.pcapng"
+    path.write_bytes(r.content)
+    [idb] = walk(path).interfaces
+    [note] = idb["comments"]
+    assert note.startswith("Network state at capture start")
+    assert container_ip(listener) in note

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from support import Server, WebPair, free_port, wait_for
 
@@ -55,6 +56,18 @@ def edit_record(srv: Server, cid: str, **fields: float | None) -> None:
 def status(srv: Server, cid: str) -> int:
     with srv.client() as c:
         return c.get(f"/api/captures/{cid}").status_code
+
+
+def start_one_mb(srv: Server, pair: WebPair) -> httpx.Response:
+    """Ask for a one-file 1 MB ring: the start each budget case below is measured against."""
+    with srv.client() as c:
+        return c.post("/api/captures", json={"workload_id": pair.web.id, "file_number": 1,
+                                             "file_size_mb": 1})
+
+
+def limits_shown(srv: Server) -> dict:
+    with srv.client() as c:
+        return c.get("/api/limits").json()
 
 
 def audit(srv: Server, event: str) -> list[dict]:
@@ -108,10 +121,8 @@ def test_reclaim_deletes_the_oldest_stopped_capture_and_never_a_running_one(
 
     restart(box, "--disk-budget", str(budget))  # reclaim off: refused, naming the budget
     running = box.sniff(pair.web.id, file_number=1, file_size_mb=1)
-    with box.client() as c:
-        r = c.post("/api/captures", json={"workload_id": pair.web.id, "file_number": 1,
-                                          "file_size_mb": 1})
-        shown = c.get("/api/limits").json()
+    r = start_one_mb(box, pair)
+    shown = limits_shown(box)
     assert r.status_code == 400, r.text
     assert "disk budget" in r.json()["message"] and "--reclaim oldest" in r.json()["message"]
     assert shown["reclaim"] == "none"
@@ -121,10 +132,8 @@ def test_reclaim_deletes_the_oldest_stopped_capture_and_never_a_running_one(
 
     restart(box, "--disk-budget", str(budget), "--reclaim", "oldest")
     running = box.sniff(pair.web.id, file_number=1, file_size_mb=1)
-    with box.client() as c:
-        r = c.post("/api/captures", json={"workload_id": pair.web.id, "file_number": 1,
-                                          "file_size_mb": 1})
-        shown = c.get("/api/limits").json()
+    r = start_one_mb(box, pair)
+    shown = limits_shown(box)
     assert r.status_code == 201, r.text
     new = r.json()["capture"]["id"]
     assert shown["reclaim"] == "oldest"
@@ -139,9 +148,7 @@ def test_reclaim_deletes_the_oldest_stopped_capture_and_never_a_running_one(
 
     # Two running rings fill the budget but for the stopped ones: a third cannot fit even if
     # every stopped capture went, so it is refused and nothing is deleted.
-    with box.client() as c:
-        r = c.post("/api/captures", json={"workload_id": pair.web.id, "file_number": 1,
-                                          "file_size_mb": 1})
+    r = start_one_mb(box, pair)
     assert r.status_code == 400, r.text
     assert "by running captures" in r.json()["message"]
     assert status(box, second["id"]) == status(box, third["id"]) == 200

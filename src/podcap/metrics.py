@@ -43,6 +43,7 @@ from podcap.controller.auth import Principal
 from podcap.controller.service import CaptureService
 from podcap.errors import InvalidArgument, PodcapError
 from podcap.model import Status
+from podcap.tls import is_loopback
 from podcap.transport.inprocess import InProcessTransport
 
 log = logging.getLogger("podcap.metrics")
@@ -260,7 +261,7 @@ def check_access(token: str | None, listen: str | None) -> None:
                               "`openssl rand -hex 24`")
     if listen is not None:
         host, _ = _split(listen)
-        if token is None and not _loopback(host):
+        if token is None and not is_loopback(host):
             raise InvalidArgument(f"--metrics-listen {listen} is not a loopback address: set "
                                   "--metrics-token too, or listen on 127.0.0.1")
 
@@ -338,14 +339,3 @@ def _family(host: str) -> Any:
     import socket
 
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

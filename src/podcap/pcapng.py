@@ -60,6 +60,17 @@ def section_header(comments: Iterable[str] = (), userappl: str = "", os_name: st
     return _block(SHB, struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + options(opts))
 
 
+COMMENT_MAX_BYTES = 60_000  # an option's length is 16 bits; room left for the rest
+
+
+def fit_comment(text: str) -> str:
+    """``text`` cut to what one comment option holds, saying so when cut."""
+    data = text.encode()
+    if len(data) <= COMMENT_MAX_BYTES:
+        return text
+    return data[:COMMENT_MAX_BYTES - 20].decode(errors="ignore") + "\n…(truncated)"
+
+
 def interface(linktype: int, snaplen: int, name: str = "", description: str = "",
               comments: Iterable[str] = (), os_name: str = "") -> bytes:
     """One interface; timestamps of its packets are in nanoseconds (if_tsresol = 9)."""

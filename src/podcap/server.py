@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import ctypes
-import ipaddress
 import logging
 import os
 import secrets
@@ -43,7 +42,7 @@ from podcap.logs import uvicorn_log_config
 from podcap.metrics import check_access, serve_separately
 from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
-from podcap.tls import ensure_self_signed
+from podcap.tls import ensure_self_signed, is_loopback
 from podcap.transport.inprocess import InProcessTransport
 from podcap.transport.uplink import Identity, Uplink, join
 
@@ -72,7 +71,7 @@ def serve(settings: Settings, *, local_agent: bool = True) -> None:
 def build(settings: Settings, *, local_agent: bool = True
           ) -> tuple[FastAPI, Path | None, Path | None]:
     """Everything `serve` runs, without the listening socket: (app, cert path, key path)."""
-    if settings.insecure_http and not _loopback(settings.host):
+    if settings.insecure_http and not is_loopback(settings.host):
         raise PodcapError(f"--insecure-http is allowed on loopback only, not {settings.host}; "
                           "drop it to serve HTTPS")
     check_access(settings.metrics_token, settings.metrics_listen)
@@ -201,12 +200,3 @@ def _agent_id(data_dir: Path) -> str:
     if not path.exists():
         path.write_text(secrets.token_hex(8))
     return path.read_text().strip()
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -21,6 +21,17 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 log = logging.getLogger("podcap.tls")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a listen address is loopback only: where plain HTTP (``--insecure-http``, the
+    metrics listener without a token) reaches no one but this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def ensure_self_signed(data_dir: Path, hostname: str, listen_host: str = "") -> tuple[Path, Path]:
     cert_path, key_path = data_dir / "tls.crt", data_dir / "tls.key"
     sans = _sans(hostname, listen_host)

@@ -321,12 +321,11 @@ def test_a_member_without_netstate_gets_no_comment() -> None:
     from types import SimpleNamespace
 
     from podcap.controller.auth import Principal
-    from podcap.controller.groups import GroupService
+    from podcap.controller.service import CaptureService
     from podcap.errors import NotFound
 
     def document(*_: object) -> dict:
         raise NotFound("no network-state snapshot for capture x")
 
-    fake = SimpleNamespace(service=SimpleNamespace(document=document))
-    member = SimpleNamespace(row=SimpleNamespace(capture_id="0" * 32))
-    assert GroupService._netstate(fake, Principal("admin", "admin"), member) == ""  # type: ignore[arg-type]
+    fake = SimpleNamespace(document=document)
+    assert CaptureService.netstate_note(fake, Principal("admin", "admin"), "0" * 32) == ""  # type: ignore[arg-type]

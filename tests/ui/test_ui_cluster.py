@@ -92,6 +92,8 @@ def test_nodes_list_join_token_and_revoke(page: Page, cluster: Cluster, spawn: S
     expect(page.get_by_label("Run on the new node")).to_have_value(
         f"podcap agent --controller 127.0.0.1:10444 --join-token {token}")
     expect(dialog).to_contain_text("for 1 join.")
+    dialog.get_by_role("button", name="Copy the command").click()  # dom.js copyField
+    expect(page.locator("#join-copied")).to_have_text(re.compile("^(Copied|Selected)"))
     page.screenshot(path=str(ARTIFACTS / "ui-cluster-join-token.png"))
 
     # The token shown is accepted: a second agent joins with it and appears as a node.

@@ -24,10 +24,17 @@ from podcap.streams import PcapRequest, PcapStream
 FORMATS = ("pcap", "pcapng")
 
 
-def request(limit: int | None, follow: bool, start: str | None, fmt: str) -> PcapRequest:
-    """The reading mode asked for; combinations that mean nothing are refused by name."""
+def starts_now(start: str | None) -> bool:
+    """The ``from`` parameter (a capture's or a group's follow): ``start``, the default, or
+    ``now``; anything else is refused by name."""
     if start not in (None, "start", "now"):
         raise InvalidArgument(f"from must be 'start' or 'now', got {start[:20]!r}")
+    return start == "now"
+
+
+def request(limit: int | None, follow: bool, start: str | None, fmt: str) -> PcapRequest:
+    """The reading mode asked for; combinations that mean nothing are refused by name."""
+    from_now = starts_now(start)
     if fmt not in FORMATS:
         raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt[:20]!r}")
     if not follow and (start is not None or fmt != "pcap"):
@@ -35,11 +42,13 @@ def request(limit: int | None, follow: bool, start: str | None, fmt: str) -> Pca
     if follow and limit is not None:
         raise InvalidArgument("limit does not apply to follow=true (the stream ends with the "
                               "capture); leave one of them out")
-    return PcapRequest(limit=limit, follow=follow, from_now=start == "now")
+    return PcapRequest(limit=limit, follow=follow, from_now=from_now)
 
 
-def response(owned: OwnedCapture, pcap: PcapStream, fmt: str,
-             headers: dict[str, str]) -> StreamingResponse:
+def response(owned: OwnedCapture, pcap: PcapStream, fmt: str, headers: dict[str, str],
+             netstate: str = "") -> StreamingResponse:
+    """``netstate``: the snapshot's comment, put on the pcapng interface (as group downloads
+    do)."""
     headers = {k: v for k, v in headers.items() if k in ("Content-Disposition",)}
     headers["Cache-Control"] = "no-store"
     headers["X-Accel-Buffering"] = "no"  # ask proxies (nginx) not to hold chunks back
@@ -50,7 +59,8 @@ def response(owned: OwnedCapture, pcap: PcapStream, fmt: str,
             name = f"{owned.namespace}/{name}"
         headers["Content-Disposition"] = headers.get("Content-Disposition", "").replace(
             ".pcap\"", ".pcapng\"")
-        body = as_pcapng(pcap, name, comment=f"podcap live follow of capture {capture.id}")
+        body = as_pcapng(pcap, name, comment=f"podcap live follow of capture {capture.id}",
+                         interface_notes=[netstate] if netstate else [])
         return StreamingResponse(paced(body), headers=headers,
                                  media_type="application/x-pcapng",
                                  background=BackgroundTask(pcap.close))

@@ -13,23 +13,28 @@ from starlette.background import BackgroundTask
 from podcap import limits
 from podcap.api import live, ranges, render
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
-from podcap.controller.tickets import TICKET_TTL_S
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 
 
-class StartCapture(BaseModel):
+class SpecBody(BaseModel):
+    """The capture settings of a start body (a capture's, a group's): ``CaptureSpec`` checks
+    the values; this only names the fields and their defaults for the API schema."""
+
     model_config = ConfigDict(extra="forbid")
-    workload_id: str
-    agent_id: str | None = None
     duration: int = limits.DURATION_DEFAULT
     file_number: int = limits.FILE_NUMBER_DEFAULT
     file_size_mb: int = limits.FILE_SIZE_MB_DEFAULT
     filter: str = ""
     snaplen: int = limits.SNAPLEN_DEFAULT
     buffer_kib: int = limits.BUFFER_KIB_DEFAULT
+
+
+class StartCapture(SpecBody):
+    workload_id: str
+    agent_id: str | None = None
 
 
 @router.get("")
@@ -67,8 +72,8 @@ def ticket(cid: str, svc: Service, who: Caller, tickets: TicketsDep) -> dict:
     """A one-use link for browsers: ``GET`` it without headers within 60 s."""
     owned = svc.capture(who, cid)
     who.require_download()
-    return {"url": f"/api/captures/{owned.capture.id}/pcap?ticket={tickets.issue(who, cid)}",
-            "name": render.download_name(owned), "expires_in": TICKET_TTL_S}
+    return tickets.link(who, cid, f"/api/captures/{owned.capture.id}/pcap",
+                        render.download_name(owned))
 
 
 @router.get("/{cid}/follow")
@@ -102,7 +107,8 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"',
                **ranges.headers(owned.capture, request, chosen, pcap)}
     if request.follow:
-        return live.response(owned, pcap, fmt, headers)
+        note = svc.netstate_note(who, cid) if fmt == "pcapng" else ""
+        return live.response(owned, pcap, fmt, headers, note)
     return StreamingResponse(ranges.body(pcap, chosen), 206 if chosen.partial else 200,
                              headers, media_type="application/vnd.tcpdump.pcap",
                              background=BackgroundTask(pcap.close))

@@ -7,15 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.background import BackgroundTask
 
-from podcap import limits
-from podcap.api import render
+from podcap.api import live, render
 from podcap.api.deps import AuthDep, Caller, TicketsDep, Token
+from podcap.api.native_captures import SpecBody
 from podcap.controller.groups import Group, GroupService, Selector
-from podcap.controller.tickets import TICKET_TTL_S
-from podcap.errors import InvalidArgument, Unavailable
+from podcap.errors import Unavailable
 from podcap.model import CaptureSpec
 
 router = APIRouter(prefix="/api/capture-groups", tags=["capture groups"])
@@ -31,17 +30,10 @@ def _groups(request: Request) -> GroupService:
 Groups = Annotated[GroupService, Depends(_groups)]
 
 
-class StartGroup(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StartGroup(SpecBody):
     workloads: list[str] = Field(default_factory=list)
     namespace: str = ""
     labels: str = ""  # a Kubernetes label selector: app=web,tier!=db
-    duration: int = limits.DURATION_DEFAULT
-    file_number: int = limits.FILE_NUMBER_DEFAULT
-    file_size_mb: int = limits.FILE_SIZE_MB_DEFAULT
-    filter: str = ""
-    snaplen: int = limits.SNAPLEN_DEFAULT
-    buffer_kib: int = limits.BUFFER_KIB_DEFAULT
 
 
 @router.get("")
@@ -77,9 +69,8 @@ def ticket(gid: str, groups: Groups, who: Caller, tickets: TicketsDep) -> dict:
     """A one-use link for browsers, as for a capture's pcap."""
     group = groups.get(who, gid)
     who.require_download()
-    return {"url": f"/api/capture-groups/{group.id}/pcapng?ticket="
-                   f"{tickets.issue(who, 'group:' + group.id)}",
-            "name": download_name(group), "expires_in": TICKET_TTL_S}
+    return tickets.link(who, "group:" + group.id, f"/api/capture-groups/{group.id}/pcapng",
+                        download_name(group))
 
 
 @router.get("/{gid}/pcapng")
@@ -89,9 +80,7 @@ def download(gid: str, groups: Groups, auth: AuthDep, tickets: TicketsDep, token
     """The members merged by time into one pcapng; ``follow=true`` keeps streaming until the
     group has stopped (``from=now``: only packets from now on)."""
     who = tickets.redeem(ticket, "group:" + gid) if ticket else auth.authenticate(token)
-    if from_ not in (None, "start", "now"):
-        raise InvalidArgument(f"from must be 'start' or 'now', got {from_[:20]!r}")
-    group, body, close = groups.pcapng(who, gid, follow, from_ == "now")
+    group, body, close = groups.pcapng(who, gid, follow, live.starts_now(from_))
     headers = {"Content-Disposition": f'attachment; filename="{download_name(group)}"',
                "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="application/x-pcapng", headers=headers,

@@ -14,7 +14,6 @@ from starlette.background import BackgroundTask
 
 from podcap import limits
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
-from podcap.controller.tickets import TICKET_TTL_S
 from podcap.insight.conversation import Conversation
 from podcap.streams import PcapRequest
 
@@ -53,9 +52,8 @@ def conversation_ticket(cid: str, body: ConversationBody, svc: Service, who: Cal
     conv = Conversation.parse(body.proto, body.a, body.b, body.a_port, body.b_port)
     owned = svc.capture(who, cid)
     who.require_download()
-    query = urlencode({**_query(conv), "ticket": tickets.issue(who, owned.capture.id)})
-    return {"url": f"/api/captures/{owned.capture.id}/conversations/pcap?{query}",
-            "name": _name(owned.capture.workload.name, conv), "expires_in": TICKET_TTL_S,
+    url = f"/api/captures/{owned.capture.id}/conversations/pcap?{urlencode(_query(conv))}"
+    return {**tickets.link(who, owned.capture.id, url, _name(owned.capture.workload.name, conv)),
             "filter": conv.bpf()}
 
 

@@ -20,7 +20,7 @@ from podcap.capture.tcpdump import LINKTYPE_LINUX_SLL2
 
 
 def as_pcapng(chunks: Iterable[bytes], name: str, description: str = "",
-              comment: str = "") -> Iterator[bytes]:
+              comment: str = "", interface_notes: Iterable[str] = ()) -> Iterator[bytes]:
     """Re-frame a classic pcap byte stream as pcapng, record by record (memory: one chunk).
     An empty chunk in (a follower with nothing new) is passed on as an empty chunk out, so the
     caller can give its thread back while the capture is quiet."""
@@ -39,7 +39,7 @@ def as_pcapng(chunks: Iterable[bytes], name: str, description: str = "",
     yield pcapng.section_header([comment] if comment else [], userappl=f"podcap {__version__}")
     yield pcapng.interface(header.linktype if header else LINKTYPE_LINUX_SLL2,
                            header.snaplen if header else 262144, name=name,
-                           description=description)
+                           description=description, comments=interface_notes)
     if header is None:
         return  # the capture ended before writing any file: an empty section
     record = struct.Struct(header.endian + "IIII")

@@ -9,7 +9,7 @@ translation.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import httpx
@@ -182,13 +182,18 @@ class ApiClient:
     def remove(self, capture_id: str) -> None:
         self.json("DELETE", f"/api/captures/{_segment(capture_id)}")
 
-    @contextmanager
     def pcap(self, capture_id: str, limit: int | None = None,
-             headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+             headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
         """The download as an open streaming response: memory stays flat whatever its size.
         ``headers``: Range and If-Range for a resume (cli/download.py)."""
         params = {"limit": limit} if limit is not None else None
-        url = f"/api/captures/{_segment(capture_id)}/pcap"
+        return self.stream(f"/api/captures/{_segment(capture_id)}/pcap", params, headers)
+
+    @contextmanager
+    def stream(self, url: str, params: dict[str, Any] | None = None,
+               headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
+        """A GET whose body is read as it arrives (no read timeout: a followed download waits
+        for packets); an error answer becomes podcap's error, as for ``request``."""
         try:
             with self.http.stream("GET", url, params=params,
                                   headers={**self._headers(), **(headers or {})},

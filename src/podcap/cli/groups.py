@@ -8,19 +8,17 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from podcap.cli import output
-from podcap.cli.client import ApiClient, error_from_response
+from podcap.cli.client import ApiClient
 from podcap.cli.download import _copy, _suggested_name, _target
+from podcap.cli.ids import by_prefix
 from podcap.cli.output import Format, OutputOption
-from podcap.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from podcap.errors import FailedPrecondition
 
 app = typer.Typer(no_args_is_help=True)
 Opt = typer.Option
@@ -144,7 +142,7 @@ def get(
     api = ctx.obj.api
     gid = resolve(api, group_id)
     url = f"/api/capture-groups/{gid}/pcapng" + ("?follow=true" if follow else "")
-    with _stream(api, url) as response:
+    with api.stream(url) as response:
         if out == "-":
             _copy(response, sys.stdout.buffer, None, "stdout")
             sys.stdout.buffer.flush()
@@ -164,32 +162,9 @@ def get(
 
 
 def resolve(api: ApiClient, text: str) -> str:
-    text = text.strip()
-    if _WHOLE.fullmatch(text):
-        return text
-    if not text:
-        raise InvalidArgument("give a group id (`podcap group ls` lists them)")
-    found = [str(g["id"]) for g in api.json("GET", "/api/capture-groups")["groups"]
-             if str(g["id"]).startswith(text)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise NotFound(f"no group id starts with {text!r}; `podcap group ls` lists them")
-    raise InvalidArgument(f"{text!r} matches {len(found)} groups: {', '.join(found)}")
+    return by_prefix(text, _WHOLE, "group", "podcap group ls", lambda: [
+        str(g["id"]) for g in api.json("GET", "/api/capture-groups")["groups"]])
 
 
 def _group(api: ApiClient, gid: str) -> dict[str, Any]:
     return dict(api.json("GET", f"/api/capture-groups/{gid}")["group"])
-
-
-@contextmanager
-def _stream(api: ApiClient, url: str) -> Iterator[httpx.Response]:
-    try:
-        with api.http.stream("GET", url, headers=api._headers(),
-                             timeout=httpx.Timeout(30.0, read=None)) as response:
-            if response.is_error:
-                response.read()
-                raise error_from_response(response)
-            yield response
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"download from {api.server} failed: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Capture ids as users type them: whole, or a unique prefix like `docker` accepts.
+"""Capture (and group) ids as users type them: whole, or a unique prefix like `docker` accepts.
 
 Tables show 12 characters so they fit a terminal; this is what makes those 12 enough.
 """
@@ -6,6 +6,7 @@ Tables show 12 characters so they fit a terminal; this is what makes those 12 en
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from podcap.cli.client import ApiClient
 from podcap.errors import InvalidArgument, NotFound
@@ -14,15 +15,23 @@ _WHOLE = re.compile(r"[0-9a-f]{32}")  # the server's id format: sent as typed, n
 
 
 def resolve(api: ApiClient, text: str) -> str:
+    return by_prefix(text, _WHOLE, "capture", "podcap capture ls",
+                     lambda: [str(c["id"]) for c in api.captures()])
+
+
+def by_prefix(text: str, whole: re.Pattern[str], kind: str, ls: str,
+              ids: Callable[[], list[str]]) -> str:
+    """``text`` if it is a whole id (no listing needed), else the one id of ``ids()`` it
+    starts; ``kind`` and the ``ls`` command that lists them are named in the errors."""
     text = text.strip()
-    if _WHOLE.fullmatch(text):
+    if whole.fullmatch(text):
         return text
     if not text:
-        raise InvalidArgument("give a capture id (`podcap capture ls` lists them)")
-    found = [str(c["id"]) for c in api.captures() if str(c["id"]).startswith(text)]
+        raise InvalidArgument(f"give a {kind} id (`{ls}` lists them)")
+    found = [i for i in ids() if i.startswith(text)]
     if len(found) == 1:
         return found[0]
     if not found:
-        raise NotFound(f"no capture id starts with {text!r}; `podcap capture ls` lists them")
-    raise InvalidArgument(f"{text!r} matches {len(found)} captures: {', '.join(found)}; "
+        raise NotFound(f"no {kind} id starts with {text!r}; `{ls}` lists them")
+    raise InvalidArgument(f"{text!r} matches {len(found)} {kind}s: {', '.join(found)}; "
                           "type more of the id")

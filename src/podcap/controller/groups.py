@@ -1,19 +1,15 @@
 """Capture groups: one selector, one capture per matching running container on every node,
 one status, one stop, one delete, one download (a pcapng merged by timestamp).
 
-- **Selector**: a list of workloads (by the resolver's rule: id, short id, name), a namespace,
-  a Kubernetes label selector (podcap/selector.py), or a combination: every part given must
-  hold. Pod sandboxes are not members (their containers are), and of containers that share one
-  network namespace on a node (a pod's containers) only the first is captured: the others
-  would add the same packets again; they are listed as skipped with that reason.
+What a group is made of (selector, members, which containers are taken or skipped, who may see
+a group) is in controller/group_members.py; this module runs groups:
+
 - **Members** are ordinary captures (owner rows, quotas, audit, /v1 lists them as sniffers).
-  A container that cannot be captured (host network, podcap's own) is skipped with the
-  agent's reason. A watcher thread looks for new matching containers every
-  ``GROUP_WATCH_INTERVAL_S`` and starts them with the time left of the group's duration,
-  with the rights the owner has at that moment (its user row is read each time).
-- **Rights**: a group is seen by whoever may see every namespace its members live in (the
-  owner always could: it matched only what it saw); stop and delete need write, the download
-  needs the download right, as for captures.
+  A watcher thread looks for new matching containers every ``GROUP_WATCH_INTERVAL_S`` and
+  starts them with the time left of the group's duration, with the rights the owner has at
+  that moment (its user row is read each time).
+- **Rights**: stop and delete need write, the download needs the download right, as for
+  captures.
 - **Download**: one pcapng merged by timestamp, plain or followed live
   (controller/group_pcapng.py); this module opens the members' streams and names them.
 """
@@ -22,25 +18,32 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, replace
 from functools import partial
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
 
 from podcap import __version__, limits
-from podcap.agent.netstate import as_text as netstate_text
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember, User
+from podcap.controller.group_members import (
+    Group,
+    Member,
+    Selector,
+    candidate,
+    group_id,
+    may_see,
+    member_row,
+    netns_of,
+    split,
+)
 from podcap.controller.group_pcapng import DEFAULT_SNAPLEN, Followed, Section, Source, merged
-from podcap.controller.resolver import resolve
 from podcap.controller.service import (
     CaptureService,
     Listing,
@@ -55,119 +58,10 @@ from podcap.errors import (
     PodcapError,
 )
 from podcap.model import CaptureSpec, Status
-from podcap.selector import LabelSelector, parse
 from podcap.streams import PcapRequest, PcapStream
-from podcap.types import workload_id
 
 log = logging.getLogger("podcap.groups")
 
-COMMENT_MAX_BYTES = 60_000  # a pcapng option's length is 16 bits
-_GROUP_ID = re.compile(r"[0-9a-f]{24}")
-
-
-def group_id(value: str) -> str:
-    if not isinstance(value, str) or not _GROUP_ID.fullmatch(value):
-        raise InvalidArgument(f"invalid capture group id {str(value)[:40]!r}: expected 24 "
-                              "lowercase hex characters")
-    return value
-
-
-@dataclass(frozen=True)
-class Selector:
-    """What a group captures. Every part given must hold; at least one part is needed."""
-
-    workloads: tuple[str, ...] = ()
-    namespace: str = ""
-    labels: str = ""
-    parsed: LabelSelector | None = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def of(cls, workloads: list[str] | tuple[str, ...] = (), namespace: str = "",
-           labels: str = "") -> Selector:
-        if not (workloads or namespace or labels.strip()):
-            raise InvalidArgument("a capture group needs a selector: workloads, a namespace, "
-                                  "a label selector (app=web,tier!=db), or a combination")
-        if len(workloads) > limits.GROUP_WORKLOADS_MAX:
-            raise InvalidArgument(f"{len(workloads)} workloads named; the maximum is "
-                                  f"{limits.GROUP_WORKLOADS_MAX}")
-        names = tuple(workload_id(w) for w in workloads)
-        if namespace and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", namespace):
-            raise InvalidArgument(f"namespace {namespace[:70]!r} is not a Kubernetes "
-                                  "namespace name (lowercase letters, digits, '-')")
-        parsed = parse(labels) if labels.strip() else None
-        return cls(names, namespace, labels.strip(), parsed)
-
-    @classmethod
-    def from_json(cls, text: str) -> Selector:
-        data = json.loads(text)
-        return cls.of(data.get("workloads", []), data.get("namespace", ""),
-                      data.get("labels", ""))
-
-    def to_dict(self) -> dict[str, object]:
-        return {"workloads": list(self.workloads), "namespace": self.namespace,
-                "labels": self.labels}
-
-    def __str__(self) -> str:
-        parts = []
-        if self.workloads:
-            parts.append("workloads " + ",".join(self.workloads))
-        if self.namespace:
-            parts.append(f"namespace {self.namespace}")
-        if self.labels:
-            parts.append(f"labels {self.labels}")
-        return "; ".join(parts)
-
-    def matches(self, placed: PlacedWorkload) -> bool:
-        w = placed.workload
-        if self.namespace and w.namespace != self.namespace:
-            return False
-        if self.parsed is not None and not self.parsed.matches(w.labels):
-            return False
-        return not self.workloads or any(resolve(q, [(w, None)]) for q in self.workloads)
-
-
-@dataclass(frozen=True)
-class Member:
-    """A container of a group: its capture as it is now (``None`` when skipped or gone)."""
-
-    row: GroupMember
-    capture: OwnedCapture | None
-
-    @property
-    def if_name(self) -> str:
-        r = self.row
-        if r.pod:
-            return f"{r.namespace}/{r.pod}/{r.container or r.name}"
-        return r.name
-
-    @property
-    def if_description(self) -> str:
-        r = self.row
-        q = urllib.parse.quote
-        return (f"k8s.node={q(r.node)};k8s.namespace={q(r.namespace)};"
-                f"k8s.podName={q(r.pod)};k8s.containerName={q(r.container or r.name)}")
-
-
-@dataclass(frozen=True)
-class Group:
-    row: CaptureGroup
-    selector: Selector
-    spec: CaptureSpec
-    members: list[Member]  # captured, in the order they joined
-    skipped: list[GroupMember]
-    unreachable: list[Unreachable] = field(default_factory=list)
-
-    @property
-    def id(self) -> str:
-        return self.row.id
-
-    @property
-    def status(self) -> str:
-        return str(Status.RUNNING) if self.row.stopped is None else str(Status.STOPPED)
-
-    @property
-    def deadline(self) -> float | None:
-        return self.row.created + self.spec.duration if self.spec.duration else None
 
 
 class GroupService:
@@ -190,13 +84,13 @@ class GroupService:
     def create(self, who: Principal, selector: Selector, spec: CaptureSpec) -> Group:
         who.require_write()
         listing = self.service.workloads(who)
-        matched = [p for p in listing.items if _candidate(p) and selector.matches(p)]
+        matched = [p for p in listing.items if candidate(p) and selector.matches(p)]
         if not matched:
             away = ""
             if listing.unreachable:
                 away = "; nodes not answering: " + ", ".join(u.node for u in listing.unreachable)
             raise InvalidArgument(f"selector {selector} matches no running container{away}")
-        capturable, skipped = _split(matched)
+        capturable, skipped = split(matched)
         if not capturable:
             raise FailedPrecondition(
                 f"selector {selector} matches only containers that cannot be captured: "
@@ -209,13 +103,13 @@ class GroupService:
         now = time.time()
         row = CaptureGroup(id=secrets.token_hex(12), owner=who.username,
                            selector=json.dumps(selector.to_dict()),
-                           spec=json.dumps(_spec_dict(spec)), created=now, stopped=None,
+                           spec=json.dumps(asdict(spec)), created=now, stopped=None,
                            stop_reason="")
         with self._lock:
             rows, first_error = self._start_members(who, row, spec, capturable, now)
             if not any(r.capture_id for r in rows):
                 raise first_error or FailedPrecondition("no member capture could start")
-            rows += [_member_row(row.id, p, "", why, now) for p, why in skipped]
+            rows += [member_row(row.id, p, "", why, now) for p, why in skipped]
             with self._sessions() as db, db.begin():
                 db.add(row)
                 db.add_all(rows)
@@ -233,14 +127,14 @@ class GroupService:
         for m in members:
             by_group.setdefault(m.group_id, []).append(m)
         found = [self._view(r, by_group.get(r.id, []), live, listing.unreachable) for r in rows]
-        return [g for g in reversed(found) if _may_see(who, g)]
+        return [g for g in reversed(found) if may_see(who, g)]
 
     def get(self, who: Principal, gid: str) -> Group:
         row, members = self._rows(group_id(gid))
         listing = self.service.captures(who)
         group = self._view(row, members, {o.capture.id: o for o in listing.items},
                            listing.unreachable)
-        if not _may_see(who, group):
+        if not may_see(who, group):
             raise NotFound(f"capture group {gid} not found")
         return group
 
@@ -338,7 +232,7 @@ class GroupService:
 
     def _source(self, who: Principal, group: Group, m: Member) -> Source:
         comments = [f"capture {m.row.capture_id} on {m.row.node}"]
-        note = self._netstate(who, m)
+        note = self.service.netstate_note(who, m.row.capture_id)
         if note:
             comments.append(note)
         return Source(m.row.capture_id, m.if_name, m.if_description, tuple(comments),
@@ -379,12 +273,12 @@ class GroupService:
               spec: CaptureSpec, now: float, listing: Listing[PlacedWorkload]) -> None:
         selector = Selector.from_json(row.selector)
         known = {m.workload_id for m in members}
-        new = [p for p in listing.items if _candidate(p) and p.workload.id not in known
+        new = [p for p in listing.items if candidate(p) and p.workload.id not in known
                and selector.matches(p)]
         if not new:
             return
         taken = {(m.agent_id, m.workload_id) for m in members}
-        capturable, skipped = _split(new, _netns_of(listing.items, taken))
+        capturable, skipped = split(new, netns_of(listing.items, taken))
         if spec.duration:
             left = int(row.created + spec.duration - now)
             if left < 1:
@@ -401,7 +295,7 @@ class GroupService:
                 if current is None or current.stopped is not None:
                     return
             rows, _ = self._start_members(who, row, spec, capturable, now)
-            rows += [_member_row(row.id, p, "", why, now) for p, why in skipped]
+            rows += [member_row(row.id, p, "", why, now) for p, why in skipped]
             with self._sessions() as db, db.begin():
                 if db.get(CaptureGroup, row.id) is None:  # deleted meanwhile: undo
                     for r in rows:
@@ -424,7 +318,7 @@ class GroupService:
                 owned = self.service.start(who, p.workload.id, spec, p.agent_id)
             except PodcapError as exc:
                 return exc
-            return _member_row(row.id, p, owned.capture.id, "", now)
+            return member_row(row.id, p, owned.capture.id, "", now)
 
         rows: list[GroupMember] = []
         first_error: PodcapError | None = None
@@ -433,7 +327,7 @@ class GroupService:
             for p, done in zip(placed, pool.map(one, placed), strict=True):
                 if isinstance(done, PodcapError):
                     first_error = first_error or done
-                    done = _member_row(row.id, p, "", f"could not start: {done.message}", now)
+                    done = member_row(row.id, p, "", f"could not start: {done.message}", now)
                 rows.append(done)
         return rows, first_error
 
@@ -487,18 +381,6 @@ class GroupService:
         return Principal(user.username, user.role, spaces, bool(user.download),
                          source="capture group")
 
-    def _netstate(self, who: Principal, m: Member) -> str:
-        """The member's network-state snapshot as one comment (the agent's plain-text form),
-        when its agent keeps one; nothing when it does not."""
-        try:
-            doc = self.service.document(who, m.row.capture_id, "netstate", {})
-        except PodcapError:
-            return ""
-        text = netstate_text(doc)
-        if len(text.encode()) <= COMMENT_MAX_BYTES:
-            return text
-        return text.encode()[:COMMENT_MAX_BYTES - 20].decode(errors="ignore") + "\n…(truncated)"
-
     @staticmethod
     def _quietly(action: Callable[[], object]) -> None:
         try:
@@ -522,58 +404,3 @@ def _section_comments(group: Group) -> list[str]:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
-
-
-def _candidate(p: PlacedWorkload) -> bool:
-    """Running containers only; pod sandboxes are represented by their containers."""
-    return p.workload.kind != "pod" and p.workload.state == "running"
-
-
-def _netns_of(placed: list[PlacedWorkload], taken: set[tuple[str, str]]) -> dict[
-        tuple[str, int], str]:
-    """(agent, netns) -> name of the member already capturing that namespace."""
-    return {(p.agent_id, p.workload.netns): p.workload.name for p in placed
-            if (p.agent_id, p.workload.id) in taken and p.workload.netns is not None}
-
-
-def _split(placed: list[PlacedWorkload], seen: dict[tuple[str, int], str] | None = None
-           ) -> tuple[list[PlacedWorkload], list[tuple[PlacedWorkload, str]]]:
-    """(to capture, skipped with the reason). One capture per network namespace and node."""
-    seen = dict(seen or {})
-    capturable: list[PlacedWorkload] = []
-    skipped: list[tuple[PlacedWorkload, str]] = []
-    for p in sorted(placed, key=lambda p: (p.workload.namespace, p.workload.pod_name,
-                                           p.workload.name)):
-        w = p.workload
-        if not w.cap_sniff:
-            skipped.append((p, w.cap_sniff_reason or "cannot be captured"))
-            continue
-        key = (p.agent_id, w.netns) if w.netns is not None else None
-        if key is not None and key in seen:
-            skipped.append((p, f"shares the network namespace of {seen[key]} (same packets)"))
-            continue
-        if key is not None:
-            seen[key] = w.name
-        capturable.append(p)
-    return capturable, skipped
-
-
-def _member_row(gid: str, p: PlacedWorkload, cid: str, reason: str, now: float) -> GroupMember:
-    w = p.workload
-    return GroupMember(group_id=gid, workload_id=w.id, agent_id=p.agent_id, capture_id=cid,
-                       name=w.name[:255], node=w.node[:253], namespace=w.namespace,
-                       pod=w.pod_name[:253], container=(w.container_name or "")[:253],
-                       reason=reason[:1024], joined=now)
-
-
-def _may_see(who: Principal, group: Group) -> bool:
-    if who.username == group.row.owner or not who.namespaces:
-        return True
-    spaces = {m.row.namespace for m in group.members} | {s.namespace for s in group.skipped}
-    return bool(spaces) and all(who.can_see(ns) for ns in spaces)
-
-
-def _spec_dict(spec: CaptureSpec) -> dict[str, object]:
-    return {"duration": spec.duration, "file_number": spec.file_number,
-            "file_size_mb": spec.file_size_mb, "filter": spec.filter,
-            "snaplen": spec.snaplen, "buffer_kib": spec.buffer_kib}

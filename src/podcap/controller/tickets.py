@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from podcap.controller.auth import Principal
 from podcap.errors import Unauthenticated
@@ -34,6 +35,13 @@ class Tickets:
             self._issued = {k: v for k, v in self._issued.items() if v[2] > now}
             self._issued[_hash(ticket)] = (who, capture_id, now + TICKET_TTL_S)
         return ticket
+
+    def link(self, who: Principal, subject: str, url: str, name: str) -> dict[str, Any]:
+        """The answer to a ``POST .../ticket``: ``url`` with a new ticket for ``subject`` as
+        its last query parameter, the file name to save as, and how long the link works."""
+        ticket = self.issue(who, subject)
+        return {"url": f"{url}{'&' if '?' in url else '?'}ticket={ticket}", "name": name,
+                "expires_in": TICKET_TTL_S}
 
     def redeem(self, ticket: str, capture_id: str) -> Principal:
         key = _hash(ticket)

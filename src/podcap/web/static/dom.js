@@ -53,3 +53,16 @@ export function say(el, text, kind = "") {
   el.hidden = !text;
   el.dataset.kind = kind;
 }
+
+/** Copy a read-only field: the Clipboard API where allowed (https, localhost), else select. */
+export async function copyField(field, status) {
+  field.focus();
+  field.select();
+  try {
+    await navigator.clipboard.writeText(field.value);
+    status.textContent = "Copied.";
+  } catch {
+    const copied = document.execCommand?.("copy");
+    status.textContent = copied ? "Copied." : "Selected: press Ctrl+C (⌘C) to copy.";
+  }
+}

@@ -3,7 +3,7 @@
 // secret for it: the CLI brings its own token (login file or PODCAP_TOKEN).
 
 import { describe, get } from "./api.js";
-import { h, say } from "./dom.js";
+import { copyField, h, say } from "./dom.js";
 
 /** This page's server as the CLI names it (its folder, so a proxy's path prefix is kept). */
 export function serverUrl() {
@@ -66,19 +66,6 @@ export async function openFollow(id, label) {
       : "This capture has ended: Wireshark shows what it recorded.";
   } catch (err) {
     if (!err.unauthorized) say(d.error, describe(err, "read the capture"), "warn");
-  }
-}
-
-/** Copy a read-only field: the Clipboard API where allowed (https, localhost), else select. */
-async function copyField(field, status) {
-  field.focus();
-  field.select();
-  try {
-    await navigator.clipboard.writeText(field.value);
-    status.textContent = "Copied.";
-  } catch {
-    const done = document.execCommand?.("copy");
-    status.textContent = done ? "Copied." : "Selected: press Ctrl+C (⌘C) to copy.";
   }
 }
 

@@ -3,7 +3,7 @@
 // `podcap agent` command line that uses it. Closing the dialog forgets it.
 
 import { describe, post } from "./api.js";
-import { $, say } from "./dom.js";
+import { $, copyField, say } from "./dom.js";
 import { when } from "./format.js";
 
 const AGENT_PORT = 10444; // the controller's default agent port (podcap.limits)
@@ -28,7 +28,7 @@ export class JoinTokenDialog {
     this.form.addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
     this.form.addEventListener("click", (e) => {
       const target = e.target.closest("[data-copy]");
-      if (target) this.copy($(`#${target.dataset.copy}`));
+      if (target) copyField($(`#${target.dataset.copy}`), $("#join-copied"));
     });
     this.dialog.addEventListener("close", () => {
       this.forget();
@@ -92,20 +92,6 @@ export class JoinTokenDialog {
     this.create.textContent = "Create another";
     field.focus();
     field.select();
-  }
-
-  /** Copy a read-only field: the Clipboard API where allowed (https, localhost), else select. */
-  async copy(field) {
-    const status = $("#join-copied");
-    field.focus();
-    field.select();
-    try {
-      await navigator.clipboard.writeText(field.value);
-      status.textContent = "Copied.";
-    } catch {
-      const copied = document.execCommand?.("copy");
-      status.textContent = copied ? "Copied." : "Selected: press Ctrl+C (⌘C) to copy.";
-    }
   }
 }
 
