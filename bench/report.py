@@ -443,8 +443,8 @@ def live_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
 
 SECTIONS = {"fidelity": fidelity_section, "latency": latency_section, "stop": stop_section,
             "download": download_section, "scale": scale_section, "cluster": cluster_section,
-            "insight": insight_section, "start": start_section, "load": load_section,
-            "live": live_section}
+            "live": live_section, "insight": insight_section, "start": start_section,
+            "load": load_section}
 HEADINGS = {"fidelity": "## 1. Capture fidelity", "latency": "## 2. Start latency",
             "stop": "## 3. Stop fidelity", "download": "## 4. Download",
             "scale": "## 5. Scale on one node", "cluster": "## 6. Cluster",
