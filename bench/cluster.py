@@ -478,7 +478,7 @@ def idle_part(ctx: Context, bed: Bed, boxes: list[Box]) -> dict[str, Any]:
     cfg: Any = ctx.cfg
     agent = bed.agents[0]
     aid = bed.ids[agent.node]
-    time.sleep(1.0)
+    time.sleep(0.2 if cfg.smoke else 1.0)  # settle; smoke sizes check the code, not the numbers
     idle = _idle_window(agent.proc.pid, cfg.cluster_idle_s)
     ids = []
     try:
@@ -488,7 +488,7 @@ def idle_part(ctx: Context, bed: Bed, boxes: list[Box]) -> dict[str, Any]:
         ctx.record("6", f"[idle] POST /api/captures {{\"workload_id\": <idle container>, "
                    f"\"agent_id\": <agent>, \"filter\": \"{IDLE_FILTER}\", \"file_size_mb\": 1, "
                    f"\"file_number\": 2}} × {len(ids)}")
-        time.sleep(2.0)
+        time.sleep(0.5 if cfg.smoke else 2.0)
         busy = _idle_window(agent.proc.pid, cfg.cluster_idle_s)
         running = sum(1 for c in ids if bed.capture(c).get("status") == "running")
     finally:

@@ -34,9 +34,9 @@ PROBE_PORT = 7002
 _ports = itertools.count(5401)
 
 # Sizes (smoke in brackets): seconds of probing, saturation seconds per run, runs per variant.
-LATENCY_S, LATENCY_S_SMOKE = 30.0, 4.0
+LATENCY_S, LATENCY_S_SMOKE = 30.0, 1.5
 RATE_HZ = 10
-SAT_SECONDS, SAT_SECONDS_SMOKE = 8, 2
+SAT_SECONDS, SAT_SECONDS_SMOKE = 8, 1
 SAT_REPEATS, SAT_REPEATS_SMOKE = 4, 1
 SAT_LOAD = (1400, 2)  # payload bytes, iperf3 senders at once
 
@@ -103,7 +103,7 @@ def _latency(ctx: Context, seconds: float) -> dict[str, Any]:
     probe = Probe(a.ip, PROBE_PORT, hz=RATE_HZ).start()
     time.sleep(seconds)
     probe.stop()
-    time.sleep(2.0)  # the last datagrams' way through
+    time.sleep(1.0 if ctx.cfg.smoke else 2.0)  # the last datagrams' way through
     srv.api_stop(cid)
     follower.done.wait(15)
     srv.v1_delete(cid)

@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster", "insight")
+FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster", "insight", "start",
+           "load", "live")
 HEADINGS = ("## 1. Capture fidelity", "## 2. Start latency", "## 3. Stop fidelity",
-            "## 4. Download", "## 5. Scale on one node", "## 6. Cluster",
-            "## 8. Insight (what a capture holds)", "## Machine",
-            "## Exact commands")
+            "## 4. Download", "## 5. Scale on one node", "## 6. Cluster", "## 7. Live follow",
+            "## 8. Insight (what a capture holds)", "## 9. Start path", "## 10. Load",
+            "## Machine", "## Exact commands")
 
 
 def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
@@ -54,6 +55,17 @@ def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     ins = results["insight"]
     assert ins["throughput"]["runs"][0]["packets"] == run["config"]["insight_packets"]
     assert all(r["captured"] > 0 and r["sent"] > 0 for r in ins["capture"]["rows"])
+    start = results["start"]
+    assert start["filters"] and all(f["podcap_ms"]["n"] == f["raw_ms"]["n"] == start["starts"]
+                                    for f in start["filters"].values())
+    load = results["load"]
+    assert load["downloads"] > 0 and load["api_ms"]["n"] > 0 and load["rss_peak_mb"] > 0
+    assert load["invalid"] == load["count_mismatches"] == load["errors_5xx"] == 0
+    live = results["live"]
+    assert live["latency"]["received"] > 0
+    assert {r["follower"] for r in live["saturation"]} == {False, True}
+    assert all(r["sent"] > 0 and r["captured"] > 0 for r in live["saturation"])
+    assert all(r["followed_bytes"] > 0 for r in live["saturation"] if r["follower"])
     assert run["commands"]
 
     text = out.read_text()

@@ -4,6 +4,7 @@ REST validation, the CLI, the web UI (through ``GET /api/limits``) and the agent
 so a limit changes here and nowhere else.
 """
 
+import os
 from typing import Final
 
 # Ring of files: tcpdump -W / -C. tcpdump's -C counts 1,000,000 bytes, not MiB.
@@ -152,7 +153,13 @@ COMMAND_TIMEOUT_S: Final = 10.0  # start, stop, remove on a remote agent
 FANOUT_DEADLINE_S: Final = 1.2
 UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
 UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
-UPLOAD_IDLE_S: Final = 30.0  # a download with no chunk for this long fails (either side)
+# A download with no chunk for this long fails (either side). PODCAP_UPLOAD_IDLE_S overrides it
+# for a process (tests prove the follow keepalive without waiting 30 s); it must stay above
+# FOLLOW_KEEPALIVE_S, or every quiet follow stream would be cut.
+UPLOAD_IDLE_S: Final = float(os.environ.get("PODCAP_UPLOAD_IDLE_S") or 30.0)
+if UPLOAD_IDLE_S <= FOLLOW_KEEPALIVE_S:
+    raise ValueError(f"PODCAP_UPLOAD_IDLE_S={UPLOAD_IDLE_S:g} must exceed the follow keepalive "
+                     f"({FOLLOW_KEEPALIVE_S:g} s)")
 # gRPC message size limit, both directions: a workload list of a few thousand containers.
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
 GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads

@@ -19,6 +19,7 @@ def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,
     made = []
     path = tmp_path / "live.pcapng"
     received: list[tuple[float, int]] = []  # (when, bytes so far)
+    stream = bytearray()  # what the follower has read
     ended = threading.Event()
     try:
         web1 = pod("fweb1", {"app": f"live-{t}"}, f"live-{t}")
@@ -39,6 +40,7 @@ def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,
                     assert resp.status_code == 200
                     for chunk in resp.iter_bytes():
                         f.write(chunk)
+                        stream.extend(chunk)
                         total += len(chunk)
                         received.append((time.monotonic(), total))
                 ended.set()
@@ -55,9 +57,12 @@ def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,
                 return len(members) == 3 and all(
                     m["capture"]["stats"]["captured"] > 0 for m in members)
 
+            len_at_join = received[-1][1]
             wait_for(all_three_capture, timeout=40, interval=0.5,
                      what="the third pod to join and capture")
-            time.sleep(2)  # the joiner's packets reach the follower too
+            # the joiner's packets reach the follower too (its interface block, then packets)
+            wait_for(lambda: b"fweb3" in stream and received[-1][1] > len_at_join + 2000,
+                     timeout=20, what="the joiner's packets in the followed stream")
             before_stop = received[-1][1]
             stopped_at = time.monotonic()
             group = c.post(f"/api/capture-groups/{gid}/stop").json()["group"]

@@ -203,7 +203,7 @@ def test_worker_runs_at_low_priority(tmp_path: Path) -> None:
     from bench.insight import synthetic_pcap
     files, cache_dir = tmp_path / "files", tmp_path / "insight"
     files.mkdir()
-    synthetic_pcap(files / "capture.pcap0", 300_000)
+    synthetic_pcap(files / "capture.pcap0", 100_000)
     proc = subprocess.Popen([sys.executable, "-m", "podcap.insight.worker", str(files),
                              str(cache_dir)])
     seen = []
@@ -216,7 +216,7 @@ def test_worker_runs_at_low_priority(tmp_path: Path) -> None:
         proc.wait(60)
     assert proc.returncode == 0
     assert seen and seen[-1] == limits.INSIGHT_NICE
-    assert cache.load(cache_dir, files / "capture.pcap0").partial.packets == 300_000
+    assert cache.load(cache_dir, files / "capture.pcap0").partial.packets == 100_000
     # A second worker on the same capture leaves at once (the lock).
     lock = open(cache_dir / ".lock", "w")  # noqa: SIM115
     import fcntl

@@ -17,7 +17,9 @@ class Followed:
     headers: dict[str, str]
     params: dict[str, str]
     pause_after: int | None = None  # stop reading after this many bytes ...
-    pause_s: float = 0.0  # ... for this long (a slow reader)
+    pause_s: float = 0.0  # ... for this long (a slow reader), or until `resume` is set
+    resume: threading.Event | None = None
+    paused: threading.Event = field(default_factory=threading.Event)  # set once it pauses
     raw: bytearray = field(default_factory=bytearray)
     chunks: list[bytes] = field(default_factory=list)
     arrivals: list[tuple[float, float]] = field(default_factory=list)  # (packet ts, arrival)
@@ -60,7 +62,11 @@ class Followed:
                     if (not paused and self.pause_after is not None
                             and len(self.raw) >= self.pause_after):
                         paused = True
-                        time.sleep(self.pause_s)
+                        self.paused.set()
+                        if self.resume is None:
+                            time.sleep(self.pause_s)
+                        else:
+                            self.resume.wait(self.pause_s)
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             self.error = exc
         finally:

@@ -67,7 +67,7 @@ def test_tshark_records_a_container_through_the_server(home: dict[str, str], pai
     out = tmp_path / "out.pcapng"
     done = subprocess.run(["tshark", "-i", "podcap", "-o",
                            f"extcap.podcap.workload:{pair.web.name}", "-f", "tcp port 80",
-                           "-a", "duration:5", "-w", str(out)],
+                           "-a", "duration:3", "-w", str(out)],
                           capture_output=True, text=True, env=home, timeout=90)
     assert done.returncode == 0, done.stderr
     read = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "ip.src", "-e",
@@ -104,7 +104,7 @@ def test_tshark_records_a_label_selector_as_one_group(home: dict[str, str], serv
         out = tmp_path / "group.pcapng"
         done = subprocess.run(["tshark", "-i", "podcap", "-o",
                                f"extcap.podcap.selector:podcap.test={label}", "-a",
-                               "duration:6", "-w", str(out)],
+                               "duration:4", "-w", str(out)],
                               capture_output=True, text=True, env=home, timeout=90)
         assert done.returncode == 0, done.stderr
         read = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e",

@@ -3,7 +3,9 @@ tcpdump; streams read back with dpkt and tshark."""
 
 from __future__ import annotations
 
+import struct
 import subprocess
+import threading
 import time
 
 import httpx
@@ -14,9 +16,23 @@ from podcap.capture.follow import gap_text
 
 
 def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: float = 0.0,
-           **params: str) -> Followed:
+           resume: threading.Event | None = None, **params: str) -> Followed:
     return Followed(f"{server.url}/api/captures/{cid}/pcap", {"X-Auth-Token": server.token},
-                    {"follow": "true", **params}, pause_after=pause_after, pause_s=pause_s)
+                    {"follow": "true", **params}, pause_after=pause_after, pause_s=pause_s,
+                    resume=resume)
+
+
+def oldest_packet_time(server: Server, cid: str) -> float:
+    """The first record's timestamp of the capture's ring as downloaded now (its oldest)."""
+    with server.client() as c, c.stream("GET", f"/api/captures/{cid}/pcap") as r:
+        head = b""
+        for block in r.iter_bytes():
+            head += block
+            if len(head) >= 32:
+                break
+    assert head[:4] == b"\xd4\xc3\xb2\xa1", head[:4]
+    sec, usec = struct.unpack_from("<II", head, 24)
+    return sec + usec / 1e6
 
 
 def follow_doc(server: Server, cid: str) -> dict:
@@ -100,11 +116,20 @@ def test_slow_reader_of_a_wrapping_ring_is_told_what_it_missed(server: Server,
             p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
                                f"http://{p.web_ip}/big.txt; done"], detach=True)
         cid = server.sniff(p.web.id, file_size_mb=1, file_number=2)
-        slow = [follow(server, cid, pause_after=200_000, pause_s=12),
-                follow(server, cid, pause_after=200_000, pause_s=12, format="pcapng")]
+        # Both readers pause after 200 kB until the ring has wrapped past them: until every
+        # packet older than their pause (plus a margin of ongoing traffic) is overwritten.
+        resume = threading.Event()
+        slow = [follow(server, cid, pause_after=200_000, pause_s=60, resume=resume),
+                follow(server, cid, pause_after=200_000, pause_s=60, resume=resume,
+                       format="pcapng")]
         for f in slow:
             f.start()
-        time.sleep(14)
+        for f in slow:
+            assert f.paused.wait(30), "the slow reader never paused"
+        paused_at = time.time()
+        wait_for(lambda: oldest_packet_time(server, cid) > paused_at + 0.5, timeout=40,
+                 interval=0.2, what="the ring to wrap past the paused readers")
+        resume.set()
         server.stop_sniffer(cid)
         for f in slow:
             assert f.ended.wait(30)

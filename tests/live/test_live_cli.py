@@ -25,7 +25,7 @@ def test_live_into_tshark_reads_packets(server: Server, pair: WebPair, tmp_path,
                                         form: str) -> None:
     extra = ["--pcapng"] if form == "pcapng" else []
     live = subprocess.Popen([PODCAP, "capture", "live", pair.web.name, "-f", "tcp port 80",
-                             "--duration", "4", *extra], stdout=subprocess.PIPE,
+                             "--duration", "2", *extra], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env_for(server, tmp_path))
     assert live.stdout is not None
     shark = subprocess.run(["tshark", "-r", "-", "-T", "fields", "-e", "ip.src"],
@@ -88,7 +88,7 @@ def test_live_refuses_a_terminal_and_bad_filters(server: Server, pair: WebPair,
 
 
 def test_follow_an_existing_capture(server: Server, pair: WebPair, tmp_path) -> None:
-    cid = server.sniff(pair.web.id, filter="tcp port 80", duration=4)
+    cid = server.sniff(pair.web.id, filter="tcp port 80", duration=2)
     follow = subprocess.Popen([PODCAP, "capture", "follow", cid[:12]], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, env=env_for(server, tmp_path))
     out, err = follow.communicate(timeout=60)

@@ -78,7 +78,7 @@ def test_network_dialog_says_when_there_is_no_snapshot(page: Page, server: Serve
 
 def test_live_dialog_command_streams_the_capture(page: Page, server: Server,
                                                  pair: WebPair) -> None:
-    cid = _start(server, pair.web.id, 6)  # ends by itself: the followed stream then ends too
+    cid = _start(server, pair.web.id, 4)  # ends by itself: the followed stream then ends too
     try:
         sign_in(page, server)
         _row(page, cid).get_by_role("button", name="Follow capture of").click()
