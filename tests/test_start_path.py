@@ -133,3 +133,17 @@ def test_repair_tail_cuts_half_a_record_only(tmp_path: Path) -> None:
     other = tmp_path / "not-a-pcap"
     other.write_bytes(b"hello world, not a pcap at all")
     assert tcpdump.repair_tail(other) == 0 and other.read_bytes().startswith(b"hello")
+
+
+def test_a_removed_capture_leaves_no_rate_series(agent: Agent, box: str) -> None:
+    """The agent keeps a second-by-second series per running capture in memory; removing the
+    capture must drop it, or a long-lived agent keeps every deleted capture's series."""
+    import time
+
+    capture = agent.start(box, CaptureSpec(filter="icmp"))
+    deadline = time.monotonic() + 10
+    while not agent.document(capture.id, "series", {})["points"]:
+        assert time.monotonic() < deadline, "no series point within 10 s"
+        time.sleep(0.2)
+    agent.remove(capture.id)
+    assert capture.id not in agent.series._series

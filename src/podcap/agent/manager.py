@@ -200,6 +200,7 @@ class Agent:
             gone = self._captures.pop(cid, None)
             self.store.delete(cid)
         self._follow.forget(cid)
+        self.series.forget(cid)
         log.info("capture %s removed", cid,
                  extra=capture_fields("capture.removed", cid,
                                       gone.workload.name if gone else "", self.info.node))
@@ -292,6 +293,7 @@ class Agent:
         for old in victims:  # only once the new capture is known to fit
             self._captures.pop(old.id, None)
             self.store.delete(old.id)
+            self.series.forget(old.id)
             log.warning("capture %s deleted to make room for capture %s (--reclaim oldest: "
                         "%s, stopped %s, %d bytes)", old.id, for_cid, old.workload.name,
                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(old.stop_time or 0)),
