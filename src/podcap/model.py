@@ -28,6 +28,7 @@ class Reason(StrEnum):
     USER = "stopped by user"
     CONTAINER_EXITED = "container exited"
     DISK_BUDGET = "disk budget"
+    DISK_FULL = "disk full"  # the file system ran out: stopped before tcpdump loses data
     AGENT_SHUTDOWN = "agent shut down"
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
-from podcap.agent import netstate
+from podcap.agent import budget, netstate
 from podcap.agent.following import Following
 from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.store import CaptureStore
@@ -262,34 +262,11 @@ class Agent:
         return dataclasses.replace(capture, stats=dataclasses.replace(capture.stats))
 
     def _check_budget(self, spec: CaptureSpec, for_cid: str) -> list[str]:
-        """Refuse a start that does not fit the node's disk budget, or with ``reclaim`` "oldest"
-        first delete the oldest stopped captures (never a running one) until it fits. Returns
-        the ids deleted, so the controller can audit them."""
-        running = [c for c in self._captures.values() if c.status is Status.RUNNING]
-        if len(running) >= limits.MAX_RUNNING_CAPTURES:
-            raise FailedPrecondition(
-                f"{len(running)} captures are running on this node, the maximum is "
-                f"{limits.MAX_RUNNING_CAPTURES}; stop one first")
-        used = sum(c.spec.max_bytes if c.status is Status.RUNNING else c.stats.bytes
-                   for c in self._captures.values())
-        victims: list[Capture] = []
-        if self.reclaim == "oldest" and used + spec.max_bytes > self.disk_budget:
-            stopped = sorted((c for c in self._captures.values() if c.status is not Status.RUNNING),
-                             key=lambda c: (c.stop_time or c.start_time, c.start_time))
-            for old in stopped:
-                if used + spec.max_bytes - sum(v.stats.bytes for v in victims) <= self.disk_budget:
-                    break
-                victims.append(old)
-            used -= sum(v.stats.bytes for v in victims)
-        if used + spec.max_bytes > self.disk_budget:
-            raise FailedPrecondition(
-                f"disk budget: this capture may use up to {spec.max_bytes / 1e6:.0f} MB "
-                f"({spec.file_number} files x {spec.file_size_mb} MB), but "
-                f"{used / 1e6:.0f} MB of the node's {self.disk_budget / 1e6:.0f} MB budget "
-                "are taken" + (" by running captures" if self.reclaim == "oldest" else "") +
-                "; delete old captures or lower file_size_mb or file_number" +
-                ("" if self.reclaim == "oldest" else
-                 " (or start the agent with --reclaim oldest)"))
+        """Refuse a start that does not fit the node's disk budget, or with ``reclaim``
+        "oldest" first delete the oldest stopped captures (agent/budget.py). Returns the ids
+        deleted, so the controller can audit them."""
+        victims = budget.make_room(list(self._captures.values()), spec, self.disk_budget,
+                                   self.reclaim)
         for old in victims:  # only once the new capture is known to fit
             self._captures.pop(old.id, None)
             self.store.delete(old.id)
@@ -355,7 +332,7 @@ class Agent:
                 proc.stopping = True
         if proc is not None:
             if first:
-                if drain and reason != tcpdump.DISK_FULL:  # a full disk: stop writing now
+                if drain and reason != Reason.DISK_FULL:  # a full disk: stop writing now
                     tcpdump.drain(proc.pid, self.store.log_path(cid))
                 tcpdump.terminate(proc.pid, alive=proc.alive)
             self._wait_reaped(proc)
@@ -448,7 +425,7 @@ class Agent:
                 elif not process_alive(capture.workload.pid or 0, capture.workload.pid_start):
                     due.append((cid, Reason.CONTAINER_EXITED))
                 elif full:  # tcpdump ignores write errors: stop it before it loses data
-                    due.append((cid, tcpdump.DISK_FULL))
+                    due.append((cid, Reason.DISK_FULL))
                 elif low_disk:
                     due.append((cid, Reason.DISK_BUDGET))
         return due

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.errors import CaptureFailed, InvalidArgument
-from podcap.model import CaptureSpec, Stats
+from podcap.model import CaptureSpec, Reason, Stats
 
 TCPDUMP = "/usr/bin/tcpdump"
 NSENTER = "/usr/bin/nsenter"
@@ -36,7 +36,6 @@ _COUNTERS = re.compile(r"\d+ packets? (captured|received|dropped)")  # statistic
 _NO_MESSAGE = "tcpdump failed without a message"
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
                b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}
-DISK_FULL = "disk full"  # the reason of a capture stopped by a full file system
 
 
 def capture_argv(netns_fd: int, spec: CaptureSpec, files_dir: Path) -> list[str]:
@@ -171,7 +170,7 @@ def exit_reason(returncode: int | None, log_path: Path) -> tuple[str, bool]:
     and name (SIGKILL from an OOM killer or a person), or tcpdump's own last words."""
     text = error_text(log_path)
     if "No space left on device" in text:
-        return DISK_FULL, False
+        return Reason.DISK_FULL, False
     if returncode == 0:
         return "tcpdump exited", False
     if returncode is not None and returncode < 0:
