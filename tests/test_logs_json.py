@@ -49,7 +49,8 @@ def test_every_line_is_json_uvicorn_included(server: Server) -> None:
 def test_capture_events_carry_capture_workload_node_user(server: Server, pair: WebPair) -> None:
     name = pair.web.name
     cid = server.sniff(name, duration=0)
-    wait_for(lambda: server.sniffer(cid)["status"] == "running", what="capture running")
+    wait_for(lambda: server.sniffer(cid)["stats"]["captured"] > 0,
+             what="packets (the download's size is checked below)")
     server.stop_sniffer(cid)
     server.pcap(cid)
     with server.client() as c:
