@@ -10,6 +10,9 @@ def sign_in(page: Page, server: Server, user: str = "admin", password: str | Non
             heading: str = "Captures") -> None:
     """Sign in, then wait for ``heading`` of the main page."""
     page.goto(server.url + "/")
+    # the form shows once the app's modules loaded and its first request answered: on a
+    # loaded CI machine that has taken over the 10 s default (a blank page, once in 4 runs)
+    expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password", exact=True).fill(password or server.password)
     page.get_by_role("button", name="Sign in").click()
