@@ -53,8 +53,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
     try:
         bed_cm = netbed.net_bed()
         bed = bed_cm.__enter__()
-    except netbed.Unusable as exc:
-        pytest.skip(f"network namespaces cannot be made here: {exc}")
+    except netbed.Unusable:
+        pytest.skip("network namespaces cannot be made here: this run is not root, or its "
+                    "kernel has no network namespaces (the machine, not the project)")
     try:
         with cri_testbed.cri_testbed() as cri, web_pair("nodes") as pair, \
                 running_cluster(tmp, host=bed.controller_ip,

@@ -22,8 +22,9 @@ def cri_bed() -> Iterator[cri_testbed.CriTestbed]:
     try:
         with cri_testbed.cri_testbed() as bed:
             yield bed
-    except cri_testbed.Unusable as exc:
-        pytest.skip(f"containerd with CRI cannot run here: {exc}")
+    except cri_testbed.Unusable:
+        pytest.skip("containerd with CRI cannot run here: this run is not root (the CRI bed "
+                    "needs namespaces, mounts and cgroups: the machine, not the project)")
 
 
 @pytest.fixture(scope="module")
