@@ -53,6 +53,29 @@ def test_live_stream_drops_half_written_record(tmp_path: Path) -> None:
     assert read(b"".join(ring.merged([path], live=True, chunk=64))) == [1.0, 2.0, 3.0]
 
 
+def test_live_stream_stops_a_file_rewritten_while_read(tmp_path: Path) -> None:
+    # The ring wraps while a running capture is downloaded: tcpdump truncates the file being
+    # read and writes a newer round into it. Bytes of the new round at the old offset would not
+    # line up with the records read so far, so that file ends where the rewrite was noticed.
+    path = tmp_path / f"{PREFIX}0"
+    write_pcap(path, [float(k) for k in range(40)], size=100)  # 40 records of 116 bytes
+    stream = iter(ring.merged([path], live=True, chunk=1000))
+    first = next(stream) + next(stream)  # the header, then the whole records of 1000 bytes
+    write_pcap(path, [100.0 + k for k in range(80)], size=37)  # a newer round, other sizes
+    data = first + b"".join(stream)
+    assert read(data) == [float(k) for k in range(8)]
+
+
+def test_live_stream_of_a_ring_truncated_before_reading_is_still_a_pcap(tmp_path: Path) -> None:
+    write_pcap(tmp_path / f"{PREFIX}0", [1.0, 2.0])
+    write_pcap(tmp_path / f"{PREFIX}1", [3.0, 4.0])
+    stream = ring.merged(ring.ring_files(tmp_path, PREFIX), live=True)  # listed, not yet read
+    for i in range(2):
+        (tmp_path / f"{PREFIX}{i}").write_bytes(b"")  # both reopened by a fast rotation
+    data = b"".join(stream)
+    assert data[:4] == b"\xd4\xc3\xb2\xa1" and read(data) == []
+
+
 def test_limit_sends_whole_files_until_crossed(tmp_path: Path) -> None:
     for i in range(3):
         write_pcap(tmp_path / f"{PREFIX}{i}", [float(i * 10 + k) for k in range(10)], size=1000)

@@ -70,6 +70,32 @@ def test_real_tcpdump_runs_a_filter_that_starts_with_a_dash(tmp_path: Path) -> N
     assert final is not None and final.captured == len(packets) >= 5
 
 
+def test_waiting_in_poll_tells_an_idle_tcpdump_from_a_busy_or_sleeping_process(
+        tmp_path: Path) -> None:
+    """Only a tcpdump asleep in poll() may get SIGUSR2 (``tcpdump.flush``): a busy process,
+    one asleep elsewhere, or a pid that is gone never qualify."""
+    netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    spec = CaptureSpec(filter="udp port 7997")
+    try:
+        proc = tcpdump.start(tcpdump.capture_argv(netns, spec, tmp_path), tmp_path / "log", netns)
+    finally:
+        os.close(netns)
+    busy = subprocess.Popen(["python3", "-c", "while True: pass"])
+    asleep = subprocess.Popen(["sleep", "30"])
+    try:
+        tcpdump.wait_listening(proc, tmp_path / "log")
+        wait_for(lambda: tcpdump.waiting_in_poll(proc.pid), timeout=5, what="tcpdump idle")
+        assert not tcpdump.waiting_in_poll(busy.pid)
+        assert not tcpdump.waiting_in_poll(asleep.pid)
+    finally:
+        for p in (busy, asleep):
+            p.kill()
+            p.wait(5)
+        tcpdump.terminate(proc.pid, grace=3, alive=lambda: proc.poll() is None)
+        proc.wait(5)
+    assert not tcpdump.waiting_in_poll(proc.pid)
+
+
 SIGUSR1_LOG = (
     b"tcpdump: data link type LINUX_SLL2\n"
     b"tcpdump: listening on any, link-type LINUX_SLL2 (Linux cooked v2), snapshot length "

@@ -66,6 +66,7 @@ STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
 # someone follows; followers poll the ring this often; a quiet follow stream sends an empty
 # keepalive chunk this often so remote uploads (UPLOAD_IDLE_S) and proxies never cut it.
 FOLLOW_FLUSH_INTERVAL_S: Final = 0.25
+FOLLOW_FLUSH_SETTLE_S: Final = 0.01  # a tcpdump sleeping in poll runs its flush within this
 FOLLOW_POLL_S: Final = 0.05
 FOLLOW_KEEPALIVE_S: Final = 5.0
 FOLLOW_NICE: Final = 10  # a follower reads at this CPU priority: tcpdump always goes first

@@ -24,14 +24,19 @@ def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: fl
 
 
 def oldest_packet_time(server: Server, cid: str) -> float:
-    """The first record's timestamp of the capture's ring as downloaded now (its oldest)."""
+    """The first record's timestamp of the capture's ring as downloaded now (its oldest), or 0
+    when the download holds no record: a ring this fast can rewrite every file between the
+    listing and the reading (the download is then a header alone, still a pcap)."""
     with server.client() as c, c.stream("GET", f"/api/captures/{cid}/pcap") as r:
+        assert r.status_code == 200
         head = b""
         for block in r.iter_bytes():
             head += block
             if len(head) >= 32:
                 break
     assert head[:4] == b"\xd4\xc3\xb2\xa1", head[:4]
+    if len(head) < 32:
+        return 0.0
     sec, usec = struct.unpack_from("<II", head, 24)
     return sec + usec / 1e6
 
@@ -103,16 +108,21 @@ def _rotation_run(server: Server) -> tuple[tuple, tuple, dict, Any]:
 
 
 def test_follow_across_rotation_equals_the_download(server: Server) -> None:
-    # KNOWN INTERMITTENT (1 full-suite run of 4 on 2026-11-26, never alone, not even with the
-    # CPU saturated): the followed stream held the first packet, then resumed ~2.5 s later,
-    # silently missing the rest of the first ring file. Not yet understood; one repeat keeps
-    # the suite green while it is, and the first failure is printed for whoever digs in.
+    # KNOWN INTERMITTENT until 2026-11-26 (1 full-suite run of 4): the followed stream held
+    # the first packet, then missed the rest of the first ring file. The likely cause, since
+    # fixed: SIGUSR2 sent while tcpdump was inside fwrite shifted the file's bytes (a garbage
+    # record length stalls a follower until the next file). One repeat stays, with the ring's
+    # files checked, until enough clean runs say the cause is gone.
     followed, downloaded, final, f = _rotation_run(server)
+    files = sorted((server.data_dir / "captures" / final["id"] / "files").glob("capture*"))
     if followed != downloaded:
         print(f"FOLLOW MISMATCH (known intermittent, repeating once): followed "
               f"{len(followed[1])} packets, downloaded {len(downloaded[1])}; first ts "
-              f"{[ts for ts, _ in followed[1][:3]]} vs {[ts for ts, _ in downloaded[1][:3]]}")
+              f"{[ts for ts, _ in followed[1][:3]]} vs {[ts for ts, _ in downloaded[1][:3]]}; "
+              f"files: {[records_line_up(path) or 'whole' for path in files]}")
         followed, downloaded, final, f = _rotation_run(server)
+        files = sorted((server.data_dir / "captures" / final["id"] / "files").glob("capture*"))
+    assert not [why for path in files if (why := records_line_up(path))]
     assert followed == downloaded
     assert len(followed[1]) == final["stats"]["captured"]
     assert not any(gap_text(data) for _, data in followed[1])
@@ -164,6 +174,49 @@ def test_slow_reader_of_a_wrapping_ring_is_told_what_it_missed(server: Server,
     assert "overwritten before they were read" in out.stdout
     doc = follow_doc(server, cid)
     assert doc["gap_count"] >= 2 and doc["gaps"][0]["files"] >= 1, doc
+
+
+def records_line_up(path) -> str | None:
+    """None when every record of the pcap file at ``path`` lines up to its very end; else
+    where it breaks. tcpdump's flush-in-a-signal-handler shifts bytes when the signal lands
+    inside fwrite (capture/tcpdump.py, ``flush``): record headers then read as packet bytes."""
+    data = path.read_bytes()
+    pos = 24
+    while pos + 16 <= len(data):
+        sec, frac, caplen, origlen = struct.unpack_from("<IIII", data, pos)
+        if caplen > 262144 or caplen > origlen or frac >= 1_000_000 or sec < 1_700_000_000:
+            return f"{path.name}: no record header at byte {pos}: {(sec, frac, caplen, origlen)}"
+        pos += 16 + caplen
+    return None if pos == len(data) else f"{path.name}: {len(data) - pos} bytes after the end"
+
+
+def test_following_a_saturated_capture_keeps_its_files_whole(server: Server) -> None:
+    # At saturation tcpdump is mostly inside fwrite; flushing it there corrupted its files
+    # (measured with a signal every 4 ms: 2 of 4 ring files). The flusher leaves a ring that
+    # grows by itself alone. The follower, reading at a lower priority, may fall behind the
+    # ring and be told so; what it got is whole records, every one of them captured.
+    with web_pair("busy") as p:
+        for _ in range(2):
+            p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
+                               f"http://{p.web_ip}/big.txt; done"], detach=True)
+        cid = server.sniff(p.web.id, file_size_mb=4, file_number=25)
+        f = follow(server, cid).start()
+        time.sleep(6)
+        server.stop_sniffer(cid)
+        assert f.ended.wait(60), "the follow stream did not end with the capture"
+    files = sorted((server.data_dir / "captures" / cid / "files").glob("capture.pcap*"))
+    assert files
+    broken = [why for path in files if (why := records_line_up(path))]
+    assert not broken, broken
+    doc = follow_doc(server, cid)
+    print(f"saturated follow: {len(files)} files, {doc['flushes']} flushes, "
+          f"{doc['gap_count']} gaps")
+    assert doc["flushes"] <= 3, "a ring that grows by itself needs no flush"  # it was 23
+    assert f.error is None, f.error
+    followed = [data for _, data in read_pcap(bytes(f.raw))[1] if not gap_text(data)]
+    captured = server.sniffer(cid)["stats"]["captured"]
+    assert followed and len(followed) <= captured
+    assert doc["gap_count"] > 0 or len(followed) == captured
 
 
 def test_flushes_only_while_followed(server: Server, pair: WebPair) -> None:

@@ -2,16 +2,24 @@
 
 tcpdump writes through a stdio buffer (no ``-U``: it costs drops under load), so a file lags by
 up to a buffer; a follower would wait seconds at a low packet rate. SIGUSR2 makes Debian's
-tcpdump flush. The flusher sends it every ``FOLLOW_FLUSH_INTERVAL_S`` to the captures that have
-at least one follower, and sleeps (no wake-ups at all) while nobody follows. The counts, the
-number of flushes and the gaps followers met are served as the capture's ``follow`` document.
+tcpdump flush. The flusher looks every ``FOLLOW_FLUSH_INTERVAL_S`` at the captures that have at
+least one follower, and sleeps (no wake-ups at all) while nobody follows.
+
+tcpdump flushes from inside its signal handler, which corrupts the file if the signal lands
+while tcpdump is writing (``tcpdump.flush``). So a capture is flushed only when it needs it and
+it is safe: its ring files have not grown since the last look (a busy tcpdump fills and writes
+its buffer by itself, and is the one most likely to be inside fwrite), and tcpdump sleeps in
+poll() right now (``tcpdump.waiting_in_poll``). The counts, the number of flushes and the gaps
+followers met are served as the capture's ``follow`` document.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from podcap import limits
 from podcap.capture import tcpdump
@@ -31,6 +39,7 @@ class Following:
         self.flushes: dict[str, int] = {}
         self.gaps: dict[str, list[Gap]] = {}
         self.gap_count: dict[str, int] = {}
+        self._written: dict[str, tuple[int, int]] = {}  # ring files' last write, per capture
 
     def add(self, cid: str) -> None:
         with self._lock:
@@ -62,15 +71,17 @@ class Following:
 
     def forget(self, cid: str) -> None:
         with self._lock:
-            for table in (self.flushes, self.gaps, self.gap_count):
+            for table in (self.flushes, self.gaps, self.gap_count, self._written):
                 table.pop(cid, None)
 
     def wake(self) -> None:
         self._wake.set()
 
-    def run(self, pids: Callable[[], dict[str, int]], closing: threading.Event) -> None:
-        """The flusher thread: ``pids()`` gives running captures' tcpdump pids by capture id
-        (only those past "listening on": SIGUSR2 would end a tcpdump without its handler)."""
+    def run(self, targets: Callable[[], dict[str, tuple[int, Path]]],
+            closing: threading.Event) -> None:
+        """The flusher thread: ``targets()`` gives running captures' tcpdump pid and files
+        directory by capture id (only those past "listening on": SIGUSR2 would end a tcpdump
+        without its handler)."""
         while not closing.is_set():
             with self._lock:
                 followed = set(self.followers)
@@ -78,9 +89,39 @@ class Following:
                 self._wake.wait()
                 self._wake.clear()
                 continue
-            for cid, pid in pids().items():
-                if cid in followed:
+            flushed = {}
+            for cid, (pid, files_dir) in targets().items():
+                if cid in followed and self._needs_flush(cid, files_dir) and \
+                        tcpdump.waiting_in_poll(pid):
                     tcpdump.flush(pid)
-                    with self._lock:
+                    flushed[cid] = files_dir
+            if flushed:
+                closing.wait(limits.FOLLOW_FLUSH_SETTLE_S)  # our flush is not growth: look after
+                with self._lock:
+                    for cid, files_dir in flushed.items():
                         self.flushes[cid] = self.flushes.get(cid, 0) + 1
+                        self._written[cid] = last_write(files_dir)
             closing.wait(limits.FOLLOW_FLUSH_INTERVAL_S)
+
+    def _needs_flush(self, cid: str, files_dir: Path) -> bool:
+        """True when the ring has not been written since the last look: whatever tcpdump
+        captured since sits in its buffer. A ring that grew drains its buffer by itself."""
+        written = last_write(files_dir)
+        with self._lock:
+            before, self._written[cid] = self._written.get(cid), written
+        return written == before
+
+
+def last_write(files_dir: Path) -> tuple[int, int]:
+    """The newest modification time and size among the ring files: it changes whenever
+    tcpdump writes any of them."""
+    newest = (0, 0)
+    try:
+        with os.scandir(files_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(tcpdump.RING_PREFIX):
+                    st = entry.stat()
+                    newest = max(newest, (st.st_mtime_ns, st.st_size))
+    except OSError:
+        pass
+    return newest

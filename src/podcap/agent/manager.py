@@ -246,9 +246,10 @@ class Agent:
                               on_end=functools.partial(self._follow.remove, cid), chunk=chunk)
         return PcapStream(reader, None)  # the count drops when the reader has really ended
 
-    def _flushable(self) -> dict[str, int]:
+    def _flushable(self) -> dict[str, tuple[int, Path]]:
         with self._lock:
-            return {cid: p.pid for cid, p in self._procs.items() if not p.stopping}
+            return {cid: (p.pid, self.store.files_dir(cid))
+                    for cid, p in self._procs.items() if not p.stopping}
 
     # ---- internals ---------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ file's 24-byte global header and drops the others', in constant memory.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +83,7 @@ def merged(paths: list[Path], *, live: bool = False, limit: int | None = None,
     """
     chosen, size = _select(paths, limit, check_magic=not live)
     if live:
-        return PcapStream(_skip(_live(chosen, chunk), offset), None)
+        return PcapStream(_skip(_live(chosen, chunk, _any_header(chosen)), offset), None)
     return PcapStream(_stream_from(chosen, offset, chunk), max(0, size - offset))
 
 
@@ -114,22 +115,40 @@ def _magic(path: Path) -> bytes:
         return b""
 
 
-def _live(files: list[tuple[Path, int]], chunk: int) -> Iterator[bytes]:
-    """Files tcpdump may still write: each cut at its last whole record."""
-    header_sent = False
+def _live(files: list[tuple[Path, int]], chunk: int, listed: bytes | None) -> Iterator[bytes]:
+    """Files tcpdump may still write: each cut at its last whole record. A fast ring may
+    truncate every listed file between the listing and the reading; then the header read at
+    listing time (``listed``) still makes the body a pcap (with no records), never empty."""
+    header: bytes | None = None
     for path, _ in files:
         try:
-            fh = open(path, "rb")  # noqa: SIM115 - closed below, generator-safe
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue  # removed by a rotation or a delete since listing: skip, never fail
-        with fh:
-            header = fh.read(GLOBAL_HEADER)
-            if len(header) < GLOBAL_HEADER or header[:4] not in _MAGIC:
+        try:
+            head = os.pread(fd, GLOBAL_HEADER, 0)
+            if len(head) < GLOBAL_HEADER or head[:4] not in _MAGIC:
                 continue
-            if not header_sent:
-                yield header
-                header_sent = True
-            yield from _records(fh, _MAGIC[header[:4]][0], chunk)
+            if header is None:
+                header = head
+                yield head
+            yield from _records(fd, _MAGIC[head[:4]][0], chunk)
+        finally:
+            os.close(fd)
+    if header is None and listed is not None:
+        yield listed
+
+
+def _any_header(files: list[tuple[Path, int]]) -> bytes | None:
+    for path, _ in files:
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(GLOBAL_HEADER)
+        except OSError:
+            continue
+        if len(head) == GLOBAL_HEADER and head[:4] in _MAGIC:
+            return head
+    return None
 
 
 def _stream_from(files: list[tuple[Path, int]], offset: int, chunk: int) -> Iterator[bytes]:
@@ -169,11 +188,22 @@ def _raw(fh: BinaryIO, length: int, chunk: int) -> Iterator[bytes]:
         yield block
 
 
-def _records(fh: BinaryIO, order: str, chunk: int) -> Iterator[bytes]:
-    """Yield whole records only: a record tcpdump is half-way through writing is left out."""
+def _records(fd: int, order: str, chunk: int) -> Iterator[bytes]:
+    """Whole records only: a record tcpdump is half-way through writing is left out. Once
+    the ring wraps, tcpdump truncates and rewrites a file in place; a chunk read after that
+    belongs to a newer round and would not line up with the records before it, so the file
+    ends at the first sign of it: its first record changed, or it shrank below our place."""
     length_of = struct.Struct(order + "I").unpack_from
+    first = os.pread(fd, RECORD_HEADER, GLOBAL_HEADER)
+    pos = GLOBAL_HEADER
     pending = b""
-    while block := fh.read(chunk):
+    while block := os.pread(fd, chunk, pos):
+        now = os.pread(fd, RECORD_HEADER, GLOBAL_HEADER)
+        if len(first) < RECORD_HEADER:
+            first = now  # the file had no whole record header when opened
+        if now != first or os.fstat(fd).st_size < pos:
+            return
+        pos += len(block)
         data = pending + block
         end = 0
         while end + RECORD_HEADER <= len(data):
