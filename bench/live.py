@@ -4,12 +4,16 @@
 second, each carrying its send time; a podcap capture of A (filter on the probe port) is
 followed over HTTP (``?follow=true``) and every probe datagram's arrival in the client is
 timed: send → arrival at the client (both clocks are this host's). Without a follower nothing
-flushes tcpdump's buffer (no ``-U``), so this is what SIGUSR2 every 250 ms buys.
+flushes tcpdump's buffer (no ``-U``), so this is what the agent's SIGUSR2 flusher buys (every
+250 ms, while the ring stops growing on its own and tcpdump sleeps in poll).
 
 (b) Cost at saturation: iperf3 UDP at full rate into A (payload × senders as in figure 1)
 while podcap captures A with default settings, with and without one follower reading the
 stream as fast as it can. tcpdump's own counters give drops / received; runs alternate, so
 drift hits both alike. Target: drops with a follower ≤ drops without + 0.1 %.
+
+(c) Flush safety (``bench/flush_safety.py``): ring files that still line up after SIGUSR2 at
+saturation, sent naively and through the agent's flusher.
 
 Run it alone: ``python -m bench --only live`` (``--smoke`` for tiny sizes).
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 import httpx
 
+from bench import flush_safety
 from bench.common import percentile, ratio, summary
 from bench.context import Context
 from bench.traffic import PROBE_MAGIC, Iperf, Probe, udp_sent_packets
@@ -169,6 +174,7 @@ def run(ctx: Context) -> dict[str, Any]:
     without = [r["drop_pct"] for r in rows if not r["follower"]]
     with_f = [r["drop_pct"] for r in rows if r["follower"]]
     return {"latency": latency, "rate_hz": RATE_HZ, "saturation": rows,
+            "flush_safety": flush_safety.run(smoke),
             "load": f"{SAT_LOAD[0]} B × {SAT_LOAD[1]} senders",
             "drop_pct_without": summary(without), "drop_pct_with": summary(with_f)}
 
@@ -187,7 +193,8 @@ def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
              f"{lat['received']} of {lat['sent']} datagrams arrived; latency p50 "
              f"{s(lat['p50_s'])}, **p95 {s(lat['p95_s'])}** (target ≤ 1.5 s), max "
              f"{s(lat['max_s'])}. It is bounded by libpcap's TPACKET_V3 block timeout (1 s) "
-             "plus the SIGUSR2 flush period (0.25 s) and the follower's poll (0.05 s).", "",
+             "plus the SIGUSR2 flush period (0.25 s; sent only while the ring stops growing "
+             "by itself and tcpdump sleeps in poll) and the follower's poll (0.05 s).", "",
              f"(b) iperf3 UDP at full rate ({res['load']}) into A, podcap with default "
              "settings, without and with one follower reading as fast as it can (runs "
              "alternate; the client runs niced, standing for Wireshark on another machine):",
@@ -201,4 +208,6 @@ def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     w, wo = res["drop_pct_with"], res["drop_pct_without"]
     lines += ["", f"Median drops: {wo['median']:.3f} % without, {w['median']:.3f} % with a "
               f"follower (target: with ≤ without + 0.1 %).", ""]
+    if "flush_safety" in res:
+        lines += flush_safety.lines(res["flush_safety"]) + [""]
     return "\n".join(lines)

@@ -62,8 +62,11 @@ def test_capture_events_carry_capture_workload_node_user(server: Server, pair: W
         assert CAPTURE_KEYS <= set(rec), (event, rec)
         assert rec["capture_id"] == cid and rec["workload"] == name, rec
         assert rec["node"] == "node-json", rec
-    for event in ("capture.start", "capture.stop", "download", "capture.delete"):
+    for event in ("capture.start", "capture.running", "capture.stop", "download",
+                  "capture.delete"):
         assert seen[event]["user"] == "admin", seen[event]  # who did it
+    for event in ("capture.running", "capture.end", "capture.removed"):  # the agent's lines
+        assert seen[event]["owner"] == "admin", seen[event]  # whose capture it is
     assert seen["download"]["bytes"] > 24, seen["download"]
     assert seen["capture.end"]["reason"] == "stopped by user", seen["capture.end"]
 
@@ -74,7 +77,8 @@ def test_a_capture_that_ends_by_itself_says_so(server: Server, pair: WebPair) ->
     end = wait_for(lambda: events(server, cid).get("capture.end"), what="end logged")
     assert end["reason"] == "duration reached" and end["status"] == "stopped", end
     assert end["workload"] == pair.web.name and end["node"] == "node-json", end
-    assert end["user"] is None, end  # nobody acted; the start line names who started it
+    assert end["user"] is None, end  # nobody acted ...
+    assert end["owner"] == "admin", end  # ... on a capture of admin's
     assert events(server, cid)["capture.start"]["user"] == "admin"
     with server.client() as c:
         c.delete(f"/api/captures/{cid}")

@@ -151,6 +151,7 @@ class Capture:
     stop_time: float | None = None
     pid: int | None = None  # tcpdump's pid
     pid_start: int | None = None  # tcpdump's /proc start time, so a reused pid is never adopted
+    owner: str = ""  # who started it (the controller's user name): on the agent's log events
     # Only on the answer to a start: ids of the stopped captures the agent deleted to make room
     # for this one (--reclaim oldest), so the controller can audit them. Never stored.
     reclaimed: list[str] = field(default_factory=list)
@@ -184,6 +185,7 @@ class Capture:
             stop_time=data.get("stop_time"),
             pid=data.get("pid"),
             pid_start=data.get("pid_start"),
+            owner=data.get("owner", ""),
         )
 
 

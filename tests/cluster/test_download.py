@@ -5,6 +5,7 @@ agent's ring in order, and a reader that goes away ends the agent's read."""
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,6 +75,14 @@ def test_download_is_the_agents_ring_byte_for_byte(bulk: Bulk) -> None:
             size += len(chunk)
     assert size == local.size
     assert got.hexdigest() == expected.hexdigest()
+
+
+def test_the_remote_agent_knows_whose_capture_it_is(bulk: Bulk) -> None:
+    # The start carries the user over gRPC; the agent keeps it in its record and puts it on its
+    # own log events (owner), so a node's logs say whose capture filled its disk.
+    record = json.loads((bulk.agent.data_dir / "captures" / bulk.capture_id /
+                         "capture.json").read_text())
+    assert record["owner"] == "admin", record
 
 
 def test_a_reader_that_goes_away_ends_the_agents_read(bulk: Bulk) -> None:

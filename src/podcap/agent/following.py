@@ -77,8 +77,8 @@ class Following:
     def wake(self) -> None:
         self._wake.set()
 
-    def run(self, targets: Callable[[], dict[str, tuple[int, Path]]],
-            closing: threading.Event) -> None:
+    def run(self, targets: Callable[[], dict[str, tuple[int, Path]]], closing: threading.Event,
+            period: float = limits.FOLLOW_FLUSH_INTERVAL_S) -> None:
         """The flusher thread: ``targets()`` gives running captures' tcpdump pid and files
         directory by capture id (only those past "listening on": SIGUSR2 would end a tcpdump
         without its handler)."""
@@ -101,7 +101,7 @@ class Following:
                     for cid, files_dir in flushed.items():
                         self.flushes[cid] = self.flushes.get(cid, 0) + 1
                         self._written[cid] = last_write(files_dir)
-            closing.wait(limits.FOLLOW_FLUSH_INTERVAL_S)
+            closing.wait(period)
 
     def _needs_flush(self, cid: str, files_dir: Path) -> bool:
         """True when the ring has not been written since the last look: whatever tcpdump

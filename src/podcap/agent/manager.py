@@ -131,7 +131,7 @@ class Agent:
 
     # ---- commands ----------------------------------------------------------------------
 
-    def start(self, workload_id: str, spec: CaptureSpec) -> Capture:
+    def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture:
         workload = self.workloads.get(workload_id)
         if not workload.cap_sniff:
             raise FailedPrecondition(
@@ -151,7 +151,7 @@ class Agent:
             files_dir = self.store.files_dir(cid)
             capture = Capture(id=cid, agent_id=self.info.id, workload=workload, spec=spec,
                               args=tcpdump.tcpdump_args(spec, files_dir)[1:],
-                              start_time=time.time())
+                              start_time=time.time(), owner=owner)
             self.store.dir(cid).mkdir(mode=0o700)  # the record is written while tcpdump boots
             files_dir.mkdir(mode=0o700)
             self._captures[cid] = capture
@@ -183,7 +183,8 @@ class Agent:
                 log.info("capture %s started on %s (%s), tcpdump pid %d", cid, workload.name,
                          workload.id[:12], proc.pid,
                          extra=capture_fields("capture.running", cid, workload.name,
-                                              self.info.node, pid=proc.pid))
+                                              self.info.node, owner or None, owner=owner,
+                                              pid=proc.pid))
                 return dataclasses.replace(self._snapshot(capture), reclaimed=reclaimed)
         tcpdump.terminate(proc.pid, alive=proc.alive)  # stopped or removed while starting
         return dataclasses.replace(self.capture(cid), reclaimed=reclaimed)
@@ -203,7 +204,8 @@ class Agent:
         self.series.forget(cid)
         log.info("capture %s removed", cid,
                  extra=capture_fields("capture.removed", cid,
-                                      gone.workload.name if gone else "", self.info.node))
+                                      gone.workload.name if gone else "", self.info.node,
+                                      owner=gone.owner if gone else ""))
 
     def stream_pcap(self, cid: str, request: PcapRequest = PcapRequest(),
                     chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
@@ -277,7 +279,8 @@ class Agent:
                         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(old.stop_time or 0)),
                         old.stats.bytes,
                         extra=capture_fields("capture.reclaimed", old.id, old.workload.name,
-                                             self.info.node, for_capture=for_cid,
+                                             self.info.node, owner=old.owner,
+                                             for_capture=for_cid,
                                              bytes=old.stats.bytes))
         return [old.id for old in victims]
 
@@ -376,7 +379,8 @@ class Agent:
             log.info("capture %s %s: %s (%d packets)", cid, status, capture.reason,
                      capture.stats.captured,
                      extra=capture_fields("capture.end", cid, capture.workload.name,
-                                          self.info.node, status=str(status),
+                                          self.info.node, owner=capture.owner,
+                                          status=str(status),
                                           reason=capture.reason,
                                           packets=capture.stats.captured))
 
@@ -473,7 +477,7 @@ class Agent:
                 log.info("capture %s re-adopted (tcpdump pid %d)", capture.id, found[0],
                          extra=capture_fields("capture.readopted", capture.id,
                                               capture.workload.name, self.info.node,
-                                              pid=found[0]))
+                                              owner=capture.owner, pid=found[0]))
             else:
                 self._finish(capture.id, "tcpdump ended while the agent was down",
                              stop_time=_mtime(self.store.log_path(capture.id)))

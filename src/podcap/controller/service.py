@@ -142,7 +142,8 @@ class CaptureService:
             self._starting[ticket] = Held(who.username, namespace, placed.agent_id, spec,
                                           Status.RUNNING, 0)
         try:
-            capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec)
+            capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec,
+                                                             who.username)
             with self._sessions() as db, db.begin():
                 db.add(CaptureOwner(capture_id=capture.id, agent_id=placed.agent_id,
                                     owner=who.username, namespace=namespace,

@@ -49,7 +49,8 @@ def capture_to_pb(c: Capture) -> pb.Capture:
         id=c.id, agent_id=c.agent_id, workload=workload_to_pb(c.workload),
         spec=spec_to_pb(c.spec), status=str(c.status), reason=c.reason,
         stats=pb.Stats(**{name: getattr(c.stats, name) for name in _STATS_FIELDS}),
-        files=c.files, args=c.args, start_time=c.start_time, reclaimed=c.reclaimed)
+        files=c.files, args=c.args, start_time=c.start_time, reclaimed=c.reclaimed,
+        owner=c.owner)
     if c.stop_time is not None:
         m.stop_time = c.stop_time
     return m
@@ -62,7 +63,7 @@ def capture_from_pb(m: pb.Capture) -> Capture:
         stats=Stats(**{name: getattr(m.stats, name) for name in _STATS_FIELDS}),
         files=m.files, args=list(m.args), start_time=m.start_time,
         stop_time=m.stop_time if m.HasField("stop_time") else None,
-        reclaimed=list(m.reclaimed))
+        reclaimed=list(m.reclaimed), owner=m.owner)
 
 
 def download_to_pb(capture_id: str, r: PcapRequest, download_id: str) -> pb.Download:

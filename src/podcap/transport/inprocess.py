@@ -20,8 +20,8 @@ class InProcessTransport:
     def check_filter(self, expression: str) -> None:
         self.agent.check_filter(expression)
 
-    def start(self, workload_id: str, spec: CaptureSpec) -> Capture:
-        return self.agent.start(workload_id, spec)
+    def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture:
+        return self.agent.start(workload_id, spec, owner)
 
     def stop(self, capture_id: str) -> Capture:
         return self.agent.stop(capture_id)

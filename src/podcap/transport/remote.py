@@ -227,9 +227,9 @@ class RemoteAgent:
     def check_filter(self, expression: str) -> None:
         self._call(pb.Command(check_filter=expression), limits.COMMAND_TIMEOUT_S)
 
-    def start(self, workload_id: str, spec: CaptureSpec) -> Capture:
+    def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture:
         command = pb.Command(start=pb.StartCapture(workload_id=workload_id,
-                                                   spec=codec.spec_to_pb(spec)))
+                                                   spec=codec.spec_to_pb(spec), owner=owner))
         return self._remember(self._call(command, limits.COMMAND_TIMEOUT_S))
 
     def stop(self, capture_id: str) -> Capture:

@@ -229,7 +229,7 @@ class Uplink:
             return pb.Reply(ok=pb.Empty()), None
         if op == "start":
             capture = agent.start(command.start.workload_id,
-                                  codec.spec_from_pb(command.start.spec))
+                                  codec.spec_from_pb(command.start.spec), command.start.owner)
             return pb.Reply(capture=codec.capture_to_pb(capture)), None
         if op == "stop":
             return pb.Reply(capture=codec.capture_to_pb(agent.stop(command.stop))), None
