@@ -184,6 +184,7 @@ LABEL_SELECTOR_MAX_CHARS: Final = 1024
 GROUP_WORKLOADS_MAX: Final = 100  # names in one group's workload list
 GROUP_MEMBERS_MAX: Final = 64  # captures in one group: each holds a kernel buffer and a ring
 GROUP_WATCH_INTERVAL_S: Final = 2.0  # how often a running group looks for new members
+GROUP_RETRY_S: Final = 10.0  # a member whose start failed (quota, node away) is tried again
 GROUP_START_WORKERS: Final = 8  # member captures started at once
 # Follow mode of a group download: a packet is held this long at most for a slower member's
 # earlier packet (see controller/group_pcapng.py); a packet arriving later than this out of order is

@@ -170,6 +170,16 @@ def split(placed: list[PlacedWorkload], seen: dict[tuple[str, int], str] | None 
     return capturable, skipped
 
 
+COULD_NOT_START = "could not start: "  # a member's reason that a later round retries
+
+
+def retryable(m: GroupMember, now: float) -> bool:
+    """A member whose start failed (a quota, a node away, a full disk: things that pass) is
+    tried again every ``GROUP_RETRY_S`` while its container still matches."""
+    return (not m.capture_id and m.reason.startswith(COULD_NOT_START)
+            and now - m.joined >= limits.GROUP_RETRY_S)
+
+
 def member_row(gid: str, p: PlacedWorkload, cid: str, reason: str, now: float) -> GroupMember:
     w = p.workload
     return GroupMember(group_id=gid, workload_id=w.id, agent_id=p.agent_id, capture_id=cid,

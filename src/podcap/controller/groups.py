@@ -33,6 +33,7 @@ from podcap import __version__, limits
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember, User
 from podcap.controller.group_members import (
+    COULD_NOT_START,
     Group,
     Member,
     Selector,
@@ -41,6 +42,7 @@ from podcap.controller.group_members import (
     may_see,
     member_row,
     netns_of,
+    retryable,
     split,
 )
 from podcap.controller.group_pcapng import DEFAULT_SNAPLEN, Followed, Section, Source, merged
@@ -272,12 +274,12 @@ class GroupService:
     def _join(self, who: Principal, row: CaptureGroup, members: list[GroupMember],
               spec: CaptureSpec, now: float, listing: Listing[PlacedWorkload]) -> None:
         selector = Selector.from_json(row.selector)
-        known = {m.workload_id for m in members}
+        known = {m.workload_id for m in members if not retryable(m, now)}
         new = [p for p in listing.items if candidate(p) and p.workload.id not in known
                and selector.matches(p)]
         if not new:
             return
-        taken = {(m.agent_id, m.workload_id) for m in members}
+        taken = {(m.agent_id, m.workload_id) for m in members if m.capture_id}
         capturable, skipped = split(new, netns_of(listing.items, taken))
         if spec.duration:
             left = int(row.created + spec.duration - now)
@@ -302,7 +304,8 @@ class GroupService:
                         if r.capture_id:
                             self._quietly(partial(self.service.remove, who, r.capture_id))
                     return
-                db.add_all(rows)
+                for r in rows:
+                    db.merge(r)  # a retried member's row is replaced
             for wake in self._followers.get(row.id, ()):
                 wake.set()
         for r in rows:
@@ -327,7 +330,7 @@ class GroupService:
             for p, done in zip(placed, pool.map(one, placed), strict=True):
                 if isinstance(done, PodcapError):
                     first_error = first_error or done
-                    done = member_row(row.id, p, "", f"could not start: {done.message}", now)
+                    done = member_row(row.id, p, "", COULD_NOT_START + done.message, now)
                 rows.append(done)
         return rows, first_error
 
