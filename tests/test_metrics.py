@@ -271,7 +271,7 @@ exec unshare --mount --propagation private /bin/sh -c \\
 def test_controller_counts_remote_agents_and_their_captures(tmp_path, pair: WebPair) -> None:
     """`podcap controller` with one real `podcap agent` dialling it over loopback (mutual TLS):
     the agent shows connected, its capture carries its node, and it shows disconnected once it
-    is gone. A remote node's disk budget is not known to the controller, so it is absent."""
+    is gone. The agent tells its disk budget when it connects."""
     sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
     from cluster_support import AgentProc, running_cluster
 
@@ -284,7 +284,7 @@ def test_controller_counts_remote_agents_and_their_captures(tmp_path, pair: WebP
             samples = scrape(srv)
             assert value(samples, "podcap_agents", state="connected") == 1
             assert value(samples, "podcap_agent_connected", node="metrics-node") == 1
-            assert samples.get("podcap_disk_budget_bytes", []) == []
+            assert value(samples, "podcap_disk_budget_bytes", node="metrics-node") == 2 * 1024**3
             cid = srv.sniff(pair.web.name, duration=0)
             ours = {"capture_id": cid, "workload": pair.web.name, "node": "metrics-node"}
             assert value(scrape(srv), "podcap_capture_running", **ours) == 1

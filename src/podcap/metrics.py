@@ -44,7 +44,6 @@ from podcap.controller.service import CaptureService
 from podcap.errors import InvalidArgument, PodcapError
 from podcap.model import Status
 from podcap.tls import is_loopback
-from podcap.transport.inprocess import InProcessTransport
 
 log = logging.getLogger("podcap.metrics")
 
@@ -189,11 +188,11 @@ class StateCollector:
                      [([a, nodes[a]], v) for a, v in sorted(reserved.items())])
         yield _gauge("podcap_disk_stored_bytes", "Bytes of capture files on the node's disk.",
                      labels, [([a, nodes[a]], v) for a, v in sorted(stored.items())])
-        budgets = [([aid, t.info().node], t.agent.disk_budget)
-                   for aid, t in sorted(self.service.agents.transports().items())
-                   if isinstance(t, InProcessTransport)]
+        infos = [t.info() for _, t in sorted(self.service.agents.transports().items())]
+        budgets = [([i.id, i.node], i.disk_budget) for i in infos if i.disk_budget]
         yield _gauge("podcap_disk_budget_bytes", "The node's disk budget for captures "
-                     "(--disk-budget; known for the controller's own node).", labels, budgets)
+                     "(the agent's --disk-budget, as it said when it connected).", labels,
+                     budgets)
         yield _gauge("podcap_kernel_buffer_bytes", "Kernel capture buffers (tcpdump -B) the "
                      "node's running captures pin.", labels,
                      [([a, nodes[a]], v) for a, v in sorted(buffers.items())])

@@ -201,3 +201,5 @@ class AgentInfo:
     connected: bool = True
     joined: float = 0.0  # when it joined the cluster (an in-process agent: when it started)
     last_seen: float = 0.0  # last message from it; 0 for the in-process agent (always here)
+    disk_budget: int = 0  # its --disk-budget in bytes (0: not known yet: it never connected)
+    reclaim: str = ""  # its --reclaim policy ("" while not known)

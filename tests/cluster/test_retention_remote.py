@@ -76,6 +76,10 @@ def test_remote_agent_range_retention_and_reclaim(tmp_path: Path) -> None:
             budget = 2 * MB + third["size"] + second["size"] // 2
             agent.runtime_args += ["--reclaim", "oldest", "--disk-budget", str(budget)]
             agent.start()
+            with srv.client() as c:
+                [node] = c.get("/api/limits").json()["nodes"]
+            assert (node["node"], node["disk_budget"], node["reclaim"]) == \
+                (agent.node, budget, "oldest"), node
             wait_for(lambda: events(srv, "capture.expired"), what="the old capture to expire")
             [expired] = events(srv, "capture.expired")
             assert expired["capture_id"] == first["id"]

@@ -64,7 +64,8 @@ class Agent:
                  reclaim: str = "none") -> None:
         self.info = AgentInfo(id=agent_id, node=node,
                               runtimes=tuple(r.name for r in workloads.runtimes),
-                              version=_version(), started=time.time())
+                              version=_version(), started=time.time(),
+                              disk_budget=disk_budget, reclaim=reclaim)
         self.workloads = workloads
         self.store = CaptureStore(data_dir / "captures")
         self.empty_pcap = tcpdump.write_empty_pcap(data_dir / "empty-sll2.pcap")

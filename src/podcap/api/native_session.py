@@ -41,6 +41,9 @@ def whoami(who: Caller) -> dict:
 @router.get("/limits")
 def get_limits(svc: Service, request: Request) -> dict:
     """Capture limits, the quotas (per user, per namespace, per node; 0: no limit), retention
-    days (0: kept until deleted) and the reclaim policy (controller/retention.py)."""
+    days (0: kept until deleted), the reclaim policy (controller/retention.py), and each node's
+    own disk budget and reclaim policy (null until its agent has connected)."""
     policy = getattr(request.app.state, "retention", None) or Policy()
-    return {**limits.as_dict(), **svc.quotas.as_dict(), **policy.as_dict()}
+    nodes = [{"agent_id": i.id, "node": i.node, "disk_budget": i.disk_budget or None,
+              "reclaim": i.reclaim or None} for i in svc.agent_infos()]
+    return {**limits.as_dict(), **svc.quotas.as_dict(), **policy.as_dict(), "nodes": nodes}

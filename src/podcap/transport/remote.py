@@ -194,7 +194,8 @@ class RemoteAgent:
             old, self._session = self._session, session
             self._info = dataclasses.replace(
                 self._info, node=hello.node or self._info.node, version=hello.version,
-                runtimes=tuple(hello.runtimes), started=hello.started, connected=True)
+                runtimes=tuple(hello.runtimes), started=hello.started, connected=True,
+                disk_budget=hello.disk_budget, reclaim=hello.reclaim)
             self.last_seen = time.time()
         if old is not None:
             old.close()

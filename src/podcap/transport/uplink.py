@@ -190,7 +190,9 @@ class Uplink:
         info = self.agent.info
         yield pb.AgentMessage(hello=pb.Hello(node=info.node, version=info.version,
                                              runtimes=list(info.runtimes),
-                                             started=info.started))
+                                             started=info.started,
+                                             disk_budget=info.disk_budget,
+                                             reclaim=info.reclaim))
         while not done.is_set() and not self._stop.is_set():
             try:
                 yield outbox.get(timeout=limits.HEARTBEAT_INTERVAL_S)
