@@ -209,5 +209,5 @@ def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     lines += ["", f"Median drops: {wo['median']:.3f} % without, {w['median']:.3f} % with a "
               f"follower (target: with ≤ without + 0.1 %).", ""]
     if "flush_safety" in res:
-        lines += flush_safety.lines(res["flush_safety"]) + [""]
+        lines += flush_safety.lines(res["flush_safety"])
     return "\n".join(lines)
