@@ -49,8 +49,9 @@ def spawn(cluster: Cluster, tmp_path: Path) -> Iterator[Spawn]:
     node) and stopped."""
     started: list[AgentProc] = []
 
-    def start(node: str, token: str | None = None) -> AgentProc:
+    def start(node: str, token: str | None = None, args: tuple[str, ...] = ()) -> AgentProc:
         agent = AgentProc(cluster, node=node, data_dir=tmp_path / node)
+        agent.runtime_args += args
         started.append(agent)
         return agent.start(token or cluster.join_token())
 
@@ -143,6 +144,27 @@ def test_killed_agent_shows_disconnected_and_last_known_capture(
             n3.start()  # a killed agent leaves its tcpdump running: the agent adopts it again
         with cluster.server.client() as api:
             api.delete(f"/api/captures/{cid}")  # stops that tcpdump if the test did not
+
+
+def test_the_capture_form_says_the_nodes_own_reclaim_policy(
+        page: Page, cluster: Cluster, spawn: Spawn, pair: WebPair) -> None:
+    # A controller has no --reclaim of its own; each agent has, and tells it when it connects.
+    name = pair.web.name  # type: ignore[attr-defined]
+    spawn("n5", args=("--reclaim", "oldest"))
+    sign_in(page, cluster.server)
+    page.get_by_label("Search").fill(name)
+    for node, says in (("n5", True), ("n1", False)):
+        row = page.locator(f'#workloads-body tr[data-name="{name}"][data-node="{node}"]')
+        row.get_by_role("button", name=f"Capture traffic of {name}").click()
+        dialog = page.get_by_role("dialog", name=f"Capture {name}")
+        expect(dialog).to_be_visible()
+        note = dialog.locator("#cf-retention")
+        if says:
+            expect(note).to_contain_text("oldest stopped captures first (never a running one)")
+        else:
+            expect(note).to_be_hidden()
+        dialog.get_by_role("button", name="Cancel").click()
+        expect(dialog).to_be_hidden()
 
 
 def watch_node_go_and_come_back(page: Page, server: Server, n3: AgentProc, name: str,

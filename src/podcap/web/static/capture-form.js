@@ -63,9 +63,6 @@ export class CaptureForm {
     if (preset) preset.checked = true;
     else { f.duration.value = "custom"; f.custom.value = limits.duration_default; }
     $("#cf-duration-max").textContent = human(limits.duration_max);
-    const keep = $("#cf-retention");
-    keep.textContent = retentionText(limits);
-    keep.hidden = !keep.textContent;
     this.update();
   }
 
@@ -84,6 +81,9 @@ export class CaptureForm {
       workload.namespace && `namespace ${workload.namespace}`, workload.node && `node ${workload.node}`,
       (workload.ips || []).join(", ")].filter(Boolean).join(" · ");
     $("#cf-target-detail").textContent = where;
+    const keep = $("#cf-retention");
+    keep.textContent = retentionText(this.limits, workload);
+    keep.hidden = !keep.textContent;
     say($("#cf-error"), "");
     this.setBusy(false);
     this.update();
@@ -234,8 +234,10 @@ export class CaptureForm {
   }
 }
 
-/** What the server does with old captures (--retention-days, --reclaim), or "" for nothing. */
-export function retentionText({ retention_days: days, reclaim }) {
+/** What the server does with old captures (--retention-days, --reclaim), or "" for nothing.
+ * A controller has no reclaim policy of its own: the workload's node (its agent) has one. */
+export function retentionText({ retention_days: days, reclaim, nodes = [] }, workload = {}) {
+  reclaim ??= nodes.find((n) => n.agent_id === workload.agent_id)?.reclaim;
   const parts = [];
   if (days > 0) {
     parts.push(`Stopped captures are deleted ${days === 1 ? "1 day" : `${days} days`} after ` +
