@@ -151,6 +151,7 @@ class RingFollower:
         self.gaps: list[Gap] = []
         self._stop = threading.Event()
         self._last_ts: float | None = None  # timestamp of the last record sent
+        self._left: float | None = None  # first record of the last file left (read or lost)
         self._pending_gap: Gap | None = None  # to announce before the next record
         self._order, self._nanos = "<", False
         self._caplen = self._stamp = struct.Struct("<II").unpack_from
@@ -299,16 +300,19 @@ class RingFollower:
             pos = end
         return pos
 
-    def _candidates(self, exclude: Path | None) -> list[tuple[float | None, Path]]:
-        """Ring files tcpdump wrote after our last packet, oldest first; a file without a
-        record yet (just opened by a rotation) comes last."""
-        found: list[tuple[float | None, Path]] = []
+    def _candidates(self, after: float | None, exclude: Path | None = None) -> list[Path]:
+        """Ring files begun after the record stamped ``after`` (the first record of the file
+        read last; None: every file), oldest first; a file without a record yet (just opened by
+        a rotation) comes last. Files are told apart by their first records, never by the last
+        packet sent: tcpdump stamps packets on several CPUs, so a file's first packet can be a
+        few microseconds older than the previous file's last one."""
+        found: list[Path] = []
         for path in ring.ring_files(self.files_dir, self.prefix):
             if path == exclude:
                 continue
             ts = ring.first_timestamp(path)
-            if ts is None or self._last_ts is None or ts >= self._last_ts:
-                found.append((ts, path))
+            if ts is None or after is None or ts > after:
+                found.append(path)
         return found
 
     def _newer_than(self, current: _File) -> Path | None:
@@ -318,13 +322,12 @@ class RingFollower:
         mine = self._ts(current.first)
         if mine is None:
             return None  # tcpdump rotates only past the file size: it still writes this one
-        for ts, path in self._candidates(current.path):
-            if ts is None or ts > mine:
-                return path
-        return None
+        newer = self._candidates(mine, exclude=current.path)
+        return newer[0] if newer else None
 
     def _advance(self, current: _File, nxt: Path) -> _File | None:
         """Open ``nxt``; when it is not the next index, the files between were overwritten."""
+        self._left = self._ts(current.first)
         skipped = (self._index(nxt) - self._index(current.path) - 1) % self.file_number
         opened = self._open(nxt)
         if skipped:
@@ -340,18 +343,19 @@ class RingFollower:
             if current.size_seen > current.pos:
                 self._gap(1, current.size_seen - current.pos, reopened)
             return reopened
-        candidates = self._candidates(None)
+        self._left = self._ts(current.first) or self._left
+        candidates = self._candidates(self._left)
         if not candidates:
             return None
-        nxt = candidates[0][1]
+        nxt = candidates[0]
         skipped = (self._index(nxt) - self._index(current.path) - 1) % self.file_number
         opened = self._open(nxt)
         self._gap(1 + skipped, max(lost, 0) + skipped * self.file_bytes, opened)
         return opened
 
     def _oldest_unread(self) -> _File | None:
-        candidates = self._candidates(None)
-        return self._open(candidates[0][1]) if candidates else None
+        candidates = self._candidates(self._left)
+        return self._open(candidates[0]) if candidates else None
 
     def _index(self, path: Path) -> int:
         digits = path.name[len(self.prefix):]
