@@ -9,8 +9,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from group_support import client_of, ip_of, pod, tag, tcpdump_count, tshark_fields, walk
-from support import Server, read_pcap, remove_container, wait_for
+from group_support import (
+    client_of,
+    ip_of,
+    pod,
+    run_named,
+    tag,
+    tcpdump_count,
+    tshark_fields,
+    walk,
+)
+from support import Server, read_pcap, remove_container, unique, wait_for
 
 
 def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,
@@ -87,6 +96,58 @@ def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,
     finally:
         for m in made:
             remove_container(m)
+
+
+def test_from_now_sends_all_of_a_member_that_joins_later(gserver: Server,
+                                                        tmp_path: Path) -> None:
+    # from=now skips what the members captured before the follow began; a member that joins
+    # later began after it, so all of its packets are "from now", the first ones included
+    # (here a flood, so the joiner captures packets from its first millisecond).
+    t = tag()
+    made = []
+    path = tmp_path / "now.pcapng"
+    stream = bytearray()
+    ended = threading.Event()
+    try:
+        web1 = pod("nweb1", {"app": f"now-{t}"})
+        made += [web1, client_of("ncli1", [ip_of(web1)])]
+        with gserver.client() as c:
+            r = c.post("/api/capture-groups", json={"labels": f"app=now-{t}"})
+            assert r.status_code == 201, r.text
+            gid = r.json()["group"]["id"]
+
+            def follow() -> None:
+                with httpx.Client(base_url=gserver.url, timeout=httpx.Timeout(30, read=60),
+                                  headers={"X-Auth-Token": gserver.token}) as fc, \
+                        fc.stream("GET", f"/api/capture-groups/{gid}/pcapng",
+                                  params={"follow": "true", "from": "now"}) as resp:
+                    assert resp.status_code == 200
+                    for chunk in resp.iter_bytes():
+                        stream.extend(chunk)
+                path.write_bytes(bytes(stream))
+                ended.set()
+
+            threading.Thread(target=follow, daemon=True).start()
+            wait_for(lambda: len(stream) > 2000, timeout=30, what="packets while followed")
+            web2 = pod("nweb2", {"app": f"now-{t}"})
+            made.append(web2)
+            made.append(run_named(unique("nflood"), [
+                "sh", "-c", f"while true; do wget -q -O /dev/null http://{ip_of(web2)}/; done"]))
+            joined = wait_for(lambda: [m for m in c.get(f"/api/capture-groups/{gid}").json()[
+                "group"]["members"] if m["workload_name"] == web2.name], timeout=30,
+                what="the second pod to join")
+            wait_for(lambda: b"nweb2" in stream, timeout=20, what="the joiner's interface")
+            time.sleep(1.0)
+            assert c.post(f"/api/capture-groups/{gid}/stop").status_code == 200
+            assert ended.wait(30), "the follow stream did not end after the group stopped"
+            captured = len(read_pcap(gserver.pcap(joined[0]["capture_id"]))[1])
+    finally:
+        for m in made:
+            remove_container(m)
+    blocks = walk(path)
+    [iface] = [i for i, d in enumerate(blocks.interfaces) if "nweb2" in d["name"]]
+    sent = sum(1 for kind, d in blocks.order if kind == "epb" and d["iface"] == iface)
+    assert sent == captured > 0
 
 
 def test_a_quiet_follow_sends_keepalives_that_readers_skip(tmp_path: Path) -> None:

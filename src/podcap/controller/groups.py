@@ -169,10 +169,9 @@ class GroupService:
         if from_now and not follow:
             raise InvalidArgument("from=now applies to follow=true only")
         section = Section(_section_comments(group), group.spec.snaplen or DEFAULT_SNAPLEN)
-        request = PcapRequest(follow=follow, from_now=from_now)
         seen: set[str] = set()
 
-        def open_new(current: Group) -> list[tuple[Source, PcapStream]]:
+        def open_new(current: Group, request: PcapRequest) -> list[tuple[Source, PcapStream]]:
             opened: list[tuple[Source, PcapStream]] = []
             try:
                 for m in current.members:
@@ -196,7 +195,7 @@ class GroupService:
             return opened
 
         if not follow:
-            opened = open_new(group)
+            opened = open_new(group, PcapRequest())
             chunks = merged(section, opened)
 
             def close() -> None:
@@ -206,7 +205,7 @@ class GroupService:
 
             return group, chunks, close
 
-        first = [open_new(group)]
+        first = [open_new(group, PcapRequest(follow=True, from_now=from_now))]
 
         def poll() -> tuple[list[tuple[Source, PcapStream]], bool]:
             if first:
@@ -215,7 +214,9 @@ class GroupService:
                 current = self.get(who, gid)
             except NotFound:  # deleted while followed: what is open drains, then the end
                 return [], False
-            return open_new(current), current.status == str(Status.RUNNING)
+            # A member that joins later began after the follow did: all of it is "from now".
+            return open_new(current, PcapRequest(follow=True)), \
+                current.status == str(Status.RUNNING)
 
         wake = threading.Event()
         with self._lock:
