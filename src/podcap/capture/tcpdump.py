@@ -233,9 +233,9 @@ def flush(pid: int) -> None:
 
     tcpdump calls fflush() inside the signal handler, which is not async-signal-safe: a signal
     that lands while tcpdump is inside fwrite() on the same FILE duplicates or loses buffer
-    bytes, and the file's records no longer line up (measured: 2 of 4 ring files corrupt after
-    1,850 signals at saturation on loopback). Callers therefore flush only a tcpdump that is
-    ``waiting_in_poll`` and whose file has stopped growing on its own (agent/following.py)."""
+    bytes, and the file's records no longer line up (measured: BENCHMARKS.md, figure 7c).
+    Callers therefore flush only a tcpdump that is ``waiting_in_poll`` and whose file has
+    stopped growing on its own (agent/following.py)."""
     try:
         os.kill(pid, signal.SIGUSR2)
     except ProcessLookupError:
