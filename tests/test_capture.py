@@ -168,11 +168,19 @@ def test_graceful_shutdown_stops_captures(tmp_path, pair: WebPair) -> None:
     with running_server(tmp_path) as srv:
         cid = srv.sniff(pair.web.id)
         pid = srv_pid(srv, cid)
+
+        def series() -> list:
+            with srv.client() as c:
+                return c.get(f"/api/captures/{cid}/series").json()["points"]
+
+        before = wait_for(lambda: len(p := series()) >= 2 and p, what="two rate points")
         srv.stop(signal.SIGTERM)
         assert ended(pid)
         srv.start()
         final = srv.sniffer(cid)
         assert final["status"] == "stopped" and final["reason"] == "agent shut down"
+        # the rate chart of the ended capture outlives the agent (kept beside the capture)
+        assert series()[:len(before)] == before
 
 
 @pytest.mark.parametrize("network_mode", ["container"])

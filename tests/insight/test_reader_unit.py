@@ -250,6 +250,26 @@ def test_series_keeps_counters_and_bytes_across_a_wrap(tmp_path: Path,
     assert series.document(_capture("c1"), {})["points"] == []  # type: ignore[arg-type]
 
 
+def test_an_ended_captures_series_is_kept_beside_it(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Written when the capture ends, read back by a new agent (a restart) or once newer
+    # captures pushed it out of memory; a directory that is gone costs only the chart.
+    dirs = {"c1": tmp_path / "c1", "c2": tmp_path / "c2"}
+    dirs["c1"].mkdir()
+    series = LiveSeries(dir_of=dirs.__getitem__)
+    for n in range(3):
+        series.record("c1", 1.0 + n, Stats(captured=10 * n, dropped=n), tmp_path)
+    series.record("c2", 1.0, Stats(), tmp_path)
+    series.keep("c1")
+    series.keep("c2")  # no directory (deleted meanwhile): logged, nothing raised
+    kept = series.document(_capture("c1"), {})["points"]  # type: ignore[arg-type]
+    assert [p[:3] for p in kept] == [[1.0, 0, 0], [2.0, 10, 1], [3.0, 20, 2]]
+    restarted = LiveSeries(dir_of=dirs.__getitem__)
+    assert restarted.document(_capture("c1"), {})["points"] == kept  # type: ignore[arg-type]
+    assert restarted.document(_capture("c1"), {"since": "2.0"})["points"] == kept[2:]  # type: ignore[arg-type]
+    assert restarted.document(_capture("c2"), {})["points"] == []  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("args", [
     ("tcp", "10.0.0.1", "10.0.0.2", 5555, 80),
     ("udp", "fd00::1", "fd00::53", 41000, 53),

@@ -86,7 +86,8 @@ class Agent:
                                            lambda cid: cid in self._captures)
         self.documents["netstate"] = self.netstate.document
         self.insight = Insight(self.store)  # what the files hold (podcap.insight)
-        self.series = LiveSeries()  # tcpdump's counters, a point a second
+        # tcpdump's counters, a point a second; an ended capture's are kept beside it
+        self.series = LiveSeries(dir_of=self.store.dir)
         self.documents["summary"] = self.insight.summary
         self.documents["series"] = self.series.document
         self.documents["follow"] = self._follow.document
@@ -384,6 +385,7 @@ class Agent:
                                           status=str(status),
                                           reason=capture.reason,
                                           packets=capture.stats.captured))
+        self.series.keep(cid)
 
     def _repair_newest(self, cid: str) -> None:
         """Only the file tcpdump was writing can end inside a record: the others were closed

@@ -3,8 +3,9 @@
 The agent's watcher already asks every running tcpdump for its counters each second
 (``Agent._refresh_live``); this keeps them as a bounded series (limits.SERIES_POINTS_MAX points
 per capture, limits.SERIES_CAPTURES_MAX captures, oldest forgotten first) so the UI can chart
-packets/s and bytes/s and mark kernel drops. Kept in the agent's memory only: an agent restart
-starts a new series (the summary's timeline, computed from the files, survives restarts).
+packets/s and bytes/s and mark kernel drops. When a capture ends its series is written beside it
+(``series.json``), so the chart of a stopped capture outlives the agent's memory: a restart, or
+newer captures pushing it out. A running capture's series starts anew with the agent.
 
 Bytes are what tcpdump has written so far, counted from the ring files' growth: a ring wrap
 truncates a file, whose new size then counts as new bytes, so the total keeps rising.
@@ -12,14 +13,21 @@ truncates a file, whose new size then counts as new bytes, so the total keeps ri
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
 from podcap.errors import InvalidArgument
 from podcap.model import Capture, Stats
+
+log = logging.getLogger("podcap.agent")
+
+FILE = "series.json"  # an ended capture's series, beside its record
 
 Point = tuple[float, int, int, int]  # time, captured, dropped, bytes written
 
@@ -32,9 +40,10 @@ class _Series:
 
 
 class LiveSeries:
-    def __init__(self) -> None:
+    def __init__(self, dir_of: Callable[[str], Path] | None = None) -> None:
         self._lock = threading.Lock()
         self._series: OrderedDict[str, _Series] = OrderedDict()
+        self._dir_of = dir_of  # a capture's directory, for its FILE (None: memory only)
 
     def record(self, cid: str, now: float, stats: Stats, files_dir: Path) -> None:
         """One point: tcpdump's counters and the bytes written since the capture started."""
@@ -51,6 +60,36 @@ class LiveSeries:
             series.sizes = sizes
             series.points.append((now, stats.captured, stats.dropped, series.written))
 
+    def keep(self, cid: str) -> None:
+        """Write an ended capture's series beside it (a full disk only costs the chart)."""
+        if self._dir_of is None:
+            return
+        with self._lock:
+            series = self._series.get(cid)
+            points = list(series.points) if series else []
+        if not points:
+            return
+        path = self._dir_of(cid) / FILE
+        part = path.with_name(FILE + ".part")
+        try:
+            part.write_text(json.dumps(points))
+            os.replace(part, path)
+        except OSError as exc:
+            log.warning("capture %s: rate series not kept (%s)", cid, exc)
+
+    def _points(self, cid: str) -> list[Point]:
+        with self._lock:
+            series = self._series.get(cid)
+            if series is not None:
+                return list(series.points)
+        if self._dir_of is None:
+            return []
+        try:
+            kept = json.loads((self._dir_of(cid) / FILE).read_text())
+            return [(float(t), int(c), int(d), int(b)) for t, c, d, b in kept]
+        except (OSError, ValueError, TypeError):
+            return []
+
     def forget(self, cid: str) -> None:
         with self._lock:
             self._series.pop(cid, None)
@@ -62,9 +101,7 @@ class LiveSeries:
             since = float(text)
         except ValueError as exc:
             raise InvalidArgument("since must be a Unix time in seconds") from exc
-        with self._lock:
-            series = self._series.get(capture.id)
-            points = [p for p in series.points if p[0] > since] if series else []
+        points = [p for p in self._points(capture.id) if p[0] > since]
         return {"capture_id": capture.id, "status": str(capture.status),
                 "interval": limits.STATS_INTERVAL_S, "max_points": limits.SERIES_POINTS_MAX,
                 "fields": ["time", "captured", "dropped", "bytes"],
