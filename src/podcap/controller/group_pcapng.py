@@ -7,7 +7,7 @@
   by one thread each into one bounded queue. A record goes out once every member still
   streaming has a record waiting (then nothing earlier can come from them), or once it has
   waited ``GROUP_REORDER_WINDOW_S`` for a member that is quiet. Members' streams arrive up to
-  about a second apart (tcpdump's flush every 250 ms while followed, the kernel ring's 1 s
+  about a second apart (tcpdump flushed within 250 ms while followed, the kernel ring's 1 s
   block retirement), so within the window the output is in time order; a packet later than
   that is still written, just after newer ones. Members that join while the group runs are
   picked up every ``GROUP_WATCH_INTERVAL_S``; the stream ends when the group has stopped and
