@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import docker
 import dpkt
@@ -238,6 +239,14 @@ def tcp_flows(packets: list[tuple[float, bytes]], port: int = 80) -> set[tuple[s
                 ip.data.sport, ip.data.dport):
             found.add((".".join(map(str, ip.src)), ".".join(map(str, ip.dst))))
     return found
+
+
+def skip_for(lack: Exception) -> NoReturn:
+    """Skip because this machine lacks what a test bed needs (the beds' ``Unusable``: raised only
+    after checking a fact outside the project, such as root or a kernel feature, and saying
+    which). A missing install step is a failure in the beds, never this."""
+    import pytest
+    pytest.skip(f"{lack} (the machine, not the project)")
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # netbed.py
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
 
 import netbed  # noqa: E402 - after the path set-up above
+from support import skip_for  # noqa: E402
 
 
 @pytest.fixture
@@ -21,6 +22,5 @@ def bed() -> Iterator[netbed.NetBed]:
     try:
         with netbed.net_bed() as b:
             yield b
-    except netbed.Unusable:
-        pytest.skip("network namespaces cannot be made here: this run is not root, or its "
-                    "kernel has no network namespaces (the machine, not the project)")
+    except netbed.Unusable as lack:
+        skip_for(lack)

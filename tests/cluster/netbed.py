@@ -285,7 +285,7 @@ def net_bed() -> Iterator[NetBed]:
     """A bridge on 10.231.0.1/24 ready for ``add_node``; always torn down on exit. Holds the
     machine-wide lock for its whole life: one bed per machine at a time (the subnet is fixed),
     and not two in one process (that would wait on itself: reuse the open one)."""
-    _check_usable()
+    check_usable()
     if _active:
         raise RuntimeError("a NetBed is already open in this process; use that one")
     LOCK.parent.mkdir(parents=True, exist_ok=True)
@@ -475,14 +475,17 @@ def _wait_forwarding(veth: str, timeout: float = 5.0) -> None:
         time.sleep(0.02)
 
 
-def _check_usable() -> None:
+def check_usable() -> None:
+    """Raise ``Unusable`` for a reason outside the project (saying which); a missing tool is a
+    failure."""
     if os.geteuid() != 0:
-        raise Unusable("the cluster net bed needs root (network namespaces, veths, iptables)")
+        raise Unusable(f"this run is uid {os.geteuid()}, not root, and the cluster net bed "
+                       "needs root (network namespaces, veths, iptables)")
     for tool in ("ip", "iptables"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             raise RuntimeError(f"{tool} is not installed (iproute2, iptables)")
     if not Path("/proc/self/ns/net").exists():
-        raise Unusable("this kernel has no network namespaces")
+        raise Unusable("this kernel has no network namespaces (/proc/self/ns/net is missing)")
 
 
 def _stop(signum: int, frame: object) -> None:

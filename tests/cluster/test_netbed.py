@@ -19,6 +19,7 @@ from pathlib import Path
 
 import netbed
 import pytest
+from support import skip_for
 
 PY = sys.executable
 HERE = Path(__file__).resolve().parent
@@ -215,9 +216,8 @@ def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
     try:
         cm = netbed.net_bed()
         bed = cm.__enter__()
-    except netbed.Unusable:
-        pytest.skip("network namespaces cannot be made here: this run is not root, or its "
-                    "kernel has no network namespaces (the machine, not the project)")
+    except netbed.Unusable as lack:
+        skip_for(lack)
     try:
         a, b = bed.add_node("a"), bed.add_node("b")
         plain = a.popen(["sleep", "1000"], log=tmp_path / "a.log")
@@ -259,9 +259,10 @@ with netbed.net_bed() as bed:
 
 @pytest.mark.parametrize("sweeper", ["sweep_stale", "next_bed"])
 def test_a_sigkilled_run_is_swept(sweeper: str, tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the net bed needs root (network namespaces, veths, iptables) and this run "
-                    "is not root (the machine, not the project)")
+    try:
+        netbed.check_usable()
+    except netbed.Unusable as lack:
+        skip_for(lack)
     child = subprocess.Popen([PY, "-c", CHILD, str(HERE), str(tmp_path / "a.log")],
                              stdout=subprocess.PIPE, start_new_session=True)
     left: dict = {}

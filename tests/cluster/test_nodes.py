@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cluster_support import AgentProc, Cluster, running_cluster
-from support import WebPair, read_pcap, tcp_flows, wait_for, web_pair
+from support import WebPair, read_pcap, skip_for, tcp_flows, wait_for, web_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cri"))
 
@@ -53,9 +53,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
     try:
         bed_cm = netbed.net_bed()
         bed = bed_cm.__enter__()
-    except netbed.Unusable:
-        pytest.skip("network namespaces cannot be made here: this run is not root, or its "
-                    "kernel has no network namespaces (the machine, not the project)")
+    except netbed.Unusable as lack:
+        skip_for(lack)
     try:
         with cri_testbed.cri_testbed() as cri, web_pair("nodes") as pair, \
                 running_cluster(tmp, host=bed.controller_ip,

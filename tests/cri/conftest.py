@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support
 
 import cri_testbed  # noqa: E402 - after the path set-up above
 from cri_testbed import Pods  # noqa: E402
-from support import Server, running_server  # noqa: E402
+from support import Server, running_server, skip_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,8 @@ def cri_bed() -> Iterator[cri_testbed.CriTestbed]:
     try:
         with cri_testbed.cri_testbed() as bed:
             yield bed
-    except cri_testbed.Unusable:
-        pytest.skip("containerd with CRI cannot run here: this run is not root (the CRI bed "
-                    "needs namespaces, mounts and cgroups: the machine, not the project)")
+    except cri_testbed.Unusable as lack:
+        skip_for(lack)
 
 
 @pytest.fixture(scope="module")

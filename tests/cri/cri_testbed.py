@@ -263,7 +263,8 @@ def _check_usable() -> None:
     """Only a reason outside the project makes the bed ``Unusable`` (a skip); what
     scripts/setup.sh should have installed is a failure, so a broken set-up never hides."""
     if os.geteuid() != 0:
-        raise Unusable("the CRI test bed needs root (network namespaces, mounts, cgroups)")
+        raise Unusable(f"this run is uid {os.geteuid()}, not root, and the CRI test bed needs "
+                       "root (network namespaces, mounts, cgroups)")
     for tool in ("containerd", "ctr", "runc", "ip", "iptables", "docker"):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             raise RuntimeError(f"{tool} is not installed (scripts/setup.sh installs it)")

@@ -23,7 +23,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cri"))
 
 import cri_testbed  # noqa: E402 - after the path set-up above
-from support import Server, running_server, wait_for  # noqa: E402
+from support import Server, running_server, skip_for, wait_for  # noqa: E402
 
 from podcap.runtime.cri_proto import api_pb2 as pb  # noqa: E402
 
@@ -35,9 +35,8 @@ def bed() -> Iterator[cri_testbed.CriTestbed]:
     try:
         with cri_testbed.cri_testbed() as b:
             yield b
-    except cri_testbed.Unusable:
-        pytest.skip("containerd with CRI cannot run here: this run is not root (the CRI bed "
-                    "needs namespaces, mounts and cgroups: the machine, not the project)")
+    except cri_testbed.Unusable as lack:
+        skip_for(lack)
 
 
 def _container_pid(bed: cri_testbed.CriTestbed, container_id: str) -> int:
