@@ -66,3 +66,19 @@ export async function copyField(field, status) {
     status.textContent = copied ? "Copied." : "Selected: press Ctrl+C (⌘C) to copy.";
   }
 }
+
+/** Run `fn` now, then again `ms` after each run has ended (never two at once), until the
+ * returned function is called. */
+export function repeat(ms, fn) {
+  let on = true;
+  let timer = null;
+  const tick = async () => {
+    await fn();
+    if (on) timer = setTimeout(tick, ms);
+  };
+  tick();
+  return () => {
+    on = false;
+    clearTimeout(timer);
+  };
+}

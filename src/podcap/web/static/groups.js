@@ -6,7 +6,7 @@
 
 import { del, describe, get, post, request } from "./api.js";
 import { confirmDialog } from "./confirm.js";
-import { $, h, keepingFocus, replaceChildren, say } from "./dom.js";
+import { $, h, keepingFocus, repeat, replaceChildren, say } from "./dom.js";
 import { bytes, count, when } from "./format.js";
 import { picked, rowKey } from "./workloads.js";
 
@@ -16,8 +16,8 @@ class GroupList {
   constructor() {
     this.items = [];
     this.open = new Set(); // ids of the groups shown expanded
-    this.timer = null;
-    this.active = false;
+    this.halt = null; // ends the refresh loop (dom.js repeat)
+    this.active = false; // false once stopped, even while start() awaits
     this.me = null;
     this.lastKey = "";
     this.body = $("#groups-body");
@@ -37,16 +37,13 @@ class GroupList {
       return;
     }
     $("#group-open").disabled = !this.canWrite();
-    const tick = async () => {
-      await this.refresh();
-      if (this.active) this.timer = setTimeout(tick, REFRESH_MS);
-    };
-    tick();
+    if (this.active) this.halt = repeat(REFRESH_MS, () => this.refresh());
   }
 
   stop() {
     this.active = false;
-    clearTimeout(this.timer);
+    this.halt?.();
+    this.halt = null;
   }
 
   async refresh() {

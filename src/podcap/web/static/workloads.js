@@ -2,7 +2,7 @@
 // server's reason, for containers podcap cannot capture).
 
 import { describe, get } from "./api.js";
-import { $, h, keepingFocus, replaceChildren, say } from "./dom.js";
+import { $, h, keepingFocus, repeat, replaceChildren, say } from "./dom.js";
 import { showUnreachable } from "./unreachable.js";
 
 const REFRESH_MS = 5000;
@@ -29,8 +29,7 @@ export class WorkloadTable {
     this.items = [];
     this.loaded = false;
     this.lastKey = "";
-    this.timer = null;
-    this.active = false;
+    this.halt = null; // ends the refresh loop (dom.js repeat)
     this.body = $("#workloads-body");
     this.search = $("#search");
     this.groupBy = $("#group-by");
@@ -51,18 +50,12 @@ export class WorkloadTable {
 
   start() {
     this.stop();
-    this.active = true;
-    const tick = async () => {
-      await this.refresh();
-      if (this.active) this.timer = setTimeout(tick, REFRESH_MS);
-    };
-    tick();
+    this.halt = repeat(REFRESH_MS, () => this.refresh());
   }
 
   stop() {
-    this.active = false;
-    clearTimeout(this.timer);
-    this.timer = null;
+    this.halt?.();
+    this.halt = null;
   }
 
   async refresh() {
