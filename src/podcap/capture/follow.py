@@ -306,14 +306,8 @@ class RingFollower:
         a rotation) comes last. Files are told apart by their first records, never by the last
         packet sent: tcpdump stamps packets on several CPUs, so a file's first packet can be a
         few microseconds older than the previous file's last one."""
-        found: list[Path] = []
-        for path in ring.ring_files(self.files_dir, self.prefix):
-            if path == exclude:
-                continue
-            ts = ring.first_timestamp(path)
-            if ts is None or after is None or ts > after:
-                found.append(path)
-        return found
+        return [path for path, ts in ring.ring_order(self.files_dir, self.prefix)
+                if path != exclude and (ts is None or after is None or ts > after)]
 
     def _newer_than(self, current: _File) -> Path | None:
         """The file tcpdump went on to after ``current`` (then ``current`` is complete)."""

@@ -28,13 +28,19 @@ def ring_files(files_dir: Path, prefix: str) -> list[Path]:
     """The ring's files, oldest first. Files without a record yet (just opened by a rotation)
     are the newest. A ring of one file (``-W 1``) is the prefix itself: tcpdump adds no
     number then."""
-    paths = [p for p in files_dir.glob(prefix + "*")
+    return [path for path, _ in ring_order(files_dir, prefix)]
+
+
+def ring_order(files_dir: Path, prefix: str) -> list[tuple[Path, float | None]]:
+    """``ring_files`` with each file's first record timestamp (None: no record yet), read
+    once: what orders the ring also tells a follower which files are newer."""
+    found = [(p, first_timestamp(p)) for p in files_dir.glob(prefix + "*")
              if p.name == prefix or p.name[len(prefix):].isdigit()]
-    return sorted(paths, key=_order_key)
+    return sorted(found, key=_order_key)
 
 
-def _order_key(path: Path) -> tuple[int, float, int]:
-    first = first_timestamp(path)
+def _order_key(entry: tuple[Path, float | None]) -> tuple[int, float, int]:
+    path, first = entry
     index = int(_suffix(path))
     return (1, 0.0, index) if first is None else (0, first, index)
 
