@@ -288,3 +288,15 @@ def self_signed(common_name: str, ca: bool = False) -> tuple[bytes, bytes]:
     return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()),
             cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_a_listener_certificate_near_its_end_is_reissued(ca: ClusterCA, monkeypatch) -> None:
+    """Renewal starts RENEW_BEFORE (30 days) ahead, not at expiry: a controller restarted with
+    10 days left must not serve a certificate that expires before its next restart."""
+    _, first = ca.server_pair()
+    end = cert_of(first).not_valid_after_utc
+    monkeypatch.setattr("podcap.pki._now", lambda: end - datetime.timedelta(days=40))
+    assert ca.server_pair()[1] == first  # 40 days left: not yet due
+    monkeypatch.setattr("podcap.pki._now", lambda: end - datetime.timedelta(days=10))
+    _, renewed = ca.server_pair()
+    assert renewed != first and cert_of(renewed).not_valid_after_utc > end
