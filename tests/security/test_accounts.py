@@ -330,6 +330,30 @@ def test_absolute_lifetime_and_purge(db_url: str, tmp_path: Path) -> None:
         sessions.kw["bind"].dispose()
 
 
+def test_a_token_idle_past_the_idle_timeout_is_refused(tmp_path: Path) -> None:
+    """The idle timeout alone ends a session (max_age is far off here): a token left in a
+    browser on a shared machine stops working an hour after its last use. The clock is moved
+    by editing ``last_used``, so the test needs no sleep."""
+    sessions = open_db(None, tmp_path)
+    try:
+        auth = Auth(sessions, idle_timeout=600, max_age=10**6)
+        auth.bootstrap_admin("admin-password")
+        token, _ = auth.login("admin", "admin-password")
+
+        def idle_for(seconds: float) -> None:
+            with sessions() as db, db.begin():
+                row = db.scalars(select(Token)).one()
+                row.last_used = time.time() - seconds
+
+        idle_for(590)
+        assert auth.authenticate(token).username == "admin"  # within the timeout (and renewed)
+        idle_for(610)
+        with pytest.raises(Unauthenticated, match="expired"):
+            auth.authenticate(token)
+    finally:
+        sessions.kw["bind"].dispose()
+
+
 def test_user_rules_on_the_controller(auth: Auth) -> None:
     with pytest.raises(AlreadyExists):
         auth.add_user("admin", "whatever-password", "admin")
