@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -87,6 +88,20 @@ def test_counts_names_and_conversations_match_tshark(pcap: Path) -> None:
             assert {k: v for k, v in row.items() if k != "exact"} == ours[key]
     assert part.links[0x0806] == [1, 48] and part.ip_protocols[1][0] == 1
     assert part.services[(17, 53)][0] == 16 and part.services[(6, 443)][0] == 1
+
+
+def test_a_later_ipv4_fragment_has_no_ports(tmp_path: Path) -> None:
+    """A non-first fragment carries payload, not a UDP header: reading "ports" from it would
+    invent a conversation. Offset 185 (x 8 bytes) lies all in the field's low byte."""
+    import socket
+
+    looks_like_udp = struct.pack(">HHHH", 40000, 53, 16, 0) + b"payload!"
+    frag = dpkt.ip.IP(src=socket.inet_aton("10.0.0.1"), dst=socket.inet_aton("10.0.0.53"),
+                      p=17, offset=185, data=looks_like_udp)  # field 0x00b9
+    frag.len = len(frag)
+    part, _ = reader.read(synth.write(tmp_path / "frag.pcap", [(T0, synth.sll2(bytes(frag)))]))
+    assert [key[2:5:2] for key in part.conversations] == [(0, 0)]
+    assert (17, 53) not in part.services
 
 
 def test_resume_from_an_offset_equals_one_pass(pcap: Path, tmp_path: Path) -> None:

@@ -119,6 +119,9 @@ def test_overwritten_before_read_is_told_in_the_stream(tmp_path: Path) -> None:
     notes = [n for n in seen if isinstance(n, str)]
     assert len(notes) == 1 and "1 file" in notes[0] and "overwritten" in notes[0]
     assert len(gaps) == 1 and gaps[0].files == 1
+    # Its time: from the last packet sent (1, at +1 s) to the first after it (4, at +4 s),
+    # the seconds of packets the ring lost.
+    assert gaps[0].seconds == 3.0 and "3.0 s of packets" in notes[0]
     # pcapng: the marker becomes a comment on the next packet
     ng = b"".join(as_pcapng([got], "web"))
     assert b"overwritten before they were read" in ng
