@@ -95,6 +95,39 @@ def test_scrape_parses_with_podcap_names_and_units(server: Server) -> None:
     assert value(samples, "podcap_tcpdump_start_failures_total") == 0
 
 
+def test_kernel_buffer_gauge_drops_back_when_a_capture_stops() -> None:
+    """A stopped capture pins no kernel buffer: the node's gauge (what an operator compares
+    with quota_node_buffer_bytes) must fall back, or it only ever grows. The collector reads a
+    stand-in service here, so the rule is checked fast; the test below does it for real."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from podcap.controller.service import Listing, OwnedCapture
+    from podcap.metrics import StateCollector
+    from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
+
+    agent = AgentInfo(id="a" * 16, node="n1", runtimes=("docker",), version="t", started=0.0)
+    capture = Capture(id="c" * 32, agent_id=agent.id, spec=CaptureSpec(buffer_kib=2048),
+                      workload=Workload(id="w", name="web", runtime="docker", node="n1"))
+    held = [capture]
+    service = SimpleNamespace(
+        start_failures=0, agent_infos=lambda: [agent],
+        captures=lambda who: Listing([OwnedCapture(c, "admin", "") for c in held]),
+        agents=SimpleNamespace(transports=lambda: {agent.id: SimpleNamespace(
+            info=lambda: agent)}),
+        quotas=SimpleNamespace(node_buffer_bytes=0))
+
+    def gauge() -> float | None:
+        for family in StateCollector(service).collect():  # type: ignore[arg-type]
+            if family.name == "podcap_kernel_buffer_bytes":
+                return sum(s.value for s in family.samples)
+        return None
+
+    assert gauge() == 2048 * 1024
+    held[0] = replace(capture, status=Status.STOPPED, stop_time=1.0)
+    assert gauge() == 0
+
+
 def test_running_capture_series_follow_it_and_go_with_it(server: Server, pair: WebPair) -> None:
     name = pair.web.name
     before = scrape(server)
