@@ -100,7 +100,8 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
         chosen = ranges.plan(seen, range_, if_range)
     if chosen.unsatisfiable_size is not None:
         return ranges.not_satisfiable(chosen.unsatisfiable_size)
-    owned, pcap = svc.stream_pcap(who, cid, replace(request, offset=chosen.start))
+    owned, pcap = svc.stream_pcap(who, cid, replace(request, offset=chosen.start),
+                                  length=chosen.length)  # the service cuts and audits
     if chosen.partial and pcap.size == 0:
         pcap.close()
         return ranges.not_satisfiable(chosen.start)
@@ -109,6 +110,6 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     if request.follow:
         note = svc.netstate_note(who, cid) if fmt == "pcapng" else ""
         return live.response(owned, pcap, fmt, headers, note)
-    return StreamingResponse(ranges.body(pcap, chosen), 206 if chosen.partial else 200,
+    return StreamingResponse(pcap, 206 if chosen.partial else 200,
                              headers, media_type="application/vnd.tcpdump.pcap",
                              background=BackgroundTask(pcap.close))

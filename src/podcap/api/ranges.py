@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi.responses import JSONResponse
@@ -106,23 +105,6 @@ def headers(capture: Capture, request: PcapRequest, chosen: Plan, stream: PcapSt
     else:
         out["Content-Length"] = str(stream.size)
     return out
-
-
-def body(stream: PcapStream, chosen: Plan) -> Iterator[bytes]:
-    """The stream, cut after the range's last byte (the agent sends to the end)."""
-    if chosen.length is None or not chosen.partial:
-        yield from stream
-        return
-    left = chosen.length
-    try:
-        for block in stream:
-            if len(block) >= left:
-                yield block[:left]
-                return
-            left -= len(block)
-            yield block
-    finally:
-        stream.close()
 
 
 def not_satisfiable(size: int) -> JSONResponse:

@@ -255,23 +255,38 @@ class CaptureService:
         return pcapng.fit_comment(netstate_text(doc))
 
     def stream_pcap(self, who: Principal, cid: str, request: PcapRequest = PcapRequest(),
-                    ) -> tuple[OwnedCapture, PcapStream]:
+                    length: int | None = None) -> tuple[OwnedCapture, PcapStream]:
+        """The pcap, audited when the stream closes as a ``download`` of the bytes the reader
+        was sent, ``ok`` when that is all it was meant to get.
+
+        ``length`` ends the stream after that many bytes (an HTTP range's last byte; the agent
+        always sends to the end). The cut is made here, where the bytes are counted, so a range
+        is audited with what it sent rather than what was pulled from the agent. The stream's
+        ``size`` stays the agent's figure, from ``request.offset`` to the end, which a range's
+        Content-Range names."""
         owned = self.capture(who, cid)
         who.require_download()
         transport, _ = self._route(cid)
         stream = transport.stream_pcap(cid, request)
+        meant = stream.size if length is None or stream.size is None else min(length,
+                                                                               stream.size)
         sent = 0
 
         def counted() -> Iterator[bytes]:
             nonlocal sent
             for chunk in stream:
-                sent += len(chunk)
+                if length is not None:
+                    chunk = chunk[:length - sent]
                 yield chunk
+                # Counted once the reader asks for more: the chunk has left. A reader that
+                # went away while it was on its way never got it.
+                sent += len(chunk)
+                if length is not None and sent >= length:
+                    return
 
         def done() -> None:
             stream.close()
-            self._record("download", who, owned, nbytes=sent,
-                         ok=stream.size is None or sent == stream.size)
+            self._record("download", who, owned, nbytes=sent, ok=meant is None or sent == meant)
 
         return owned, PcapStream(counted(), stream.size, done)
 
