@@ -94,6 +94,21 @@ def stopped(server: Server) -> tuple[str, bytes]:
     return cid, server.pcap(cid)
 
 
+@pytest.fixture(scope="module")
+def big(server: Server) -> tuple[str, bytes]:
+    """A stopped capture of over 7.5 MB in 1 MB files, and its whole download: more than
+    loopback's buffers and one chunk in flight can hold (see CUT), so a cut download is cut
+    for the server too."""
+    with web_pair("range-big") as p:
+        p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
+                           f"http://{p.web_ip}/big.txt; done"], detach=True)
+        cid = server.sniff(p.web.id, file_size_mb=1, file_number=8)
+        wait_for(lambda: server.sniffer(cid)["stats"]["bytes"] > 7_500_000, timeout=90,
+                 what="the ring to fill")
+        server.stop_sniffer(cid)
+    return cid, server.pcap(cid)
+
+
 def agent_files(server: Server, cid: str) -> bytes:
     """The pcap as the agent's own files make it, read here: the oldest file whole, then the
     others without their 24-byte global header."""
@@ -186,6 +201,56 @@ def test_a_range_past_the_end_is_416(server: Server, stopped) -> None:
         assert r.status_code == 200 and r.content == whole, ignored
 
 
+def downloads(server: Server, cid: str) -> list[dict]:
+    """The capture's ``download`` audit entries, newest first."""
+    with server.client() as c:
+        r = c.get("/api/audit", params={"event": "download", "capture_id": cid, "limit": 500})
+    assert r.status_code == 200, r.text
+    return r.json()["events"]
+
+
+def next_download(server: Server, cid: str, after: int) -> dict:
+    """The first entry newer than id ``after`` (a cut download's lands once the server has
+    seen the client go)."""
+    def new() -> dict | None:
+        fresh = [e for e in downloads(server, cid) if e["id"] > after]
+        return fresh[-1] if fresh else None
+    return wait_for(new, timeout=15, what=f"a download entry of {cid} after {after}")
+
+
+def test_full_ranged_and_cut_downloads_are_audited_with_the_bytes_sent(server: Server,
+                                                                       big) -> None:
+    """The audit says what the client was sent: a range is its own bytes and a success (it
+    was once every chunk pulled from the agent, and a failure), a cut download is a failure
+    with at least what the client got and less than the pcap."""
+    cid, whole = big
+    seen = max((e["id"] for e in downloads(server, cid)), default=0)
+    assert get(server, cid).content == whole
+    full = next_download(server, cid, seen)
+    assert (full["bytes"], full["ok"]) == (len(whole), True)
+    for asked, size in (("bytes=0-9", 10), (f"bytes={len(whole) - 7}-", 7),
+                        ("bytes=1000-1999999", 1_999_000), ("bytes=-100", 100)):
+        r = get(server, cid, Range=asked)
+        assert r.status_code == 206 and len(r.content) == size, asked
+        ranged = next_download(server, cid, full["id"])
+        assert (ranged["bytes"], ranged["ok"]) == (size, True), (asked, ranged)
+        full = ranged
+    got = 0
+    proxy = CuttingProxy(server.port, cut=CUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{proxy.port}", timeout=30,
+                          headers={"X-Auth-Token": server.token}) as c, \
+                c.stream("GET", f"/api/captures/{cid}/pcap") as r:
+            for block in r.iter_raw(65536):
+                got += len(block)
+    except httpx.HTTPError:
+        pass  # the body ended early: that is the cut
+    finally:
+        proxy.close()
+    cut = next_download(server, cid, full["id"])
+    assert 0 < got < CUT and cut["ok"] is False and got <= cut["bytes"] < len(whole), (got, cut)
+
+
 def test_a_running_capture_ignores_range(server: Server, pair: WebPair) -> None:
     cid = server.sniff(pair.web.id)
     try:
@@ -217,9 +282,21 @@ def test_a_ring_of_one_file_has_no_number(tmp_path: Path) -> None:
 
 # ---- the CLI: `podcap capture get` resumes what a cut connection left ---------------------------
 
+# Where CuttingProxy cuts the pcap downloads whose audit is checked. The server counts a
+# chunk (one ring file here, 1 MB) as sent once it is handed on, and what it hands on past the
+# cut is buffered, not lost: loopback's 64 KiB MSS lets the kernel's send buffer grow to its
+# 4 MiB maximum (tcp_wmem) and the proxy's receive buffer adds its own. `big` holds over
+# 7.5 MB, so the server is still writing when the client goes, and the audit is a failure, as
+# it is for a client on a real network (measured with a 2 MB pcap: 1 in 8 was all buffered).
+CUT = 100_000
+
+
 class CuttingProxy:
     """A loopback TCP relay to the server that cuts the answer to a pcap download after
-    ``cut`` bytes (other requests pass whole): a broken download, for real."""
+    ``cut`` bytes (other requests pass whole): a broken download, for real.
+
+    Its side of the server's connection has a small receive buffer (see CUT): loopback's can
+    grow to 32 MiB (tcp_rmem) and take the whole pcap before the cut."""
 
     def __init__(self, upstream: int, cut: int) -> None:
         self.upstream, self.cut = upstream, cut
@@ -236,7 +313,9 @@ class CuttingProxy:
             threading.Thread(target=self._relay, args=(client,), daemon=True).start()
 
     def _relay(self, client: socket.socket) -> None:
-        server = socket.create_connection(("127.0.0.1", self.upstream))
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # before connect
+        server.connect(("127.0.0.1", self.upstream))
         state = {"pcap": False}
 
         def up() -> None:
@@ -274,9 +353,10 @@ def podcap_get(server: Server, url: str, *args: str, cwd: Path) -> subprocess.Co
                           capture_output=True, text=True, timeout=60)
 
 
-def test_cli_get_resumes_a_cut_download(server: Server, stopped, tmp_path: Path) -> None:
-    cid, whole = stopped
-    proxy = CuttingProxy(server.port, cut=len(whole) // 2)
+def test_cli_get_resumes_a_cut_download(server: Server, big, tmp_path: Path) -> None:
+    cid, whole = big
+    seen = max((e["id"] for e in downloads(server, cid)), default=0)
+    proxy = CuttingProxy(server.port, cut=CUT)
     try:
         broken = podcap_get(server, f"http://127.0.0.1:{proxy.port}", cid, "-o", "out.pcap",
                             cwd=tmp_path)
@@ -286,6 +366,8 @@ def test_cli_get_resumes_a_cut_download(server: Server, stopped, tmp_path: Path)
     [part] = tmp_path.glob(f".podcap-{cid}-*.part")
     kept = part.read_bytes()
     assert 0 < len(kept) < len(whole) // 2 and whole.startswith(kept)
+    first = next_download(server, cid, seen)  # the broken run is audited as a failure
+    assert first["ok"] is False and len(kept) <= first["bytes"] < len(whole), first
     assert (part.stat().st_mode & 0o777) == 0o600
     assert not (tmp_path / "out.pcap").exists() and "resume" in broken.stderr
 
@@ -294,10 +376,8 @@ def test_cli_get_resumes_a_cut_download(server: Server, stopped, tmp_path: Path)
     assert "Resuming" in done.stderr
     assert (tmp_path / "out.pcap").read_bytes() == whole
     assert not list(tmp_path.glob("*.part"))
-    with server.client() as c:  # the second run asked for the rest (and one byte again)
-        last = c.get("/api/audit", params={"event": "download", "capture_id": cid,
-                                           "limit": 1}).json()["events"][0]
-    assert last["bytes"] == len(whole) - len(kept) + 1
+    last = next_download(server, cid, first["id"])  # the rest (and one byte again), whole
+    assert (last["bytes"], last["ok"]) == (len(whole) - len(kept) + 1, True)
 
 
 def test_cli_never_splices_onto_another_pcap(server: Server, stopped, tmp_path: Path) -> None:
