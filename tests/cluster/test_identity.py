@@ -56,6 +56,22 @@ def _session(cluster: Cluster, credentials: grpc.ChannelCredentials,
         return list(call)
 
 
+def _refused_session(cluster: Cluster, credentials: grpc.ChannelCredentials,
+                     messages: list[pb.AgentMessage]) -> grpc.RpcError:
+    """Open a Session that must be refused: the error, after asserting nothing came first. A
+    session the controller admitted and then closed also ends in an error (CANCELLED, once the
+    agent's side ends), so the error's code alone does not prove a refusal; no Welcome does."""
+    received: list[pb.ControllerMessage] = []
+    with grpc.secure_channel(cluster.agent_address, credentials,
+                             options=CLIENT_OPTIONS) as channel:
+        call = pb_grpc.AgentGatewayStub(channel).Session(iter(messages), timeout=5)
+        with pytest.raises(grpc.RpcError) as caught:
+            for message in call:
+                received.append(message)
+    assert received == [], f"admitted before the error: {received}"
+    return caught.value
+
+
 def _other_ca_credentials(agent_id: str) -> tuple[bytes, bytes]:
     """A certificate that looks right (URI SAN, client auth) but comes from another CA."""
     now = datetime.datetime.now(datetime.UTC)
@@ -165,10 +181,9 @@ def test_certificate_claiming_another_agents_id_is_refused(cluster: Cluster) -> 
     key_pem, csr_pem = new_key_and_csr("evil")
     forged = ca.sign_agent(csr_pem, victim.agent_id)
     creds = grpc.ssl_channel_credentials(ca.cert_pem, key_pem, forged)
-    with pytest.raises(grpc.RpcError) as caught:
-        _session(cluster, creds, [_hello("evil2")])
-    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert "not issued to it" in caught.value.details()
+    refused = _refused_session(cluster, creds, [_hello("evil2")])  # no Welcome, then:
+    assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "not issued to it" in (refused.details() or "")
     assert cluster.agent("evil2") is None
 
 
@@ -187,10 +202,9 @@ def test_revocation_closes_an_open_stream(cluster: Cluster, tmp_path: Path) -> N
         # Its certificate no longer opens a session.
         identity = Identity.load(agent.data_dir)
         assert identity is not None
-        with pytest.raises(grpc.RpcError) as caught:
-            _session(cluster, identity.credentials(), [_hello("doomed")])
-        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "revoked" in caught.value.details()
+        refused = _refused_session(cluster, identity.credentials(), [_hello("doomed")])
+        assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "revoked" in (refused.details() or "")
     finally:
         agent.stop()
 
