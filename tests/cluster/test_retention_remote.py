@@ -60,6 +60,13 @@ def test_remote_agent_range_retention_and_reclaim(tmp_path: Path) -> None:
             assert whole.content[:half] + rest.content == whole.content
             assert rest.headers["content-range"] == \
                 f"bytes {half}-{len(whole.content) - 1}/{len(whole.content)}"
+            # A bounded range: the controller cuts the agent's stream and audits what it sent.
+            with srv.client() as c:
+                ten = c.get(f"/api/captures/{third['id']}/pcap", headers={"Range": "bytes=0-9"})
+            assert ten.status_code == 206 and ten.content == whole.content[:10]
+            audited = events(srv, "download")[0]
+            assert (audited["capture_id"], audited["bytes"], audited["ok"]) == \
+                (third["id"], 10, True)
 
             # Away: its old capture stays (last known state is not enough to delete on).
             agent.stop()
