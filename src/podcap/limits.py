@@ -106,9 +106,11 @@ LOGIN_NICE: Final = 10  # and they run at this lower CPU priority
 # Python hands the interpreter lock to another thread every 5 ms by default; the event loop
 # (every request's first and last step) then waits up to that long behind each busy thread.
 GIL_SWITCH_S: Final = 0.001
-# Failed logins: free ones, then a back-off doubling from 1 s to 5 min; a user name is locked
-# for an hour (or until an admin unlocks it) at 20. An address (maybe a NAT of many people)
-# gets more free tries and is never locked. Counts older than the window are forgotten.
+# Failed logins (controller/throttle.py): free ones, then a back-off doubling from 1 s to 5 min;
+# a (user name, address) pair is locked for an hour at 20 (or until an admin unlocks it), from
+# that address only, and tries while blocked never extend a block. An address (maybe a NAT of
+# many people) gets more free tries and is never locked. Counts older than the window are
+# forgotten.
 LOGIN_USER_FREE_FAILURES: Final = 5
 LOGIN_ADDR_FREE_FAILURES: Final = 20
 LOGIN_BACKOFF_BASE_S: Final = 1.0

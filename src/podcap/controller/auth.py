@@ -6,8 +6,9 @@
 - **Passwords**: argon2id; scrypt hashes of earlier releases still verify and are rehashed to
   argon2id on the next good login. An unknown user costs the same hash as a known one, and at
   most ``HASH_SLOTS`` hashes run at once (each holds ``ARGON2_MEMORY_KIB``).
-- **Failed logins** are counted per user name and per source address (controller/throttle.py):
-  growing back-off, then a lockout of the user that only an admin clears.
+- **Failed logins** are counted per (user name, source address) and per source address
+  (controller/throttle.py): growing back-off, then a bounded lockout of the pair (never of the
+  name everywhere) that an admin, or ``podcap user unlock --data-dir`` on the host, clears.
 - **Tokens** are kept as SHA-256, end after an idle time and after an absolute lifetime, and
   every token of a user ends when its password, role, namespaces or right change. Expired
   tokens are deleted when found and on every login.
@@ -270,7 +271,7 @@ class Auth:
             self.audit.record("login", username=username, source=source, ok=False,
                               detail="wrong username or password")
             raise Unauthenticated(_BAD_LOGIN)
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, source)
         self.audit.record("login", username=username, source=source)
         token = secrets.token_urlsafe(32)
         now = time.time()
