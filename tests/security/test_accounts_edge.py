@@ -1,13 +1,117 @@
 """Issue 24's accounts and edge, through a real `podcap serve`: a lockout one address cannot
-impose on the others (tries from 127.0.0.1 and 127.0.0.2), forwarded-for headers trusted only
-from a listed proxy, refusals of signed-in users audited, floods of failed logins that do not
-grow the audit log, and conversation fields checked by their canonical protocol."""
+impose on the others (tries from 127.0.0.1 and 127.0.0.2), the offline unlock on the host,
+forwarded-for headers trusted only from a listed proxy, refusals of signed-in users audited,
+floods of failed logins that do not grow the audit log, and conversation fields checked by
+their canonical protocol."""
 
 from __future__ import annotations
 
-from support import Server
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+from support import PODCAP, Server, running_server
+
+from podcap import limits
+from podcap.controller.db import LoginFailures, open_db
+from podcap.controller.throttle import pair_key
 
 NO_CAPTURE = "0" * 32  # a well-formed id that names nothing
+ATTACKER, OWNER = "127.0.0.1", "127.0.0.2"  # both loopback: Linux routes all of 127/8 to lo
+
+
+def login_from(srv: Server, address: str, username: str, password: str) -> httpx.Response:
+    """POST /api/login from a chosen local source address."""
+    transport = httpx.HTTPTransport(local_address=address)
+    with httpx.Client(transport=transport, base_url=srv.url, timeout=30) as c:
+        return c.post("/api/login", json={"username": username, "password": password})
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def own(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """A server of its own: these tests lock its admin."""
+    env = {}
+    if request.param == "postgresql":
+        from pg import new_database
+        env["PODCAP_DATABASE_URL"] = new_database(request.getfixturevalue("postgres_url"))
+    with running_server(tmp_path, env=env) as server:
+        yield server
+
+
+def test_a_guesser_cannot_lock_the_admin_out(own: Server) -> None:
+    """Issue 24: 21 bad logins for admin locked it from every address, each try while locked
+    reset the hour, and with one admin nobody could get back in."""
+    codes = [login_from(own, ATTACKER, "admin", "wrong-password").status_code
+             for _ in range(21)]
+    free = limits.LOGIN_USER_FREE_FAILURES + 1
+    assert codes == [401] * free + [429] * (21 - free)
+    assert login_from(own, ATTACKER, "admin", own.password).status_code == 429
+    # The owner, from an address with no failures, is let in with the right password.
+    r = login_from(own, OWNER, "admin", own.password)
+    assert r.status_code == 200, r.text
+    # The guesser's pair one failure short of the lock, then that failure: locked for an hour.
+    sessions = open_db(own.env.get("PODCAP_DATABASE_URL"), own.data_dir)
+    try:
+        with sessions() as db, db.begin():
+            row = db.get(LoginFailures, pair_key("admin", ATTACKER))
+            row.failures, row.blocked_until = limits.LOGIN_LOCK_FAILURES - 1, 0.0
+        assert login_from(own, ATTACKER, "admin", "wrong-password").status_code == 401
+        locked = login_from(own, ATTACKER, "admin", own.password)
+        assert locked.status_code == 429 and "locked from address 127.0.0.1" in \
+            locked.json()["message"] and "--data-dir" in locked.json()["message"]
+        assert limits.LOGIN_LOCK_S - 60 < int(locked.headers["retry-after"]) <= \
+            limits.LOGIN_LOCK_S
+        with sessions() as db:
+            until = db.get(LoginFailures, pair_key("admin", ATTACKER)).blocked_until
+        time.sleep(1.1)  # so that an extended lock would show
+        for password in ("wrong-password", own.password, "wrong-password"):
+            assert login_from(own, ATTACKER, "admin", password).status_code == 429
+        with sessions() as db:  # knocking while locked never extends the lock
+            row = db.get(LoginFailures, pair_key("admin", ATTACKER))
+            assert row.blocked_until == until and row.failures == limits.LOGIN_LOCK_FAILURES
+        assert login_from(own, OWNER, "admin", own.password).status_code == 200
+    finally:
+        sessions.kw["bind"].dispose()
+    # On the host, without logging in: the offline unlock, audited.
+    env = dict(os.environ, **own.env)
+    done = subprocess.run([PODCAP, "user", "unlock", "admin", "--data-dir", str(own.data_dir)],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0 and "user admin unlocked" in done.stderr, done
+    assert login_from(own, ATTACKER, "admin", own.password).status_code == 200
+    with own.client() as c:
+        entry = c.get("/api/audit", params={"event": "user.unlock"}).json()["events"][0]
+    assert entry["username"].startswith("host:") and entry["source"] == "host"
+    assert "user admin" in entry["detail"] and "--data-dir" in entry["detail"]
+    lines = (own.data_dir / "audit.jsonl").read_text().splitlines()  # mirrored to the file
+    assert any(json.loads(line)["event"] == "user.unlock" for line in lines)
+
+
+def test_offline_unlock_says_what_is_wrong(own: Server, tmp_path: Path) -> None:
+    env = dict(os.environ, **own.env)
+
+    def unlock(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PODCAP, "user", "unlock", *args], capture_output=True,
+                              text=True, timeout=60, env=env)
+
+    done = unlock("nobody-here", "--data-dir", str(own.data_dir))
+    assert done.returncode == 4 and "user nobody-here not found" in done.stderr, done
+    if "PODCAP_DATABASE_URL" in own.env:  # the URL is named, its password is not
+        secret = make_url(own.env["PODCAP_DATABASE_URL"]).password
+        assert secret and str(secret) not in done.stderr and "***" in done.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    if "PODCAP_DATABASE_URL" not in own.env:
+        done = unlock("admin", "--data-dir", str(empty))
+        assert done.returncode == 4 and "no database" in done.stderr, done
+        assert not (empty / "podcap.db").exists()  # never creates an empty one
+    done = unlock("admin", "--data-dir", str(tmp_path / "missing"))
+    assert done.returncode == 4 and "no data dir" in done.stderr, done
 
 
 def test_a_protocol_number_with_ports_needs_them(server: Server) -> None:
