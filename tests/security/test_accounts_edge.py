@@ -123,3 +123,53 @@ def test_a_protocol_number_with_ports_needs_them(server: Server) -> None:
         r = c.post(f"/api/captures/{NO_CAPTURE}/conversations/ticket",
                    json={"proto": "ip-17", "a": "10.0.0.1", "b": "10.0.0.2", "a_port": 53})
         assert r.status_code == 400 and "b_port" in r.json()["message"], r.text
+
+
+def login_events(srv: Server, address: str = OWNER) -> list[dict]:
+    """The audit's login events, read as the admin (logged in from ``address``)."""
+    r = login_from(srv, address, "admin", srv.password)
+    assert r.status_code == 200, r.text
+    with httpx.Client(base_url=srv.url, timeout=30, transport=httpx.HTTPTransport(
+            local_address=address), headers={"X-Auth-Token": r.json()["token"]}) as c:
+        return c.get("/api/audit", params={"event": "login", "limit": 500}).json()["events"]
+
+
+def test_forwarded_for_from_loopback_is_not_believed(tmp_path: Path) -> None:
+    """Issue 24: uvicorn believed X-Forwarded-For from 127.0.0.1, so a local user (or a
+    `kubectl port-forward`) chose the address the throttle counted and the audit recorded."""
+    with running_server(tmp_path) as srv:
+        transport = httpx.HTTPTransport(local_address=ATTACKER)
+        with httpx.Client(transport=transport, base_url=srv.url, timeout=30) as c:
+            codes = [c.post("/api/login", json={"username": f"xff-{i}", "password": "wrong-pw"},
+                            headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
+                     for i in range(limits.LOGIN_ADDR_FREE_FAILURES + 2)]
+            # Each try claimed another address; the peer's count blocked them all the same.
+            assert codes[-1] == 429 and 401 in codes, codes
+            r = c.post("/api/login", json={"username": "xff-last", "password": "wrong-pw"},
+                       headers={"X-Forwarded-For": "198.51.100.1"})
+            assert r.status_code == 429 and "address 127.0.0.1" in r.json()["message"]
+        sources = {e["source"] for e in login_events(srv) if e["username"].startswith("xff-")}
+        assert sources == {ATTACKER}
+
+
+def test_forwarded_for_from_a_listed_proxy_names_the_client(tmp_path: Path) -> None:
+    with running_server(tmp_path, extra_args=["--trusted-proxies", f"{OWNER}/32"]) as srv:
+        for address, claimed, user in ((ATTACKER, "203.0.113.10", "via-nobody"),
+                                       (OWNER, "203.0.113.11", "via-proxy")):
+            with httpx.Client(transport=httpx.HTTPTransport(local_address=address),
+                              base_url=srv.url, timeout=30) as c:
+                r = c.post("/api/login", json={"username": user, "password": "wrong-pw"},
+                           headers={"X-Forwarded-For": claimed})
+                assert r.status_code == 401
+        found = {e["username"]: e["source"] for e in login_events(srv, OWNER)}
+        assert found["via-nobody"] == ATTACKER  # not a listed proxy: its header is ignored
+        assert found["via-proxy"] == "203.0.113.11"
+        assert found["admin"] == OWNER  # the proxy itself, sending no header
+
+
+def test_trusted_proxies_must_be_addresses(tmp_path: Path) -> None:
+    done = subprocess.run([PODCAP, "serve", "--insecure-http", "--data-dir", str(tmp_path),
+                           "--listen", "127.0.0.1:1", "--trusted-proxies", "10.0.0.1,proxy.lan"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "trusted proxy 'proxy.lan' is not an IP address" in \
+        done.stderr, done
