@@ -119,6 +119,18 @@ LOGIN_LOCK_FAILURES: Final = 20
 LOGIN_LOCK_S: Final = 3600.0
 LOGIN_WINDOW_S: Final = 900.0
 
+# The audit log (controller/audit.py) must not be a way to fill the disk: 300 blocked logins
+# in 1.6 s wrote 300 rows. Refusals of a signed-in user (403, or 404 for another namespace's
+# object) are recorded at most AUDIT_REFUSALS_PER_USER times per window per user; failed
+# logins (no user proven) at most AUDIT_FAILURES_PER_ADDRESS per window per source address and
+# AUDIT_FAILURES_MAX per window in all. What is left out is counted
+# (podcap_audit_suppressed_total) and the next row of that user or address says how many.
+AUDIT_WINDOW_S: Final = 60.0
+AUDIT_REFUSALS_PER_USER: Final = 10
+AUDIT_REFUSALS_MAX: Final = 200  # all users together (users are few; this bounds memory too)
+AUDIT_FAILURES_PER_ADDRESS: Final = 10
+AUDIT_FAILURES_MAX: Final = 60
+
 # The HTTP edge (api/edge.py, api/protocol.py). Every body this API takes is a small JSON
 # object; 1 MiB is far above any of them and far below what hurts (a 100 MiB body cost 600 MiB).
 BODY_MAX_BYTES: Final = 1024 * 1024

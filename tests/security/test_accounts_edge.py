@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
-from support import PODCAP, Server, running_server
+from support import PODCAP, Server, remove_container, run_container, running_server, unique
 
 from podcap import limits
+from podcap.controller.audit_gate import Gate
 from podcap.controller.db import LoginFailures, open_db
 from podcap.controller.throttle import pair_key
 
@@ -173,3 +174,111 @@ def test_trusted_proxies_must_be_addresses(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "trusted proxy 'proxy.lan' is not an IP address" in \
         done.stderr, done
+
+
+def metric(srv: Server, token: str, name: str, address: str = OWNER) -> dict[str, float]:
+    """Samples of one metric family: labels text -> value."""
+    with httpx.Client(base_url=srv.url, timeout=30, headers={"X-Auth-Token": token},
+                      transport=httpx.HTTPTransport(local_address=address)) as c:
+        text = c.get("/metrics").text
+    return {line.split(" ")[0].removeprefix(name): float(line.split(" ")[1])
+            for line in text.splitlines() if line.startswith(name)}
+
+
+def add_user(srv: Server, name: str, role: str, **extra: object) -> httpx.Client:
+    """A new user, and a client signed in as it."""
+    password = f"{name}-password"
+    with srv.client() as c:
+        r = c.post("/api/users", json={"username": name, "password": password, "role": role,
+                                       **extra})
+    assert r.status_code == 201, r.text
+    return srv.client(srv.login(name, password))
+
+
+def test_refusals_of_signed_in_users_are_audited_and_rate_limited(server: Server) -> None:
+    """Issue 24: cross-namespace and missing-right requests left no audit entry."""
+    box = run_container(unique("refused"), ["sleep", "300"])
+    try:
+        with add_user(server, "ref-reader", "reader") as reader, \
+                add_user(server, "ref-scoped", "operator", namespaces=["team-a"]) as scoped:
+            assert reader.post("/api/users", json={"username": "x9", "password": "x9-password",
+                                                   "role": "admin"}).status_code == 403
+            # Plain Docker containers have no namespace: team-a's operator may not see it.
+            r = scoped.get(f"/v1/workload/{box.id}")
+            assert r.status_code == 404 and r.json()["message"] == \
+                f"workload {box.id} not found"  # exactly what a missing one answers
+            assert scoped.get("/v1/workload/no-such-workload-at-all").status_code == 404
+            r = scoped.post("/v1/sniffer", params={"f_workload": box.id},
+                            json={"sniffer": {}})
+            assert r.status_code == 404
+            with server.client() as admin:
+                rows = admin.get("/api/audit", params={"event": "refused"}).json()["events"]
+            mine = [e for e in rows if e["username"] in ("ref-reader", "ref-scoped")]
+            assert {(e["username"], e["detail"].split(":")[0]) for e in mine} == {
+                ("ref-reader", "POST /api/users"),
+                ("ref-scoped", f"GET /v1/workload/{box.id}"),
+                ("ref-scoped", "POST /v1/sniffer")}, mine
+            assert all(e["ok"] is False and e["source"] == "127.0.0.1" for e in mine)
+            assert "is not an admin" in next(e["detail"] for e in mine
+                                              if e["username"] == "ref-reader")
+            # A user who keeps knocking writes a bounded number of rows; the rest is counted.
+            for _ in range(3 * limits.AUDIT_REFUSALS_PER_USER):
+                assert reader.get("/api/audit").status_code == 403
+            with server.client() as admin:
+                rows = admin.get("/api/audit", params={"event": "refused",
+                                                       "username": "ref-reader"}).json()
+            # (a window may end during the loop: then twice the limit at most)
+            per = limits.AUDIT_REFUSALS_PER_USER
+            assert per <= rows["total"] <= 2 * per
+            left = metric(server, server.token, "podcap_audit_suppressed_total",
+                          address="127.0.0.1")
+            assert left['{event="refused"}'] >= 3 * per + 1 - rows["total"]
+            # Another user's refusal is still recorded.
+            assert scoped.get("/api/users").status_code == 403
+            with server.client() as admin:
+                last = admin.get("/api/audit", params={"event": "refused", "limit": 1}).json()
+            assert last["events"][0]["username"] == "ref-scoped"
+    finally:
+        remove_container(box)
+
+
+def test_a_flood_of_failed_logins_does_not_grow_the_audit(tmp_path: Path) -> None:
+    """Issue 24: 300 blocked logins in 1.6 s wrote 300 rows; now a few, and a counter."""
+    with running_server(tmp_path) as srv:
+        size_before = (srv.data_dir / "audit.jsonl").stat().st_size \
+            if (srv.data_dir / "audit.jsonl").exists() else 0
+        transport = httpx.HTTPTransport(local_address=ATTACKER)
+        with httpx.Client(transport=transport, base_url=srv.url, timeout=30) as c:
+            codes = [c.post("/api/login", json={"username": "flood", "password": "wrong-pw"}
+                            ).status_code for _ in range(300)]
+        assert codes.count(429) > 250
+        token = login_from(srv, OWNER, "admin", srv.password).json()["token"]
+        with httpx.Client(base_url=srv.url, timeout=30, headers={"X-Auth-Token": token},
+                          transport=httpx.HTTPTransport(local_address=OWNER)) as c:
+            rows = c.get("/api/audit", params={"event": "login", "username": "flood"}).json()
+        per = limits.AUDIT_FAILURES_PER_ADDRESS  # a window may end during the flood: 2x
+        assert per <= rows["total"] <= 2 * per
+        left = metric(srv, token, "podcap_audit_suppressed_total")
+        assert left['{event="login"}'] == 300 - rows["total"]
+        grown = (srv.data_dir / "audit.jsonl").stat().st_size - size_before
+        assert grown < 500 * (rows["total"] + 2)  # ~300 B a row
+        # The owner's own failure from elsewhere is still recorded.
+        assert login_from(srv, OWNER, "admin", "wrong-password").status_code == 401
+        with httpx.Client(base_url=srv.url, timeout=30, headers={"X-Auth-Token": token},
+                          transport=httpx.HTTPTransport(local_address=OWNER)) as c:
+            last = c.get("/api/audit", params={"event": "login", "ok": False,
+                                               "limit": 1}).json()["events"][0]
+        assert last["username"] == "admin" and last["source"] == OWNER
+
+
+def test_the_gate_counts_what_it_leaves_out_and_says_so_later() -> None:
+    now = [0.0]
+    gate = Gate(per_key=2, overall=3, window_s=60, clock=lambda: now[0])
+    assert [gate.admit("a"), gate.admit("a"), gate.admit("a"), gate.admit("a")] == \
+        [0, 0, None, None]
+    assert gate.admit("b") == 0
+    assert gate.admit("c") is None  # every key together: 3 a window
+    assert gate.left_out == 3
+    now[0] = 61.0  # a new window: a's next row says two of its rows were left out
+    assert gate.admit("a") == 2 and gate.admit("a") == 0
+    assert gate.admit("c") == 0  # c was never admitted, so never remembered

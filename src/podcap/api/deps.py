@@ -70,7 +70,11 @@ def source_address(request: Request) -> str:
 
 
 def principal(request: Request, tok: Annotated[str | None, Depends(token)]) -> Principal:
-    return request.app.state.auth.authenticate(tok, source_address(request))
+    """The signed-in caller, also kept on the request: a refusal raised later is audited in
+    its name (api/errors.py)."""
+    who = request.app.state.auth.authenticate(tok, source_address(request))
+    request.state.principal = who
+    return who
 
 
 Service = Annotated[CaptureService, Depends(service)]
