@@ -64,30 +64,45 @@ class Audit:
                               limits.AUDIT_WINDOW_S)
         self._failures = Gate(limits.AUDIT_FAILURES_PER_ADDRESS, limits.AUDIT_FAILURES_MAX,
                               limits.AUDIT_WINDOW_S)
+        self._suppressed: dict[str, int] = {"login": 0, "refused": 0}
 
     @property
     def suppressed(self) -> dict[str, int]:
-        """Rows left out by the rate limits since start, by event."""
-        return {"login": self._failures.left_out, "refused": self._refusals.left_out}
+        """Rows left out by the rate limits since start, by event (a metric reads it)."""
+        with self._lock:
+            return dict(self._suppressed)
 
     def failed_login(self, username: str, source: str, detail: str) -> None:
-        """A login that proved nobody: rate-limited per source address, since anyone can
-        send them (a blocked try costs the sender nothing)."""
+        self.unauthenticated_failure("login", username, source, detail)
+
+    def unauthenticated_failure(self, event: str, username: str, source: str,
+                                detail: str) -> None:
+        """A try that proved nobody (a failed login; a refused join would be one too):
+        rate-limited per source address and in all, since anyone can send them (a blocked
+        login costs the sender nothing)."""
         skipped = self._failures.admit(source)
-        if skipped is not None:
-            self.record("login", username=username, source=source, ok=False,
-                        detail=detail + (f" ({skipped} more failed logins from {source or '?'}"
-                                         " not recorded)" if skipped else ""))
+        if skipped is None:
+            self._left_out(event)
+            return
+        self.record(event, username=username, source=source, ok=False,
+                    detail=detail + (f" ({skipped} more failures from {source or '?'} not "
+                                     "recorded)" if skipped else ""))
 
     def refused(self, username: str, source: str, action: str, message: str) -> None:
         """A signed-in user refused (403, or 404 for another namespace's object): one row,
         at most ``AUDIT_REFUSALS_PER_USER`` a window per user."""
         skipped = self._refusals.admit(username)
-        if skipped is not None:
+        if skipped is None:
+            self._left_out("refused")
+        else:
             self.record("refused", username=username, source=source, ok=False,
                         detail=f"{action}: {message}" + (
                             f" ({skipped} more refusals of {username} not recorded)"
                             if skipped else ""))
+
+    def _left_out(self, event: str) -> None:
+        with self._lock:
+            self._suppressed[event] = self._suppressed.get(event, 0) + 1
 
     def record(self, event: str, *, username: str = "", source: str = "", ok: bool = True,
                capture_id: str = "", workload: str = "", namespace: str = "", nbytes: int = 0,
