@@ -251,6 +251,20 @@ def test_full_ranged_and_cut_downloads_are_audited_with_the_bytes_sent(server: S
     assert 0 < got < CUT and cut["ok"] is False and got <= cut["bytes"] < len(whole), (got, cut)
 
 
+def test_a_number_of_thousands_of_digits_is_no_500(server: Server, stopped) -> None:
+    """Python's int() refuses more than 4,300 digits: such a Range answered 500 (issue 24)."""
+    cid, whole = stopped
+    huge = "9" * 5000
+    r = get(server, cid, Range=f"bytes={huge}-")
+    assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(whole)}"
+    r = get(server, cid, Range=f"bytes={'0' * 5000}1-")  # leading zeros: still byte 1
+    assert r.status_code == 206 and r.content == whole[1:]
+    r = get(server, cid, Range=f"bytes=7-{huge}")  # an end past the size: clipped
+    assert r.status_code == 206 and r.content == whole[7:]
+    r = get(server, cid, Range=f"bytes=-{huge}")  # more than all: all (RFC 9110 14.1.2)
+    assert r.status_code == 206 and r.content == whole
+
+
 def test_a_running_capture_ignores_range(server: Server, pair: WebPair) -> None:
     cid = server.sniff(pair.web.id)
     try:

@@ -3,6 +3,7 @@ environment variable."""
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 from typing import Literal
@@ -43,6 +44,11 @@ class Settings(BaseSettings):
     # loopback names, the node name and the listen address (see trusted_hosts).
     allowed_hosts: str | None = None
     api_docs: bool = False  # Swagger UI at /docs, from local files
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed, comma-separated addresses
+    # or CIDRs ("*": any peer, only when nothing but the proxy reaches the listener). Default:
+    # none, so the client address in the throttle and the audit log is the TCP peer (uvicorn's
+    # own default trusts 127.0.0.1, which lets anyone on the host choose their address).
+    trusted_proxies: str | None = None
     # Docker: a container's namespace from its io.kubernetes.pod.namespace label, which anyone
     # allowed to `docker run` can set. Off: Docker containers have no namespace.
     trust_namespace_labels: bool = False
@@ -76,6 +82,27 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         """PODCAP_METRICS_TOKEN= (an empty variable, e.g. from a template) means: none."""
         return None if value == "" else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        entries = [e.strip() for e in str(value).split(",") if e.strip()]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted proxy {entry[:64]!r} is not an IP address or a "
+                                 "CIDR (e.g. 10.0.0.5 or 10.244.0.0/16)") from None
+        return ",".join(entries) or None
+
+    @property
+    def proxies(self) -> list[str]:
+        """The trusted proxies as uvicorn takes them ([] when none)."""
+        return self.trusted_proxies.split(",") if self.trusted_proxies else []
 
     @property
     def join_listen_address(self) -> str | None:

@@ -106,9 +106,11 @@ LOGIN_NICE: Final = 10  # and they run at this lower CPU priority
 # Python hands the interpreter lock to another thread every 5 ms by default; the event loop
 # (every request's first and last step) then waits up to that long behind each busy thread.
 GIL_SWITCH_S: Final = 0.001
-# Failed logins: free ones, then a back-off doubling from 1 s to 5 min; a user name is locked
-# for an hour (or until an admin unlocks it) at 20. An address (maybe a NAT of many people)
-# gets more free tries and is never locked. Counts older than the window are forgotten.
+# Failed logins (controller/throttle.py): free ones, then a back-off doubling from 1 s to 5 min;
+# a (user name, address) pair is locked for an hour at 20 (or until an admin unlocks it), from
+# that address only, and tries while blocked never extend a block. An address (maybe a NAT of
+# many people) gets more free tries and is never locked. Counts older than the window are
+# forgotten.
 LOGIN_USER_FREE_FAILURES: Final = 5
 LOGIN_ADDR_FREE_FAILURES: Final = 20
 LOGIN_BACKOFF_BASE_S: Final = 1.0
@@ -116,6 +118,18 @@ LOGIN_BACKOFF_MAX_S: Final = 300.0
 LOGIN_LOCK_FAILURES: Final = 20
 LOGIN_LOCK_S: Final = 3600.0
 LOGIN_WINDOW_S: Final = 900.0
+
+# The audit log (controller/audit.py) must not be a way to fill the disk: 300 blocked logins
+# in 1.6 s wrote 300 rows. Refusals of a signed-in user (403, or 404 for another namespace's
+# object) are recorded at most AUDIT_REFUSALS_PER_USER times per window per user; failed
+# logins (no user proven) at most AUDIT_FAILURES_PER_ADDRESS per window per source address and
+# AUDIT_FAILURES_MAX per window in all. What is left out is counted
+# (podcap_audit_suppressed_total) and the next row of that user or address says how many.
+AUDIT_WINDOW_S: Final = 60.0
+AUDIT_REFUSALS_PER_USER: Final = 10
+AUDIT_REFUSALS_MAX: Final = 200  # all users together (users are few; this bounds memory too)
+AUDIT_FAILURES_PER_ADDRESS: Final = 10
+AUDIT_FAILURES_MAX: Final = 60
 
 # The HTTP edge (api/edge.py, api/protocol.py). Every body this API takes is a small JSON
 # object; 1 MiB is far above any of them and far below what hurts (a 100 MiB body cost 600 MiB).

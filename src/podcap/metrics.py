@@ -146,6 +146,13 @@ class StateCollector:
         yield CounterMetricFamily("podcap_tcpdump_start_failures",
                                   "Capture starts that failed because tcpdump (or nsenter) "
                                   "did not start listening.", value=svc.start_failures)
+        suppressed = CounterMetricFamily(
+            "podcap_audit_suppressed", "Audit rows left out by the audit's rate limits, by "
+            "event: failed logins (per source address and in all) and refusals (per user).",
+            labels=["event"])
+        for event, count in sorted(svc.audit.suppressed.items()):
+            suppressed.add_metric([event], count)
+        yield suppressed
         agents = svc.agent_infos()
         yield _gauge("podcap_agents", "Agents known to the controller, by state.", ["state"],
                      [(["connected"], sum(a.connected for a in agents)),

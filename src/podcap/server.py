@@ -61,11 +61,17 @@ def serve(settings: Settings, *, local_agent: bool = True) -> None:
     scheme = "http" if settings.insecure_http else "https"
     log.info("podcap listening on %s://%s (UI at /%s)", scheme, settings.listen,
              ", API docs at /docs" if settings.api_docs else "")
+    if settings.proxies:
+        log.info("client addresses from X-Forwarded-For of %s", ", ".join(settings.proxies))
     uvicorn.run(app, host=settings.host, port=settings.port, ssl_certfile=cert, ssl_keyfile=key,
                 log_level=settings.log_level.lower(), access_log=False,
                 http=HeadDeadlineH11Protocol, timeout_keep_alive=limits.KEEP_ALIVE_S,
                 h11_max_incomplete_event_size=limits.HEADER_MAX_BYTES,
-                log_config=uvicorn_log_config(settings.log_format))
+                log_config=uvicorn_log_config(settings.log_format),
+                # Forwarded headers only from the proxies listed (issue 24): uvicorn's default
+                # believes any X-Forwarded-For from 127.0.0.1.
+                proxy_headers=bool(settings.proxies),
+                forwarded_allow_ips=settings.proxies or None)
 
 
 def build(settings: Settings, *, local_agent: bool = True

@@ -311,11 +311,19 @@ def test_conversation_filter_compiles_and_selects_it(pcap: Path, tmp_path: Path,
     (("tcp", "10.0.0.1", "10.0.0.2", None, 2), "a_port"),
     (("sctp or tcp", "10.0.0.1", "10.0.0.2"), "proto"),
     (("ip-256", "10.0.0.1", "10.0.0.2"), "proto"),
+    (("ip-6", "10.0.0.1", "10.0.0.2"), "a_port"),  # ip-6 is tcp: it built "port None"
+    (("ip-17", "10.0.0.1", "10.0.0.2", 53, None), "b_port"),
     (("udp", "10.0.0.1", "fd00::2", 1, 2), "must both be"),
 ])
 def test_conversation_fields_refused(args: tuple, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         Conversation.parse(*args)
+
+
+def test_a_protocol_number_with_ports_is_that_protocol() -> None:
+    conv = Conversation.parse("ip-6", "10.0.0.1", "10.0.0.2", 5555, 80)
+    assert conv == Conversation.parse("tcp", "10.0.0.1", "10.0.0.2", 5555, 80)
+    assert "None" not in conv.bpf()
 
 
 def test_filtered_stream_skips_empty_files_and_stops_its_tcpdump(pcap: Path,

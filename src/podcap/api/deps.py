@@ -63,12 +63,18 @@ async def in_login_pool(fn: Callable[..., T], *args: object) -> T:
 
 
 def source_address(request: Request) -> str:
-    """The peer's address. Forwarded-for headers are not trusted: anyone can send them."""
+    """The client's address: the TCP peer, or, when the peer is one of ``--trusted-proxies``,
+    the client that proxy names in X-Forwarded-For (uvicorn rewrites ``request.client`` then).
+    Nobody else's forwarded-for header is believed: anyone can send one."""
     return request.client.host if request.client else ""
 
 
 def principal(request: Request, tok: Annotated[str | None, Depends(token)]) -> Principal:
-    return request.app.state.auth.authenticate(tok, source_address(request))
+    """The signed-in caller, also kept on the request: a refusal raised later is audited in
+    its name (api/errors.py)."""
+    who = request.app.state.auth.authenticate(tok, source_address(request))
+    request.state.principal = who
+    return who
 
 
 Service = Annotated[CaptureService, Depends(service)]

@@ -10,6 +10,7 @@ import secrets
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from podcap import errors
@@ -55,9 +56,28 @@ def from_podcap(exc: errors.PodcapError) -> JSONResponse:
     return error_response(500, CODE_AGENT_ERROR, "Internal error", exc.message)
 
 
+def audit_refusal(request: Request, exc: errors.PodcapError) -> None:
+    """The one place a signed-in user's refusal is audited (issue 24: about 60 kinds of
+    cross-namespace and missing-right requests left no trace), as the Kubernetes audit log
+    records denied requests. Who: the name the error carries (the check that raised it knew),
+    else the request's signed-in caller (api/deps.py keeps it); nobody known, no row."""
+    if not isinstance(exc, errors.PermissionDenied | errors.Hidden):
+        return
+    who = getattr(request.state, "principal", None)
+    username = exc.username or (who.username if who is not None else "")
+    auth = getattr(request.app.state, "auth", None)
+    if not username or auth is None:
+        return
+    source = request.client.host if request.client else ""  # deps.source_address's rule
+    auth.audit.refused(username, source, f"{request.method} {request.url.path[:200]}",
+                  exc.message)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.PodcapError)
-    async def _podcap(_: Request, exc: errors.PodcapError) -> JSONResponse:
+    async def _podcap(request: Request, exc: errors.PodcapError) -> JSONResponse:
+        if isinstance(exc, errors.PermissionDenied | errors.Hidden):
+            await run_in_threadpool(audit_refusal, request, exc)  # a database write
         return from_podcap(exc)
 
     @app.exception_handler(RequestValidationError)

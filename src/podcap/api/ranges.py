@@ -74,16 +74,26 @@ def plan(capture: Capture, range_header: str | None, if_range: str | None) -> Pl
     size = merged_size(capture)
     first, last = match.group(1), match.group(2)
     if first == "":  # "-N": the last N bytes
-        if int(last) == 0:
+        if _number(last) == 0:
             return Plan(unsatisfiable_size=size)
-        start = max(0, size - int(last))
+        start = max(0, size - _number(last))
         return Plan(start, size - start, True)
-    start = int(first)
-    if last and int(last) < start:
+    start = _number(first)
+    if last and _number(last) < start:
         return WHOLE  # invalid range: ignored
     if start >= size:
         return Plan(unsatisfiable_size=size)
-    return Plan(start, (int(last) - start + 1) if last else None, True)
+    return Plan(start, (_number(last) - start + 1) if last else None, True)
+
+
+def _number(digits: str) -> int:
+    """A byte position as sent. Python refuses int() of more than 4,300 digits (a 500 here),
+    and no pcap is near 10**18 bytes: a longer number is past any end, so it is capped there."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _BEYOND
+
+
+_BEYOND = 10**18
 
 
 def headers(capture: Capture, request: PcapRequest, chosen: Plan, stream: PcapStream

@@ -77,6 +77,10 @@ TrustLabels = Annotated[bool | None, Opt(
     help="Docker: take a container's namespace from its io.kubernetes.pod.namespace label, "
     "which anyone who may `docker run` can set [PODCAP_TRUST_NAMESPACE_LABELS].",
     show_default="off")]
+TrustedProxies = Annotated[str | None, Opt(
+    help="Proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client "
+    "[PODCAP_TRUSTED_PROXIES]; default: none, the client is the TCP peer.",
+    show_default="none")]
 ApiDocs = Annotated[bool | None, Opt("--api-docs/--no-api-docs",
                                      help="Serve Swagger UI at /docs, from local files "
                                      "[PODCAP_API_DOCS].", show_default="off")]
@@ -91,7 +95,8 @@ def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, ke
           allowed_hosts: AllowedHosts = None, api_docs: ApiDocs = None,
           trust_namespace_labels: TrustLabels = None, log_format: LogFormat = None,
           metrics_token: MetricsToken = None, metrics_listen: MetricsListen = None,
-          retention_days: RetentionDays = None, reclaim: Reclaim = None) -> None:
+          retention_days: RetentionDays = None, reclaim: Reclaim = None,
+          trusted_proxies: TrustedProxies = None) -> None:
     """Run the controller with an in-process agent (one host); --agent-listen also admits
     remote agents."""
     from podcap.server import serve as run
@@ -110,7 +115,8 @@ def controller(data_dir: DataDir = None, listen: Listen = None, cert: Cert = Non
                api_docs: ApiDocs = None, trust_namespace_labels: TrustLabels = None,
                log_format: LogFormat = None, metrics_token: MetricsToken = None,
                metrics_listen: MetricsListen = None,
-               retention_days: RetentionDays = None) -> None:
+               retention_days: RetentionDays = None,
+               trusted_proxies: TrustedProxies = None) -> None:
     """Run the controller: API, UI, database and the agent listeners; no local agent."""
     from podcap.server import serve as run
 

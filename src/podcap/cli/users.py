@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -110,7 +111,23 @@ def passwd(ctx: typer.Context,
 
 
 @app.command("unlock")
-def unlock(ctx: typer.Context, username: str) -> None:
-    """Clear a user's failed logins and lockout (admin only)."""
-    ctx.obj.api.unlock_user(username)
-    output.info(f"user {username} unlocked")
+def unlock(ctx: typer.Context, username: str,
+           data_dir: Annotated[Path | None, Opt(
+               "--data-dir", help="On the server's host, without logging in: unlock in the "
+               "database of the server with this data dir (its audit log records it).",
+               show_default=False)] = None,
+           database_url: Annotated[str | None, Opt(
+               "--database-url", envvar="PODCAP_DATABASE_URL", help="With --data-dir: the "
+               "server's database when it is not SQLite in the data dir.",
+               show_default=False)] = None) -> None:
+    """Clear a user's failed logins and lockouts, from every address (admin only; with
+    --data-dir, whoever may read the server's data dir)."""
+    if data_dir is None:
+        ctx.obj.api.unlock_user(username)
+        output.info(f"user {username} unlocked")
+        return
+    from podcap.controller.offline import unlock as unlock_offline
+
+    cleared = unlock_offline(username, data_dir, database_url)
+    output.info(f"user {username} unlocked in the database of {data_dir} ({cleared} failed "
+                "login count(s) cleared)")

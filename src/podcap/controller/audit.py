@@ -7,7 +7,12 @@ Events: ``login`` (ok or not), ``logout``, ``capture.start``, ``capture.stop``,
 ``capture.delete``, ``capture.expired`` (retention), ``capture.reclaimed`` (deleted to make room
 for a start, ``--reclaim oldest``), ``download`` (with bytes sent), ``user.add``, ``user.change``,
 ``user.password``, ``user.remove``, ``user.unlock``, ``agent.join`` (ok or refused),
-``agent.revoke``, ``agent.token``.
+``agent.revoke``, ``agent.token``, ``refused`` (a signed-in user was refused: 403, or 404 for an
+object in another namespace).
+
+Rows anyone can cause are rate-limited (controller/audit_gate.py, limits ``AUDIT_*``): failed
+logins per source address and in all, refusals per user. What is left out is counted in
+``suppressed`` (the ``podcap_audit_suppressed_total`` metric) and the next row says how many.
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
+from podcap import limits
+from podcap.controller.audit_gate import Gate
 from podcap.controller.db import AuditEvent
 
 log = logging.getLogger("podcap.audit")
 EVENTS = ("login", "logout", "capture.start", "capture.stop", "capture.delete",
           "capture.expired", "capture.reclaimed", "download",
           "user.add", "user.change", "user.password", "user.remove", "user.unlock",
-          "agent.join", "agent.revoke", "agent.token")
+          "agent.join", "agent.revoke", "agent.token", "refused")
 PAGE_MAX = 500
 
 
@@ -53,6 +60,49 @@ class Audit:
         self._sessions = sessions
         self._path = path
         self._lock = threading.Lock()
+        self._refusals = Gate(limits.AUDIT_REFUSALS_PER_USER, limits.AUDIT_REFUSALS_MAX,
+                              limits.AUDIT_WINDOW_S)
+        self._failures = Gate(limits.AUDIT_FAILURES_PER_ADDRESS, limits.AUDIT_FAILURES_MAX,
+                              limits.AUDIT_WINDOW_S)
+        self._suppressed: dict[str, int] = {"login": 0, "refused": 0}
+
+    @property
+    def suppressed(self) -> dict[str, int]:
+        """Rows left out by the rate limits since start, by event (a metric reads it)."""
+        with self._lock:
+            return dict(self._suppressed)
+
+    def failed_login(self, username: str, source: str, detail: str) -> None:
+        self.unauthenticated_failure("login", username, source, detail)
+
+    def unauthenticated_failure(self, event: str, username: str, source: str,
+                                detail: str) -> None:
+        """A try that proved nobody (a failed login; a refused join would be one too):
+        rate-limited per source address and in all, since anyone can send them (a blocked
+        login costs the sender nothing)."""
+        skipped = self._failures.admit(source)
+        if skipped is None:
+            self._left_out(event)
+            return
+        self.record(event, username=username, source=source, ok=False,
+                    detail=detail + (f" ({skipped} more failures from {source or '?'} not "
+                                     "recorded)" if skipped else ""))
+
+    def refused(self, username: str, source: str, action: str, message: str) -> None:
+        """A signed-in user refused (403, or 404 for another namespace's object): one row,
+        at most ``AUDIT_REFUSALS_PER_USER`` a window per user."""
+        skipped = self._refusals.admit(username)
+        if skipped is None:
+            self._left_out("refused")
+        else:
+            self.record("refused", username=username, source=source, ok=False,
+                        detail=f"{action}: {message}" + (
+                            f" ({skipped} more refusals of {username} not recorded)"
+                            if skipped else ""))
+
+    def _left_out(self, event: str) -> None:
+        with self._lock:
+            self._suppressed[event] = self._suppressed.get(event, 0) + 1
 
     def record(self, event: str, *, username: str = "", source: str = "", ok: bool = True,
                capture_id: str = "", workload: str = "", namespace: str = "", nbytes: int = 0,

@@ -6,8 +6,9 @@
 - **Passwords**: argon2id; scrypt hashes of earlier releases still verify and are rehashed to
   argon2id on the next good login. An unknown user costs the same hash as a known one, and at
   most ``HASH_SLOTS`` hashes run at once (each holds ``ARGON2_MEMORY_KIB``).
-- **Failed logins** are counted per user name and per source address (controller/throttle.py):
-  growing back-off, then a lockout of the user that only an admin clears.
+- **Failed logins** are counted per (user name, source address) and per source address
+  (controller/throttle.py): growing back-off, then a bounded lockout of the pair (never of the
+  name everywhere) that an admin, or ``podcap user unlock --data-dir`` on the host, clears.
 - **Tokens** are kept as SHA-256, end after an idle time and after an absolute lifetime, and
   every token of a user ends when its password, role, namespaces or right change. Expired
   tokens are deleted when found and on every login.
@@ -70,17 +71,19 @@ class Principal:
 
     def require_admin(self) -> None:
         if self.role != "admin":
-            raise PermissionDenied(f"user {self.username} (role {self.role}) is not an admin")
+            raise PermissionDenied(f"user {self.username} (role {self.role}) is not an admin",
+                                   self.username)
 
     def require_write(self) -> None:
         if self.role not in ("admin", "operator"):
-            raise PermissionDenied(f"user {self.username} (role {self.role}) may only read")
+            raise PermissionDenied(f"user {self.username} (role {self.role}) may only read",
+                                   self.username)
 
     def require_download(self) -> None:
         if not self.may_download:
             raise PermissionDenied(f"user {self.username} has no download right: packet data "
                                    "needs it (an admin grants it: podcap user set NAME "
-                                   "--download)")
+                                   "--download)", self.username)
 
 
 @dataclass(frozen=True)
@@ -259,18 +262,16 @@ class Auth:
         try:
             self.throttle.check(username, source)  # before any hash: a blocked try is free
         except ResourceExhausted as exc:
-            self.audit.record("login", username=username, source=source, ok=False,
-                              detail=exc.message)
+            self.audit.failed_login(username, source, exc.message)
             raise
         with self._sessions() as db:
             user = db.get(User, username)
         ok, rehash = verify_password(password, user.password_hash if user else self._decoy)
         if user is None or not ok:
             self.throttle.failed(username, source)
-            self.audit.record("login", username=username, source=source, ok=False,
-                              detail="wrong username or password")
+            self.audit.failed_login(username, source, "wrong username or password")
             raise Unauthenticated(_BAD_LOGIN)
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, source)
         self.audit.record("login", username=username, source=source)
         token = secrets.token_urlsafe(32)
         now = time.time()

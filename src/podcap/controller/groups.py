@@ -55,6 +55,7 @@ from podcap.controller.service import (
 )
 from podcap.errors import (
     FailedPrecondition,
+    Hidden,
     InvalidArgument,
     NotFound,
     PodcapError,
@@ -137,7 +138,7 @@ class GroupService:
         group = self._view(row, members, {o.capture.id: o for o in listing.items},
                            listing.unreachable)
         if not may_see(who, group):
-            raise NotFound(f"capture group {gid} not found")
+            raise Hidden(f"capture group {gid} not found", who.username)
         return group
 
     def stop(self, who: Principal, gid: str) -> Group:

@@ -29,7 +29,14 @@ from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureOwner
 from podcap.controller.quotas import Held, Quotas, default_node_buffer
 from podcap.controller.resolver import resolve
-from podcap.errors import CaptureFailed, InvalidArgument, NotFound, PodcapError, Unavailable
+from podcap.errors import (
+    CaptureFailed,
+    Hidden,
+    InvalidArgument,
+    NotFound,
+    PodcapError,
+    Unavailable,
+)
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.streams import PcapRequest, PcapStream
@@ -88,14 +95,19 @@ class CaptureService:
         return self.agents.infos()
 
     def workloads(self, who: Principal, query: str = "") -> Listing[PlacedWorkload]:
-        answers, unreachable = self._fan_out(lambda t: t.list_workloads())
-        placed = [PlacedWorkload(w, aid) for aid, found in answers.items()
-                  for w in map(self._namespaced, found) if who.can_see(w.namespace)]
+        every = self._every_workload()
+        placed = [p for p in every.items if who.can_see(p.workload.namespace)]
         if query:
             q = query.lower()
             placed = [p for p in placed if q in _haystack(p.workload)]
         placed.sort(key=lambda p: (p.workload.namespace, p.workload.pod_name, p.workload.name))
-        return Listing(placed, unreachable)
+        return Listing(placed, every.unreachable)
+
+    def _every_workload(self) -> Listing[PlacedWorkload]:
+        """Every node's workloads, whoever asks: callers filter by namespace."""
+        answers, unreachable = self._fan_out(lambda t: t.list_workloads())
+        return Listing([PlacedWorkload(w, aid) for aid, found in answers.items()
+                        for w in map(self._namespaced, found)], unreachable)
 
     def workload(self, who: Principal, wid: str, agent_id: str | None = None) -> PlacedWorkload:
         """The workload ``wid`` names by the rule of controller/resolver.py, among those
@@ -108,7 +120,9 @@ class CaptureService:
             hits = _resolve(wid, own)
             if hits:
                 return _one(wid, hits)
-        listing = self.workloads(who)
+        every = self._every_workload()
+        listing = Listing([p for p in every.items if who.can_see(p.workload.namespace)],
+                          every.unreachable)
         hits = _resolve(wid, listing.items)
         if agent_id is not None and hits:
             raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
@@ -118,6 +132,8 @@ class CaptureService:
             nodes = ", ".join(u.node for u in listing.unreachable)
             raise Unavailable(f"workload {wid} not found on the nodes that answered; "
                               f"not answering: {nodes}")
+        if _resolve(wid, every.items):  # there, but not for this caller: the same answer
+            raise Hidden(f"workload {wid} not found", who.username)
         raise NotFound(f"workload {wid} not found")
 
     def check_filter(self, expression: str) -> None:
@@ -190,7 +206,7 @@ class CaptureService:
                 raise
             owned = self._owned(known[cid], row, stale=True)
         if not who.can_see(owned.namespace):
-            raise NotFound(f"capture {cid} not found")
+            raise Hidden(f"capture {cid} not found", who.username)
         return owned
 
     def stop(self, who: Principal, cid: str) -> OwnedCapture:

@@ -1,19 +1,27 @@
-"""Failed logins, counted per user name and per source address, in the database (so replicas
-share them).
+"""Failed logins, counted per (user name, source address) pair and per source address, in the
+database (so replicas share them).
 
 Rule, for each key: the first ``*_FREE_FAILURES`` failures within ``LOGIN_WINDOW_S`` cost
 nothing; each further one blocks the key for a back-off that doubles up to
-``LOGIN_BACKOFF_MAX_S``. A try while blocked is refused before any password hash and counts as
-a failure. A user name with ``LOGIN_LOCK_FAILURES`` failures is locked for ``LOGIN_LOCK_S``, or
-until an admin unlocks it. Unknown names are counted like known ones, so the answers tell
-nobody which names exist. A good login clears its user's count, not its address's.
+``LOGIN_BACKOFF_MAX_S``. A pair with ``LOGIN_LOCK_FAILURES`` failures is locked for
+``LOGIN_LOCK_S``, or until an admin (or ``podcap user unlock NAME --data-dir`` on the host)
+unlocks it. A try while blocked is refused before any password hash and is *not* counted: a
+block ends when it said it would, however often someone knocks (issue 24: counting them let
+anyone keep ``admin`` locked for ever).
+
+Why the pair and not the user: a lock of the user name is a lock anyone can impose on its
+owner from anywhere; a lock of the pair stops the guesser where it guesses, and the owner
+logs in from their own address. Guessing from many addresses is slowed by each address's own
+count (and ``LOGIN_ADDR_FREE_FAILURES``), not by the name's. Unknown names are counted like
+known ones, so the answers tell nobody which names exist. A good login clears its pair's
+count, not its address's.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -22,12 +30,22 @@ from podcap.controller.db import LoginFailures
 from podcap.errors import ResourceExhausted
 
 
-def user_key(username: str) -> str:
-    return f"user:{username}"[:128]
+def pair_prefix(username: str) -> str:
+    """Every pair key of ``username`` starts so (a space never appears in a user name)."""
+    return f"pair:{username} "
+
+
+def pair_key(username: str, source: str) -> str:
+    return f"{pair_prefix(username)}{source}"[:128]
 
 
 def addr_key(source: str) -> str:
     return f"addr:{source}"[:128]
+
+
+def _legacy_user_key(username: str) -> str:
+    """Before issue 24 the user name itself was locked; such rows are only ever cleared."""
+    return f"user:{username}"[:128]
 
 
 class Throttle:
@@ -35,47 +53,64 @@ class Throttle:
         self._sessions = sessions
 
     def check(self, username: str, source: str) -> None:
-        """Refuse (and count) a try while its user or address is blocked."""
+        """Refuse a try while its pair or its address is blocked. Not counted: a block is
+        never extended by tries made while it lasts."""
         now = time.time()
-        keys = [user_key(username)] + ([addr_key(source)] if source else [])
+        keys = _keys(username, source)
         with self._sessions() as db:
             rows = {r.key: r for r in db.scalars(select(LoginFailures).where(
                 LoginFailures.key.in_(keys)))}
         blocked = [k for k in keys if k in rows and rows[k].blocked_until > now]
         if not blocked:
             return
-        self._count(blocked, now)
         key = blocked[0]
         row = rows[key]
         wait = row.blocked_until - now
-        if key.startswith("user:") and row.failures + 1 >= limits.LOGIN_LOCK_FAILURES:
+        if key.startswith("pair:") and row.failures >= limits.LOGIN_LOCK_FAILURES:
             raise ResourceExhausted(
-                f"user {username} is locked after {row.failures + 1} failed logins; try again "
-                f"in {int(wait // 60) + 1} min, or ask an admin to unlock it (podcap user "
-                f"unlock {username})", wait)
-        who = f"user {username}" if key.startswith("user:") else f"address {source}"
+                f"user {username} is locked from address {source or '(unknown)'} after "
+                f"{row.failures} failed logins; try again in {int(wait // 60) + 1} min, from "
+                f"another address, or ask an admin to unlock it (podcap user unlock "
+                f"{username}; on the server's host without logging in: podcap user unlock "
+                f"{username} --data-dir DIR)", wait)
+        who = f"user {username} from address {source or '(unknown)'}" \
+            if key.startswith("pair:") else f"address {source}"
         raise ResourceExhausted(f"too many failed logins for {who}; try again in "
                                 f"{int(wait) + 1} s", wait)
 
     def failed(self, username: str, source: str) -> None:
-        keys = [user_key(username)] + ([addr_key(source)] if source else [])
-        self._count(keys, time.time())
+        self._count(_keys(username, source), time.time())
 
-    def succeeded(self, username: str) -> None:
-        self.clear_user(username)
-
-    def clear_user(self, username: str) -> None:
+    def succeeded(self, username: str, source: str) -> None:
         with self._sessions() as db, db.begin():
-            db.execute(delete(LoginFailures).where(LoginFailures.key == user_key(username)))
+            db.execute(delete(LoginFailures).where(
+                LoginFailures.key == pair_key(username, source)))
+
+    def clear_user(self, username: str) -> int:
+        """Forget every failure of ``username``, from every address: how many keys went."""
+        with self._sessions() as db, db.begin():
+            done = db.execute(delete(LoginFailures).where(or_(
+                LoginFailures.key.startswith(pair_prefix(username), autoescape=True),
+                LoginFailures.key == _legacy_user_key(username))))
+        return int(getattr(done, "rowcount", 0) or 0)
 
     def user_states(self, usernames: list[str]) -> dict[str, tuple[bool, int]]:
-        """name -> (locked now, failures counted)."""
+        """name -> (blocked now from some address, failures counted from all of them)."""
+        if not usernames:
+            return {}
         now = time.time()
-        keys = {user_key(n): n for n in usernames}
         with self._sessions() as db:
-            rows = list(db.scalars(select(LoginFailures).where(
-                LoginFailures.key.in_(list(keys)))))
-        return {keys[r.key]: (r.blocked_until > now, r.failures) for r in rows}
+            rows = list(db.scalars(select(LoginFailures).where(or_(*(
+                LoginFailures.key.startswith(pair_prefix(n), autoescape=True)
+                for n in usernames)))))
+        states: dict[str, tuple[bool, int]] = {}
+        for row in rows:
+            name = row.key.removeprefix("pair:").split(" ", 1)[0]
+            if name not in usernames:
+                continue
+            locked, failures = states.get(name, (False, 0))
+            states[name] = (locked or row.blocked_until > now, failures + row.failures)
+        return states
 
     def purge(self) -> None:
         """Forget counts that neither block nor can grow any more."""
@@ -108,11 +143,15 @@ class Throttle:
                     raise
 
 
+def _keys(username: str, source: str) -> list[str]:
+    return [pair_key(username, source)] + ([addr_key(source)] if source else [])
+
+
 def _blocked_until(key: str, failures: int, now: float) -> float:
-    is_user = key.startswith("user:")
-    if is_user and failures >= limits.LOGIN_LOCK_FAILURES:
+    is_pair = key.startswith("pair:")
+    if is_pair and failures >= limits.LOGIN_LOCK_FAILURES:
         return now + limits.LOGIN_LOCK_S
-    free = limits.LOGIN_USER_FREE_FAILURES if is_user else limits.LOGIN_ADDR_FREE_FAILURES
+    free = limits.LOGIN_USER_FREE_FAILURES if is_pair else limits.LOGIN_ADDR_FREE_FAILURES
     if failures <= free:
         return 0.0
     doublings = min(failures - free - 1, 30)  # an address may fail thousands of times
