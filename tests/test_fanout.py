@@ -18,6 +18,7 @@ from podcap.errors import InvalidArgument, NotFound, PermissionDenied, Unavailab
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.transport import codec
 from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.rejects import Rejects
 from podcap.transport.remote import AgentSession, RemoteAgent, Uploads
 
 ADMIN = Principal("admin", "admin")
@@ -65,6 +66,7 @@ class FakeAgent:
 class FakeRegistry:
     def __init__(self, *agents: FakeAgent) -> None:
         self._agents = {a.info().id: a for a in agents}
+        self.rejects = Rejects()
 
     def transports(self) -> dict[str, FakeAgent]:
         return dict(self._agents)
@@ -149,7 +151,7 @@ def test_an_agent_may_not_speak_for_another_agents_capture() -> None:
     remote, session = _connected("a" * 16)
     other = FakeAgent("b" * 16, "node-b").capture
     _answer(session, pb.Reply(capture=codec.capture_to_pb(other)))
-    with pytest.raises(InvalidArgument, match="reported capture"):
+    with pytest.raises(Unavailable, match="sent an invalid capture: .*reported capture"):
         remote.get_capture(other.id)
     mine = dataclasses.replace(other, agent_id="a" * 16, status=Status.STOPPED)
     _answer(session, pb.Reply(capture=codec.capture_to_pb(mine)))
