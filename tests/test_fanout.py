@@ -167,3 +167,23 @@ def test_an_agent_that_does_not_answer_is_unavailable_naming_its_node() -> None:
     remote.close()
     with pytest.raises(Unavailable, match="node n is disconnected"):
         remote.list_captures()
+
+
+def test_any_failure_of_one_agent_fails_only_that_node(tmp_path: Path) -> None:
+    """Not only podcap's own errors: whatever one agent's answer raises (a bug, a lie that
+    slipped past the checks) names that node unreachable; it is never a 500 for everyone."""
+    good, broken = FakeAgent("a" * 16, "node-a"), FakeAgent("b" * 16, "node-b")
+
+    def boom() -> list[Capture]:
+        raise ValueError("'bogus' is not a valid Status")
+
+    broken.list_captures = boom  # type: ignore[method-assign]
+    broken.list_workloads = boom  # type: ignore[method-assign,assignment]
+    svc = _service(tmp_path, good, broken)
+    captures, workloads = svc.captures(ADMIN), svc.workloads(ADMIN)
+    for listing in (captures, workloads):
+        assert [(u.node, u.reason) for u in listing.unreachable] == [
+            ("node-b", "error: internal (ValueError)")]
+    assert [p.workload.node for p in workloads.items] == ["node-a"]
+    assert {(o.capture.id, o.stale) for o in captures.items} == {
+        (good.capture.id, False), (broken.capture.id, True)}  # node-b: its last known state
