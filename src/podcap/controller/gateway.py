@@ -129,12 +129,14 @@ class Gateway(pb_grpc.AgentGatewayServicer):
                 for message in request_iterator:
                     remote.seen()
                     kind = message.WhichOneof("msg")
-                    if kind == "reply":
+                    if kind == "reply":  # stray ones are counted; logged at a bounded rate
                         if not session.on_reply(message.reply):
-                            log.warning("node %s: reply %d answers no open command", node,
-                                        message.reply.seq)
+                            self.rejects.drop(agent_id, node, rejects.INVALID,
+                                              f"reply {message.reply.seq} answers no open "
+                                              "command")
                     elif kind != "heartbeat":
-                        log.warning("node %s: unexpected %s in a session; ignored", node, kind)
+                        self.rejects.drop(agent_id, node, rejects.INVALID,
+                                          f"unexpected {kind} in a session; ignored")
                 why = "the agent ended its session"
             except grpc.RpcError as exc:
                 why = f"stream broke ({exc.code().name if hasattr(exc, 'code') else exc})"
@@ -170,6 +172,9 @@ class Gateway(pb_grpc.AgentGatewayServicer):
         except PodcapError as exc:
             log.warning("agent %s: upload refused: %s", agent_id, exc.message)
             context.abort(to_status(exc), exc.message)
+        if first.header.size < -1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"upload size {first.header.size} is neither -1 nor a size")
         upload.begin(first.header.size)
         error: PodcapError | None = None
         try:
