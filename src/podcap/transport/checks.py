@@ -57,6 +57,13 @@ def moment(field: str, value: float) -> float:
     return value
 
 
+def finite(field: str, value: float) -> float:
+    """A number shown as it is (a creation time may be before 1970 for a runtime's zero)."""
+    if not math.isfinite(value):
+        raise InvalidArgument(f"{field} {value!r} is not a finite number")
+    return value
+
+
 def items(field: str, values: object, high: int) -> None:
     n = len(values)  # type: ignore[arg-type]
     if n > high:

@@ -48,7 +48,7 @@ def workload_from_pb(m: pb.Workload) -> Workload:
         labels=checks.labels(dict(m.labels)), pod_name=checks.text("pod_name", m.pod_name),
         pod_id=checks.text("pod_id", m.pod_id), namespace=checks.text("namespace", m.namespace),
         container_name=checks.text("container_name", m.container_name),
-        created=checks.moment("created", m.created), cap_sniff=m.cap_sniff,
+        created=checks.finite("created", m.created), cap_sniff=m.cap_sniff,
         cap_sniff_reason=checks.text("cap_sniff_reason", m.cap_sniff_reason))
 
 
