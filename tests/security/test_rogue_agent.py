@@ -23,6 +23,7 @@ from rogue import Rogue
 from support import WebPair, unique, wait_for
 
 from podcap import limits
+from podcap.errors import FailedPrecondition
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.uplink import CLIENT_OPTIONS, join
@@ -264,6 +265,12 @@ def test_hello_must_repeat_the_name_in_the_certificate(bed: Bed, rogues: list[Ro
     assert bed.cluster.agent(node) is not None  # its own record keeps its own name
     with pytest.raises(Exception, match="invalid node name"):
         join(bed.cluster.join_address, bed.cluster.join_token(), "a\nb")
+    # Nor can a token buy a certificate in a live node's name; the refusal spends no use.
+    token = bed.cluster.join_token()
+    with pytest.raises(FailedPrecondition, match="already joined"):
+        join(bed.cluster.join_address, token, bed.real.node)
+    spent = unique("spent")
+    rogues.append(Rogue(bed.cluster, spent, join(bed.cluster.join_address, token, spent)))
     assert_healthy(bed)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 
 from podcap import limits
 from podcap.controller.db import AgentRecord
-from podcap.errors import NotFound, PermissionDenied, Unauthenticated
+from podcap.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
 from podcap.model import AgentInfo
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.base import AgentTransport
@@ -34,6 +34,7 @@ class AgentRegistry:
         self.uploads = Uploads()
         self.rejects = Rejects()  # what agents sent that was dropped (metrics.py)
         self._lock = threading.Lock()
+        self._joining = threading.Lock()  # one name check and insert at a time
         self._remote: dict[str, RemoteAgent] = {}
         with self._db() as db:
             for row in db.query(AgentRecord).filter(AgentRecord.revoked.is_(False)):
@@ -64,9 +65,21 @@ class AgentRegistry:
 
     # ---- membership -------------------------------------------------------------------
 
+    def name_free(self, node: str) -> None:
+        """A node name names one agent: a join with the name of an agent that is not revoked
+        is refused, so a token cannot buy a certificate that passes for a live node."""
+        with self._db() as db:
+            holder = db.query(AgentRecord).filter(AgentRecord.node == node,
+                                                  AgentRecord.revoked.is_(False)).first()
+        if holder is not None:
+            raise FailedPrecondition(f"node {node} is already joined as agent {holder.id}; "
+                                     f"revoke it first (podcap agents rm {holder.id}) to join "
+                                     "that node again")
+
     def joined(self, agent_id: str, node: str, fingerprint: str) -> None:
         now = time.time()
-        with self._db() as db, db.begin():
+        with self._joining, self._db() as db, db.begin():
+            self.name_free(node)
             db.add(AgentRecord(id=agent_id, node=node, version="", runtimes="", joined=now,
                                last_seen=0.0, cert_fingerprint=fingerprint, revoked=False))
         with self._lock:

@@ -72,6 +72,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             node = checks.node_name(request.node.strip())
             agent_id = secrets.token_hex(8)
             cert = self.ca.sign_agent(request.csr_pem, agent_id, node)  # a bad CSR spends no use
+            self.registry.name_free(node)  # nor does a name in use
             self.tokens.redeem(request.token)
             self.registry.joined(agent_id, node, fingerprint(cert))
         except PodcapError as exc:
