@@ -18,6 +18,7 @@ from podcap.errors import InvalidArgument, NotFound, PermissionDenied, Unavailab
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.transport import codec
 from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.rejects import Rejects
 from podcap.transport.remote import AgentSession, RemoteAgent, Uploads
 
 ADMIN = Principal("admin", "admin")
@@ -65,6 +66,7 @@ class FakeAgent:
 class FakeRegistry:
     def __init__(self, *agents: FakeAgent) -> None:
         self._agents = {a.info().id: a for a in agents}
+        self.rejects = Rejects()
 
     def transports(self) -> dict[str, FakeAgent]:
         return dict(self._agents)
@@ -149,7 +151,7 @@ def test_an_agent_may_not_speak_for_another_agents_capture() -> None:
     remote, session = _connected("a" * 16)
     other = FakeAgent("b" * 16, "node-b").capture
     _answer(session, pb.Reply(capture=codec.capture_to_pb(other)))
-    with pytest.raises(InvalidArgument, match="reported capture"):
+    with pytest.raises(Unavailable, match="sent an invalid capture: .*reported capture"):
         remote.get_capture(other.id)
     mine = dataclasses.replace(other, agent_id="a" * 16, status=Status.STOPPED)
     _answer(session, pb.Reply(capture=codec.capture_to_pb(mine)))
@@ -165,3 +167,23 @@ def test_an_agent_that_does_not_answer_is_unavailable_naming_its_node() -> None:
     remote.close()
     with pytest.raises(Unavailable, match="node n is disconnected"):
         remote.list_captures()
+
+
+def test_any_failure_of_one_agent_fails_only_that_node(tmp_path: Path) -> None:
+    """Not only podcap's own errors: whatever one agent's answer raises (a bug, a lie that
+    slipped past the checks) names that node unreachable; it is never a 500 for everyone."""
+    good, broken = FakeAgent("a" * 16, "node-a"), FakeAgent("b" * 16, "node-b")
+
+    def boom() -> list[Capture]:
+        raise ValueError("'bogus' is not a valid Status")
+
+    broken.list_captures = boom  # type: ignore[method-assign]
+    broken.list_workloads = boom  # type: ignore[method-assign,assignment]
+    svc = _service(tmp_path, good, broken)
+    captures, workloads = svc.captures(ADMIN), svc.workloads(ADMIN)
+    for listing in (captures, workloads):
+        assert [(u.node, u.reason) for u in listing.unreachable] == [
+            ("node-b", "error: internal (ValueError)")]
+    assert [p.workload.node for p in workloads.items] == ["node-a"]
+    assert {(o.capture.id, o.stale) for o in captures.items} == {
+        (good.capture.id, False), (broken.capture.id, True)}  # node-b: its last known state

@@ -179,6 +179,39 @@ if UPLOAD_IDLE_S <= FOLLOW_KEEPALIVE_S:
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
 GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads
 
+# A joined node may be compromised (docs/CLUSTER.md, "A compromised node"): what one agent may
+# report and hold is bounded, so one node can neither slow nor fill the controller for everyone.
+# Kubernetes runs at most 110 pods a node by default (a few hundred when raised): 5,000
+# workloads is far above any real node, and a 60,000-workload list took 4-10 s a request.
+AGENT_WORKLOADS_MAX: Final = 5_000
+# Captures one node may report (running ones are capped at MAX_RUNNING_CAPTURES; stopped ones
+# only by its disk budget).
+AGENT_CAPTURES_MAX: Final = 10_000
+AGENT_TEXT_MAX_CHARS: Final = 1024  # names, states, reasons, images: any one text field
+AGENT_LABEL_VALUE_MAX_CHARS: Final = 4096  # Docker labels may hold more than Kubernetes' 63
+AGENT_WORKLOAD_LABELS_MAX: Final = 256
+AGENT_WORKLOAD_IPS_MAX: Final = 64
+AGENT_ARGS_MAX: Final = 64  # tcpdump's argv as reported
+# A stream (Session or Upload) must send its Hello or its upload header within this, or it is
+# cancelled: 200 silent sessions once held 198 of the 256 server threads forever.
+STREAM_FIRST_MESSAGE_S: Final = 5.0
+# Open streams of one agent certificate at once: a session (a second one replaces the first,
+# so two overlap briefly while it reconnects) and its downloads. With GRPC_WORKERS threads,
+# one certificate can never hold more than a small part of the pool.
+AGENT_SESSIONS_MAX: Final = 2
+AGENT_UPLOADS_MAX: Final = 32  # the agent's own upload pool is 32 threads (transport/uplink.py)
+# Invalid messages of one agent are logged at most once per this many seconds (and all counted
+# in podcap_agent_messages_dropped_total), so a lying node cannot flood the log either.
+AGENT_REJECT_LOG_S: Final = 10.0
+# The join port (unauthenticated): at most JOIN_RATE_PER_S attempts a second with a burst of
+# JOIN_BURST, more are refused at once (RESOURCE_EXHAUSTED) before any work. Refused joins are
+# counted in podcap_joins_refused_total; at most JOIN_AUDIT_PER_MIN of them a minute get an
+# audit row each, the rest one summary row, so 300 bad joins in 0.8 s cannot grow the audit log
+# without bound.
+JOIN_RATE_PER_S: Final = 5.0
+JOIN_BURST: Final = 20
+JOIN_AUDIT_PER_MIN: Final = 30
+
 # Insight (src/podcap/insight): what a capture holds, computed on its node. Every table is
 # bounded so a hostile or huge capture costs bounded memory: past a bound, packets are still
 # counted (in "untracked" totals) but no new row is made.

@@ -153,6 +153,7 @@ class StateCollector:
         for event, count in sorted(svc.audit.suppressed.items()):
             suppressed.add_metric([event], count)
         yield suppressed
+        yield from _rejects(svc)
         agents = svc.agent_infos()
         yield _gauge("podcap_agents", "Agents known to the controller, by state.", ["state"],
                      [(["connected"], sum(a.connected for a in agents)),
@@ -230,6 +231,28 @@ def _per_capture(captures: Sequence[Any]) -> Iterator[Metric]:
                  [(v, int(c.status is Status.RUNNING)) for v, c in rows])
     yield _gauge("podcap_capture_start_time_seconds", "When the capture started (Unix time).",
                  labels, [(v, c.start_time) for v, c in rows])
+
+
+def _rejects(svc: CaptureService) -> Iterator[Metric]:
+    """What agents and joining peers sent that was refused (transport/rejects.py)."""
+    dropped, hit, streams, joins = svc.agents.rejects.snapshot()
+    for name, what, labels, rows in (
+            ("podcap_agent_messages_dropped", "Messages (or list entries) of an agent that "
+             "were dropped: invalid, about a capture placed on another node, or a workload id "
+             "another node reported first.", ["agent_id", "node", "why"], dropped),
+            ("podcap_agent_limits_hit", "Times an agent reported more workloads or captures "
+             "than limits.AGENT_WORKLOADS_MAX / AGENT_CAPTURES_MAX (the answer was refused).",
+             ["agent_id", "node", "what"], hit),
+            ("podcap_agent_streams_refused", "Agent streams refused or cancelled: over the "
+             "per-agent cap (sessions, uploads) or silent past limits.STREAM_FIRST_MESSAGE_S.",
+             ["agent_id", "why"], streams),
+            ("podcap_joins_refused", "Joins refused on the join port, by reason "
+             "(rate_limited, or the error's kind).", ["why"],
+             {(k,): v for k, v in joins.items()})):
+        family = CounterMetricFamily(name, what, labels=labels)
+        for key, value in sorted(rows.items()):  # type: ignore[attr-defined]
+            family.add_metric(list(key), value)
+        yield family
 
 
 def _gauge(name: str, what: str, labels: list[str],

@@ -44,6 +44,7 @@ from podcap.errors import FailedPrecondition, InvalidArgument, Unauthenticated
 
 CONTROLLER_NAME = "podcap-controller"
 AGENT_URI_PREFIX = "podcap://agent/"
+NODE_URI_PREFIX = "podcap://node/"  # the node name an agent joined with (checks.node_name)
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 LEAF_VALIDITY = datetime.timedelta(days=365)
@@ -95,9 +96,10 @@ class ClusterCA:
         _write_atomic(cert_path, new_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(data_dir, new_cert, new_key)
 
-    def sign_agent(self, csr_pem: bytes, agent_id: str) -> bytes:
+    def sign_agent(self, csr_pem: bytes, agent_id: str, node: str = "") -> bytes:
         """Verify the CSR's signature (InvalidArgument if bad), ignore any subject/SAN it asks
-        for, and issue a 1-year leaf cert: CN=agent_id, URI SAN AGENT_URI_PREFIX+agent_id,
+        for, and issue a 1-year leaf cert: CN=agent_id, URI SAN AGENT_URI_PREFIX+agent_id
+        (and NODE_URI_PREFIX+node: the name it joined with, which every Hello must repeat),
         CA:FALSE, EKU clientAuth, KU digitalSignature. Returns PEM."""
         _check_agent_id(agent_id)
         if len(csr_pem) > limits.CSR_MAX_BYTES:
@@ -117,8 +119,9 @@ class ClusterCA:
         _check_public_key(public_key)
         cert = (_leaf_builder(self._cert, public_key, agent_id)
                 .add_extension(x509.SubjectAlternativeName(
-                    [x509.UniformResourceIdentifier(AGENT_URI_PREFIX + agent_id)]),
-                    critical=False)
+                    [x509.UniformResourceIdentifier(AGENT_URI_PREFIX + agent_id),
+                     *([x509.UniformResourceIdentifier(NODE_URI_PREFIX + node)] if node
+                       else [])]), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                critical=False)
                 .sign(self._key, hashes.SHA256()))
@@ -197,6 +200,21 @@ def agent_id_of(cert_pem: bytes) -> str:
         raise Unauthenticated("the peer certificate names no podcap agent (expected one URI "
                               f"SAN {AGENT_URI_PREFIX}<agent id>)")
     return ids[0]
+
+
+def node_of(cert_pem: bytes) -> str:
+    """The node name a verified agent certificate was issued for; "" for certificates issued
+    before names were bound (the controller's record of the join decides then)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem) if cert_pem.lstrip().startswith(
+            b"-----BEGIN") else x509.load_der_x509_certificate(cert_pem)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ""
+    names = [uri[len(NODE_URI_PREFIX):]
+             for uri in san.get_values_for_type(x509.UniformResourceIdentifier)
+             if uri.startswith(NODE_URI_PREFIX)]
+    return names[0] if len(names) == 1 else ""
 
 
 def new_key_and_csr(node_name: str) -> tuple[bytes, bytes]:

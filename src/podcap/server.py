@@ -25,6 +25,7 @@ from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
 from podcap.api.protocol import HeadDeadlineH11Protocol
+from podcap.capture import tcpdump
 from podcap.config import Settings
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
@@ -98,7 +99,8 @@ def build(settings: Settings, *, local_agent: bool = True
         else None
     registry = AgentRegistry(sessions, local)
     service = CaptureService(sessions, registry, audit, quotas_of(settings),
-                             settings.trust_namespace_labels)
+                             settings.trust_namespace_labels,
+                             tcpdump.write_empty_pcap(data_dir / "empty-sll2.pcap"))
     stops: list[Callable[[], object]] = []
     tokens = None
     if settings.agent_listen:

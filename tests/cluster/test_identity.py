@@ -23,7 +23,7 @@ from sqlalchemy import create_engine, text
 from support import wait_for
 
 from podcap.errors import InvalidArgument, Unauthenticated
-from podcap.pki import AGENT_URI_PREFIX, CONTROLLER_NAME, new_key_and_csr
+from podcap.pki import AGENT_URI_PREFIX, CONTROLLER_NAME, NODE_URI_PREFIX, new_key_and_csr
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.uplink import CLIENT_OPTIONS, Identity, join
@@ -102,7 +102,7 @@ def test_join_once_then_certificate_alone(cluster: Cluster, tmp_path: Path) -> N
         cert = x509.load_pem_x509_certificate(identity.cert_pem)
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
-            AGENT_URI_PREFIX + record["id"]]
+            AGENT_URI_PREFIX + record["id"], NODE_URI_PREFIX + "join-node"]  # name bound
         # The key never left the node: the controller's data dir holds no agent key.
         assert not list(cluster.server.data_dir.glob("agent.key"))
 

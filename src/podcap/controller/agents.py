@@ -17,10 +17,11 @@ from sqlalchemy.orm import sessionmaker
 
 from podcap import limits
 from podcap.controller.db import AgentRecord
-from podcap.errors import NotFound, PermissionDenied, Unauthenticated
+from podcap.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
 from podcap.model import AgentInfo
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.base import AgentTransport
+from podcap.transport.rejects import Rejects
 from podcap.transport.remote import AgentSession, RemoteAgent, Uploads
 
 log = logging.getLogger("podcap.controller.agents")
@@ -31,11 +32,13 @@ class AgentRegistry:
         self._db = sessions
         self._local = local
         self.uploads = Uploads()
+        self.rejects = Rejects()  # what agents sent that was dropped (metrics.py)
         self._lock = threading.Lock()
+        self._joining = threading.Lock()  # one name check and insert at a time
         self._remote: dict[str, RemoteAgent] = {}
         with self._db() as db:
             for row in db.query(AgentRecord).filter(AgentRecord.revoked.is_(False)):
-                self._remote[row.id] = RemoteAgent(_info(row), self.uploads)
+                self._remote[row.id] = RemoteAgent(_info(row), self.uploads, self.rejects)
         self._closing = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="podcap-agents", daemon=True)
         self._monitor.start()
@@ -62,15 +65,27 @@ class AgentRegistry:
 
     # ---- membership -------------------------------------------------------------------
 
+    def name_free(self, node: str) -> None:
+        """A node name names one agent: a join with the name of an agent that is not revoked
+        is refused, so a token cannot buy a certificate that passes for a live node."""
+        with self._db() as db:
+            holder = db.query(AgentRecord).filter(AgentRecord.node == node,
+                                                  AgentRecord.revoked.is_(False)).first()
+        if holder is not None:
+            raise FailedPrecondition(f"node {node} is already joined as agent {holder.id}; "
+                                     f"revoke it first (podcap agents rm {holder.id}) to join "
+                                     "that node again")
+
     def joined(self, agent_id: str, node: str, fingerprint: str) -> None:
         now = time.time()
-        with self._db() as db, db.begin():
+        with self._joining, self._db() as db, db.begin():
+            self.name_free(node)
             db.add(AgentRecord(id=agent_id, node=node, version="", runtimes="", joined=now,
                                last_seen=0.0, cert_fingerprint=fingerprint, revoked=False))
         with self._lock:
             self._remote[agent_id] = RemoteAgent(
                 AgentInfo(id=agent_id, node=node, runtimes=(), version="", started=0.0,
-                          connected=False, joined=now), self.uploads)
+                          connected=False, joined=now), self.uploads, self.rejects)
         log.info("agent %s joined from node %s", agent_id, node)
 
     def revoke(self, agent_id: str) -> None:
@@ -88,10 +103,12 @@ class AgentRegistry:
 
     # ---- sessions (the gateway) -------------------------------------------------------
 
-    def attach(self, agent_id: str, fingerprint: str, hello: pb.Hello,
+    def attach(self, agent_id: str, fingerprint: str, cert_node: str, hello: pb.Hello,
                session: AgentSession) -> RemoteAgent:
         """The certificate was verified by TLS; here it must also be the one this agent was
-        issued, and the agent not revoked."""
+        issued, and the agent not revoked. The node name is bound to it: the one in the
+        certificate (or, for one issued before names were, the one it joined with); a Hello
+        naming another node is refused, so a node cannot pass itself off as another."""
         with self._db() as db, db.begin():
             row = db.get(AgentRecord, agent_id)
             if row is None:
@@ -101,7 +118,11 @@ class AgentRegistry:
             if row.cert_fingerprint != fingerprint:
                 raise Unauthenticated(f"agent {agent_id} presented a certificate that was "
                                       "not issued to it")
-            row.node = hello.node or row.node
+            bound = cert_node or row.node
+            if hello.node != bound:
+                raise PermissionDenied(f"agent {agent_id} joined as node {bound!r}, its Hello "
+                                       f"says {hello.node[:60]!r}: a node keeps the name it "
+                                       "joined with (join again with a new token to rename it)")
             row.version = hello.version
             row.runtimes = ",".join(hello.runtimes)
             row.last_seen = time.time()
@@ -109,7 +130,8 @@ class AgentRegistry:
         with self._lock:
             remote = self._remote.get(agent_id)
             if remote is None:
-                remote = self._remote[agent_id] = RemoteAgent(info, self.uploads)
+                remote = self._remote[agent_id] = RemoteAgent(info, self.uploads,
+                                                              self.rejects)
         remote.attach(session, hello)
         log.info("agent %s on node %s connected (version %s, runtimes %s)", agent_id,
                  hello.node, hello.version, ",".join(hello.runtimes) or "none")

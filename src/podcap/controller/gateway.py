@@ -9,24 +9,31 @@ certificate and checks it against the registry: never from a message.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
+from typing import NoReturn, TypeVar
 
 import grpc
 
 from podcap import limits
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
+from podcap.controller.join_gate import JoinGate, peer_address
 from podcap.controller.join_tokens import JoinTokens
-from podcap.errors import InvalidArgument, PodcapError, Unavailable
-from podcap.pki import ClusterCA, agent_id_of, fingerprint
+from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted, Unavailable
+from podcap.pki import ClusterCA, agent_id_of, fingerprint, node_of
+from podcap.transport import checks, codec, rejects
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.errors import from_wire, to_status
-from podcap.transport.remote import AgentSession
+from podcap.transport.remote import AgentSession, RemoteAgent
+
+M = TypeVar("M")
 
 log = logging.getLogger("podcap.controller.gateway")
 
@@ -46,47 +53,76 @@ class Gateway(pb_grpc.AgentGatewayServicer):
     def __init__(self, registry: AgentRegistry, tokens: JoinTokens, ca: ClusterCA,
                  audit: Audit) -> None:
         self.registry = registry
+        self.rejects = registry.rejects
         self.tokens = tokens
         self.ca = ca
         self.audit = audit
+        self.joins = JoinGate()
+        self._streams: Counter[tuple[str, str]] = Counter()
+        self._streams_lock = threading.Lock()
 
     # ---- Join (join port) -------------------------------------------------------------
 
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        if not self.joins.admit(peer_address(context.peer())):
+            self._join_refused(context, request.node, ResourceExhausted(
+                f"too many join attempts from this address; at most {limits.JOIN_RATE_PER_S:g} "
+                "a second (limits.JOIN_RATE_PER_S)"), "rate_limited")
         try:
-            node = _node_name(request.node)
+            node = checks.node_name(request.node.strip())
             agent_id = secrets.token_hex(8)
-            cert = self.ca.sign_agent(request.csr_pem, agent_id)  # a bad CSR spends no use
+            cert = self.ca.sign_agent(request.csr_pem, agent_id, node)  # a bad CSR spends no use
+            self.registry.name_free(node)  # nor does a name in use
             self.tokens.redeem(request.token)
             self.registry.joined(agent_id, node, fingerprint(cert))
         except PodcapError as exc:
-            log.warning("join refused (peer %s): %s", context.peer(), exc.message)
-            self.audit.record("agent.join", source=context.peer(), ok=False,
-                              detail=f"node {request.node[:253]!r}: {exc.message}")
-            context.abort(to_status(exc), exc.message)
+            self._join_refused(context, request.node, exc, type(exc).__name__)
         self.audit.record("agent.join", source=context.peer(),
                           detail=f"agent {agent_id} on node {node}")
         return pb.JoinReply(agent_id=agent_id, cert_pem=cert, ca_pem=self.ca.cert_pem)
+
+    def _join_refused(self, context: grpc.ServicerContext, node: str, exc: PodcapError,
+                      why: str) -> NoReturn:
+        """Counted always; logged and audited at a bounded rate (join_gate.py)."""
+        self.rejects.join(why)
+        own_row, skipped = self.joins.audit_slot()
+        if skipped:
+            self.audit.record("agent.join", source="join port", ok=False,
+                              detail=f"{skipped} refused joins in the last minute were not "
+                              "recorded one by one (limits.JOIN_AUDIT_PER_MIN); all are counted "
+                              "in podcap_joins_refused_total")
+        if own_row:
+            log.warning("join refused (peer %s): %s", context.peer(), exc.message)
+            self.audit.record("agent.join", source=context.peer(), ok=False,
+                              detail=f"node {node[:253]!r}: {exc.message}")
+        context.abort(to_status(exc), exc.message)
+        raise AssertionError("unreachable: abort raises")
 
     # ---- Session (agent port) ---------------------------------------------------------
 
     def Session(self, request_iterator: Iterator[pb.AgentMessage],
                 context: grpc.ServicerContext) -> Iterator[pb.ControllerMessage]:
-        agent_id, cert_fp = self._identify(context)
-        try:
-            first = next(request_iterator)
-        except StopIteration:
-            return
-        if first.WhichOneof("msg") != "hello":
-            log.warning("agent %s: session must begin with hello, got %s", agent_id,
-                        first.WhichOneof("msg"))
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session begins with Hello")
-        session = AgentSession(cancel=context.cancel)
-        try:
-            remote = self.registry.attach(agent_id, cert_fp, first.hello, session)
-        except PodcapError as exc:
-            log.warning("agent %s refused: %s", agent_id, exc.message)
-            context.abort(to_status(exc), exc.message)
+        agent_id, cert_fp, cert_node = self._identify(context)
+        with self._stream(context, agent_id, "sessions", limits.AGENT_SESSIONS_MAX):
+            first = self._first(request_iterator, context, agent_id, "its Hello")
+            if first is None:
+                return
+            if first.WhichOneof("msg") != "hello":
+                log.warning("agent %s: session must begin with hello, got %s", agent_id,
+                            first.WhichOneof("msg"))
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session begins with Hello")
+            session = AgentSession(cancel=context.cancel)
+            try:
+                hello = codec.hello_from_pb(first.hello)
+                remote = self.registry.attach(agent_id, cert_fp, cert_node, hello, session)
+            except PodcapError as exc:
+                log.warning("agent %s refused: %s", agent_id, exc.message)
+                context.abort(to_status(exc), exc.message)
+            yield from self._serve(session, remote, request_iterator, agent_id)
+
+    def _serve(self, session: AgentSession, remote: RemoteAgent,
+               request_iterator: Iterator[pb.AgentMessage],
+               agent_id: str) -> Iterator[pb.ControllerMessage]:
         node = remote.info().node
 
         def read() -> None:
@@ -94,12 +130,14 @@ class Gateway(pb_grpc.AgentGatewayServicer):
                 for message in request_iterator:
                     remote.seen()
                     kind = message.WhichOneof("msg")
-                    if kind == "reply":
+                    if kind == "reply":  # stray ones are counted; logged at a bounded rate
                         if not session.on_reply(message.reply):
-                            log.warning("node %s: reply %d answers no open command", node,
-                                        message.reply.seq)
+                            self.rejects.drop(agent_id, node, rejects.INVALID,
+                                              f"reply {message.reply.seq} answers no open "
+                                              "command")
                     elif kind != "heartbeat":
-                        log.warning("node %s: unexpected %s in a session; ignored", node, kind)
+                        self.rejects.drop(agent_id, node, rejects.INVALID,
+                                          f"unexpected {kind} in a session; ignored")
                 why = "the agent ended its session"
             except grpc.RpcError as exc:
                 why = f"stream broke ({exc.code().name if hasattr(exc, 'code') else exc})"
@@ -120,8 +158,13 @@ class Gateway(pb_grpc.AgentGatewayServicer):
 
     def Upload(self, request_iterator: Iterator[pb.PcapChunk],
                context: grpc.ServicerContext) -> pb.UploadReply:
-        agent_id, _ = self._identify(context)
-        first = next(request_iterator, None)
+        agent_id, _, _ = self._identify(context)
+        with self._stream(context, agent_id, "uploads", limits.AGENT_UPLOADS_MAX):
+            return self._upload(request_iterator, context, agent_id)
+
+    def _upload(self, request_iterator: Iterator[pb.PcapChunk], context: grpc.ServicerContext,
+                agent_id: str) -> pb.UploadReply:
+        first = self._first(request_iterator, context, agent_id, "its upload header")
         if first is None or first.WhichOneof("part") != "header":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload begins with its header")
             return pb.UploadReply()  # unreachable: abort raises
@@ -130,6 +173,9 @@ class Gateway(pb_grpc.AgentGatewayServicer):
         except PodcapError as exc:
             log.warning("agent %s: upload refused: %s", agent_id, exc.message)
             context.abort(to_status(exc), exc.message)
+        if first.header.size < -1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"upload size {first.header.size} is neither -1 nor a size")
         upload.begin(first.header.size)
         error: PodcapError | None = None
         try:
@@ -159,25 +205,67 @@ class Gateway(pb_grpc.AgentGatewayServicer):
 
     # ---- identity ---------------------------------------------------------------------
 
-    def _identify(self, context: grpc.ServicerContext) -> tuple[str, str]:
-        """(agent id, certificate fingerprint) from the verified peer certificate."""
+    def _identify(self, context: grpc.ServicerContext) -> tuple[str, str, str]:
+        """(agent id, certificate fingerprint, node name it was issued for) from the verified
+        peer certificate."""
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
                           "a client certificate is required here (join first)")
         try:
-            return agent_id_of(pems[0]), fingerprint(pems[0])
+            return agent_id_of(pems[0]), fingerprint(pems[0]), node_of(pems[0])
         except PodcapError as exc:
             context.abort(to_status(exc), exc.message)
             raise  # unreachable: abort raises
 
+    # ---- what one certificate may hold ------------------------------------------------
 
-def _node_name(node: str) -> str:
-    node = node.strip()
-    if not node or len(node) > 253 or not all(ch.isalnum() or ch in "-._" for ch in node):
-        raise InvalidArgument(f"invalid node name {node[:60]!r}: letters, digits, '-', '.', "
-                              "'_', at most 253 characters")
-    return node
+    @contextlib.contextmanager
+    def _stream(self, context: grpc.ServicerContext, agent_id: str, kind: str,
+                cap: int) -> Iterator[None]:
+        """At most ``cap`` open streams of this kind per certificate: each holds a server
+        thread, and no certificate may hold the pool."""
+        key = (agent_id, kind)
+        with self._streams_lock:
+            over = self._streams[key] >= cap
+            if not over:
+                self._streams[key] += 1
+        if over:
+            self.rejects.stream(agent_id, kind, f"{cap} {kind} open already "
+                                f"(limits.AGENT_{kind.upper()}_MAX)")
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"this agent has {cap} {kind} open already; at most {cap}")
+        try:
+            yield
+        finally:
+            with self._streams_lock:
+                self._streams[key] -= 1
+                if self._streams[key] <= 0:
+                    del self._streams[key]
+
+    def _first(self, request_iterator: Iterator[M], context: grpc.ServicerContext,
+               agent_id: str, what: str) -> M | None:
+        """The stream's first message, or None when it ends; a stream that sends nothing
+        within ``limits.STREAM_FIRST_MESSAGE_S`` is cancelled (its thread goes back)."""
+        late = threading.Event()
+
+        def expire() -> None:
+            late.set()
+            context.cancel()
+
+        timer = threading.Timer(limits.STREAM_FIRST_MESSAGE_S, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            return next(request_iterator, None)
+        except grpc.RpcError:
+            return None
+        finally:
+            timer.cancel()
+            if late.is_set():
+                self.rejects.stream(agent_id, rejects.NO_FIRST_MESSAGE,
+                                    f"sent no message within {limits.STREAM_FIRST_MESSAGE_S:g} "
+                                    f"s (expected {what})")
 
 
 def start_gateway(gateway: Gateway, agent_listen: str, join_listen: str | None) -> grpc.Server:

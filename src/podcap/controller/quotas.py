@@ -38,6 +38,9 @@ class Held:
     spec: CaptureSpec
     status: str
     bytes: int
+    # Placed by this controller (an owner row names its agent). A capture a node reports on
+    # its own counts against that node only: a node cannot fill a user's or a namespace's quota.
+    placed: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,9 @@ class Quotas:
             running = h.status == Status.RUNNING
             add = Usage(int(running), h.spec.max_bytes if running else h.bytes,
                         h.spec.buffer_kib * 1024 if running else 0)
-            if h.owner == owner:
+            if h.placed and h.owner == owner:
                 user = _sum(user, add)
-            if h.namespace == namespace:
+            if h.placed and h.namespace == namespace:
                 space = _sum(space, add)
             if h.agent_id == agent_id:
                 node = _sum(node, add)

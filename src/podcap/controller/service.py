@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import itertools
 import logging
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
 from podcap import limits, pcapng
 from podcap.agent.netstate import as_text as netstate_text
+from podcap.capture import tcpdump
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureOwner
+from podcap.controller.homes import WorkloadHomes
 from podcap.controller.quotas import Held, Quotas, default_node_buffer
 from podcap.controller.resolver import resolve
 from podcap.errors import (
@@ -40,6 +44,7 @@ from podcap.errors import (
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.streams import PcapRequest, PcapStream
+from podcap.transport import rejects
 from podcap.transport.base import AgentTransport
 from podcap.types import capture_id, workload_id
 
@@ -77,9 +82,11 @@ class Listing(Generic[T]):
 class CaptureService:
     def __init__(self, sessions: sessionmaker, agents: AgentRegistry,
                  audit: Audit | None = None, quotas: Quotas | None = None,
-                 trust_namespace_labels: bool = False) -> None:
+                 trust_namespace_labels: bool = False, empty_pcap: Path | None = None) -> None:
         self._sessions = sessions
         self.agents = agents
+        self._homes = WorkloadHomes()
+        self._empty_pcap = empty_pcap
         self.audit = audit or Audit(sessions)
         self.quotas = quotas or Quotas(node_buffer_bytes=default_node_buffer())
         self._quota_lock = threading.Lock()
@@ -106,6 +113,10 @@ class CaptureService:
     def _every_workload(self) -> Listing[PlacedWorkload]:
         """Every node's workloads, whoever asks: callers filter by namespace."""
         answers, unreachable = self._fan_out(lambda t: t.list_workloads())
+        answers, twice = self._homes.sift(answers, {a.id: a for a in self.agents.infos()})
+        for aid, w in twice:
+            self.agents.rejects.drop(aid, w.node, rejects.DUPLICATE_WORKLOAD,
+                                     f"workload {w.id[:64]} is another node's")
         return Listing([PlacedWorkload(w, aid) for aid, found in answers.items()
                         for w in map(self._namespaced, found)], unreachable)
 
@@ -137,12 +148,18 @@ class CaptureService:
         raise NotFound(f"workload {wid} not found")
 
     def check_filter(self, expression: str) -> None:
-        """Any connected agent compiles it (the same tcpdump everywhere)."""
-        for info in self.agents.infos():
-            if info.connected:
-                self.agents.get(info.id).check_filter(expression)
-                return
-        raise Unavailable("no agent is connected to compile the filter")
+        """Compiled here, by the controller's own tcpdump (``tcpdump -d`` on an empty file of
+        the capture link type needs no namespace and no privilege): a user's filter text
+        never goes to a node that will not run it, and no node can stall the check. The
+        capture's own tcpdump compiles it again where it runs."""
+        CaptureSpec(filter=expression)  # length and character rules first
+        if self._empty_pcap is None:
+            self._empty_pcap = tcpdump.write_empty_pcap(
+                Path(tempfile.mkdtemp(prefix="podcap-filter-")) / "empty-sll2.pcap")
+        try:
+            tcpdump.compile_filter(expression, self._empty_pcap)
+        except OSError as exc:  # no tcpdump on the controller's machine
+            raise Unavailable(f"cannot compile filters here: {exc}") from exc
 
     # ---- captures -----------------------------------------------------------------------
 
@@ -347,35 +364,51 @@ class CaptureService:
                 unreachable.append(Unreachable(aid, node, error.message))
             elif isinstance(error, PodcapError):
                 unreachable.append(Unreachable(aid, node, f"error: {error.message}"))
-            else:
-                raise error
+            else:  # a bug or a lying agent: this node fails this request, nobody else's
+                log.error("node %s: %s failed", node, type(error).__name__, exc_info=error)
+                unreachable.append(Unreachable(aid, node,
+                                               f"error: internal ({type(error).__name__})"))
         return answers, sorted(unreachable, key=lambda u: u.node)
 
     def _held(self) -> list[Held]:
         """Every capture of every agent (last known state for those away), as quotas see it."""
         every, _ = self._every_capture()
         return [Held(o.owner, o.namespace, aid, o.capture.spec, str(o.capture.status),
-                     o.capture.stats.bytes) for aid, o in every]
+                     o.capture.stats.bytes, placed=bool(o.owner)) for aid, o in every]
 
     def _every_capture(self, only: str | None = None
                        ) -> tuple[list[tuple[str, OwnedCapture]], list[Unreachable]]:
         """(agent id, capture with its owner) of every agent, or of ``only``; an agent that
-        does not answer contributes its last known state, marked stale."""
+        does not answer contributes its last known state, marked stale. A capture id belongs
+        to the agent the controller placed it on: another agent reporting it is ignored
+        (never a second copy in its owner's list, never counted in a quota)."""
         owners = self._owners()
         answers, unreachable = self._fan_out(lambda t: t.list_captures(), only=only)
         stale = {u.agent_id for u in unreachable}
         for aid in stale:
             answers[aid] = self.agents.get(aid).known_captures()
-        return [(aid, self._owned(c, owners.get(c.id), aid in stale))
-                for aid, captures in answers.items() for c in captures], unreachable
+        every: list[tuple[str, OwnedCapture]] = []
+        for aid, captures in answers.items():
+            foreign = {c.id for c in captures if c.id in owners
+                       and owners[c.id].agent_id != aid}
+            if foreign:
+                node = next((c.workload.node for c in captures), "")
+                self.agents.rejects.drop(aid, node, rejects.NOT_ITS_CAPTURE,
+                                         f"capture {min(foreign)} was placed on another node",
+                                         len(foreign))
+            every += [(aid, self._owned(c, owners.get(c.id), aid in stale))
+                      for c in captures if c.id not in foreign]
+        return every, unreachable
 
     def _route(self, cid: str) -> tuple[AgentTransport, CaptureOwner | None]:
         cid = capture_id(cid)
         with self._sessions() as db:
             row = db.get(CaptureOwner, cid)
         transports = self.agents.transports()
-        if row is not None and row.agent_id in transports:
-            return transports[row.agent_id], row
+        if row is not None:  # placed by this controller: its agent alone may answer for it
+            if row.agent_id in transports:
+                return transports[row.agent_id], row
+            raise NotFound(f"capture {cid} not found: its agent {row.agent_id} is gone")
         answers, unreachable = self._fan_out(lambda t: _has_capture(t, cid))
         for aid, has in answers.items():  # started before this controller knew it
             if has:

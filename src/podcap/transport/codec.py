@@ -1,18 +1,27 @@
 """Protobuf messages to and from the domain dataclasses. Nothing outside ``transport/`` and
-the gateway sees a protobuf message."""
+the gateway sees a protobuf message. What comes from an agent is checked field by field on the
+way in (``transport/checks.py``): a malformed answer is an ``InvalidArgument``, never a
+``ValueError`` deep in a list."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 
+from podcap import limits
 from podcap.errors import InvalidArgument
 from podcap.model import Capture, CaptureSpec, Stats, Status, Workload
 from podcap.streams import PcapRequest
+from podcap.transport import checks
 from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.types import agent_id, capture_id, workload_id
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(CaptureSpec)]
 _STATS_FIELDS = [f.name for f in dataclasses.fields(Stats)]
+_STATUSES = tuple(str(s) for s in Status)
+RUNTIMES = ("docker", "cri")
+KINDS = ("container", "pod")
+PID_MAX = 2**22  # the kernel's pid_max ceiling (PID_MAX_LIMIT)
 
 
 def workload_to_pb(w: Workload) -> pb.Workload:
@@ -26,13 +35,21 @@ def workload_to_pb(w: Workload) -> pb.Workload:
 
 
 def workload_from_pb(m: pb.Workload) -> Workload:
+    """Every field checked (``transport/checks.py``): an agent may lie. ``InvalidArgument``
+    names the first field that breaks a rule."""
     return Workload(
-        id=m.id, name=m.name, runtime=m.runtime, node=m.node, kind=m.kind, image=m.image,
-        state=m.state, pid=m.pid or None, pid_start=m.pid_start or None, netns=m.netns or None,
-        network_mode=m.network_mode, host_network=m.host_network, ips=tuple(m.ips),
-        labels=dict(m.labels), pod_name=m.pod_name, pod_id=m.pod_id, namespace=m.namespace,
-        container_name=m.container_name, created=m.created, cap_sniff=m.cap_sniff,
-        cap_sniff_reason=m.cap_sniff_reason)
+        id=workload_id(m.id), name=checks.text("name", m.name),
+        runtime=checks.one_of("runtime", m.runtime, RUNTIMES), node=checks.node_name(m.node),
+        kind=checks.one_of("kind", m.kind, KINDS), image=checks.text("image", m.image),
+        state=checks.text("state", m.state, 64), pid=checks.count("pid", m.pid, PID_MAX) or None,
+        pid_start=checks.count("pid_start", m.pid_start) or None, netns=m.netns or None,
+        network_mode=checks.text("network_mode", m.network_mode),
+        host_network=m.host_network, ips=checks.ips(list(m.ips)),
+        labels=checks.labels(dict(m.labels)), pod_name=checks.text("pod_name", m.pod_name),
+        pod_id=checks.text("pod_id", m.pod_id), namespace=checks.text("namespace", m.namespace),
+        container_name=checks.text("container_name", m.container_name),
+        created=checks.finite("created", m.created), cap_sniff=m.cap_sniff,
+        cap_sniff_reason=checks.text("cap_sniff_reason", m.cap_sniff_reason))
 
 
 def spec_to_pb(s: CaptureSpec) -> pb.CaptureSpec:
@@ -57,13 +74,23 @@ def capture_to_pb(c: Capture) -> pb.Capture:
 
 
 def capture_from_pb(m: pb.Capture) -> Capture:
+    """Every field checked, as ``workload_from_pb``: status an enum, ids of their shape,
+    counters whole and bounded."""
+    if m.status not in _STATUSES:
+        raise InvalidArgument(f"status {m.status[:40]!r} is not one of {', '.join(_STATUSES)}")
+    checks.items("args", m.args, limits.AGENT_ARGS_MAX)
+    checks.items("reclaimed", m.reclaimed, limits.AGENT_CAPTURES_MAX)
+    stop_time = checks.moment("stop_time", m.stop_time) if m.HasField("stop_time") else None
     return Capture(
-        id=m.id, agent_id=m.agent_id, workload=workload_from_pb(m.workload),
-        spec=spec_from_pb(m.spec), status=Status(m.status), reason=m.reason,
-        stats=Stats(**{name: getattr(m.stats, name) for name in _STATS_FIELDS}),
-        files=m.files, args=list(m.args), start_time=m.start_time,
-        stop_time=m.stop_time if m.HasField("stop_time") else None,
-        reclaimed=list(m.reclaimed), owner=m.owner)
+        id=capture_id(m.id), agent_id=agent_id(m.agent_id), workload=workload_from_pb(m.workload),
+        spec=spec_from_pb(m.spec), status=Status(m.status),
+        reason=checks.text("reason", m.reason),
+        stats=Stats(**{name: checks.count(name, getattr(m.stats, name))
+                       for name in _STATS_FIELDS}),
+        files=checks.count("files", m.files, limits.FILE_NUMBER_MAX),
+        args=[checks.text("args", a, limits.FILTER_MAX_CHARS) for a in m.args],
+        start_time=checks.moment("start_time", m.start_time), stop_time=stop_time,
+        reclaimed=[capture_id(c) for c in m.reclaimed], owner=checks.text("owner", m.owner, 64))
 
 
 def download_to_pb(capture_id: str, r: PcapRequest, download_id: str) -> pb.Download:
@@ -88,3 +115,17 @@ def document_from_wire(data: bytes) -> dict[str, object]:
     if not isinstance(body, dict):
         raise InvalidArgument("an agent sent a document that is not a JSON object")
     return body
+
+
+def hello_from_pb(m: pb.Hello) -> pb.Hello:
+    """A Hello whose every field passed its check (the node name by the join's rule)."""
+    checks.node_name(m.node)
+    checks.text("version", m.version, 64)
+    checks.items("runtimes", m.runtimes, len(RUNTIMES))
+    for runtime in m.runtimes:
+        checks.one_of("runtime", runtime, RUNTIMES)
+    checks.moment("started", m.started)
+    checks.count("disk_budget", m.disk_budget)
+    if m.reclaim:
+        checks.one_of("reclaim", m.reclaim, limits.RECLAIM_POLICIES)
+    return m

@@ -16,7 +16,7 @@ _KINDS: dict[str, type[errors.PodcapError]] = {
     cls.__name__: cls for cls in (
         errors.NotFound, errors.InvalidArgument, errors.NotEnoughFilter,
         errors.FailedPrecondition, errors.Unauthenticated, errors.PermissionDenied,
-        errors.Unavailable, errors.CaptureFailed, errors.PodcapError)
+        errors.Unavailable, errors.CaptureFailed, errors.ResourceExhausted, errors.PodcapError)
 }
 
 # Most specific class first (NotEnoughFilter is an InvalidArgument).
@@ -28,6 +28,7 @@ _STATUS: list[tuple[type[errors.PodcapError], grpc.StatusCode]] = [
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.CaptureFailed, grpc.StatusCode.INTERNAL),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),  # caps, the join rate
 ]
 _FROM_STATUS = {code: cls for cls, code in _STATUS}
 _FROM_STATUS[grpc.StatusCode.DEADLINE_EXCEEDED] = errors.Unavailable

@@ -20,21 +20,25 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 from podcap import limits
 from podcap.errors import InvalidArgument, NotFound, PermissionDenied, PodcapError, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
-from podcap.transport import codec
+from podcap.transport import codec, rejects
 from podcap.transport.agent_proto import agent_pb2 as pb
 from podcap.transport.errors import from_wire
+from podcap.transport.rejects import Rejects
 
 log = logging.getLogger("podcap.controller.agents")
 
 _END = object()
+M = TypeVar("M")
+T = TypeVar("T")
 
 
 class AgentSession:
@@ -179,9 +183,11 @@ class Uploads:
 class RemoteAgent:
     """An agent that joined: connected (a session is open) or not (last known state)."""
 
-    def __init__(self, info: AgentInfo, uploads: Uploads) -> None:
+    def __init__(self, info: AgentInfo, uploads: Uploads, rejects: Rejects | None = None
+                 ) -> None:
         self._info = dataclasses.replace(info, connected=False)
         self._uploads = uploads
+        self.rejects = rejects or Rejects()
         self._session: AgentSession | None = None
         self._known: dict[str, Capture] = {}
         self._lock = threading.Lock()
@@ -222,8 +228,13 @@ class RemoteAgent:
         return dataclasses.replace(self._info, last_seen=self.last_seen)
 
     def list_workloads(self) -> list[Workload]:
+        """Invalid entries are dropped (logged, counted); more than the cap is refused whole:
+        no real node runs that many, and reading them all slowed every list."""
         reply = self._call(pb.Command(list_workloads=pb.Empty()), limits.FANOUT_DEADLINE_S)
-        return [codec.workload_from_pb(w) for w in reply.workloads.items]
+        self._cap(rejects.WORKLOADS, len(reply.workloads.items), limits.AGENT_WORKLOADS_MAX)
+        node = self._info.node
+        return [dataclasses.replace(w, node=node) if w.node != node else w  # speaks for itself
+                for w in self._valid(codec.workload_from_pb, reply.workloads.items, "workload")]
 
     def check_filter(self, expression: str) -> None:
         self._call(pb.Command(check_filter=expression), limits.COMMAND_TIMEOUT_S)
@@ -243,7 +254,9 @@ class RemoteAgent:
 
     def list_captures(self) -> list[Capture]:
         reply = self._call(pb.Command(list_captures=pb.Empty()), limits.FANOUT_DEADLINE_S)
-        captures = [self._own(codec.capture_from_pb(c)) for c in reply.captures.items]
+        self._cap(rejects.CAPTURES, len(reply.captures.items), limits.AGENT_CAPTURES_MAX)
+        captures = self._valid(lambda m: self._own(codec.capture_from_pb(m)),
+                               reply.captures.items, "capture")
         with self._lock:
             self._known = {c.id: c for c in captures}
         return captures
@@ -260,7 +273,8 @@ class RemoteAgent:
                  ) -> dict[str, object]:
         command = pb.Command(document=pb.DocumentRequest(capture_id=capture_id, name=name,
                                                          params=params or {}))
-        return codec.document_from_wire(self._call(command, limits.COMMAND_TIMEOUT_S).document)
+        data = self._call(command, limits.COMMAND_TIMEOUT_S).document
+        return self._one(codec.document_from_wire, data, "document")
 
     def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
         upload = self._uploads.expect(self._info.id)
@@ -309,8 +323,41 @@ class RemoteAgent:
                                   f"agent {capture.agent_id!r}")
         return capture
 
+    def _valid(self, convert: Callable[[M], T], messages: Iterable[M], what: str) -> list[T]:
+        """The entries that pass their checks; the others are dropped, logged and counted."""
+        kept: list[T] = []
+        bad: list[str] = []
+        for m in messages:
+            try:
+                kept.append(convert(m))
+            except PodcapError as exc:
+                bad.append(exc.message)
+        if bad:
+            self.rejects.drop(self._info.id, self._info.node, rejects.INVALID,
+                              f"invalid {what}: {bad[0]}", len(bad))
+        return kept
+
+    def _one(self, convert: Callable[[M], T], message: M, what: str) -> T:
+        """The answer of one command: an invalid one fails this request only, as a node that
+        could not answer (503 naming it), never as the user's mistake."""
+        try:
+            return convert(message)
+        except PodcapError as exc:
+            self.rejects.drop(self._info.id, self._info.node, rejects.INVALID,
+                              f"invalid {what}: {exc.message}")
+            raise Unavailable(f"node {self._info.node} sent an invalid {what}: "
+                              f"{exc.message}") from None
+
+    def _cap(self, what: str, n: int, high: int) -> None:
+        if n > high:
+            self.rejects.limit(self._info.id, self._info.node, what,
+                               f"reported {n} {what}; at most {high} are read")
+            raise Unavailable(f"node {self._info.node} reported {n} {what}; at most {high} "
+                              f"(limits.AGENT_{what.upper()}_MAX)")
+
     def _remember(self, reply: pb.Reply) -> Capture:
-        capture = self._own(codec.capture_from_pb(reply.capture))
+        capture = self._one(lambda m: self._own(codec.capture_from_pb(m)), reply.capture,
+                            "capture")
         with self._lock:
             self._known[capture.id] = capture
         return capture
