@@ -114,8 +114,8 @@ def test_kernel_buffer_gauge_drops_back_when_a_capture_stops() -> None:
         start_failures=0, agent_infos=lambda: [agent],
         captures=lambda who: Listing([OwnedCapture(c, "admin", "") for c in held]),
         agents=SimpleNamespace(transports=lambda: {agent.id: SimpleNamespace(
-            info=lambda: agent)}),
-        quotas=SimpleNamespace(node_buffer_bytes=0))
+            info=lambda: agent)}, rejects=SimpleNamespace(snapshot=lambda: ({}, {}, {}, {}))),
+        audit=SimpleNamespace(suppressed={}), quotas=SimpleNamespace(node_buffer_bytes=0))
 
     def gauge() -> float | None:
         for family in StateCollector(service).collect():  # type: ignore[arg-type]
