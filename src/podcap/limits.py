@@ -55,7 +55,7 @@ DOWNLOAD_CHUNK_BYTES: Final = 4 * 1024 * 1024  # fewer thread hops; memory stays
 # Process control.
 START_TIMEOUT_S: Final = 10.0  # tcpdump must say "listening on" within this
 START_POLL_S: Final = 0.001  # how often a start reads tcpdump's log for "listening on"
-FILTER_CACHE_SIZE: Final = 256  # filters known to compile (capture/tcpdump.py)
+FILTER_CACHE_SIZE: Final = 256  # filters known to compile (capture/filters.py)
 STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
 # Before SIGINT, wait (at most this) for tcpdump to read the kernel's open TPACKET_V3 block:
 # its timeout is 1 s, so this bounds the wait a little above it.

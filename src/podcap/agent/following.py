@@ -6,10 +6,10 @@ tcpdump flush. The flusher looks every ``FOLLOW_FLUSH_INTERVAL_S`` at the captur
 least one follower, and sleeps (no wake-ups at all) while nobody follows.
 
 tcpdump flushes from inside its signal handler, which corrupts the file if the signal lands
-while tcpdump is writing (``tcpdump.flush``). So a capture is flushed only when it needs it and
+while tcpdump is writing (``signals.flush``). So a capture is flushed only when it needs it and
 it is safe: its ring files have not grown since the last look (a busy tcpdump fills and writes
 its buffer by itself, and is the one most likely to be inside fwrite), and tcpdump sleeps in
-poll() right now (``tcpdump.waiting_in_poll``). The counts, the number of flushes and the gaps
+poll() right now (``signals.waiting_in_poll``). The counts, the number of flushes and the gaps
 followers met are served as the capture's ``follow`` document.
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
-from podcap.capture import tcpdump
+from podcap.capture import signals, tcpdump
 from podcap.capture.follow import Gap
 from podcap.model import Capture
 
@@ -92,8 +92,8 @@ class Following:
             flushed = {}
             for cid, (pid, files_dir) in targets().items():
                 if cid in followed and self._needs_flush(cid, files_dir) and \
-                        tcpdump.waiting_in_poll(pid):
-                    tcpdump.flush(pid)
+                        signals.waiting_in_poll(pid):
+                    signals.flush(pid)
                     flushed[cid] = files_dir
             if flushed:
                 closing.wait(limits.FOLLOW_FLUSH_SETTLE_S)  # our flush is not growth: look after

@@ -24,7 +24,7 @@ from podcap.agent.following import Following
 from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.store import CaptureStore
 from podcap.agent.workloads import WorkloadView
-from podcap.capture import ring, tcpdump
+from podcap.capture import command, filters, ring, runner, signals, tcpdump, tcpdump_log
 from podcap.capture.follow import RingFollower
 from podcap.errors import FailedPrecondition, InvalidArgument, NotFound
 from podcap.insight.filtered import filtered
@@ -121,7 +121,7 @@ class Agent:
 
     def check_filter(self, expression: str) -> None:
         CaptureSpec(filter=expression)  # length and character rules first
-        tcpdump.compile_filter(expression, self.empty_pcap)
+        filters.compile_filter(expression, self.empty_pcap)
 
     def captures(self) -> list[Capture]:
         with self._lock:
@@ -142,7 +142,7 @@ class Agent:
         # The capture's own tcpdump compiles the filter (see _spawn). Only a start that may
         # delete old captures compiles it first: a typo must never cost a capture.
         if self.reclaim != "none":
-            tcpdump.compile_filter(spec.filter, self.empty_pcap)
+            filters.compile_filter(spec.filter, self.empty_pcap)
         if self._disk_full():
             raise FailedPrecondition(
                 f"disk full: less than {limits.DISK_FULL_RESERVE_BYTES // 1024} KiB free where "
@@ -152,7 +152,7 @@ class Agent:
             reclaimed = self._check_budget(spec, cid)
             files_dir = self.store.files_dir(cid)
             capture = Capture(id=cid, agent_id=self.info.id, workload=workload, spec=spec,
-                              args=tcpdump.tcpdump_args(spec, files_dir)[1:],
+                              args=command.tcpdump_args(spec, files_dir)[1:],
                               start_time=time.time(), owner=owner)
             self.store.dir(cid).mkdir(mode=0o700)  # the record is written while tcpdump boots
             files_dir.mkdir(mode=0o700)
@@ -188,7 +188,7 @@ class Agent:
                                               self.info.node, owner or None, owner=owner,
                                               pid=proc.pid))
                 return dataclasses.replace(self._snapshot(capture), reclaimed=reclaimed)
-        tcpdump.terminate(proc.pid, alive=proc.alive)  # stopped or removed while starting
+        signals.terminate(proc.pid, alive=proc.alive)  # stopped or removed while starting
         return dataclasses.replace(self.capture(cid), reclaimed=reclaimed)
 
     def stop(self, cid: str) -> Capture:
@@ -299,19 +299,19 @@ class Agent:
             if not process_alive(workload.pid or 0, workload.pid_start):
                 raise FailedPrecondition(
                     f"Unable to capture the container traffic: {workload.name} exited")
-            argv = tcpdump.capture_argv(netns_fd, capture.spec, self.store.files_dir(capture.id))
-            popen = tcpdump.start(argv, log_path, netns_fd)
+            argv = command.capture_argv(netns_fd, capture.spec, self.store.files_dir(capture.id))
+            popen = runner.start(argv, log_path, netns_fd)
         finally:
             os.close(netns_fd)
         try:
             with self._lock:  # tcpdump takes ~15 ms to listen: the record is written meanwhile
                 if capture.id in self._captures:
                     self.store.save(capture)
-            tcpdump.wait_listening(popen, log_path, expression=capture.spec.filter,
+            runner.wait_listening(popen, log_path, expression=capture.spec.filter,
                                    empty_pcap=self.empty_pcap)
         except BaseException:
             if popen.poll() is None:  # never leave a tcpdump behind a failed start
-                tcpdump.terminate(popen.pid, grace=0.5, alive=lambda: popen.poll() is None)
+                signals.terminate(popen.pid, grace=0.5, alive=lambda: popen.poll() is None)
             raise
         return _Proc(pid=popen.pid, pid_start=proc_start_time(popen.pid), popen=popen)
 
@@ -339,8 +339,8 @@ class Agent:
         if proc is not None:
             if first:
                 if drain and reason != Reason.DISK_FULL:  # a full disk: stop writing now
-                    tcpdump.drain(proc.pid, self.store.log_path(cid))
-                tcpdump.terminate(proc.pid, alive=proc.alive)
+                    signals.drain(proc.pid, self.store.log_path(cid))
+                signals.terminate(proc.pid, alive=proc.alive)
             self._wait_reaped(proc)
         self._finish(cid, reason)
 
@@ -365,7 +365,7 @@ class Agent:
             if capture is None or capture.status is not Status.RUNNING:
                 return
             self._procs.pop(cid, None)
-            final = tcpdump.parse_stats(self.store.log_path(cid))
+            final = tcpdump_log.parse_stats(self.store.log_path(cid))
             if final is not None:
                 capture.stats = final
             if reason not in _SIGINT_ENDS:  # killed, or a full disk: a record may be cut
@@ -439,21 +439,21 @@ class Agent:
         return due
 
     def _ended_by_itself(self, cid: str, proc: _Proc) -> None:
-        reason, failed = tcpdump.exit_reason(proc.exit_code(), self.store.log_path(cid))
+        reason, failed = tcpdump_log.exit_reason(proc.exit_code(), self.store.log_path(cid))
         self._finish(cid, reason, Status.FAILED if failed else Status.STOPPED)
 
     def _refresh_live(self) -> None:
         with self._lock:
             running = [(cid, p.pid) for cid, p in self._procs.items() if not p.stopping]
         for _, pid in running:
-            tcpdump.request_stats(pid)
+            signals.request_stats(pid)
         time.sleep(0.05)  # tcpdump answers SIGUSR1 from its capture loop, within milliseconds
         with self._lock:
             for cid, _ in running:
                 capture = self._captures.get(cid)
                 if capture is None or capture.status is not Status.RUNNING:
                     continue
-                stats = tcpdump.parse_stats(self.store.log_path(cid)) or Stats()
+                stats = tcpdump_log.parse_stats(self.store.log_path(cid)) or Stats()
                 stats.bytes = capture.stats.bytes
                 capture.stats = stats
                 self._refresh_files(capture)
@@ -486,7 +486,7 @@ class Agent:
                              stop_time=_mtime(self.store.log_path(capture.id)))
         for cid, (pid, start) in leftovers.items():
             log.warning("stopping stray tcpdump pid %d of unknown capture %s", pid, cid)
-            tcpdump.terminate(pid, alive=functools.partial(process_alive, pid, start))
+            signals.terminate(pid, alive=functools.partial(process_alive, pid, start))
 
 
 # Ends where podcap SIGINTed tcpdump, which then flushed whole records.
