@@ -44,7 +44,7 @@ DISK_FULL_RESERVE_BYTES: Final = 1024**2
 # Retention (controller/retention.py): with --retention-days N, stopped captures whose stop time
 # is more than N days ago are deleted by a sweep this often (an hour of slack on a scale of days).
 RETENTION_SWEEP_S: Final = 600.0
-# Reclaim (agent/manager.py): "none" refuses a start over the disk budget; "oldest" first deletes
+# Reclaim (agent/budget.py): "none" refuses a start over the disk budget; "oldest" first deletes
 # the node's oldest stopped captures (never a running one) until the new one fits.
 RECLAIM_POLICIES: Final = ("none", "oldest")
 

@@ -15,6 +15,7 @@ followers met are served as the capture's ``follow`` document.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -22,9 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
-from podcap.capture import signals, tcpdump
-from podcap.capture.follow import Gap
-from podcap.model import Capture
+from podcap.capture import signals
+from podcap.capture.follow import Gap, RingFollower
+from podcap.capture.tcpdump import RING_PREFIX
+from podcap.model import Capture, CaptureSpec
+from podcap.streams import PcapStream
 
 log = logging.getLogger("podcap.agent")
 
@@ -40,6 +43,17 @@ class Following:
         self.gaps: dict[str, list[Gap]] = {}
         self.gap_count: dict[str, int] = {}
         self._written: dict[str, tuple[int, int]] = {}  # ring files' last write, per capture
+
+    def stream(self, cid: str, files_dir: Path, spec: CaptureSpec,
+               running: Callable[[], bool], from_now: bool, chunk: int) -> PcapStream:
+        """A follower of the capture's ring (capture/follow.py), counted from now until the
+        reader has really ended."""
+        self.add(cid)
+        reader = RingFollower(files_dir, spec.file_number, spec.file_size_mb * 1_000_000,
+                              running, from_now=from_now, prefix=RING_PREFIX,
+                              on_gap=functools.partial(self.gap, cid),
+                              on_end=functools.partial(self.remove, cid), chunk=chunk)
+        return PcapStream(reader, None)
 
     def add(self, cid: str) -> None:
         with self._lock:
@@ -119,7 +133,7 @@ def last_write(files_dir: Path) -> tuple[int, int]:
     try:
         with os.scandir(files_dir) as entries:
             for entry in entries:
-                if entry.name.startswith(tcpdump.RING_PREFIX):
+                if entry.name.startswith(RING_PREFIX):
                     st = entry.stat()
                     newest = max(newest, (st.st_mtime_ns, st.st_size))
     except OSError:

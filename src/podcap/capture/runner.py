@@ -1,17 +1,71 @@
-"""A capture's tcpdump from argv to "listening on": spawned in its own session, its banner
-awaited, a failed start told apart (bad filter or anything else)."""
+"""A capture's tcpdump from argv to "listening on": the one way the agent starts one.
+
+The agent hands a ``TcpdumpRun`` the spec and the capture's paths; the run builds the argv
+(capture/command.py), enters the container's network namespace by an open fd, spawns tcpdump and
+waits for its banner. Nothing here calls back into the agent: between ``spawn`` and
+``wait_listening`` the agent writes its record (tcpdump takes ~15 ms to listen).
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
+from podcap.capture.command import capture_argv, tcpdump_args
 from podcap.capture.filters import compile_filter
 from podcap.capture.signals import terminate
 from podcap.capture.tcpdump_log import message
-from podcap.errors import CaptureFailed
+from podcap.errors import CaptureFailed, FailedPrecondition
+from podcap.model import CaptureSpec
+
+
+class TcpdumpRun:
+    """One capture's tcpdump while it starts. ``args`` is its argv without the binary, as the
+    capture's record shows it; ``popen`` is set by ``spawn``."""
+
+    def __init__(self, spec: CaptureSpec, files_dir: Path, log_path: Path) -> None:
+        self.spec = spec
+        self.files_dir = files_dir
+        self.log_path = log_path
+        self.args = tcpdump_args(spec, files_dir)[1:]
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, pid: int, same_process: Callable[[], bool], name: str,
+              ) -> subprocess.Popen[bytes]:
+        """Start tcpdump in the network namespace of ``pid`` (the container's process, named
+        ``name`` in errors). ``same_process`` says whether ``pid`` is still that process: asked
+        once the namespace fd is open, so the fd is known to be the container's."""
+        try:
+            netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"Unable to capture the container traffic: {name} exited") from exc
+        try:
+            if not same_process():
+                raise FailedPrecondition(
+                    f"Unable to capture the container traffic: {name} exited")
+            argv = capture_argv(netns_fd, self.spec, self.files_dir)
+            self.popen = start(argv, self.log_path, netns_fd)
+        finally:
+            os.close(netns_fd)
+        return self.popen
+
+    def wait_listening(self, empty_pcap: Path) -> None:
+        """Return once tcpdump listens; on a failure (a bad filter: ``InvalidArgument``) the
+        caller ``abandon``s the run."""
+        assert self.popen is not None, "spawn first"
+        wait_listening(self.popen, self.log_path, expression=self.spec.filter,
+                       empty_pcap=empty_pcap)
+
+    def abandon(self) -> None:
+        """Never leave a tcpdump behind a failed start."""
+        popen = self.popen
+        if popen is not None and popen.poll() is None:
+            terminate(popen.pid, grace=0.5, alive=lambda: popen.poll() is None)
 
 
 def start(argv: list[str], log_path: Path, netns_fd: int) -> subprocess.Popen[bytes]:
