@@ -71,8 +71,8 @@ FOLLOW_POLL_S: Final = 0.05
 FOLLOW_KEEPALIVE_S: Final = 5.0
 FOLLOW_NICE: Final = 10  # a follower reads at this CPU priority: tcpdump always goes first
 
-# Network-state snapshot at capture start (agent/netstate.py): each `ip`/`ss` run gets this long,
-# and a document request waits this long for a snapshot still being taken.
+# Network-state snapshot at capture start (agent/netstate/take.py): each `ip`/`ss` run gets this
+# long, and a document request waits this long for a snapshot still being taken.
 NETSTATE_COMMAND_TIMEOUT_S: Final = 5.0
 NETSTATE_OUTPUT_MAX_BYTES: Final = 4 * 1024 * 1024  # per command; more is cut, and said
 NETSTATE_MAX_ROWS: Final = 2000  # per section (a busy proxy has many sockets); more is counted
