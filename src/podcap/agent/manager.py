@@ -30,7 +30,6 @@ from podcap.agent.workloads import WorkloadView
 from podcap.capture import ring
 from podcap.capture.filters import compile_filter
 from podcap.capture.runner import TcpdumpRun
-from podcap.capture.signals import terminate
 from podcap.capture.tcpdump import write_empty_pcap
 from podcap.errors import FailedPrecondition, InvalidArgument, NotFound
 from podcap.insight.filtered import filtered
@@ -179,7 +178,7 @@ class Agent:
                                               self.info.node, owner or None, owner=owner,
                                               pid=proc.pid))
                 return dataclasses.replace(table.snapshot(capture), reclaimed=reclaimed)
-        terminate(proc.pid, alive=proc.alive)  # stopped or removed while starting
+        run.abandon(grace=limits.STOP_GRACE_S)  # stopped or removed while starting
         return dataclasses.replace(self.capture(cid), reclaimed=reclaimed)
 
     def stop(self, cid: str) -> Capture:

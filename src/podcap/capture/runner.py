@@ -61,11 +61,12 @@ class TcpdumpRun:
         wait_listening(self.popen, self.log_path, expression=self.spec.filter,
                        empty_pcap=empty_pcap)
 
-    def abandon(self) -> None:
-        """Never leave a tcpdump behind a failed start."""
+    def abandon(self, grace: float = 0.5) -> None:
+        """Never leave a tcpdump behind a failed start (or a capture stopped while it
+        started: the agent gives that one the stop's grace)."""
         popen = self.popen
         if popen is not None and popen.poll() is None:
-            terminate(popen.pid, grace=0.5, alive=lambda: popen.poll() is None)
+            terminate(popen.pid, grace=grace, alive=lambda: popen.poll() is None)
 
 
 def start(argv: list[str], log_path: Path, netns_fd: int) -> subprocess.Popen[bytes]:
