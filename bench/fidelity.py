@@ -45,7 +45,7 @@ def podcap_argv(buffer_kib: int, snaplen: int, mode: str, out_dir: Path) -> list
     as they are ("noU": podcap writes without -U), with -U added ("U"), or with -U and
     --immediate-mode added ("imm")."""
     try:
-        from podcap.capture.tcpdump import tcpdump_args
+        from podcap.capture.command import tcpdump_args
         from podcap.model import CaptureSpec
         argv = tcpdump_args(CaptureSpec(buffer_kib=buffer_kib, snaplen=snaplen), out_dir)[1:]
     except ImportError:  # the module moved: keep the shape it had when this was written

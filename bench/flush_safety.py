@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from podcap.agent.following import Following
-from podcap.capture import tcpdump
+from podcap.capture import command, runner, signals, tcpdump_log
 from podcap.model import CaptureSpec
 
 PERIOD_S = 0.004
@@ -73,13 +73,13 @@ def _once(gated: bool, seconds: float, port: int) -> dict[str, Any]:
         spec = CaptureSpec(filter=f"tcp port {port}", file_size_mb=5, file_number=4)
         netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            proc = tcpdump.start(tcpdump.capture_argv(netns, spec, files), log, netns)
+            proc = runner.start(command.capture_argv(netns, spec, files), log, netns)
         finally:
             os.close(netns)
         closing = threading.Event()
         following = Following()
         try:
-            tcpdump.wait_listening(proc, log)
+            runner.wait_listening(proc, log)
             until = time.time() + seconds
             traffic = _traffic(port, until)
             sent = 0
@@ -95,7 +95,7 @@ def _once(gated: bool, seconds: float, port: int) -> dict[str, Any]:
                 sent = following.flushes.get("bench", 0)
             else:
                 while time.time() < until:
-                    tcpdump.flush(proc.pid)
+                    signals.flush(proc.pid)
                     sent += 1
                     time.sleep(PERIOD_S)
             for t in traffic[2:]:
@@ -105,7 +105,7 @@ def _once(gated: bool, seconds: float, port: int) -> dict[str, Any]:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
             proc.wait(10)
-        stats = tcpdump.parse_stats(log)
+        stats = tcpdump_log.parse_stats(log)
         ring = sorted(files.iterdir())
         return {"gated": gated, "signals": sent, "files": len(ring),
                 "broken": sum(not records_line_up(p) for p in ring),

@@ -98,7 +98,7 @@ def fidelity_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     if res.get("sweep"):
         loads = ", ".join(g["label"] for g in res["sweep"][:1])
         out += ["", "### Sweep: kernel buffer (-B), snap length (-s), -U and --immediate-mode", "",
-                "tcpdump with podcap's exact argv (from `podcap.capture.tcpdump.tcpdump_args`) "
+                "tcpdump with podcap's exact argv (from `podcap.capture.command.tcpdump_args`) "
                 f"varied one axis at a time, load {loads}, {cfg['sweep_seconds']} s per "
                 f"run, {cfg['sweep_repeats']} run(s) per point, points interleaved. `no -U` = "
                 "podcap's argv; `-U` adds -U (NeuVector's choice); `-U --immediate-mode` adds "

@@ -22,7 +22,7 @@ from support import remove_container, run_container, unique
 from podcap.agent.manager import Agent
 from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.workloads import WorkloadView
-from podcap.capture import tcpdump
+from podcap.capture import filters, tcpdump, tcpdump_log
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 from podcap.runtime.docker import DockerRuntime
@@ -57,7 +57,7 @@ def compiles(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
             seen.append(list(argv))
         return real(argv, *args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(tcpdump.subprocess, "run", spy)
+    monkeypatch.setattr(filters.subprocess, "run", spy)
     return seen
 
 
@@ -91,12 +91,12 @@ def test_filter_check_compiles_once_per_filter(tmp_path: Path,
                                                compiles: list[list[str]]) -> None:
     empty = tcpdump.write_empty_pcap(tmp_path / "empty.pcap")
     expression = f"udp port {os.getpid() % 60000 + 1}"  # not compiled by an earlier test
-    tcpdump.compile_filter(expression, empty)
-    tcpdump.compile_filter(expression, empty)
+    filters.compile_filter(expression, empty)
+    filters.compile_filter(expression, empty)
     assert len(compiles) == 1
     for _ in range(2):  # failures are never remembered
         with pytest.raises(InvalidArgument):
-            tcpdump.compile_filter("udp port", empty)
+            filters.compile_filter("udp port", empty)
     assert len(compiles) == 3
 
 
@@ -105,13 +105,13 @@ def test_exit_reasons(tmp_path: Path) -> None:
     log.write_bytes(b"tcpdump: listening on any, link-type LINUX_SLL2\n"
                     b"3 packets captured, 3 packets received by filter, 0 packets dropped by "
                     b"kernel\n")
-    assert tcpdump.exit_reason(-9, log) == ("tcpdump killed by signal 9 (SIGKILL)", True)
-    assert tcpdump.exit_reason(0, log) == ("tcpdump exited", False)
-    assert tcpdump.exit_reason(None, log) == ("tcpdump ended without a message (killed?)", True)
+    assert tcpdump_log.exit_reason(-9, log) == ("tcpdump killed by signal 9 (SIGKILL)", True)
+    assert tcpdump_log.exit_reason(0, log) == ("tcpdump exited", False)
+    assert tcpdump_log.exit_reason(None, log) == ("tcpdump ended without a message (killed?)", True)
     log.write_bytes(b"tcpdump: /data/x/capture.pcap1: No space left on device\n")
-    assert tcpdump.exit_reason(1, log) == ("disk full", False)
+    assert tcpdump_log.exit_reason(1, log) == ("disk full", False)
     log.write_bytes(b"tcpdump: any: You don't have permission to perform this capture\n")
-    assert tcpdump.exit_reason(1, log) == (
+    assert tcpdump_log.exit_reason(1, log) == (
         "error: any: You don't have permission to perform this capture", True)
 
 

@@ -44,7 +44,7 @@ DISK_FULL_RESERVE_BYTES: Final = 1024**2
 # Retention (controller/retention.py): with --retention-days N, stopped captures whose stop time
 # is more than N days ago are deleted by a sweep this often (an hour of slack on a scale of days).
 RETENTION_SWEEP_S: Final = 600.0
-# Reclaim (agent/manager.py): "none" refuses a start over the disk budget; "oldest" first deletes
+# Reclaim (agent/budget.py): "none" refuses a start over the disk budget; "oldest" first deletes
 # the node's oldest stopped captures (never a running one) until the new one fits.
 RECLAIM_POLICIES: Final = ("none", "oldest")
 
@@ -55,7 +55,7 @@ DOWNLOAD_CHUNK_BYTES: Final = 4 * 1024 * 1024  # fewer thread hops; memory stays
 # Process control.
 START_TIMEOUT_S: Final = 10.0  # tcpdump must say "listening on" within this
 START_POLL_S: Final = 0.001  # how often a start reads tcpdump's log for "listening on"
-FILTER_CACHE_SIZE: Final = 256  # filters known to compile (capture/tcpdump.py)
+FILTER_CACHE_SIZE: Final = 256  # filters known to compile (capture/filters.py)
 STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
 # Before SIGINT, wait (at most this) for tcpdump to read the kernel's open TPACKET_V3 block:
 # its timeout is 1 s, so this bounds the wait a little above it.
@@ -71,8 +71,8 @@ FOLLOW_POLL_S: Final = 0.05
 FOLLOW_KEEPALIVE_S: Final = 5.0
 FOLLOW_NICE: Final = 10  # a follower reads at this CPU priority: tcpdump always goes first
 
-# Network-state snapshot at capture start (agent/netstate.py): each `ip`/`ss` run gets this long,
-# and a document request waits this long for a snapshot still being taken.
+# Network-state snapshot at capture start (agent/netstate/take.py): each `ip`/`ss` run gets this
+# long, and a document request waits this long for a snapshot still being taken.
 NETSTATE_COMMAND_TIMEOUT_S: Final = 5.0
 NETSTATE_OUTPUT_MAX_BYTES: Final = 4 * 1024 * 1024  # per command; more is cut, and said
 NETSTATE_MAX_ROWS: Final = 2000  # per section (a busy proxy has many sockets); more is counted

@@ -203,7 +203,10 @@ def test_controller_sigkill_and_restart(nodes: Nodes) -> None:
 
 
 def _tcpdump_pid(agent: AgentProc, cid: str) -> int:
+    """The pid in the capture's record. The agent adds it by a background write after the
+    start has answered (the caller does not wait for that fsync), so it is waited for."""
     import json
 
-    record = json.loads((agent.data_dir / "captures" / cid / "capture.json").read_text())
-    return int(record["pid"])
+    path = agent.data_dir / "captures" / cid / "capture.json"
+    return int(wait_for(lambda: json.loads(path.read_text())["pid"], timeout=5,
+                        what="the record's tcpdump pid"))

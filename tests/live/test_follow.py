@@ -166,7 +166,7 @@ def test_slow_reader_of_a_wrapping_ring_is_told_what_it_missed(server: Server,
 def records_line_up(path) -> str | None:
     """None when every record of the pcap file at ``path`` lines up to its very end; else
     where it breaks. tcpdump's flush-in-a-signal-handler shifts bytes when the signal lands
-    inside fwrite (capture/tcpdump.py, ``flush``): record headers then read as packet bytes."""
+    inside fwrite (capture/signals.py, ``flush``): record headers then read as packet bytes."""
     data = path.read_bytes()
     pos = 24
     while pos + 16 <= len(data):

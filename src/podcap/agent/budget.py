@@ -1,14 +1,23 @@
 """The node's disk budget: does a new capture fit, and, with ``--reclaim oldest``, which stopped
-captures must go to make room. Pure, so the agent decides under its lock and deletes only what
-this names, and only once the new capture is known to fit."""
+captures must go to make room. ``make_room`` is pure, so the agent decides under its lock;
+``reclaim`` deletes only what it names, and only once the new capture is known to fit."""
 
 from __future__ import annotations
 
+import logging
+import shutil
+import time
 from collections.abc import Collection
+from pathlib import Path
 
 from podcap import limits
+from podcap.agent.table import CaptureTable
 from podcap.errors import FailedPrecondition
+from podcap.insight.series import LiveSeries
+from podcap.logs import capture_fields
 from podcap.model import Capture, CaptureSpec, Status
+
+log = logging.getLogger("podcap.agent")
 
 
 def make_room(captures: Collection[Capture], spec: CaptureSpec, budget: int,
@@ -41,3 +50,28 @@ def make_room(captures: Collection[Capture], spec: CaptureSpec, budget: int,
             + "; delete old captures or lower file_size_mb or file_number"
             + ("" if reclaim == "oldest" else " (or start the agent with --reclaim oldest)"))
     return victims
+
+
+def disk_full(root: Path) -> bool:
+    """Less than the full-disk reserve free where captures are kept: no start at all."""
+    return shutil.disk_usage(root).free < limits.DISK_FULL_RESERVE_BYTES
+
+
+def reclaim(table: CaptureTable, series: LiveSeries, spec: CaptureSpec, for_cid: str,
+            budget: int, policy: str, node: str) -> list[str]:
+    """Refuse a start that does not fit the node's disk budget, or with ``policy`` "oldest"
+    first delete the oldest stopped captures (``make_room``). Hold ``table.lock``. Returns the
+    ids deleted, so the controller can audit them."""
+    victims = make_room(list(table.captures.values()), spec, budget, policy)
+    for old in victims:  # only once the new capture is known to fit
+        table.captures.pop(old.id, None)
+        table.store.delete(old.id)
+        series.forget(old.id)
+        log.warning("capture %s deleted to make room for capture %s (--reclaim oldest: "
+                    "%s, stopped %s, %d bytes)", old.id, for_cid, old.workload.name,
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(old.stop_time or 0)),
+                    old.stats.bytes,
+                    extra=capture_fields("capture.reclaimed", old.id, old.workload.name,
+                                         node, owner=old.owner, for_capture=for_cid,
+                                         bytes=old.stats.bytes))
+    return [old.id for old in victims]

@@ -6,15 +6,16 @@ tcpdump flush. The flusher looks every ``FOLLOW_FLUSH_INTERVAL_S`` at the captur
 least one follower, and sleeps (no wake-ups at all) while nobody follows.
 
 tcpdump flushes from inside its signal handler, which corrupts the file if the signal lands
-while tcpdump is writing (``tcpdump.flush``). So a capture is flushed only when it needs it and
+while tcpdump is writing (``signals.flush``). So a capture is flushed only when it needs it and
 it is safe: its ring files have not grown since the last look (a busy tcpdump fills and writes
 its buffer by itself, and is the one most likely to be inside fwrite), and tcpdump sleeps in
-poll() right now (``tcpdump.waiting_in_poll``). The counts, the number of flushes and the gaps
+poll() right now (``signals.waiting_in_poll``). The counts, the number of flushes and the gaps
 followers met are served as the capture's ``follow`` document.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -22,9 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
-from podcap.capture import tcpdump
-from podcap.capture.follow import Gap
-from podcap.model import Capture
+from podcap.capture import signals
+from podcap.capture.follow import Gap, RingFollower
+from podcap.capture.tcpdump import RING_PREFIX
+from podcap.model import Capture, CaptureSpec
+from podcap.streams import PcapStream
 
 log = logging.getLogger("podcap.agent")
 
@@ -40,6 +43,17 @@ class Following:
         self.gaps: dict[str, list[Gap]] = {}
         self.gap_count: dict[str, int] = {}
         self._written: dict[str, tuple[int, int]] = {}  # ring files' last write, per capture
+
+    def stream(self, cid: str, files_dir: Path, spec: CaptureSpec,
+               running: Callable[[], bool], from_now: bool, chunk: int) -> PcapStream:
+        """A follower of the capture's ring (capture/follow.py), counted from now until the
+        reader has really ended."""
+        self.add(cid)
+        reader = RingFollower(files_dir, spec.file_number, spec.file_size_mb * 1_000_000,
+                              running, from_now=from_now, prefix=RING_PREFIX,
+                              on_gap=functools.partial(self.gap, cid),
+                              on_end=functools.partial(self.remove, cid), chunk=chunk)
+        return PcapStream(reader, None)
 
     def add(self, cid: str) -> None:
         with self._lock:
@@ -92,8 +106,8 @@ class Following:
             flushed = {}
             for cid, (pid, files_dir) in targets().items():
                 if cid in followed and self._needs_flush(cid, files_dir) and \
-                        tcpdump.waiting_in_poll(pid):
-                    tcpdump.flush(pid)
+                        signals.waiting_in_poll(pid):
+                    signals.flush(pid)
                     flushed[cid] = files_dir
             if flushed:
                 closing.wait(limits.FOLLOW_FLUSH_SETTLE_S)  # our flush is not growth: look after
@@ -119,7 +133,7 @@ def last_write(files_dir: Path) -> tuple[int, int]:
     try:
         with os.scandir(files_dir) as entries:
             for entry in entries:
-                if entry.name.startswith(tcpdump.RING_PREFIX):
+                if entry.name.startswith(RING_PREFIX):
                     st = entry.stat()
                     newest = max(newest, (st.st_mtime_ns, st.st_size))
     except OSError:

@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from podcap.capture import ring
+from podcap.capture.tcpdump import RING_PREFIX
 from podcap.model import Capture
 from podcap.types import capture_id
 
@@ -36,6 +38,10 @@ class CaptureStore:
 
     def log_path(self, cid: str) -> Path:
         return self.dir(cid) / LOG
+
+    def ring_files(self, cid: str) -> list[Path]:
+        """The capture's ring files, oldest first (capture/ring.py)."""
+        return ring.ring_files(self.files_dir(cid), RING_PREFIX)
 
     def create(self, capture: Capture) -> None:
         files = self.files_dir(capture.id)

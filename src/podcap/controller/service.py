@@ -25,7 +25,7 @@ from sqlalchemy.orm import sessionmaker
 
 from podcap import limits, pcapng
 from podcap.agent.netstate import as_text as netstate_text
-from podcap.capture import tcpdump
+from podcap.capture import filters, tcpdump
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
 from podcap.controller.auth import Principal
@@ -157,7 +157,7 @@ class CaptureService:
             self._empty_pcap = tcpdump.write_empty_pcap(
                 Path(tempfile.mkdtemp(prefix="podcap-filter-")) / "empty-sll2.pcap")
         try:
-            tcpdump.compile_filter(expression, self._empty_pcap)
+            filters.compile_filter(expression, self._empty_pcap)
         except OSError as exc:  # no tcpdump on the controller's machine
             raise Unavailable(f"cannot compile filters here: {exc}") from exc
 

@@ -1,14 +1,10 @@
-"""The network-state snapshot: what a capture's namespace looked like when the capture started.
+"""Taking a network-state snapshot: ``ip -j`` and ``ss`` run inside tcpdump's own namespace,
+in the background, each with a timeout and an output cap, so it never delays nor fails a start.
 
-Addresses, routes, neighbours (``ip -j``) and the TCP/UDP socket table (``ss``: Debian 12's
-iproute2 6.1 has no JSON output for it, so its text is parsed) are read from *inside* the
-namespace tcpdump captures in. The namespace is taken from tcpdump itself, not from the
-workload: the agent opens ``/proc/<tcpdump pid>/ns/net`` and only then checks that its child
-has not been reaped, so the fd is that tcpdump's namespace even if the pid were reused. The
-commands run as ``nsenter --net=/proc/self/fd/N -- ip …`` (argv lists, host binaries, the fd
-inherited), in a background thread, each with a timeout and an output cap: a snapshot never
-delays nor fails a capture start. The result is ``netstate.json`` beside the capture's record,
-deleted with it, and served as the capture's ``netstate`` document (docs/API.md has the shape).
+The namespace is taken from tcpdump itself, not from the workload: ``/proc/<tcpdump pid>/ns/net``
+is opened and only then is the child checked not yet reaped, so the fd is that tcpdump's
+namespace even if the pid were reused. The commands run as ``nsenter --net=/proc/self/fd/N --
+ip …`` (argv lists, host binaries, the fd inherited).
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import threading
 import time
@@ -25,21 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from podcap import limits
+from podcap.agent.netstate.disk import load, save
+from podcap.agent.netstate.parse import Doc, interfaces, neighbours, routes, sockets
 from podcap.capture.tcpdump import NSENTER
-from podcap.errors import FailedPrecondition, NotFound
+from podcap.errors import FailedPrecondition
 from podcap.model import Capture
 
 log = logging.getLogger("podcap.agent")
 
 IP = "/bin/ip"  # where Debian's iproute2 puts them (merged /usr or not)
 SS = "/bin/ss"
-FILE = "netstate.json"
 VERSION = 1
 
-Doc = dict[str, Any]
-
-
-# ---- taking a snapshot -----------------------------------------------------------------------
 
 class Snapshots:
     """Takes snapshots in the background and serves them as the ``netstate`` document.
@@ -188,128 +180,3 @@ def _capped(counts: dict[str, int], section: str, rows: list[Doc]) -> list[Doc]:
         counts[section] = len(rows) - limits.NETSTATE_MAX_ROWS
         return rows[:limits.NETSTATE_MAX_ROWS]
     return rows
-
-
-# ---- parsing: iproute2's JSON into a small shape that does not change with its version --------
-
-def interfaces(raw: list[dict[str, Any]]) -> list[Doc]:
-    return [{
-        "ifindex": link.get("ifindex"),
-        "ifname": str(link.get("ifname", "")),
-        "state": str(link.get("operstate", "")),
-        "mtu": link.get("mtu"),
-        "mac": link.get("address"),
-        "flags": [str(f) for f in link.get("flags") or []],
-        "addresses": [{"family": str(a.get("family", "")), "address": str(a.get("local", "")),
-                       "prefixlen": a.get("prefixlen"), "scope": str(a.get("scope", ""))}
-                      for a in link.get("addr_info") or [] if a.get("local")],
-    } for link in raw]
-
-
-def routes(raw: list[dict[str, Any]], family: str) -> list[Doc]:
-    return [{"family": family, "dst": str(r.get("dst", "")), "gateway": r.get("gateway"),
-             "dev": r.get("dev"), "protocol": r.get("protocol"), "scope": r.get("scope"),
-             "prefsrc": r.get("prefsrc"), "metric": r.get("metric")} for r in raw]
-
-
-def neighbours(raw: list[dict[str, Any]]) -> list[Doc]:
-    return [{"address": str(n.get("dst", "")), "dev": n.get("dev"), "lladdr": n.get("lladdr"),
-             "state": " ".join(str(s) for s in n.get("state") or [])} for n in raw]
-
-
-_PROCESS = re.compile(r'\("((?:[^"\\]|\\.)*)",pid=(\d+),fd=(\d+)\)')
-
-
-def sockets(text: str) -> list[Doc]:
-    """``ss -tuanpH`` lines: ``Netid State Recv-Q Send-Q Local Peer [users:((…))]``."""
-    found = []
-    for line in text.splitlines():
-        parts = line.split(None, 6)
-        if len(parts) < 6:
-            continue
-        proto, state, recv_q, send_q, local, peer = parts[:6]
-        procs = _PROCESS.findall(parts[6]) if len(parts) > 6 else []
-        found.append({
-            "proto": proto, "state": state, "local": local, "peer": peer,
-            "recv_q": int(recv_q) if recv_q.isdigit() else None,
-            "send_q": int(send_q) if send_q.isdigit() else None,
-            "processes": [{"name": name, "pid": int(pid), "fd": int(fd)}
-                          for name, pid, fd in procs],
-        })
-    return found
-
-
-# ---- on disk -----------------------------------------------------------------------------
-
-def save(capture_dir: Path, doc: Doc) -> None:
-    """Atomically (temp file + rename), like the capture record."""
-    if not capture_dir.is_dir():
-        return  # removed meanwhile
-    path = capture_dir / FILE
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(doc, fh, separators=(",", ":"))
-    os.replace(tmp, path)
-
-
-def load(capture_dir: Path, cid: str) -> Doc:
-    try:
-        data = json.loads((capture_dir / FILE).read_text())
-    except FileNotFoundError:
-        raise NotFound(
-            f"capture {cid} has no network-state snapshot: it was started by a podcap "
-            "without snapshots, or taking it failed (the agent's log says why)") from None
-    except (OSError, ValueError) as exc:
-        raise NotFound(f"the network-state snapshot of capture {cid} is unreadable: {exc}"
-                       ) from None
-    if not isinstance(data, dict):
-        raise NotFound(f"the network-state snapshot of capture {cid} is unreadable")
-    return data
-
-
-# ---- as text (CLI, pcapng comments) -------------------------------------------------------
-
-def as_text(doc: Doc, max_rows: int = 50) -> str:
-    """A few plain lines per section, for people: the CLI and pcapng comments use it."""
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(doc.get("taken_at") or 0)))
-    lines = [f"Network state at capture start ({when}, netns inode {doc.get('netns_inode')})"]
-
-    def section(title: str, rows: list[str], key: str) -> None:
-        more = int((doc.get("truncated") or {}).get(key, 0)) + max(0, len(rows) - max_rows)
-        lines.append(f"{title}:" if rows else f"{title}: none")
-        lines.extend(f"  {row}" for row in rows[:max_rows])
-        if more:
-            lines.append(f"  … and {more} more")
-
-    section("Addresses", [address_line(i) for i in doc.get("interfaces") or []], "interfaces")
-    section("Routes", [route_line(r) for r in doc.get("routes") or []], "routes")
-    section("Neighbours", [neighbour_line(n) for n in doc.get("neighbours") or []],
-            "neighbours")
-    section("Sockets", [socket_line(s) for s in doc.get("sockets") or []], "sockets")
-    for error in doc.get("errors") or []:
-        lines.append(f"Error: {error}")
-    return "\n".join(lines)
-
-
-def address_line(i: Doc) -> str:
-    addrs = " ".join(f"{a['address']}/{a['prefixlen']}" for a in i.get("addresses") or [])
-    return f"{i.get('ifname')} {i.get('state')} {i.get('mac') or ''} {addrs}".replace("  ", " ")
-
-
-def route_line(r: Doc) -> str:
-    words = [str(r.get("dst"))]
-    for key, label in (("gateway", "via"), ("dev", "dev"), ("prefsrc", "src"),
-                       ("metric", "metric")):
-        if r.get(key) is not None:
-            words += [label, str(r[key])]
-    return " ".join(words)
-
-
-def neighbour_line(n: Doc) -> str:
-    return " ".join(str(x) for x in (n.get("address"), "dev", n.get("dev"),
-                                     n.get("lladdr") or "-", n.get("state")) if x)
-
-
-def socket_line(s: Doc) -> str:
-    procs = ",".join(f"{p['name']}[{p['pid']}]" for p in s.get("processes") or [])
-    return f"{s.get('proto')} {s.get('state')} {s.get('local')} {s.get('peer')} {procs}".rstrip()
