@@ -222,12 +222,16 @@ def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
         a, b = bed.add_node("a"), bed.add_node("b")
         plain = a.popen(["sleep", "1000"], log=tmp_path / "a.log")
         stubborn = b.popen([PY, "-c", "import signal, time; "
-                            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"],
+                            "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                            "print('ignoring', flush=True); time.sleep(1000)"],
                            log=tmp_path / "b.log")
         # a grandchild that leaves the process group: found by its namespace at close
         b.popen(["sh", "-c", "setsid sleep 1001 & exec sleep 1000"], log=tmp_path / "b2.log")
         a.cut()
         wait_for(lambda: len(a.pids()) == 1 and len(b.pids()) == 3, 5, "processes to start")
+        # until its handler is set, SIGTERM still ends it: the close would not need SIGKILL
+        wait_for(lambda: "ignoring" in (tmp_path / "b.log").read_text(), 10,
+                 "the stubborn process to ignore SIGTERM")
         pids = a.pids() + b.pids()
         assert ours_visible()
     finally:
