@@ -99,10 +99,11 @@ def _address(name: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
 
 
 def _port(name: str, value: int | str | None) -> int:
+    refused = InvalidArgument(f"{name} must be a port number from 0 to 65535")
     try:
-        port = int(value) if value not in (None, "") else -1  # type: ignore[arg-type]
-    except ValueError:
-        port = -1
+        port = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:  # None, "" or not a number
+        raise refused from exc
     if not 0 <= port <= 65535:
-        raise InvalidArgument(f"{name} must be a port number from 0 to 65535")
+        raise refused
     return port
