@@ -74,6 +74,8 @@ def test_an_empty_value_is_a_value() -> None:
                     "notin"),
     ("app foo", "label selector 'app foo': at position 4 ('foo'): expected an operator (=, ==, "
                 "!=, in, notin)"),
+    ("app (x)", "label selector 'app (x)': at position 4 ('(x)'): expected an operator (=, ==, "
+                "!=, in, notin)"),
     ("app in (a b)", "label selector 'app in (a b)': at position 10 ('b)'): expected ',' or ')'"
                      " in the value list"),
     ("app=web tier=db", "label selector 'app=web tier=db': at position 8 ('tier=db'): expected "
