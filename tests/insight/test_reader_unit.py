@@ -662,3 +662,104 @@ def test_not_a_pcap_says_which_file(tmp_path: Path) -> None:
     (tmp_path / "c.pcap0").write_bytes(raw_pcap([]))
     part, offset = reader.read(tmp_path / "c.pcap0", offset=3)
     assert (part.packets, offset) == (0, 24)
+
+
+def test_headers_exactly_as_long_as_needed(tmp_path: Path) -> None:
+    """Each length check at its edge: a header that just fits is read."""
+    v4 = ipv4(A, B, 17, b"")  # 20 bytes: an IPv4 header and nothing after it
+    frames = [(1, 0, sll2_frame(b"", 0x0806), 1),                        # SLL2: 20 bytes
+              (1, 0, sll2_frame(v4), 2),                                  # IPv4 header alone
+              (1, 0, sll2_frame(ipv6(A6, B6, 58, b""), 0x86DD), 4),       # IPv6 header alone
+              (1, 0, sll2_frame(ipv4(A, B, 17, b"\x00\x07\x00\x09")), 8),  # the ports only
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(53, 9)[:12])), 16)]  # last, TCP cut
+    part = read_frames(tmp_path, frames)
+    assert part.links == {0x0806: [1, 1], 0x0800: [3, 26], 0x86DD: [1, 4]}
+    assert part.ip_protocols == {17: [2, 10], 58: [1, 4], 6: [1, 16]}
+    assert part.conversations[(17, A, 7, B, 9)][:2] == [1, 8]
+    assert part.services == {(17, 7): [1, 8], (6, 9): [1, 16]}
+    sll = struct.pack(">HHH8sH", 0, 1, 6, bytes(8), 0x0806)             # SLL: 16 bytes
+    assert read_frames(tmp_path, [(1, 0, sll, 3)], linktype=113).links == {0x0806: [1, 3]}
+    eth = bytes(12) + b"\x08\x06"                                        # Ethernet: 14 bytes
+    vlan = bytes(12) + b"\x81\x00\x00\x05\x08\x06"                       # with a tag: 18
+    assert read_frames(tmp_path, [(1, 0, eth, 3), (1, 0, vlan, 5)], linktype=1).links == {
+        0x0806: [2, 8]}
+    assert read_frames(tmp_path, [(1, 0, b"\x45", 3)], linktype=101).links == {0x0800: [1, 3]}
+
+
+def test_frames_after_an_unknown_link_or_network_type_are_still_read(tmp_path: Path) -> None:
+    v4 = ipv4(A, B, 17, udp_dgram(1, 2))
+    part = read_frames(tmp_path, [(1, 0, v4, 1), (2, 0, v4, 2)], linktype=147)
+    assert (part.packets, part.bytes, part.last) == (2, 3, 2.0)
+    part = read_frames(tmp_path, [(1, 0, sll2_frame(b"\x00" * 28, 0x0806), 1),
+                                  (2, 0, sll2_frame(v4), 2)])
+    assert part.ip_protocols == {17: [1, 2]}
+
+
+def test_a_last_record_of_no_bytes_and_timestamps_past_2038(tmp_path: Path) -> None:
+    part = read_frames(tmp_path, [(3_000_000_000, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(
+        1, 2))), 5), (3_000_000_001, 0, b"", 0)])
+    assert (part.packets, part.first, part.last) == (2, 3e9, 3e9 + 1)
+    assert part.timeline == {3_000_000_000: [1, 5], 3_000_000_001: [1, 0]}
+
+
+def test_dns_edges(tmp_path: Path) -> None:
+    name = b"\x01a\x00"
+    answer_only = struct.pack(">HHHHHH", 7, 0x8400, 1, 0, 0, 0) + b"\x01r\x00\x00\x01\x00\x01"
+    query_ra = struct.pack(">HHHHHH", 7, 0x0080, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+    frames = [
+        (1, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(53, 3333, answer_only))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, query_ra))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, dns_message(
+            b"\x01m\x00", questions=256)))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(8080, 80, struct.pack(">H", 20) + dns_message(
+            b"\x01t\x00")))), 1),                                     # DNS words, not port 53
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, b"\x00\x07\x01"))), 1),  # last, cut
+    ]
+    assert read_frames(tmp_path, frames).dns == {"r": [0, 1], "a": [1, 0], "m": [1, 0]}
+
+
+def test_more_than_one_untracked_packet_adds_up(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "INSIGHT_CONVERSATIONS_MAX", 1)
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, n))), n) for n in (2, 3, 4)]
+    part = read_frames(tmp_path, frames)
+    assert (part.untracked_packets, part.untracked_bytes) == (2, 7)
+
+
+def test_a_new_timeline_bucket_starts_at_its_step(tmp_path: Path) -> None:
+    path = tmp_path / "frames.pcap"
+    frame = sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2)))
+    path.write_bytes(raw_pcap([(s, 0, frame, 1) for s in (17, 18, 23)]))
+    part, _ = reader.read(path, Partial(step=4))
+    assert part.timeline == {16: [2, 2], 20: [1, 1]}
+
+
+def hello_record(extensions: bytes, after: bytes = b"") -> bytes:
+    """A ClientHello whose extension block is ``extensions``; ``after``: bytes that follow the
+    block inside the same handshake message."""
+    body = (b"\x03\x03" + bytes(32) + b"\x02ab" + b"\x00\x04\x13\x01\x13\x02" + b"\x02\x00\x01"
+            + struct.pack(">H", len(extensions)) + extensions + after)
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(handshake)) + handshake
+
+
+def sni_extension(*names: bytes) -> bytes:
+    entries = b"".join(struct.pack(">BH", 0, len(n)) + n for n in names)
+    return struct.pack(">HHH", 0, len(entries) + 2, len(entries)) + entries
+
+
+def test_server_name_edges() -> None:
+    assert reader.server_name(client_hello(b"a")) == "a"
+    assert reader.server_name(hello_record(sni_extension(b"one", b"two"))) == "one"
+    other = struct.pack(">HH", 0x000A, 4) + b"\x00\x02\x00\x1d"
+    assert reader.server_name(hello_record(other + sni_extension(b"ev"))) == "ev"
+    # Bytes after the extension block are not read as an extension, whatever they look like.
+    assert reader.server_name(hello_record(other, after=sni_extension(b"ev"))) is None
+    assert reader.server_name(hello_record(b"", after=sni_extension(b"ev"))) is None
+
+
+def test_a_cut_hello_is_not_completed_from_the_next_record(tmp_path: Path) -> None:
+    hello = client_hello(b"cut.example")
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40000, 443, hello[:-3]))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2, b"mple" + bytes(40)))), 1)]
+    assert read_frames(tmp_path, frames).tls == {}

@@ -231,3 +231,46 @@ def test_gap_text_of_other_packets_is_none() -> None:
     assert gap_text(head + b"other text") is None
     assert gap_text(bytes(20) + body) is None  # the notice's words on an ordinary frame
     assert gap_text(b"") is None
+
+
+def test_fractions_near_a_whole_second_stay_in_their_second() -> None:
+    gap = Gap(files=1, bytes=1, seconds=1.0, at=0.0)
+    sec, frac = struct.unpack("<II", gap_record(gap, 7.999999, "<", False)[:8])
+    assert (sec, frac) == (7, 999_999)
+    sec, frac = struct.unpack("<II", gap_record(gap, 7.999999999, "<", True)[:8])
+    assert (sec, frac) == (7, 999_999_999)
+
+
+def test_a_gap_before_any_packet_was_sent_has_no_seconds(tmp_path: Path) -> None:
+    ring = Ring(tmp_path, 2)
+    ring.rotate_to(0)
+    ring.write(0, HEADER + record(1))
+    f = ring.follower()
+    assert take(f, 24) == HEADER  # the header only: no packet sent yet
+    ring.rotate_to(1)
+    ring.write(1, HEADER + record(2))
+    ring.rotate_to(0)
+    ring.write(0, HEADER + record(3))
+    ring.running = False
+    got = HEADER + b"".join(f)
+    assert [(g.files, g.seconds) for g in f.gaps] == [(1, 0.0)]
+    assert numbers(got)[-2:] == [2, 3]
+
+
+def test_a_file_overwritten_before_its_first_record_was_whole(tmp_path: Path) -> None:
+    """The file being read had only part of its first record when it was rewritten shorter:
+    the follower goes on with the oldest file it has not read, and tells the gap."""
+    ring = Ring(tmp_path, 2)
+    ring.rotate_to(0)
+    ring.write(0, HEADER + record(1)[:10])  # tcpdump's first flush, mid-record
+    f = ring.follower()
+    assert take(f, 24) == HEADER
+    assert next(f) == b""  # it read those 10 bytes: not a whole record yet
+    ring.rotate_to(1)
+    ring.write(1, HEADER + record(2))
+    ring.rotate_to(0)  # the ring wrapped: file 0 is new, shorter than what was read
+    ring.write(0, HEADER)
+    ring.running = False
+    got = HEADER + b"".join(f)
+    assert [n for n in numbers(got) if not isinstance(n, str)] == [2]
+    assert [(g.files, g.seconds) for g in f.gaps] == [(1, 0.0)]
