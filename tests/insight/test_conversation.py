@@ -37,6 +37,16 @@ def test_udp_over_ipv6() -> None:
     assert c.file_label() == "udp_fd00..1-0_fd00..2-65535"
 
 
+def test_tcp_and_udp_by_number_take_ports_like_by_name() -> None:
+    """"ip-6" once became a tcp conversation without ports, whose filter said "port None"."""
+    assert Conversation.parse("ip-6", "10.0.0.1", "10.0.0.2", 80, 81) == Conversation.parse(
+        "tcp", "10.0.0.1", "10.0.0.2", 80, 81)
+    assert Conversation.parse("ip-17", "10.0.0.1", "10.0.0.2", 53, 5353).proto == "udp"
+    with pytest.raises(InvalidArgument) as info:
+        Conversation.parse("ip-6", "10.0.0.1", "10.0.0.2")
+    assert str(info.value) == "a_port must be a port number from 0 to 65535"
+
+
 def test_a_protocol_without_ports() -> None:
     c = Conversation.parse("icmp", "10.0.0.1", "10.0.0.2", "", None)
     assert c == Conversation("icmp", "10.0.0.1", "10.0.0.2", None, None)

@@ -29,8 +29,8 @@ class Conversation:
     def parse(cls, proto: str, a: str, b: str, a_port: int | str | None = None,
               b_port: int | str | None = None) -> Conversation:
         """Validate every field; raise InvalidArgument saying which one to change."""
-        proto = (proto or "").strip().lower()
-        number = _proto_number(proto)
+        # By its name: "ip-6" is tcp and "ip-17" udp, which have ports.
+        proto = names.ip_protocol(_proto_number((proto or "").strip().lower()))
         addr_a, addr_b = _address("a", a), _address("b", b)
         if addr_a.version != addr_b.version:
             raise InvalidArgument("a and b must both be IPv4 or both IPv6 addresses")
@@ -42,8 +42,7 @@ class Conversation:
             if a_port not in (None, "") or b_port not in (None, ""):
                 raise InvalidArgument(f"{proto} has no ports: leave a_port and b_port out")
             pa = pb = None
-        return cls(proto=names.ip_protocol(number), a=str(addr_a), b=str(addr_b),
-                   a_port=pa, b_port=pb)
+        return cls(proto=proto, a=str(addr_a), b=str(addr_b), a_port=pa, b_port=pb)
 
     def bpf(self) -> str:
         """The tcpdump filter of exactly this conversation's packets, both directions."""
