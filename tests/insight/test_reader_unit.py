@@ -501,8 +501,8 @@ def test_every_link_type(tmp_path: Path) -> None:
         part = read_frames(tmp_path, [(1, 0, v6, 50)], linktype=linktype)
         assert part.conversations == {(6, A6, 1, B6, 2): [1, 50, 0, 0, 1.0, 1.0]}
     # Too short for each link header; a raw frame of another version; an unknown link type.
-    part = read_frames(tmp_path, [(1, 0, sll[:15], 1)], linktype=113)
-    assert (part.packets, part.links) == (1, {})
+    part = read_frames(tmp_path, [(1, 0, sll[:15], 1), (1, 0, sll, 2)], linktype=113)
+    assert (part.packets, part.links) == (2, {0x0800: [1, 2]})
     part = read_frames(tmp_path, [(1, 0, eth[:13], 1), (1, 0, vlan[:17], 2)], linktype=1)
     assert part.links == {0x8100: [1, 2]} and part.packets == 2
     part = read_frames(tmp_path, [(1, 0, b"", 1), (1, 0, b"\x50" + l3[1:], 2)], linktype=101)
@@ -753,6 +753,12 @@ def test_server_name_edges() -> None:
     assert reader.server_name(hello_record(sni_extension(b"one", b"two"))) == "one"
     other = struct.pack(">HH", 0x000A, 4) + b"\x00\x02\x00\x1d"
     assert reader.server_name(hello_record(other + sni_extension(b"ev"))) == "ev"
+    # A name longer than 255 is refused, not read modulo 256.
+    assert reader.server_name(hello_record(sni_extension(b"x" * 300))) is None
+    # A name entry that claims one byte more than its extension holds: not completed from
+    # the extension after it.
+    cut = struct.pack(">HHHBH", 0, 9, 7, 0, 5) + b"name"
+    assert reader.server_name(hello_record(cut + other)) is None
     # Bytes after the extension block are not read as an extension, whatever they look like.
     assert reader.server_name(hello_record(other, after=sni_extension(b"ev"))) is None
     assert reader.server_name(hello_record(b"", after=sni_extension(b"ev"))) is None
