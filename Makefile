@@ -1,5 +1,5 @@
 # podcap — `make run` and `make test` set everything up first (Debian packages, dockerd, venv).
-.PHONY: setup run test lint bench proto clean image
+.PHONY: setup run test lint bench proto clean image mutants
 
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -24,6 +24,12 @@ lint:
 bench: setup
 	$(PY) -m bench
 
+# Mutation testing of the pure modules against their fast unit tests (scripts/mutants.py lists
+# them); not part of `test`. Survivors: build/mutants/survivors.txt. MODULES=ring: only those.
+mutants:
+	@[ -x $(VENV)/bin/mutmut ] || $(VENV)/bin/pip install -q -e '.[test]'
+	$(PY) scripts/mutants.py $(MODULES)
+
 # podcap:<version> from Debian's packages (no registry); rebuilt only when its recipe changes.
 image: setup
 	@scripts/build-image.sh
@@ -37,4 +43,4 @@ proto: $(PROTO_DIR)/api_pb2.py $(AGENT_PROTO_DIR)/agent_pb2.py
 	sed -i 's/^import $(notdir $*)_pb2/from . import $(notdir $*)_pb2/' $*_pb2_grpc.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build/mutants mutants

@@ -135,3 +135,65 @@ def test_concurrent_redeems_spend_exactly_the_uses(tokens: JoinTokens) -> None:
     assert sorted(set(outcomes)) == ["join token used up", "joined"], outcomes
     assert outcomes.count("joined") == 5
     assert len(outcomes) == 20
+
+
+# ---- exact answers and edges (each is seen failing with its fault in: `make mutants`)
+
+def refusal(tokens: JoinTokens, token: str) -> str:
+    with pytest.raises(Unauthenticated) as info:
+        tokens.redeem(token)
+    return info.value.message
+
+
+def test_refusals_say_exactly_why(tokens: JoinTokens) -> None:
+    token_id, secret, _ = parse(tokens.create("admin").token)
+    assert refusal(tokens, f"{'0' * 16}.{secret}.{CA}") == "join token unknown"
+    assert refusal(tokens, f"{token_id}.{'0' * 32}.{CA}") == "join token unknown"
+    assert refusal(tokens, f"{token_id}.{secret}.{'d' * 64}") == (
+        "join token unknown: it was made by another controller (its CA fingerprint is not "
+        "this controller's)")
+
+
+def test_parse_messages_name_the_shape_and_never_the_token() -> None:
+    shape = "<16 hex id>.<32 hex secret>.<64 hex CA fingerprint>"
+    with pytest.raises(InvalidArgument) as info:
+        parse(None)  # type: ignore[arg-type]
+    assert info.value.message == f"a join token is text of the form {shape}"
+    with pytest.raises(InvalidArgument) as info:
+        parse("a" * 15 + "." + "b" * 32 + "." + "c" * 64)
+    assert info.value.message == (
+        "malformed join token (lengths are 15/32/64, not 16/32/64, or it has characters other "
+        f"than lowercase hex): expected {shape}")
+    with pytest.raises(InvalidArgument) as info:
+        parse("x.y")
+    assert info.value.message == (
+        f"malformed join token (it has 2 parts separated by '.', not 3): expected {shape}")
+
+
+def test_a_token_expires_exactly_ttl_seconds_after_it_was_made(
+        tokens: JoinTokens, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    issued = tokens.create("admin", ttl_s=60, uses=2)
+    assert issued.expires == 1_800_000_060.0
+    now[0] = 1_800_000_059.5
+    tokens.redeem(issued.token)
+    now[0] = 1_800_000_060.0
+    assert refusal(tokens, issued.token) == "join token expired"
+
+
+def test_a_redeem_spends_a_use_of_its_own_token_only(tokens: JoinTokens) -> None:
+    first, second = tokens.create("admin"), tokens.create("admin")
+    tokens.redeem(first.token)
+    tokens.redeem(second.token)
+    assert refusal(tokens, first.token) == "join token used up"
+
+
+def test_the_limits_themselves_are_allowed(tokens: JoinTokens, sessions: sessionmaker) -> None:
+    issued = tokens.create("x" * 100, ttl_s=limits.JOIN_TOKEN_TTL_S_MAX,
+                           uses=limits.JOIN_TOKEN_USES_MAX)
+    assert issued.uses == 1000
+    tokens.create("admin", ttl_s=limits.JOIN_TOKEN_TTL_S_MIN, uses=limits.JOIN_TOKEN_USES_MIN)
+    with sessions() as db:
+        row = db.get(JoinToken, parse(issued.token)[0])
+    assert row is not None and row.created_by == "x" * 64 and row.uses_left == 1000

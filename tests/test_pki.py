@@ -290,13 +290,49 @@ def self_signed(common_name: str, ca: bool = False) -> tuple[bytes, bytes]:
             cert.public_bytes(serialization.Encoding.PEM))
 
 
-def test_a_listener_certificate_near_its_end_is_reissued(ca: ClusterCA, monkeypatch) -> None:
-    """Renewal starts RENEW_BEFORE (30 days) ahead, not at expiry: a controller restarted with
-    10 days left must not serve a certificate that expires before its next restart."""
-    _, first = ca.server_pair()
-    end = cert_of(first).not_valid_after_utc
-    monkeypatch.setattr("podcap.pki._now", lambda: end - datetime.timedelta(days=40))
-    assert ca.server_pair()[1] == first  # 40 days left: not yet due
-    monkeypatch.setattr("podcap.pki._now", lambda: end - datetime.timedelta(days=10))
-    _, renewed = ca.server_pair()
-    assert renewed != first and cert_of(renewed).not_valid_after_utc > end
+# ---- the listener pair's renewal (server_pair): when it is kept, when it is made anew
+
+def test_server_pair_files_and_extensions(ca: ClusterCA, tmp_path: Path) -> None:
+    key_pem, cert_pem = ca.server_pair()
+    data = tmp_path / "data"
+    assert (data / "agent-listener.crt").read_bytes() == cert_pem
+    assert (data / "agent-listener.key").read_bytes() == key_pem
+    assert stat.S_IMODE((data / "agent-listener.crt").stat().st_mode) == 0o644
+    cert = cert_of(cert_pem)
+    for kind in (x509.SubjectAlternativeName, x509.ExtendedKeyUsage):
+        assert cert.extensions.get_extension_for_class(kind).critical is False
+
+
+@pytest.mark.parametrize("missing", ["agent-listener.key", "agent-listener.crt"])
+def test_server_pair_with_a_file_missing_is_made_anew(ca: ClusterCA, tmp_path: Path,
+                                                      missing: str) -> None:
+    _, cert_pem = ca.server_pair()
+    (tmp_path / "data" / missing).unlink()
+    key2, cert2 = ca.server_pair()
+    assert cert2 != cert_pem
+    assert (tmp_path / "data" / "agent-listener.key").read_bytes() == key2
+    assert (tmp_path / "data" / "agent-listener.crt").read_bytes() == cert2
+
+
+def test_server_pair_whose_key_is_not_the_certificates_is_made_anew(ca: ClusterCA,
+                                                                   tmp_path: Path) -> None:
+    _, cert_pem = ca.server_pair()
+    other_key, _ = new_key_and_csr("elsewhere")
+    (tmp_path / "data" / "agent-listener.key").write_bytes(other_key)
+    key2, cert2 = ca.server_pair()
+    assert cert2 != cert_pem and key2 != other_key
+    assert cert_of(cert2).public_key() == serialization.load_pem_private_key(
+        key2, password=None).public_key()
+
+
+def test_server_pair_is_renewed_at_thirty_days_left_not_before(
+        ca: ClusterCA, monkeypatch: pytest.MonkeyPatch) -> None:
+    import podcap.pki as pki
+
+    _, cert_pem = ca.server_pair()
+    end = cert_of(cert_pem).not_valid_after_utc
+    monkeypatch.setattr(pki, "_now", lambda: end - pki.RENEW_BEFORE - datetime.timedelta(
+        seconds=1))
+    assert ca.server_pair()[1] == cert_pem  # a second more than 30 days left: kept
+    monkeypatch.setattr(pki, "_now", lambda: end - pki.RENEW_BEFORE)
+    assert ca.server_pair()[1] != cert_pem  # exactly 30 days left: renewed

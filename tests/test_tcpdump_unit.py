@@ -160,3 +160,98 @@ def test_real_tcpdump_counters_are_parsed(tmp_path: Path) -> None:
     assert final is not None
     assert final.captured == len(read_pcap(out)[1]) == 7  # lo shows each datagram once
     assert final.received >= 7 and final.dropped == 0  # lo: outgoing copies are received too
+
+
+# ---- the pcap file's parts this module writes or mends, and why a tcpdump ended
+
+def test_write_empty_pcap_is_a_header_for_the_link_type_and_never_overwrites(
+        tmp_path: Path) -> None:
+    path = tcpdump.write_empty_pcap(tmp_path / "empty.pcap")
+    assert path == tmp_path / "empty.pcap"
+    data = path.read_bytes()
+    assert data == (b"\xd4\xc3\xb2\xa1" + b"\x02\x00\x04\x00" + bytes(8) +
+                    (262144).to_bytes(4, "little") + (276).to_bytes(4, "little"))
+    path.write_bytes(b"kept")
+    assert tcpdump.write_empty_pcap(path).read_bytes() == b"kept"
+    other = tcpdump.write_empty_pcap(tmp_path / "eth.pcap", linktype=1)
+    assert other.read_bytes()[20:] == (1).to_bytes(4, "little")
+
+
+def pcap_bytes(lengths: list[int], order: str = "<", magic: int = 0xA1B2C3D4) -> bytes:
+    import struct
+    out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, 276)
+    for i, n in enumerate(lengths):
+        out += struct.pack(order + "IIII", 1000 + i, 0, n, n) + bytes([i % 256]) * n
+    return out
+
+
+def test_repair_tail_cuts_after_the_last_whole_record(tmp_path: Path) -> None:
+    whole = pcap_bytes([10, 0, 70, 3])
+    for cut in (1, 5, 16, 17, 30):  # inside a record header, at its end, inside its data
+        path = tmp_path / f"cut{cut}.pcap"
+        path.write_bytes(whole + pcap_bytes([40])[24:24 + cut])
+        for chunk in (1 << 20, 7, 16, 1):  # records across every read boundary
+            path.write_bytes(whole + pcap_bytes([40])[24:24 + cut])
+            assert tcpdump.repair_tail(path, chunk=chunk) == cut, (cut, chunk)
+            assert path.read_bytes() == whole
+
+
+def test_repair_tail_leaves_a_whole_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pcap"
+    for data in (pcap_bytes([]), pcap_bytes([5, 6]), pcap_bytes([5, 0]),
+                 pcap_bytes([5, 6], order=">"), pcap_bytes([9], magic=0xA1B23C4D)):
+        path.write_bytes(data)
+        assert tcpdump.repair_tail(path, chunk=4) == 0
+        assert path.read_bytes() == data
+
+
+def test_repair_tail_reads_big_endian_and_nanosecond_files(tmp_path: Path) -> None:
+    path = tmp_path / "be.pcap"
+    whole = pcap_bytes([300, 2], order=">")
+    path.write_bytes(whole + b"\xff" * 20)  # a header that announces 4 GiB of data
+    assert tcpdump.repair_tail(path, chunk=64) == 20
+    assert path.read_bytes() == whole
+    whole = pcap_bytes([3], magic=0xA1B23C4D)
+    path.write_bytes(whole + b"\x01" * 3)
+    assert tcpdump.repair_tail(path) == 3
+    assert path.read_bytes() == whole
+
+
+def test_repair_tail_leaves_what_is_not_a_pcap(tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    for data in (b"", b"\xd4\xc3\xb2\xa1" + bytes(10), b"not a pcap at all, longer than 24 b"):
+        path.write_bytes(data)
+        assert tcpdump.repair_tail(path) == 0
+        assert path.read_bytes() == data
+    assert tcpdump.repair_tail(tmp_path / "missing") == 0
+
+
+def test_parse_stats_reads_the_last_4_kib_only(tmp_path: Path) -> None:
+    """A log is read from its end, so a long one costs no more than a short one: counters
+    further back than that are not the latest anyway."""
+    log = tmp_path / "tcpdump.log"
+    log.write_bytes(FINAL_LOG + b"tcpdump: noise\n" * 300)
+    assert tcpdump_log.parse_stats(log) is None
+    log.write_bytes(FINAL_LOG + b"tcpdump: noise\n" * 200)
+    assert tcpdump_log.parse_stats(log) == Stats(captured=1234, received=1300, dropped=66)
+
+
+def test_exit_reasons(tmp_path: Path) -> None:
+    log = tmp_path / "tcpdump.log"
+    log.write_bytes(b"tcpdump: listening on any, link-type LINUX_SLL2\n"
+                    b"12 packets captured\n")
+    assert tcpdump_log.exit_reason(0, log) == ("tcpdump exited", False)
+    assert tcpdump_log.exit_reason(-9, log) == ("tcpdump killed by signal 9 (SIGKILL)", True)
+    assert tcpdump_log.exit_reason(-15, log) == ("tcpdump killed by signal 15 (SIGTERM)", True)
+    assert tcpdump_log.exit_reason(-99, log) == ("tcpdump killed by signal 99 (unknown signal)",
+                                             True)
+    assert tcpdump_log.exit_reason(None, log) == ("tcpdump ended without a message (killed?)", True)
+    assert tcpdump_log.exit_reason(1, log) == ("error: tcpdump failed without a message", True)
+    log.write_bytes(b"tcpdump: listening on any\ntcpdump: pcap_loop: The interface went down\n")
+    assert tcpdump_log.exit_reason(1, log) == ("error: pcap_loop: The interface went down", True)
+    assert tcpdump_log.exit_reason(None, log) == ("error: pcap_loop: The interface went down", True)
+    log.write_bytes(b"tcpdump: capture.pcap1: No space left on device\n")
+    assert tcpdump_log.exit_reason(1, log) == ("disk full", False)
+    assert tcpdump_log.exit_reason(-9, log) == ("disk full", False)
+    assert tcpdump_log.exit_reason(1, tmp_path / "gone.log") == ("error: tcpdump log is missing",
+                                                             True)

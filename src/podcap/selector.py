@@ -143,7 +143,7 @@ class _Parser:
     def key(self) -> str:
         key, at = self.word("a label key")
         prefix, _, name = key.rpartition("/")
-        if "/" in key and (not prefix or len(prefix) > 253 or not _PREFIX.fullmatch(prefix)):
+        if "/" in key and (len(prefix) > 253 or not _PREFIX.fullmatch(prefix)):  # "" fails too
             raise self.fail(f"label key prefix {prefix!r} is not a DNS subdomain", at)
         if not _NAME.fullmatch(name):
             raise self.fail(f"label key {key!r} is not a valid name (at most 63 of "

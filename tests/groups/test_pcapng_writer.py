@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import dpkt
+import pytest
 from group_support import tcpdump_count, tshark_fields, walk
 
 from podcap import pcapng
@@ -77,3 +78,86 @@ def test_an_option_longer_than_16_bits_is_cut() -> None:
     raw = pcapng.options([(1, b"x" * 70_000)])
     assert struct.unpack_from("<HH", raw) == (1, 0xFFFF)
     assert len(raw) == 4 + 0x10000 + 4
+
+
+# ---- each block to the byte, and the classic reader's edges (`make mutants`)
+
+def block(kind: int, body: bytes) -> bytes:
+    """A pcapng block as the specification draws it (body already padded)."""
+    return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+
+def test_a_cut_option_is_padded_with_zeros() -> None:
+    raw = pcapng.options([(1, b"x" * 70_000)])
+    assert raw[4:4 + 0xFFFF] == b"x" * 0xFFFF and raw[4 + 0xFFFF] == 0
+
+
+def test_section_header_block() -> None:
+    assert pcapng.section_header() == block(0x0A0D0D0A, struct.pack(
+        "<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    opts = (struct.pack("<HH", 1, 2) + b"hi\0\0" + struct.pack("<HH", 2, 2) + b"hw\0\0"
+            + struct.pack("<HH", 3, 5) + b"linux\0\0\0" + struct.pack("<HH", 4, 6) + b"podcap\0\0"
+            + struct.pack("<HH", 0, 0))
+    assert pcapng.section_header(["hi"], userappl="podcap", os_name="linux",
+                                 hardware="hw") == block(0x0A0D0D0A, struct.pack(
+        "<IHHq", 0x1A2B3C4D, 1, 0, -1) + opts)
+    assert pcapng.section_header(userappl="podcap")[-20:-8] == (
+        struct.pack("<HH", 4, 6) + b"podcap\0\0")
+
+
+def test_interface_description_block() -> None:
+    tsresol = struct.pack("<HH", 9, 1) + b"\x09\0\0\0"
+    end = struct.pack("<HH", 0, 0)
+    assert pcapng.interface(276, 262144) == block(1, struct.pack("<HHI", 276, 0, 262144)
+                                                  + tsresol + end)
+    assert pcapng.interface(1, 96, name="a/b/c", description="d", comments=["c"],
+                            os_name="linux") == block(1, struct.pack("<HHI", 1, 0, 96)
+        + struct.pack("<HH", 1, 1) + b"c\0\0\0" + struct.pack("<HH", 2, 5) + b"a/b/c\0\0\0"
+        + struct.pack("<HH", 3, 1) + b"d\0\0\0" + tsresol
+        + struct.pack("<HH", 12, 5) + b"linux\0\0\0" + end)
+
+
+def test_enhanced_packet_block() -> None:
+    ts = (7 << 32) | 0x80000001  # the low word past 2**31
+    assert pcapng.packet(3, ts, b"abcde") == block(6, struct.pack(
+        "<IIIII", 3, 7, 0x80000001, 5, 5) + b"abcde\0\0\0")
+    assert pcapng.packet(0, ts, b"abcd", orig_len=1500, flags=2, comments=["gap"]) == block(
+        6, struct.pack("<IIIII", 0, 7, 0x80000001, 4, 1500) + b"abcd"
+        + struct.pack("<HH", 1, 3) + b"gap\0" + struct.pack("<HHI", 2, 4, 2)
+        + struct.pack("<HH", 0, 0))
+
+
+def test_interface_statistics_block() -> None:
+    ts = (5 << 32) | 0x90000001
+    assert pcapng.interface_statistics(2, ts) == block(5, struct.pack("<III", 2, 5, 0x90000001))
+
+
+def test_fit_comment_cuts_long_text_at_a_character() -> None:
+    assert pcapng.fit_comment("x" * 60_000) == "x" * 60_000
+    assert pcapng.fit_comment("x" * 60_001) == "x" * 59_980 + "\n…(truncated)"
+    # 59,980 bytes end inside an "é" (2 bytes): the half character is dropped.
+    assert pcapng.fit_comment("a" + "é" * 30_000) == "a" + "é" * 29_989 + "\n…(truncated)"
+
+
+def classic(endian: str = "<", magic: int = 0xA1B2C3D4, linktype: int = 276) -> bytes:
+    return struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 1500, linktype)
+
+
+def test_classic_reader_of_a_header_alone_and_of_other_byte_orders() -> None:
+    head, found = pcapng.read_pcap([classic()])
+    assert head == pcapng.PcapHeader(276, 1500, False, "<") and list(found) == []
+    data = (classic(">", 0xA1B23C4D, 0x10000001) + struct.pack(">IIII", 3_000_000_000, 7, 2, 60)
+            + b"ab" + struct.pack(">IIII", 4, 0, 0, 0))
+    head, found = pcapng.read_pcap([data])
+    assert head == pcapng.PcapHeader(1, 1500, True, ">")
+    assert list(found) == [pcapng.Record(3_000_000_000 * 10**9 + 7, b"ab", 60),
+                           pcapng.Record(4 * 10**9, b"", 0)]
+
+
+def test_classic_reader_refusals() -> None:
+    with pytest.raises(pcapng.PcapFormatError) as info:
+        pcapng.read_pcap([classic()[:23]])
+    assert str(info.value) == "stream ended before the 24-byte pcap header"
+    with pytest.raises(pcapng.PcapFormatError) as info:
+        pcapng.read_pcap([b"\x00\x01\x02\x03\x04" + classic()[5:]])
+    assert str(info.value) == "not a pcap file (magic 00010203)"

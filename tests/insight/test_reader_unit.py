@@ -371,3 +371,423 @@ def test_rotated_files_are_read_once_someone_asked(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert entry().partial.packets == 20
     insight.close()
+
+
+# ---- the reader byte by byte: frames built by hand, every counter exact (`make mutants`)
+# Each frame is (seconds, microseconds, bytes, wire length); the wire length is what counts.
+
+A, B = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+A6, B6 = bytes(15) + b"\x01", bytes(15) + b"\x02"
+
+
+def raw_pcap(frames: list[tuple[int, int, bytes, int]], linktype: int = 276,
+             endian: str = "<", nanos: bool = False) -> bytes:
+    magic = 0xA1B23C4D if nanos else 0xA1B2C3D4
+    out = struct.pack(endian + "IHHiIII", magic, 2, 4, 0, 0, 262144, linktype)
+    for sec, frac, data, wire in frames:
+        out += struct.pack(endian + "IIII", sec, frac, len(data), wire) + data
+    return out
+
+
+def read_frames(tmp_path: Path, frames: list[tuple[int, int, bytes, int]],
+                **kw: object) -> Partial:
+    path = tmp_path / "frames.pcap"
+    path.write_bytes(raw_pcap(frames, **kw))  # type: ignore[arg-type]
+    part, offset = reader.read(path)
+    assert offset == path.stat().st_size
+    return part
+
+
+def ipv4(src: bytes, dst: bytes, proto: int, payload: bytes, frag: int = 0,
+         options: bytes = b"") -> bytes:
+    ihl = 5 + len(options) // 4
+    return struct.pack(">BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(options) + len(payload), 1,
+                       frag, 64, proto, 0, src, dst) + options + payload
+
+
+def ipv6(src: bytes, dst: bytes, nxt: int, payload: bytes) -> bytes:
+    return struct.pack(">IHBB16s16s", 6 << 28, len(payload), nxt, 64, src, dst) + payload
+
+
+def tcp_seg(sport: int, dport: int, payload: bytes = b"", words: int = 5) -> bytes:
+    return (struct.pack(">HHIIBBHHH", sport, dport, 0, 0, words << 4, 0x18, 1024, 0, 0)
+            + bytes(4 * (words - 5)) + payload)
+
+
+def udp_dgram(sport: int, dport: int, payload: bytes = b"") -> bytes:
+    return struct.pack(">HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def sll2_frame(l3: bytes, ethertype: int = 0x0800) -> bytes:
+    return struct.pack(">HHIHBB8s", ethertype, 0, 2, 1, 0, 6, bytes(8)) + l3
+
+
+def dns_message(name: bytes, response: bool = False, questions: int = 1) -> bytes:
+    return struct.pack(">HHHHHH", 7, 0x8180 if response else 0x0100, questions, 0, 0, 0) \
+        + name + b"\x00\x01\x00\x01"
+
+
+def test_one_tcp_conversation_both_ways(tmp_path: Path) -> None:
+    frames = [(1000, 250_000, sll2_frame(ipv4(A, B, 6, tcp_seg(40000, 80))), 1500),
+              (1001, 500_000, sll2_frame(ipv4(B, A, 6, tcp_seg(80, 40000, b"x"))), 700),
+              (1001, 750_000, sll2_frame(ipv4(A, B, 6, tcp_seg(40000, 80))), 60)]
+    part = read_frames(tmp_path, frames)
+    assert (part.packets, part.bytes, part.first, part.last) == (3, 2260, 1000.25, 1001.75)
+    # The key puts the lower (address, port) end first: A (10.0.0.1) whatever its port.
+    assert part.conversations == {(6, A, 40000, B, 80): [2, 1560, 1, 700, 1000.25, 1001.75]}
+    assert part.links == {0x0800: [3, 2260]}
+    assert part.ip_protocols == {6: [3, 2260]}
+    assert part.services == {(6, 80): [3, 2260]}
+    assert part.timeline == {1000: [1, 1500], 1001: [2, 760]}
+    assert (part.untracked_packets, part.untracked_bytes, part.dns, part.tls) == (0, 0, {}, {})
+
+
+def test_a_conversation_row_keeps_its_earliest_and_latest_packet(tmp_path: Path) -> None:
+    frames = [(20, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(9, 8))), 10),
+              (10, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(8, 9))), 10),
+              (30, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(8, 9))), 10),
+              (15, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(9, 8))), 10)]
+    part = read_frames(tmp_path, frames)
+    assert part.conversations == {(17, A, 8, B, 9): [2, 20, 2, 20, 10.0, 30.0]}
+    same = [(1, 0, sll2_frame(ipv4(A, A, 17, udp_dgram(8, 8))), 10)]  # equal ends: forward
+    assert read_frames(tmp_path, same).conversations == {
+        (17, A, 8, A, 8): [1, 10, 0, 0, 1.0, 1.0]}
+    assert (part.first, part.last) == (10.0, 30.0)
+
+
+def test_ports_the_lower_names_the_service_and_ephemeral_ones_count_as_zero(
+        tmp_path: Path) -> None:
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(49151, 50000))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(49152, 60000))), 2),
+              (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(5353, 443))), 4)]
+    part = read_frames(tmp_path, frames)
+    assert part.services == {(6, 49151): [1, 1], (6, 0): [1, 2], (17, 443): [1, 4]}
+    # A key orders its ends by (address, port): A's end first, whatever the ports.
+    assert set(part.conversations) == {(6, A, 49151, B, 50000), (6, A, 49152, B, 60000),
+                                       (17, A, 5353, B, 443)}
+    assert part.conversations[(17, A, 5353, B, 443)][:4] == [1, 4, 0, 0]
+
+
+def test_ipv4_fragments_and_header_options(tmp_path: Path) -> None:
+    frames = [
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2), frag=0x2000)), 10),  # first, MF set
+        (1, 0, sll2_frame(ipv4(A, B, 17, b"\x00\x03\x00\x04rest", frag=0x0001)), 20),
+        (1, 0, sll2_frame(ipv4(A, B, 17, b"\x00\x05\x00\x06rest", frag=0x0100)), 40),
+        (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(7, 8), options=b"\x01\x01\x01\x00")), 80),
+    ]
+    part = read_frames(tmp_path, frames)
+    assert part.conversations.keys() == {(17, A, 1, B, 2), (17, A, 0, B, 0), (6, A, 7, B, 8)}
+    assert part.conversations[(17, A, 0, B, 0)][:2] == [2, 60]
+    assert part.services == {(17, 1): [1, 10], (6, 7): [1, 80]}
+
+
+def test_ipv6(tmp_path: Path) -> None:
+    frames = [(5, 0, sll2_frame(ipv6(B6, A6, 17, udp_dgram(53, 3000)), 0x86DD), 90),
+              (5, 0, sll2_frame(ipv6(A6, B6, 58, b"\x80\x00"), 0x86DD), 70)]
+    part = read_frames(tmp_path, frames)
+    assert part.links == {0x86DD: [2, 160]}
+    assert part.ip_protocols == {17: [1, 90], 58: [1, 70]}
+    assert part.conversations == {(17, A6, 3000, B6, 53): [0, 0, 1, 90, 5.0, 5.0],
+                                  (58, A6, 0, B6, 0): [1, 70, 0, 0, 5.0, 5.0]}
+
+
+def test_frames_too_short_for_their_headers_count_as_far_as_they_go(tmp_path: Path) -> None:
+    full_v4 = ipv4(A, B, 6, tcp_seg(1, 2))
+    frames = [
+        (1, 0, sll2_frame(b"")[:19], 1),                              # no whole SLL2 header
+        (1, 0, sll2_frame(full_v4[:19]), 2),                          # no whole IPv4 header
+        (1, 0, sll2_frame(ipv6(A6, B6, 6, b"")[:39], 0x86DD), 4),     # no whole IPv6 header
+        (1, 0, sll2_frame(full_v4[:23]), 8),                          # ports cut: no ports
+        (1, 0, sll2_frame(b"\x00" * 28, 0x0806), 16),                 # ARP: a link only
+    ]
+    part = read_frames(tmp_path, frames)
+    assert (part.packets, part.bytes) == (5, 31)
+    assert part.links == {0x0800: [2, 10], 0x86DD: [1, 4], 0x0806: [1, 16]}
+    assert part.ip_protocols == {6: [1, 8]}
+    assert part.conversations == {(6, A, 0, B, 0): [1, 8, 0, 0, 1.0, 1.0]}
+    assert part.services == {} and part.timeline == {1: [5, 31]}
+
+
+def test_every_link_type(tmp_path: Path) -> None:
+    l3 = ipv4(A, B, 17, udp_dgram(1000, 2000))
+    sll = struct.pack(">HHH8sH", 0, 1, 6, bytes(8), 0x0800) + l3
+    eth = bytes(12) + b"\x08\x00" + l3
+    vlan = bytes(12) + b"\x81\x00\x00\x05\x08\x00" + l3
+    for linktype, frame in ((113, sll), (1, eth), (1, vlan), (101, l3), (228, l3)):
+        part = read_frames(tmp_path, [(1, 0, frame, 100)], linktype=linktype)
+        assert part.conversations == {(17, A, 1000, B, 2000): [1, 100, 0, 0, 1.0, 1.0]}, \
+            linktype
+        assert part.links == {0x0800: [1, 100]}
+    v6 = ipv6(A6, B6, 6, tcp_seg(1, 2))
+    for linktype in (101, 229):
+        part = read_frames(tmp_path, [(1, 0, v6, 50)], linktype=linktype)
+        assert part.conversations == {(6, A6, 1, B6, 2): [1, 50, 0, 0, 1.0, 1.0]}
+    # Too short for each link header; a raw frame of another version; an unknown link type.
+    part = read_frames(tmp_path, [(1, 0, sll[:15], 1), (1, 0, sll, 2)], linktype=113)
+    assert (part.packets, part.links) == (2, {0x0800: [1, 2]})
+    part = read_frames(tmp_path, [(1, 0, eth[:13], 1), (1, 0, vlan[:17], 2)], linktype=1)
+    assert part.links == {0x8100: [1, 2]} and part.packets == 2
+    part = read_frames(tmp_path, [(1, 0, b"", 1), (1, 0, b"\x50" + l3[1:], 2)], linktype=101)
+    assert part.links == {0: [1, 2]} and part.ip_protocols == {}
+    part = read_frames(tmp_path, [(1, 0, l3, 5)], linktype=147)
+    assert (part.packets, part.bytes, part.links, part.timeline) == (1, 5, {}, {1: [1, 5]})
+
+
+def test_dns_names_over_udp_and_tcp(tmp_path: Path) -> None:
+    name = b"\x03www\x07example\x03com\x00"
+    query, answer = dns_message(name), dns_message(name, response=True)
+    frames = [
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, query))), 1),
+        (1, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(53, 3333, answer))), 1),
+        (1, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(53, 3334, answer))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(53, 4444, struct.pack(">H", len(query))
+                                                   + query))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, dns_message(
+            b"\x01x\x00", questions=0)))), 1),                         # no question
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, query[:11]))), 1),  # cut header
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 5353, query))), 1),    # not port 53
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, dns_message(b"\x00")))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, dns_message(b"\x05ab")))), 1),
+    ]
+    part = read_frames(tmp_path, frames)
+    assert part.dns == {"www.example.com": [2, 2], "<Root>": [1, 0]}
+
+
+def test_dns_names_table_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "INSIGHT_NAMES_MAX", 1)
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, dns_message(n)))), 1)
+              for n in (b"\x01a\x00", b"\x01b\x00", b"\x01a\x00")]
+    frames.append((1, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(53, 3333, dns_message(
+        b"\x01a\x00", response=True)))), 1))
+    assert read_frames(tmp_path, frames).dns == {"a": [2, 1]}
+
+
+def test_qname() -> None:
+    def q(data: bytes) -> str | None:
+        return reader.qname(b"--" + data, 2, 2 + len(data))
+
+    assert q(b"\x01a\x02bc\x00") == "a.bc"
+    assert q(b"\x00") == "<Root>"
+    assert q(b"\x01a") is None                                 # no end
+    assert q(b"\x03ab") is None                                # a label past the end
+    assert q(b"\x40" + b"a" * 64 + b"\x00") is None            # a label over 63
+    assert q(b"\x3f" + b"a" * 63 + b"\x00") == "a" * 63
+    assert q(b"\x01\xff\x00") == "\\xff"
+    long = (b"\x3f" + b"a" * 63) * 4                           # 256 bytes of labels
+    assert q(long + b"\x00") is None
+    assert q((b"\x3f" + b"a" * 63) * 3 + b"\x3e" + b"a" * 62 + b"\x00") == ".".join(
+        ["a" * 63] * 3 + ["a" * 62])                           # 255: the longest name
+    assert reader.qname(b"\x01a\x00", 0, 2) is None             # the end is the limit given
+
+
+def client_hello(name: bytes, name_type: int = 0, before: bytes = b"") -> bytes:
+    sni = struct.pack(">HBH", len(name) + 3, name_type, len(name)) + name
+    ext = before + struct.pack(">HH", 0, len(sni)) + sni
+    body = (b"\x03\x03" + bytes(32) + b"\x02ab" + b"\x00\x04\x13\x01\x13\x02" + b"\x02\x00\x01"
+            + struct.pack(">H", len(ext)) + ext)
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(handshake)) + handshake
+
+
+def test_server_name() -> None:
+    other = struct.pack(">HH", 0x000A, 4) + b"\x00\x02\x00\x1d"
+    assert reader.server_name(client_hello(b"a.example")) == "a.example"
+    assert reader.server_name(client_hello(b"b.example", before=other)) == "b.example"
+    assert reader.server_name(client_hello(b"x" * 255)) == "x" * 255
+    assert reader.server_name(client_hello(b"x" * 256)) is None
+    assert reader.server_name(client_hello(b"")) is None
+    assert reader.server_name(client_hello(b"c.example", name_type=1)) is None
+    assert reader.server_name(client_hello(b"\xffz")) == "\\xffz"
+    hello = client_hello(b"d.example")
+    assert reader.server_name(hello[:-1]) is None  # the name cut by one byte
+    assert reader.server_name(hello[:-9]) is None  # the extension's body missing
+    no_sni = client_hello(b"e.example", before=other)
+    no_sni = no_sni[:len(no_sni) - len(b"e.example") - 9]  # the hello ends after the other one
+    assert reader.server_name(no_sni) is None
+    assert reader.server_name(b"\x16\x03\x01\x00") is None
+    assert reader.server_name(b"") is None
+
+
+def test_tls_names_from_tcp_segments_that_start_a_hello(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    hello = client_hello(b"a.example")
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40000, 443, hello))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40001, 443, hello, words=8))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40002, 443, b"\x17" + hello[1:]))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40003, 443, client_hello(b"b.x")))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40004, 443))), 1)]
+    part = read_frames(tmp_path, frames)
+    assert part.tls == {"a.example": 2, "b.x": 1}
+    monkeypatch.setattr(limits, "INSIGHT_NAMES_MAX", 1)
+    assert read_frames(tmp_path, frames).tls == {"a.example": 2}
+
+
+def test_full_tables_count_the_rest_as_untracked(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "INSIGHT_CONVERSATIONS_MAX", 1)
+    monkeypatch.setattr(limits, "INSIGHT_SERVICES_MAX", 1)
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2))), 10),
+              (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3, 4))), 20),
+              (1, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(2, 1))), 40)]
+    part = read_frames(tmp_path, frames)
+    assert part.conversations == {(17, A, 1, B, 2): [1, 10, 1, 40, 1.0, 1.0]}
+    assert (part.untracked_packets, part.untracked_bytes) == (1, 20)
+    assert part.services == {(17, 1): [2, 50]}
+
+
+def test_timestamps_in_each_byte_order_and_unit(tmp_path: Path) -> None:
+    frame = sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2)))
+    for endian, nanos, frac, ts in ((">", False, 500_000, 7.5), ("<", True, 250_000_000, 7.25),
+                                    (">", True, 1, 7.000000001)):
+        part = read_frames(tmp_path, [(7, frac, frame, 9)], endian=endian, nanos=nanos)
+        assert part.first == part.last == pytest.approx(ts, abs=1e-12), (endian, nanos)
+        assert part.conversations[(17, A, 1, B, 2)][4] == part.first
+
+
+def test_link_type_bits_above_28_are_ignored(tmp_path: Path) -> None:
+    frame = sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2)))
+    part = read_frames(tmp_path, [(1, 0, frame, 9)], linktype=0x10000000 | 276)
+    assert part.links == {0x0800: [1, 9]}
+
+
+def test_reading_in_small_blocks_and_resuming_gives_one_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = [(i, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2, bytes(i)))), 100 + i)
+              for i in range(1, 30)]
+    whole = read_frames(tmp_path, frames)
+    monkeypatch.setattr(limits, "INSIGHT_READ_BYTES", 7)
+    assert read_frames(tmp_path, frames) == whole
+    path = tmp_path / "frames.pcap"
+    data = raw_pcap(frames)
+    path.write_bytes(data[:1000])  # a record half-written
+    part, offset = reader.read(path)
+    assert offset < 1000 and part.packets < 29
+    path.write_bytes(data)
+    part, end = reader.read(path, part, offset)
+    assert end == len(data) and part == whole
+
+
+def test_a_step_given_with_the_partial_buckets_the_timeline(tmp_path: Path) -> None:
+    path = tmp_path / "frames.pcap"
+    frame = sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2)))
+    path.write_bytes(raw_pcap([(s, 0, frame, 1) for s in (10, 11, 12, 15)]))
+    part, _ = reader.read(path, Partial(step=4, timeline={8: [5, 5]}))
+    assert part.timeline == {8: [7, 7], 12: [2, 2]}
+
+
+def test_not_a_pcap_says_which_file(tmp_path: Path) -> None:
+    for data in (b"", b"\xd4\xc3\xb2\xa1" + bytes(19), b"x" * 24):
+        (tmp_path / "c.pcap0").write_bytes(data)
+        with pytest.raises(reader.NotPcap) as info:
+            reader.read(tmp_path / "c.pcap0")
+        assert str(info.value) == "c.pcap0 is not a pcap file (or has no header yet)"
+    (tmp_path / "c.pcap0").write_bytes(raw_pcap([]))
+    part, offset = reader.read(tmp_path / "c.pcap0", offset=3)
+    assert (part.packets, offset) == (0, 24)
+
+
+def test_headers_exactly_as_long_as_needed(tmp_path: Path) -> None:
+    """Each length check at its edge: a header that just fits is read."""
+    v4 = ipv4(A, B, 17, b"")  # 20 bytes: an IPv4 header and nothing after it
+    frames = [(1, 0, sll2_frame(b"", 0x0806), 1),                        # SLL2: 20 bytes
+              (1, 0, sll2_frame(v4), 2),                                  # IPv4 header alone
+              (1, 0, sll2_frame(ipv6(A6, B6, 58, b""), 0x86DD), 4),       # IPv6 header alone
+              (1, 0, sll2_frame(ipv4(A, B, 17, b"\x00\x07\x00\x09")), 8),  # the ports only
+              (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(53, 9)[:12])), 16)]  # last, TCP cut
+    part = read_frames(tmp_path, frames)
+    assert part.links == {0x0806: [1, 1], 0x0800: [3, 26], 0x86DD: [1, 4]}
+    assert part.ip_protocols == {17: [2, 10], 58: [1, 4], 6: [1, 16]}
+    assert part.conversations[(17, A, 7, B, 9)][:2] == [1, 8]
+    assert part.services == {(17, 7): [1, 8], (6, 9): [1, 16]}
+    sll = struct.pack(">HHH8sH", 0, 1, 6, bytes(8), 0x0806)             # SLL: 16 bytes
+    assert read_frames(tmp_path, [(1, 0, sll, 3)], linktype=113).links == {0x0806: [1, 3]}
+    eth = bytes(12) + b"\x08\x06"                                        # Ethernet: 14 bytes
+    vlan = bytes(12) + b"\x81\x00\x00\x05\x08\x06"                       # with a tag: 18
+    assert read_frames(tmp_path, [(1, 0, eth, 3), (1, 0, vlan, 5)], linktype=1).links == {
+        0x0806: [2, 8]}
+    assert read_frames(tmp_path, [(1, 0, b"\x45", 3)], linktype=101).links == {0x0800: [1, 3]}
+
+
+def test_frames_after_an_unknown_link_or_network_type_are_still_read(tmp_path: Path) -> None:
+    v4 = ipv4(A, B, 17, udp_dgram(1, 2))
+    part = read_frames(tmp_path, [(1, 0, v4, 1), (2, 0, v4, 2)], linktype=147)
+    assert (part.packets, part.bytes, part.last) == (2, 3, 2.0)
+    part = read_frames(tmp_path, [(1, 0, sll2_frame(b"\x00" * 28, 0x0806), 1),
+                                  (2, 0, sll2_frame(v4), 2)])
+    assert part.ip_protocols == {17: [1, 2]}
+
+
+def test_a_last_record_of_no_bytes_and_timestamps_past_2038(tmp_path: Path) -> None:
+    part = read_frames(tmp_path, [(3_000_000_000, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(
+        1, 2))), 5), (3_000_000_001, 0, b"", 0)])
+    assert (part.packets, part.first, part.last) == (2, 3e9, 3e9 + 1)
+    assert part.timeline == {3_000_000_000: [1, 5], 3_000_000_001: [1, 0]}
+
+
+def test_dns_edges(tmp_path: Path) -> None:
+    name = b"\x01a\x00"
+    answer_only = struct.pack(">HHHHHH", 7, 0x8400, 1, 0, 0, 0) + b"\x01r\x00\x00\x01\x00\x01"
+    query_ra = struct.pack(">HHHHHH", 7, 0x0080, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+    frames = [
+        (1, 0, sll2_frame(ipv4(B, A, 17, udp_dgram(53, 3333, answer_only))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, query_ra))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, dns_message(
+            b"\x01m\x00", questions=256)))), 1),
+        (1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(8080, 80, struct.pack(">H", 20) + dns_message(
+            b"\x01t\x00")))), 1),                                     # DNS words, not port 53
+        (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(3333, 53, b"\x00\x07\x01"))), 1),  # last, cut
+    ]
+    assert read_frames(tmp_path, frames).dns == {"r": [0, 1], "a": [1, 0], "m": [1, 0]}
+
+
+def test_more_than_one_untracked_packet_adds_up(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "INSIGHT_CONVERSATIONS_MAX", 1)
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, n))), n) for n in (2, 3, 4)]
+    part = read_frames(tmp_path, frames)
+    assert (part.untracked_packets, part.untracked_bytes) == (2, 7)
+
+
+def test_a_new_timeline_bucket_starts_at_its_step(tmp_path: Path) -> None:
+    path = tmp_path / "frames.pcap"
+    frame = sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2)))
+    path.write_bytes(raw_pcap([(s, 0, frame, 1) for s in (17, 18, 23)]))
+    part, _ = reader.read(path, Partial(step=4))
+    assert part.timeline == {16: [2, 2], 20: [1, 1]}
+
+
+def hello_record(extensions: bytes, after: bytes = b"") -> bytes:
+    """A ClientHello whose extension block is ``extensions``; ``after``: bytes that follow the
+    block inside the same handshake message."""
+    body = (b"\x03\x03" + bytes(32) + b"\x02ab" + b"\x00\x04\x13\x01\x13\x02" + b"\x02\x00\x01"
+            + struct.pack(">H", len(extensions)) + extensions + after)
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(handshake)) + handshake
+
+
+def sni_extension(*names: bytes) -> bytes:
+    entries = b"".join(struct.pack(">BH", 0, len(n)) + n for n in names)
+    return struct.pack(">HHH", 0, len(entries) + 2, len(entries)) + entries
+
+
+def test_server_name_edges() -> None:
+    assert reader.server_name(client_hello(b"a")) == "a"
+    assert reader.server_name(hello_record(sni_extension(b"one", b"two"))) == "one"
+    other = struct.pack(">HH", 0x000A, 4) + b"\x00\x02\x00\x1d"
+    assert reader.server_name(hello_record(other + sni_extension(b"ev"))) == "ev"
+    # A name longer than 255 is refused, not read modulo 256.
+    assert reader.server_name(hello_record(sni_extension(b"x" * 300))) is None
+    # A name entry that claims one byte more than its extension holds: not completed from
+    # the extension after it.
+    cut = struct.pack(">HHHBH", 0, 9, 7, 0, 5) + b"name"
+    assert reader.server_name(hello_record(cut + other)) is None
+    # Bytes after the extension block are not read as an extension, whatever they look like.
+    assert reader.server_name(hello_record(other, after=sni_extension(b"ev"))) is None
+    assert reader.server_name(hello_record(b"", after=sni_extension(b"ev"))) is None
+
+
+def test_a_cut_hello_is_not_completed_from_the_next_record(tmp_path: Path) -> None:
+    hello = client_hello(b"cut.example")
+    frames = [(1, 0, sll2_frame(ipv4(A, B, 6, tcp_seg(40000, 443, hello[:-3]))), 1),
+              (1, 0, sll2_frame(ipv4(A, B, 17, udp_dgram(1, 2, b"mple" + bytes(40)))), 1)]
+    assert read_frames(tmp_path, frames).tls == {}

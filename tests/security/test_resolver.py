@@ -50,6 +50,16 @@ def test_the_rule() -> None:
     assert names(resolve("web", twice)) == ["web", "web"]  # ambiguous: the caller refuses
 
 
+def test_a_full_id_is_exact_whatever_its_shape() -> None:
+    """Ids that are not 64 hex characters (other runtimes, tests) are found by equality, and a
+    full id is never widened into a prefix of a longer one."""
+    odd = [wl("pod-1/ctr", "web"), wl("pod-1/ctr-2", "db")]
+    assert names(resolve("pod-1/ctr", odd)) == ["web"]
+    longer = [wl(A[:40], "short"), wl(A, "long")]
+    assert names(resolve(A[:40], longer)) == ["short"]
+    assert names(resolve(A[:39], longer)) == ["short", "long"]
+
+
 def test_a_name_never_shadows_a_short_id(server: Server) -> None:
     target = run_container(unique("target"), ["sleep", "300"])
     impostor = run_container(target.id[:12], ["sleep", "300"])

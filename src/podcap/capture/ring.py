@@ -93,7 +93,7 @@ def merged(paths: list[Path], *, live: bool = False, limit: int | None = None,
     return PcapStream(_stream_from(chosen, offset, chunk), max(0, size - offset))
 
 
-def _select(paths: list[Path], limit: int | None, check_magic: bool = False,
+def _select(paths: list[Path], limit: int | None, check_magic: bool,
             ) -> tuple[list[tuple[Path, int]], int]:
     """The files to send with their sizes now, and the merged size. ``check_magic`` leaves out
     files that are not pcaps, as the stream does, so the size announced is exact."""

@@ -29,8 +29,7 @@ class Conversation:
     def parse(cls, proto: str, a: str, b: str, a_port: int | str | None = None,
               b_port: int | str | None = None) -> Conversation:
         """Validate every field; raise InvalidArgument saying which one to change."""
-        # By its canonical name: "ip-6" is tcp, so it needs ports like "tcp" (it built a
-        # filter with "port None").
+        # By its name: "ip-6" is tcp and "ip-17" udp, which have ports.
         proto = names.ip_protocol(_proto_number((proto or "").strip().lower()))
         addr_a, addr_b = _address("a", a), _address("b", b)
         if addr_a.version != addr_b.version:
@@ -99,10 +98,11 @@ def _address(name: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Addr
 
 
 def _port(name: str, value: int | str | None) -> int:
+    refused = InvalidArgument(f"{name} must be a port number from 0 to 65535")
     try:
-        port = int(value) if value not in (None, "") else -1  # type: ignore[arg-type]
-    except ValueError:
-        port = -1
+        port = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:  # None, "" or not a number
+        raise refused from exc
     if not 0 <= port <= 65535:
-        raise InvalidArgument(f"{name} must be a port number from 0 to 65535")
+        raise refused
     return port

@@ -240,7 +240,7 @@ def qname(data: bytes, pos: int, end: int) -> str | None:
         length = data[pos]
         if length == 0:
             return ".".join(labels) if labels else "<Root>"
-        if length > 63 or pos + 1 + length > end:
+        if length > 63:  # a label past ``end`` ends the loop below: None all the same
             return None
         total += length + 1
         if total > 255:
