@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dpkt
 
-from podcap.capture import ring
+from podcap.pcap import ring
 
 PREFIX = "capture.pcap"
 

@@ -1,4 +1,4 @@
-"""podcap.pcapng on its own: blocks tshark, tcpdump and dpkt read back, an IDB mid-file,
+"""podcap.pcap.pcapng on its own: blocks tshark, tcpdump and dpkt read back, an IDB mid-file,
 odd packet lengths (padding), comments, nanosecond timestamps; and the classic-pcap reader
 across chunk boundaries."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import dpkt
 from group_support import tcpdump_count, tshark_fields, walk
 
-from podcap import pcapng
+from podcap.pcap import pcapng
 
 SLL2 = struct.pack(">HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\x02\x42\xac\x11\x00\x02\x00\x00")
 

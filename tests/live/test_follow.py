@@ -12,7 +12,7 @@ import httpx
 from live_support import Followed, p95
 from support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
 
-from podcap.capture.follow import gap_text
+from podcap.pcap.follow import gap_text
 
 
 def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: float = 0.0,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from support import read_pcap
 
-from podcap.capture.follow import RingFollower, gap_text
-from podcap.capture.follow_pcapng import as_pcapng
+from podcap.pcap.follow import RingFollower, gap_text
+from podcap.pcap.follow_pcapng import as_pcapng
 
 HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.capture import tcpdump
-from podcap.capture.follow import Gap
 from podcap.model import Capture
+from podcap.pcap.follow import Gap
 
 log = logging.getLogger("podcap.agent")
 

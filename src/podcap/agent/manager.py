@@ -24,14 +24,15 @@ from podcap.agent.following import Following
 from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.store import CaptureStore
 from podcap.agent.workloads import WorkloadView
-from podcap.capture import ring, tcpdump
-from podcap.capture.follow import RingFollower
+from podcap.capture import tcpdump
 from podcap.errors import FailedPrecondition, InvalidArgument, NotFound
 from podcap.insight.filtered import filtered
 from podcap.insight.series import LiveSeries
 from podcap.insight.summary import Insight
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Stats, Status, Workload
+from podcap.pcap import ring
+from podcap.pcap.follow import RingFollower
 from podcap.runtime.base import proc_start_time, process_alive
 from podcap.streams import PcapRequest, PcapStream
 from podcap.types import capture_id, new_capture_id
@@ -231,7 +232,7 @@ class Agent:
             raise NotFound(f"no document {name[:40]!r}; known: {', '.join(sorted(self.documents))}")
         return provider(capture, params)
 
-    # ---- live follow (capture/follow.py, agent/following.py) ---------------------------
+    # ---- live follow (pcap/follow.py, agent/following.py) ---------------------------
 
     def _follow_stream(self, cid: str, request: PcapRequest, chunk: int) -> PcapStream:
         with self._lock:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from fastapi.responses import JSONResponse
 
 from podcap.api.errors import CODE_INVALID_REQUEST, error_response
-from podcap.capture.ring import GLOBAL_HEADER
 from podcap.model import Capture, Status
+from podcap.pcap.ring import GLOBAL_HEADER
 from podcap.streams import PcapRequest, PcapStream
 
 _RANGE = re.compile(r"bytes=\s*(\d*)\s*-\s*(\d*)\s*")

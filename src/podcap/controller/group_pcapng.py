@@ -30,9 +30,10 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
-from podcap import __version__, limits, pcapng
-from podcap.capture.follow import gap_text
+from podcap import __version__, limits
 from podcap.errors import PodcapError
+from podcap.pcap import pcapng
+from podcap.pcap.follow import gap_text
 from podcap.streams import PcapStream
 
 LINKTYPE_LINUX_SLL2 = 276

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
-from podcap import limits, pcapng
+from podcap import limits
 from podcap.agent.netstate import as_text as netstate_text
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
@@ -32,6 +32,7 @@ from podcap.controller.resolver import resolve
 from podcap.errors import CaptureFailed, InvalidArgument, NotFound, PodcapError, Unavailable
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
+from podcap.pcap import pcapng
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.base import AgentTransport
 from podcap.types import capture_id, workload_id

@@ -22,11 +22,12 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.agent.store import CaptureStore
-from podcap.capture import ring, tcpdump
+from podcap.capture import tcpdump
 from podcap.errors import InvalidArgument
 from podcap.insight import cache, names
 from podcap.insight.partial import Partial, ntop
 from podcap.model import Capture, Status
+from podcap.pcap import ring
 
 
 class Insight:

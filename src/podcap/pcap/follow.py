@@ -13,7 +13,7 @@ therefore:
   finds is not the next index. It then jumps to the oldest file still unread and reports a
   ``Gap`` -- through ``on_gap`` (the agent logs it and counts it) and in the stream itself, as a
   marker record (``gap_record``) that a pcap reader shows as a packet and the pcapng form of the
-  follow stream turns into a comment on the next packet (``capture/follow_pcapng.py``);
+  follow stream turns into a comment on the next packet (``pcap/follow_pcapng.py``);
 - ends once the capture has ended and every file is drained.
 
 Reading never blocks tcpdump: the follower only reads files, so a slow reader falls behind
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from podcap import limits
-from podcap.capture import ring
+from podcap.pcap import ring
 
 log = logging.getLogger("podcap.follow")
 

@@ -3,7 +3,7 @@ lost.
 
 A classic pcap cannot say "packets are missing here"; pcapng can (``opt_comment`` on a packet,
 shown by Wireshark as a packet comment and found with ``frame.comment``). The agent marks a
-gap in its pcap stream with a marker record (``capture/follow.py``); here that record becomes
+gap in its pcap stream with a marker record (``pcap/follow.py``); here that record becomes
 the comment of the next real packet. The conversion runs where the HTTP answer is made, so the
 agent and both transports only ever carry pcap.
 """
@@ -14,9 +14,9 @@ import itertools
 import struct
 from collections.abc import Iterable, Iterator
 
-from podcap import pcapng
-from podcap.capture.follow import gap_text
 from podcap.capture.tcpdump import LINKTYPE_LINUX_SLL2
+from podcap.pcap import pcapng
+from podcap.pcap.follow import gap_text
 
 
 def as_pcapng(chunks: Iterable[bytes], name: str, description: str = "",
