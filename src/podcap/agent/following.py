@@ -24,7 +24,7 @@ from pathlib import Path
 from podcap import limits
 from podcap.capture import tcpdump
 from podcap.model import Capture
-from podcap.pcap.follow import Gap
+from podcap.pcap.gaps import Gap
 
 log = logging.getLogger("podcap.agent")
 

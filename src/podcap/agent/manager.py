@@ -33,6 +33,7 @@ from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Stats, Status, Workload
 from podcap.pcap import ring
 from podcap.pcap.follow import RingFollower
+from podcap.pcap.repair import repair_tail
 from podcap.runtime.base import proc_start_time, process_alive
 from podcap.streams import PcapRequest, PcapStream
 from podcap.types import capture_id, new_capture_id
@@ -392,7 +393,7 @@ class Agent:
         """Only the file tcpdump was writing can end inside a record: the others were closed
         whole at each rotation."""
         paths = ring.ring_files(self.store.files_dir(cid), tcpdump.RING_PREFIX)
-        if paths and (cut := tcpdump.repair_tail(paths[-1])):
+        if paths and (cut := repair_tail(paths[-1])):
             log.warning("capture %s: cut %d bytes of a half-written record off %s", cid, cut,
                         paths[-1].name)
 

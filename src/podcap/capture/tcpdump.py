@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import struct
 import subprocess
 import threading
 import time
@@ -20,10 +19,10 @@ from pathlib import Path
 from podcap import limits
 from podcap.errors import CaptureFailed, InvalidArgument
 from podcap.model import CaptureSpec, Reason, Stats
+from podcap.pcap.format import LINKTYPE_LINUX_SLL2, global_header
 
 TCPDUMP = "/usr/bin/tcpdump"
 NSENTER = "/usr/bin/nsenter"
-LINKTYPE_LINUX_SLL2 = 276  # what `-i any` writes on current tcpdump
 RING_PREFIX = "capture.pcap"  # tcpdump appends the ring index: capture.pcap0, capture.pcap1...
 
 # Final statistics come one per line; SIGUSR1 statistics on one line, comma-separated.
@@ -34,8 +33,6 @@ _STATS = re.compile(
 _NOISE = ("reading from file", "Warning: interface names", "listening on", "data link type")
 _COUNTERS = re.compile(r"\d+ packets? (captured|received|dropped)")  # statistics, not errors
 _NO_MESSAGE = "tcpdump failed without a message"
-_PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<",
-               b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}
 
 
 def capture_argv(netns_fd: int, spec: CaptureSpec, files_dir: Path) -> list[str]:
@@ -65,7 +62,7 @@ def write_empty_pcap(path: Path, linktype: int = LINKTYPE_LINUX_SLL2) -> Path:
     """A header-only pcap: lets ``tcpdump -d -r`` compile filters for the capture link type
     without opening any interface."""
     if not path.exists():
-        path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+        path.write_bytes(global_header(linktype))
     return path
 
 
@@ -182,40 +179,6 @@ def exit_reason(returncode: int | None, log_path: Path) -> tuple[str, bool]:
     if returncode is None and text == _NO_MESSAGE:  # adopted after a restart: no exit status
         return "tcpdump ended without a message (killed?)", True
     return f"error: {text}", True
-
-
-def repair_tail(path: Path, chunk: int = 1 << 20) -> int:
-    """Cut a pcap file after its last whole record; return the bytes cut.
-
-    tcpdump ignores write errors, and a SIGKILL leaves its last stdio buffer half-written: the
-    file then ends inside a record, which tshark and capinfos report as "cut short".
-    Truncating frees space and needs none. Headers are parsed from 1 MiB reads."""
-    try:
-        with open(path, "r+b") as fh:
-            head = fh.read(24)
-            size = fh.seek(0, os.SEEK_END)
-            if len(head) < 24 or head[:4] not in _PCAP_MAGIC:
-                return 0  # not a pcap we know: left alone
-            length_of = struct.Struct(_PCAP_MAGIC[head[:4]] + "I").unpack_from
-            good = 24  # end of the last whole record found
-            fh.seek(good)
-            data = b""
-            base = good  # file offset of data[0]
-            while block := fh.read(chunk):
-                data += block
-                at = good - base
-                while at + 16 <= len(data):
-                    end = at + 16 + length_of(data, at + 8)[0]
-                    if end > len(data):
-                        break
-                    at = end
-                good = base + at
-                data, base = data[at:], good
-            if good < size:
-                fh.truncate(good)
-            return size - good
-    except OSError:
-        return 0
 
 
 def request_stats(pid: int) -> None:
