@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from podcap import limits
 from podcap.pcap.format import GLOBAL_HEADER, MAGIC, RECORD_HEADER, record_header, whole_end
+from podcap.pcap.ring_file import RingFile
 from podcap.streams import PcapStream
 
 
@@ -149,20 +150,19 @@ def _live(files: list[tuple[Path, int]], chunk: int, listed: bytes | None) -> It
     listing time (``listed``) still makes the body a pcap (with no records), never empty."""
     header: bytes | None = None
     for path, _ in files:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        opened = RingFile.open(path)
+        if opened is None:
             continue  # removed by a rotation or a delete since listing: skip, never fail
         try:
-            head = os.pread(fd, GLOBAL_HEADER, 0)
+            head = os.pread(opened.fd, GLOBAL_HEADER, 0)
             if len(head) < GLOBAL_HEADER or head[:4] not in MAGIC:
                 continue
             if header is None:
                 header = head
                 yield head
-            yield from _records(fd, MAGIC[head[:4]][0], chunk)
+            yield from _records(opened, MAGIC[head[:4]][0], chunk)
         finally:
-            os.close(fd)
+            opened.close()
     if header is None and listed is not None:
         yield listed
 
@@ -217,21 +217,17 @@ def _raw(fh: BinaryIO, length: int, chunk: int) -> Iterator[bytes]:
         yield block
 
 
-def _records(fd: int, order: str, chunk: int) -> Iterator[bytes]:
+def _records(opened: RingFile, order: str, chunk: int) -> Iterator[bytes]:
     """Whole records only: a record tcpdump is half-way through writing is left out. Once
     the ring wraps, tcpdump truncates and rewrites a file in place; a chunk read after that
     belongs to a newer round and would not line up with the records before it, so the file
-    ends at the first sign of it: its first record changed, or it shrank below our place."""
-    first = os.pread(fd, RECORD_HEADER, GLOBAL_HEADER)
-    pos = GLOBAL_HEADER
+    ends at the first sign of it (``RingFile.read``: its first record changed, or it shrank
+    below our place)."""
     pending = b""
-    while block := os.pread(fd, chunk, pos):
-        now = os.pread(fd, RECORD_HEADER, GLOBAL_HEADER)
-        if len(first) < RECORD_HEADER:
-            first = now  # the file had no whole record header when opened
-        if now != first or os.fstat(fd).st_size < pos:
+    while True:
+        block, overwritten = opened.read(chunk)
+        if overwritten or not block:
             return
-        pos += len(block)
         data = pending + block
         end = whole_end(data, order)
         if end:

@@ -1,4 +1,5 @@
-"""One ring file as a follower reads it while tcpdump may rewrite it under the reader.
+"""One ring file as a reader (a follower, a running capture's download) reads it while tcpdump
+may rewrite it under the reader.
 
 Once the ring wraps, tcpdump truncates a file of the previous round and writes it again from
 the start. A reader holding it open notices by two signs, checked after each read (a chunk read
