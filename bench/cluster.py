@@ -63,15 +63,14 @@ from bench.common import run as run_cmd
 from bench.context import Context
 from bench.download import ring_files as serve_ring_files
 from bench.traffic import Iperf
+from podcap.pcap.format import GLOBAL_HEADER, MAGIC
 
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 import cluster_support  # noqa: E402 - tests/cluster is put on the path just above
 
 _ports = itertools.count(5501)
-PCAP_GLOBAL_HEADER = 24
+PCAP_GLOBAL_HEADER = GLOBAL_HEADER
 IDLE_FILTER = "udp port 9"  # nothing sends there: a capture that runs and writes nothing
-_MAGIC = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">",
-          b"\x4d\x3c\xb2\xa1": "<", b"\xa1\xb2\x3c\x4d": ">"}
 
 
 @dataclass
@@ -191,9 +190,9 @@ def _ring_key(path: Path) -> tuple[int, float, int]:
     index = int(path.name[len("capture.pcap"):])
     with open(path, "rb") as fh:
         head = fh.read(PCAP_GLOBAL_HEADER + 16)
-    if len(head) < PCAP_GLOBAL_HEADER + 16 or head[:4] not in _MAGIC:
+    if len(head) < PCAP_GLOBAL_HEADER + 16 or head[:4] not in MAGIC:
         return (1, 0.0, index)
-    sec, frac = struct.unpack(_MAGIC[head[:4]] + "II", head[24:32])
+    sec, frac = struct.unpack(MAGIC[head[:4]][0] + "II", head[24:32])
     return (0, sec + frac * 1e-9, index)
 
 
@@ -217,9 +216,9 @@ def _count_records(path: Path) -> int:
     n = 0
     with open(path, "rb") as fh:
         head = fh.read(PCAP_GLOBAL_HEADER)
-        if head[:4] not in _MAGIC:
+        if head[:4] not in MAGIC:
             return 0
-        rec = struct.Struct(_MAGIC[head[:4]] + "IIII")
+        rec = struct.Struct(MAGIC[head[:4]][0] + "IIII")
         while len(hdr := fh.read(16)) == 16:
             fh.seek(rec.unpack(hdr)[2], os.SEEK_CUR)
             n += 1

@@ -35,9 +35,10 @@ from bench.common import run as run_cmd
 from bench.context import Context
 from bench.server import Podcap
 from bench.traffic import Iperf
+from podcap.pcap.format import GLOBAL_HEADER
 
 _ports = itertools.count(5401)
-PCAP_GLOBAL_HEADER = 24
+PCAP_GLOBAL_HEADER = GLOBAL_HEADER
 
 
 def podcap_pids(srv: Podcap) -> list[int]:

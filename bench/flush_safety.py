@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import tempfile
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Any
 from podcap.agent.following import Following
 from podcap.capture import command, runner, signals, tcpdump_log
 from podcap.model import CaptureSpec
+from podcap.pcap.format import GLOBAL_HEADER, RECORD_HEADER, walk
 
 PERIOD_S = 0.004
 SECONDS, SECONDS_SMOKE = 8.0, 1.0
@@ -35,12 +35,11 @@ REPEATS, REPEATS_SMOKE = 3, 1
 def records_line_up(path: Path) -> bool:
     """Every record header is plausible and the last record ends exactly at the end."""
     data = path.read_bytes()
-    pos = 24
-    while pos + 16 <= len(data):
-        _, frac, caplen, origlen = struct.unpack_from("<IIII", data, pos)
+    pos = GLOBAL_HEADER
+    for at, _, frac, caplen, origlen in walk(data, "<", pos):
         if caplen > 262144 or caplen > origlen or frac >= 1_000_000:
             return False
-        pos += 16 + caplen
+        pos = at + RECORD_HEADER + caplen
     return pos == len(data)
 
 

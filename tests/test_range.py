@@ -21,7 +21,7 @@ import pytest
 from support import PODCAP, Server, WebPair, read_pcap, wait_for, web_pair
 from test_ring import write_pcap
 
-from podcap.capture import ring
+from podcap.pcap import ring
 
 PREFIX = "capture.pcap"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import dpkt
 
-from podcap.capture import ring
+from podcap.pcap import format, ring
 
 PREFIX = "capture.pcap"
 
@@ -49,7 +49,7 @@ def test_live_stream_drops_half_written_record(tmp_path: Path) -> None:
     path = tmp_path / f"{PREFIX}0"
     write_pcap(path, [1.0, 2.0, 3.0], size=100)
     with open(path, "ab") as fh:  # a record tcpdump is still writing: header + part of data
-        fh.write(struct.pack("<IIII", 4, 0, 100, 100) + b"x" * 40)
+        fh.write(format.record(4, 0, b"x" * 100)[:16 + 40])
     assert read(b"".join(ring.merged([path], live=True, chunk=64))) == [1.0, 2.0, 3.0]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,8 @@ from podcap.agent.workloads import WorkloadView
 from podcap.capture import filters, tcpdump, tcpdump_log
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
+from podcap.pcap import format
+from podcap.pcap.repair import repair_tail
 from podcap.runtime.docker import DockerRuntime
 
 
@@ -116,23 +117,23 @@ def test_exit_reasons(tmp_path: Path) -> None:
 
 
 def _pcap(records: list[bytes]) -> bytes:
-    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
+    out = format.global_header()
     for i, data in enumerate(records):
-        out += struct.pack("<IIII", 1_700_000_000 + i, 0, len(data), len(data)) + data
+        out += format.record(1_700_000_000 + i, 0, data)
     return out
 
 
 def test_repair_tail_cuts_half_a_record_only(tmp_path: Path) -> None:
     whole = _pcap([bytes([i]) * (100 + i) for i in range(50)])
     path = tmp_path / "cut.pcap"
-    path.write_bytes(whole + struct.pack("<IIII", 1, 0, 500, 500) + b"x" * 123)
-    assert tcpdump.repair_tail(path, chunk=64) == 16 + 123  # small reads: records span them
+    path.write_bytes(whole + format.record(1, 0, b"x" * 500)[:16 + 123])
+    assert repair_tail(path, chunk=64) == 16 + 123  # small reads: records span them
     assert path.read_bytes() == whole
     assert len(list(dpkt.pcap.Reader(io.BytesIO(path.read_bytes())))) == 50
-    assert tcpdump.repair_tail(path) == 0  # a whole file is left as it is
+    assert repair_tail(path) == 0  # a whole file is left as it is
     other = tmp_path / "not-a-pcap"
     other.write_bytes(b"hello world, not a pcap at all")
-    assert tcpdump.repair_tail(other) == 0 and other.read_bytes().startswith(b"hello")
+    assert repair_tail(other) == 0 and other.read_bytes().startswith(b"hello")
 
 
 def test_a_removed_capture_leaves_no_rate_series(agent: Agent, box: str) -> None:

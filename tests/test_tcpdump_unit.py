@@ -15,6 +15,7 @@ from support import read_pcap, wait_for
 
 from podcap.capture import command, runner, signals, tcpdump, tcpdump_log
 from podcap.model import CaptureSpec, Stats
+from podcap.pcap.repair import repair_tail
 
 FILES = Path("/data/captures/c0ffee/files")
 
@@ -192,7 +193,7 @@ def test_repair_tail_cuts_after_the_last_whole_record(tmp_path: Path) -> None:
         path.write_bytes(whole + pcap_bytes([40])[24:24 + cut])
         for chunk in (1 << 20, 7, 16, 1):  # records across every read boundary
             path.write_bytes(whole + pcap_bytes([40])[24:24 + cut])
-            assert tcpdump.repair_tail(path, chunk=chunk) == cut, (cut, chunk)
+            assert repair_tail(path, chunk=chunk) == cut, (cut, chunk)
             assert path.read_bytes() == whole
 
 
@@ -201,7 +202,7 @@ def test_repair_tail_leaves_a_whole_file_alone(tmp_path: Path) -> None:
     for data in (pcap_bytes([]), pcap_bytes([5, 6]), pcap_bytes([5, 0]),
                  pcap_bytes([5, 6], order=">"), pcap_bytes([9], magic=0xA1B23C4D)):
         path.write_bytes(data)
-        assert tcpdump.repair_tail(path, chunk=4) == 0
+        assert repair_tail(path, chunk=4) == 0
         assert path.read_bytes() == data
 
 
@@ -209,11 +210,11 @@ def test_repair_tail_reads_big_endian_and_nanosecond_files(tmp_path: Path) -> No
     path = tmp_path / "be.pcap"
     whole = pcap_bytes([300, 2], order=">")
     path.write_bytes(whole + b"\xff" * 20)  # a header that announces 4 GiB of data
-    assert tcpdump.repair_tail(path, chunk=64) == 20
+    assert repair_tail(path, chunk=64) == 20
     assert path.read_bytes() == whole
     whole = pcap_bytes([3], magic=0xA1B23C4D)
     path.write_bytes(whole + b"\x01" * 3)
-    assert tcpdump.repair_tail(path) == 3
+    assert repair_tail(path) == 3
     assert path.read_bytes() == whole
 
 
@@ -221,9 +222,9 @@ def test_repair_tail_leaves_what_is_not_a_pcap(tmp_path: Path) -> None:
     path = tmp_path / "x"
     for data in (b"", b"\xd4\xc3\xb2\xa1" + bytes(10), b"not a pcap at all, longer than 24 b"):
         path.write_bytes(data)
-        assert tcpdump.repair_tail(path) == 0
+        assert repair_tail(path) == 0
         assert path.read_bytes() == data
-    assert tcpdump.repair_tail(tmp_path / "missing") == 0
+    assert repair_tail(tmp_path / "missing") == 0
 
 
 def test_parse_stats_reads_the_last_4_kib_only(tmp_path: Path) -> None:

@@ -32,9 +32,9 @@ from podcap.cli.client import ApiClient, error_from_response
 from podcap.cli.live import _PipeWatcher, copy_follow
 from podcap.cli.session import Connection, connect
 from podcap.errors import InvalidArgument, PodcapError, Unavailable
+from podcap.pcap.format import LINKTYPE_LINUX_SLL2
 
 INTERFACE = "podcap"
-LINKTYPE_LINUX_SLL2 = 276
 ANY = "*"  # the namespace selector's "every namespace"
 # Wireshark asks for the configuration when it starts: a server that does not answer must not
 # hold it up for long.

@@ -62,7 +62,7 @@ STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
 STOP_DRAIN_MAX_S: Final = 1.3
 MONITOR_INTERVAL_S: Final = 0.5  # duration end, container exit, disk floor
 STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
-# Live follow (capture/follow.py): SIGUSR2 flushes tcpdump's stdio buffer this often, only while
+# Live follow (pcap/follow.py): SIGUSR2 flushes tcpdump's stdio buffer this often, only while
 # someone follows; followers poll the ring this often; a quiet follow stream sends an empty
 # keepalive chunk this often so remote uploads (UPLOAD_IDLE_S) and proxies never cut it.
 FOLLOW_FLUSH_INTERVAL_S: Final = 0.25

@@ -15,7 +15,8 @@ import pytest
 from cluster_support import AgentProc, Cluster, running_cluster
 from support import container_ip, remove_container, run_container, unique, wait_for
 
-from podcap.capture import ring, tcpdump
+from podcap.capture import tcpdump
+from podcap.pcap import ring
 
 MB = 1_000_000
 

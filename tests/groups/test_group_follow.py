@@ -21,6 +21,8 @@ from group_support import (
 )
 from support import Server, read_pcap, remove_container, unique, wait_for
 
+from podcap.pcap import format
+
 
 def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,
                                                             tmp_path: Path) -> None:
@@ -161,10 +163,10 @@ def test_a_quiet_follow_sends_keepalives_that_readers_skip(tmp_path: Path) -> No
     quiet = threading.Event()
 
     def member() -> Iterator[bytes]:
-        yield struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
+        yield format.global_header()
         sll2 = struct.pack(">HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\x02" * 8)
         ip = bytes.fromhex("4500001c000000004011000a0a0000010a000002") + bytes(8)
-        yield struct.pack("<IIII", 1_700_000_000, 0, len(sll2 + ip), len(sll2 + ip)) + sll2 + ip
+        yield format.record(1_700_000_000, 0, sll2 + ip)
         while not quiet.wait(0.05):
             yield b""  # as the agent's follower does while nothing new is written
 

@@ -10,6 +10,7 @@ import tracemalloc
 from collections.abc import Iterator
 
 from podcap.controller.group_pcapng import Section, Source, merged
+from podcap.pcap import format
 from podcap.streams import PcapStream
 
 PAYLOAD = 1_300
@@ -17,14 +18,13 @@ PAYLOAD = 1_300
 
 def member_pcap(offset_ns: int, step_us: int, records: int) -> Iterator[bytes]:
     """A LINUX_SLL2 pcap of ``records`` packets, yielded in ~1 MiB chunks."""
-    yield struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
+    yield format.global_header()
     chunk: list[bytes] = []
     size = 0
     payload = b"\x00" * PAYLOAD
     for i in range(records):
         us = offset_ns // 1000 + i * step_us
-        chunk.append(struct.pack("<IIII", us // 1_000_000, us % 1_000_000, PAYLOAD, PAYLOAD)
-                     + payload)
+        chunk.append(format.record(us // 1_000_000, us % 1_000_000, payload))
         size += PAYLOAD + 16
         if size >= 1 << 20:
             yield b"".join(chunk)

@@ -1,4 +1,4 @@
-"""podcap.pcapng on its own: blocks tshark, tcpdump and dpkt read back, an IDB mid-file,
+"""podcap.pcap.pcapng on its own: blocks tshark, tcpdump and dpkt read back, an IDB mid-file,
 odd packet lengths (padding), comments, nanosecond timestamps; and the classic-pcap reader
 across chunk boundaries."""
 
@@ -11,7 +11,7 @@ import dpkt
 import pytest
 from group_support import tcpdump_count, tshark_fields, walk
 
-from podcap import pcapng
+from podcap.pcap import format, pcapng
 
 SLL2 = struct.pack(">HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\x02\x42\xac\x11\x00\x02\x00\x00")
 
@@ -67,7 +67,7 @@ def test_classic_pcap_reader_splits_records_across_any_chunking() -> None:
     data = header + records + b"\x01\x02"  # a torn last record is dropped, not an error
     for size in (1, 3, 16, 17, 1000):
         chunks = [data[i:i + size] for i in range(0, len(data), size)]
-        head, found = pcapng.read_pcap(chunks)
+        head, found = format.read_pcap(chunks)
         assert (head.linktype, head.snaplen, head.ns) == (276, 65535, False)
         got = list(found)
         assert [r.ts_ns for r in got] == [(10 + i) * 10**9 + 5_000 for i in range(20)]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dpkt
 
+from podcap.pcap import format
+
 SLL2 = 276
 
 
@@ -56,9 +58,8 @@ def client_hello(server_name: str) -> bytes:
 
 def write(path: Path, frames: list[tuple[float, bytes]], linktype: int = SLL2) -> Path:
     with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
+        fh.write(format.global_header(linktype))
         for ts, frame in frames:
             sec = int(ts)
-            fh.write(struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(frame), len(frame)))
-            fh.write(frame)
+            fh.write(format.record(sec, round((ts - sec) * 1e6), frame))
     return path

@@ -3,12 +3,13 @@ packet arrived, so tests can measure packet -> client latency and compare stream
 
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
 import httpx
+
+from podcap.pcap import format
 
 
 @dataclass
@@ -77,12 +78,9 @@ class Followed:
         data = self.raw
         if len(data) < 24 or data[:4] != b"\xd4\xc3\xb2\xa1":
             return
-        while self._parsed + 16 <= len(data):
-            sec, usec, caplen, _ = struct.unpack_from("<IIII", data, self._parsed)
-            if self._parsed + 16 + caplen > len(data):
-                break
+        for at, sec, usec, caplen, _ in format.walk(data, "<", self._parsed):
             self.arrivals.append((sec + usec / 1e6, now))
-            self._parsed += 16 + caplen
+            self._parsed = at + 16 + caplen
 
 
 def p95(values: list[float]) -> float:

@@ -3,7 +3,6 @@ tcpdump; streams read back with dpkt and tshark."""
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import threading
 import time
@@ -12,7 +11,8 @@ import httpx
 from live_support import Followed, p95
 from support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
 
-from podcap.capture.follow import gap_text
+from podcap.pcap import format
+from podcap.pcap.gaps import gap_text
 
 
 def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: float = 0.0,
@@ -36,7 +36,7 @@ def oldest_packet_time(server: Server, cid: str) -> float:
     assert head[:4] == b"\xd4\xc3\xb2\xa1", head[:4]
     if len(head) < 32:
         return 0.0
-    sec, usec = struct.unpack_from("<II", head, 24)
+    sec, usec, _, _ = format.record_header(head, "<", 24)
     return sec + usec / 1e6
 
 
@@ -169,11 +169,10 @@ def records_line_up(path) -> str | None:
     inside fwrite (capture/signals.py, ``flush``): record headers then read as packet bytes."""
     data = path.read_bytes()
     pos = 24
-    while pos + 16 <= len(data):
-        sec, frac, caplen, origlen = struct.unpack_from("<IIII", data, pos)
+    for at, sec, frac, caplen, origlen in format.walk(data, "<", pos):
         if caplen > 262144 or caplen > origlen or frac >= 1_000_000 or sec < 1_700_000_000:
-            return f"{path.name}: no record header at byte {pos}: {(sec, frac, caplen, origlen)}"
-        pos += 16 + caplen
+            return f"{path.name}: no record header at byte {at}: {(sec, frac, caplen, origlen)}"
+        pos = at + 16 + caplen
     return None if pos == len(data) else f"{path.name}: {len(data) - pos} bytes after the end"
 
 

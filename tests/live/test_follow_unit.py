@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 from support import read_pcap
 
-from podcap.capture.follow import Gap, RingFollower, gap_record, gap_text
-from podcap.capture.follow_pcapng import as_pcapng
+from podcap.pcap import format
+from podcap.pcap.follow import RingFollower
+from podcap.pcap.follow_pcapng import as_pcapng
+from podcap.pcap.gaps import Gap, gap_record, gap_text
 
-HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
+HEADER = format.global_header()
 
 
 def record(n: int, size: int = 60, ts: float | None = None) -> bytes:
     ts = 1_700_000_000 + n if ts is None else ts
     data = n.to_bytes(4, "big") * (size // 4)
-    return struct.pack("<IIII", int(ts), int((ts % 1) * 1e6), len(data), len(data)) + data
+    return format.record(int(ts), int((ts % 1) * 1e6), data)
 
 
 class Ring:

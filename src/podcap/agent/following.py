@@ -24,9 +24,10 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.capture import signals
-from podcap.capture.follow import Gap, RingFollower
 from podcap.capture.tcpdump import RING_PREFIX
 from podcap.model import Capture, CaptureSpec
+from podcap.pcap.follow import RingFollower
+from podcap.pcap.gaps import Gap
 from podcap.streams import PcapStream
 
 log = logging.getLogger("podcap.agent")
@@ -46,7 +47,7 @@ class Following:
 
     def stream(self, cid: str, files_dir: Path, spec: CaptureSpec,
                running: Callable[[], bool], from_now: bool, chunk: int) -> PcapStream:
-        """A follower of the capture's ring (capture/follow.py), counted from now until the
+        """A follower of the capture's ring (pcap/follow.py), counted from now until the
         reader has really ended."""
         self.add(cid)
         reader = RingFollower(files_dir, spec.file_number, spec.file_size_mb * 1_000_000,

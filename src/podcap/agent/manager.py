@@ -27,7 +27,6 @@ from podcap.agent.supervisor import Supervisor
 from podcap.agent.table import CaptureTable, Proc
 from podcap.agent.watcher import Watcher
 from podcap.agent.workloads import WorkloadView
-from podcap.capture import ring
 from podcap.capture.filters import compile_filter
 from podcap.capture.runner import TcpdumpRun
 from podcap.capture.tcpdump import write_empty_pcap
@@ -37,6 +36,7 @@ from podcap.insight.series import LiveSeries
 from podcap.insight.summary import Insight
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Status, Workload
+from podcap.pcap import ring
 from podcap.runtime.base import process_alive
 from podcap.streams import PcapRequest, PcapStream
 from podcap.types import capture_id, new_capture_id
@@ -202,7 +202,7 @@ class Agent:
     def stream_pcap(self, cid: str, request: PcapRequest = PcapRequest(),
                     chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
         """The capture's packets as one request asks: followed live, filtered to one
-        conversation, or the ring merged (capture/ring.py)."""
+        conversation, or the ring merged (pcap/ring.py)."""
         with self.table.lock:
             capture = self.table.get(cid)
             live, spec = capture.status is Status.RUNNING, capture.spec

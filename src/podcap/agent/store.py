@@ -12,9 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-from podcap.capture import ring
 from podcap.capture.tcpdump import RING_PREFIX
 from podcap.model import Capture
+from podcap.pcap import ring
 from podcap.types import capture_id
 
 log = logging.getLogger("podcap.agent")
@@ -40,7 +40,7 @@ class CaptureStore:
         return self.dir(cid) / LOG
 
     def ring_files(self, cid: str) -> list[Path]:
-        """The capture's ring files, oldest first (capture/ring.py)."""
+        """The capture's ring files, oldest first (pcap/ring.py)."""
         return ring.ring_files(self.files_dir(cid), RING_PREFIX)
 
     def create(self, capture: Capture) -> None:

@@ -15,11 +15,11 @@ import time
 from podcap import limits
 from podcap.agent.table import CaptureTable, Proc
 from podcap.capture import signals
-from podcap.capture.tcpdump import repair_tail
 from podcap.capture.tcpdump_log import exit_reason, parse_stats
 from podcap.insight.series import LiveSeries
 from podcap.logs import capture_fields
 from podcap.model import Reason, Status
+from podcap.pcap.repair import repair_tail
 
 log = logging.getLogger("podcap.agent")
 

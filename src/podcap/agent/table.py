@@ -13,9 +13,9 @@ import threading
 from pathlib import Path
 
 from podcap.agent.store import CaptureStore
-from podcap.capture import ring
 from podcap.errors import NotFound
 from podcap.model import Capture, Status
+from podcap.pcap import ring
 from podcap.runtime.base import proc_start_time, process_alive
 from podcap.types import capture_id
 

@@ -2,8 +2,8 @@
 
 A follow stream has no length (it ends when the capture does), so it is sent chunked without
 Content-Length or ranges. ``format=pcapng`` re-frames it so that data the ring overwrote before
-it was read shows as a packet comment (capture/follow_pcapng.py); plain pcap carries the same
-notice as a marker frame (capture/follow.py).
+it was read shows as a packet comment (pcap/follow_pcapng.py); plain pcap carries the same
+notice as a marker frame (pcap/follow.py).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
-from podcap.capture.follow_pcapng import as_pcapng
 from podcap.controller.service import OwnedCapture
 from podcap.errors import InvalidArgument
+from podcap.pcap.follow_pcapng import as_pcapng
 from podcap.streams import PcapRequest, PcapStream
 
 FORMATS = ("pcap", "pcapng")

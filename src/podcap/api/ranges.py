@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from fastapi.responses import JSONResponse
 
 from podcap.api.errors import CODE_INVALID_REQUEST, error_response
-from podcap.capture.ring import GLOBAL_HEADER
 from podcap.model import Capture, Status
+from podcap.pcap.ring import merged_size as merged_pcap_size
 from podcap.streams import PcapRequest, PcapStream
 
 _RANGE = re.compile(r"bytes=\s*(\d*)\s*-\s*(\d*)\s*")
@@ -61,7 +61,7 @@ def etag(capture: Capture) -> str | None:
 def merged_size(capture: Capture) -> int:
     """The pcap's size from the capture's record: its files' bytes less the global header of
     every file but the first (the agent's stream announces the exact figure)."""
-    return max(0, capture.stats.bytes - GLOBAL_HEADER * max(0, capture.files - 1))
+    return merged_pcap_size(capture.stats.bytes, capture.files)
 
 
 def plan(capture: Capture, range_header: str | None, if_range: str | None) -> Plan:

@@ -1,1 +1,2 @@
-"""tcpdump and pcap files. Knows pids, namespaces, argv and files — never Kubernetes."""
+"""tcpdump as a process: argv, start, statistics, stop (the pcap format is ``podcap.pcap``'s).
+Knows pids, namespaces, argv and files — never Kubernetes."""

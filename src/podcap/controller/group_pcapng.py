@@ -30,13 +30,12 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 
-from podcap import __version__, limits, pcapng
-from podcap.capture.follow import gap_text
+from podcap import __version__, limits
 from podcap.errors import PodcapError
+from podcap.pcap import format, pcapng
+from podcap.pcap.format import LINKTYPE_LINUX_SLL2
+from podcap.pcap.gaps import gap_text
 from podcap.streams import PcapStream
-
-LINKTYPE_LINUX_SLL2 = 276
-DEFAULT_SNAPLEN = 262_144  # tcpdump's, when the spec leaves it at 0
 
 
 @dataclass(frozen=True)
@@ -77,10 +76,10 @@ class _Interfaces:
 
 
 def _records(source: Source, stream: PcapStream, missing: list[str]
-             ) -> Iterator[pcapng.Record]:
+             ) -> Iterator[format.Record]:
     try:
-        header, records = pcapng.read_pcap(stream)
-    except pcapng.PcapFormatError as exc:
+        header, records = format.read_pcap(stream)
+    except format.PcapFormatError as exc:
         missing.append(f"{source.if_name}: {exc}")
         return iter(())
     if header.linktype != LINKTYPE_LINUX_SLL2:
@@ -100,7 +99,7 @@ def merged(section: Section, opened: list[tuple[Source, PcapStream]]
     for source, _ in opened:
         if source.initial:
             ifaces.ensure(source, out)
-    heads: list[tuple[int, int, pcapng.Record]] = []
+    heads: list[tuple[int, int, format.Record]] = []
     for index, records in enumerate(readers):
         first = next(records, None)
         if first is not None:
@@ -135,7 +134,7 @@ _END = None  # what a reader puts last
 
 @dataclass
 class _Item:
-    record: pcapng.Record
+    record: format.Record
     arrived: float
     notes: list[str]
 

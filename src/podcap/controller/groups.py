@@ -45,7 +45,7 @@ from podcap.controller.group_members import (
     retryable,
     split,
 )
-from podcap.controller.group_pcapng import DEFAULT_SNAPLEN, Followed, Section, Source, merged
+from podcap.controller.group_pcapng import Followed, Section, Source, merged
 from podcap.controller.service import (
     CaptureService,
     Listing,
@@ -61,6 +61,7 @@ from podcap.errors import (
     PodcapError,
 )
 from podcap.model import CaptureSpec, Status
+from podcap.pcap.format import DEFAULT_SNAPLEN
 from podcap.streams import PcapRequest, PcapStream
 
 log = logging.getLogger("podcap.groups")

@@ -23,7 +23,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
-from podcap import limits, pcapng
+from podcap import limits
 from podcap.agent.netstate import as_text as netstate_text
 from podcap.capture import filters, tcpdump
 from podcap.controller.agents import AgentRegistry
@@ -43,6 +43,7 @@ from podcap.errors import (
 )
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
+from podcap.pcap import pcapng
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport import rejects
 from podcap.transport.base import AgentTransport

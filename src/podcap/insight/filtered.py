@@ -19,9 +19,8 @@ from pathlib import Path
 from podcap import limits
 from podcap.capture import tcpdump
 from podcap.errors import CaptureFailed
+from podcap.pcap.format import GLOBAL_HEADER
 from podcap.streams import PcapStream
-
-GLOBAL_HEADER = 24
 
 
 def filtered(paths: list[Path], bpf: str, *,

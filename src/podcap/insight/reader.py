@@ -24,19 +24,19 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.insight.partial import Partial
+from podcap.pcap.format import (
+    GLOBAL_HEADER,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    RECORD_HEADER,
+    parse_header,
+    walk,
+)
 
-GLOBAL_HEADER = 24
-RECORD_HEADER = 16
-_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-}
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 ETH_VLAN = 0x8100
@@ -55,11 +55,10 @@ def read(path: Path, partial: Partial | None = None, offset: int = 0) -> tuple[P
     return it and the offset after the last complete record (where the next pass resumes)."""
     partial = partial if partial is not None else Partial()
     with open(path, "rb") as fh:
-        header = fh.read(GLOBAL_HEADER)
-        if len(header) < GLOBAL_HEADER or header[:4] not in _MAGIC:
+        header = parse_header(fh.read(GLOBAL_HEADER))
+        if header is None:
             raise NotPcap(f"{path.name} is not a pcap file (or has no header yet)")
-        order, unit = _MAGIC[header[:4]]
-        linktype = struct.unpack(order + "I", header[20:24])[0] & 0x0FFFFFFF
+        order, unit, linktype = header.endian, header.unit, header.linktype
         offset = max(offset, GLOBAL_HEADER)
         fh.seek(offset)
         pending = b""
@@ -75,7 +74,6 @@ def read(path: Path, partial: Partial | None = None, offset: int = 0) -> tuple[P
 def _records(data: bytes, order: str, unit: float, linktype: int, part: Partial) -> int:
     """Count every complete record in ``data``; return the bytes used. One long function on
     purpose: attribute look-ups and calls are what a Python packet loop spends its time on."""
-    rec = struct.Struct(order + "IIII").unpack_from
     u16 = struct.Struct(">H").unpack_from
     ports_of = struct.Struct(">HH").unpack_from
     convs, links, protos = part.conversations, part.links, part.ip_protocols
@@ -84,14 +82,10 @@ def _records(data: bytes, order: str, unit: float, linktype: int, part: Partial)
     conv_max, svc_max = limits.INSIGHT_CONVERSATIONS_MAX, limits.INSIGHT_SERVICES_MAX
     packets = nbytes = 0
     first, last = part.first, part.last
-    n = len(data)
     pos = 0
-    while pos + RECORD_HEADER <= n:
-        sec, frac, caplen, wirelen = rec(data, pos)
-        p = pos + RECORD_HEADER
+    for at, sec, frac, caplen, wirelen in walk(data, order):
+        p = at + RECORD_HEADER
         end = p + caplen
-        if end > n:
-            break
         pos = end
         ts = sec + frac * unit
         packets += 1

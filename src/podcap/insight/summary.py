@@ -22,11 +22,13 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.agent.store import CaptureStore
-from podcap.capture import ring, tcpdump
+from podcap.capture import tcpdump
 from podcap.errors import InvalidArgument
 from podcap.insight import cache, names
 from podcap.insight.partial import Partial, ntop
 from podcap.model import Capture, Status
+from podcap.pcap import ring
+from podcap.pcap.format import GLOBAL_HEADER
 
 
 class Insight:
@@ -105,7 +107,7 @@ def _pending(path: Path, cache_dir: Path) -> bool:
         stat = path.stat()
     except OSError:
         return False
-    if stat.st_size <= ring.GLOBAL_HEADER:
+    if stat.st_size <= GLOBAL_HEADER:
         return False  # nothing to read yet
     entry = cache.load(cache_dir, path)
     return entry is None or not entry.current(stat)

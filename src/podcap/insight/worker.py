@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 from podcap import limits
-from podcap.capture import ring, tcpdump
+from podcap.capture import tcpdump
 from podcap.insight import cache, reader
 from podcap.insight.partial import Partial
+from podcap.pcap import ring
 
 log = logging.getLogger("podcap.insight")
 

@@ -263,7 +263,7 @@ class Uplink:
             try:
                 sent = time.monotonic()
                 for block in stream:  # read in chunk-sized blocks: sliced only when over
-                    if not block:  # a quiet follow stream (capture/follow.py): a keepalive
+                    if not block:  # a quiet follow stream (pcap/follow.py): a keepalive
                         if time.monotonic() - sent >= limits.FOLLOW_KEEPALIVE_S:
                             sent = time.monotonic()  # keeps the controller's idle limit away
                             yield pb.PcapChunk(data=b"")

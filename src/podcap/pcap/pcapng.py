@@ -1,4 +1,4 @@
-"""A small pcapng writer (draft-ietf-opsawg-pcapng) and a streaming reader of classic pcap.
+"""A small pcapng writer (draft-ietf-opsawg-pcapng); classic pcap is read by ``format.py``.
 
 Only what a merged group download needs: a Section Header Block, Interface Description Blocks
 with options, Enhanced Packet Blocks; little-endian, every block and option padded to 32 bits.
@@ -10,8 +10,7 @@ returns one block's bytes, so a writer is a generator and memory stays one packe
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 SHB = 0x0A0D0D0A
 IDB = 0x00000001
@@ -101,68 +100,3 @@ def interface_statistics(interface_id: int, ts_ns: int) -> bytes:
     """An Interface Statistics Block without counters: what a live stream sends while it has
     no packets, so proxies and readers see the connection alive (readers skip it)."""
     return _block(ISB, struct.pack("<III", interface_id, ts_ns >> 32, ts_ns & 0xFFFFFFFF))
-
-
-# ---- reading classic pcap as it streams ------------------------------------------------------
-
-@dataclass(frozen=True)
-class PcapHeader:
-    linktype: int
-    snaplen: int
-    ns: bool  # timestamps in nanoseconds (magic a1b23c4d), else microseconds
-    endian: str  # "<" or ">"
-
-
-@dataclass(frozen=True)
-class Record:
-    ts_ns: int
-    data: bytes
-    orig_len: int
-
-
-_MAGICS = {0xA1B2C3D4: False, 0xA1B23C4D: True}
-
-
-class PcapFormatError(ValueError):
-    pass
-
-
-def read_pcap(chunks: Iterable[bytes]) -> tuple[PcapHeader, Iterator[Record]]:
-    """Split a classic pcap byte stream (chunks of any size) into its header and records,
-    holding at most one chunk and one record. A truncated last record (a snapshot cut in the
-    middle of a write) ends the records quietly."""
-    source = iter(chunks)
-    buf = bytearray()
-
-    def need(n: int) -> bool:
-        while len(buf) < n:
-            try:
-                buf.extend(next(source))
-            except StopIteration:
-                return False
-        return True
-
-    if not need(24):
-        raise PcapFormatError("stream ended before the 24-byte pcap header")
-    for endian in ("<", ">"):
-        magic = struct.unpack_from(endian + "I", buf)[0]
-        if magic in _MAGICS:
-            break
-    else:
-        raise PcapFormatError(f"not a pcap file (magic {bytes(buf[:4]).hex()})")
-    _, _, _, _, _, snaplen, linktype = struct.unpack_from(endian + "IHHiIII", buf)
-    header = PcapHeader(linktype & 0xFFFF, snaplen, _MAGICS[magic], endian)
-    del buf[:24]
-    record = struct.Struct(endian + "IIII")
-    scale = 1 if header.ns else 1000
-
-    def records() -> Iterator[Record]:
-        while need(16):
-            sec, frac, caplen, orig = record.unpack_from(buf)
-            if not need(16 + caplen):
-                return
-            data = bytes(buf[16:16 + caplen])
-            del buf[:16 + caplen]
-            yield Record(sec * 1_000_000_000 + frac * scale, data, orig)
-
-    return header, records()

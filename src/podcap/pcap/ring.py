@@ -8,20 +8,14 @@ file's 24-byte global header and drops the others', in constant memory.
 from __future__ import annotations
 
 import os
-import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from podcap import limits
+from podcap.pcap.format import GLOBAL_HEADER, MAGIC, RECORD_HEADER, record_header, whole_end
+from podcap.pcap.ring_file import RingFile
 from podcap.streams import PcapStream
-
-GLOBAL_HEADER = 24
-RECORD_HEADER = 16
-_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-}
 
 
 def ring_files(files_dir: Path, prefix: str) -> list[Path]:
@@ -39,10 +33,32 @@ def ring_order(files_dir: Path, prefix: str) -> list[tuple[Path, float | None]]:
     return sorted(found, key=_order_key)
 
 
+def begun_after(files_dir: Path, prefix: str, after: float | None,
+                exclude: Path | None = None) -> list[Path]:
+    """Ring files begun after the record stamped ``after`` (the first record of the file a
+    follower read last; None: every file), oldest first; a file without a record yet (just
+    opened by a rotation) comes last. Files are told apart by their first records, never by
+    the last packet sent: tcpdump stamps packets on several CPUs, so a file's first packet can
+    be a few microseconds older than the previous file's last one."""
+    return [path for path, ts in ring_order(files_dir, prefix)
+            if path != exclude and (ts is None or after is None or ts > after)]
+
+
+def skipped(current: Path, nxt: Path, file_number: int) -> int:
+    """How many ring files lie between ``current`` and ``nxt`` in tcpdump's round-robin: files
+    a reader going from one to the other never saw (0: ``nxt`` is the next index)."""
+    return (index(nxt) - index(current) - 1) % file_number
+
+
+def index(path: Path) -> int:
+    """A ring file's index: the digits tcpdump appended (0 for a one-file ring's bare name)."""
+    return int(_suffix(path))
+
+
 def _order_key(entry: tuple[Path, float | None]) -> tuple[int, float, int]:
     path, first = entry
-    index = int(_suffix(path))
-    return (1, 0.0, index) if first is None else (0, first, index)
+    number = index(path)
+    return (1, 0.0, number) if first is None else (0, first, number)
 
 
 def _suffix(path: Path) -> str:
@@ -60,11 +76,17 @@ def first_timestamp(path: Path) -> float | None:
             head = fh.read(GLOBAL_HEADER + RECORD_HEADER)
     except OSError:
         return None
-    if len(head) < GLOBAL_HEADER + RECORD_HEADER or head[:4] not in _MAGIC:
+    if len(head) < GLOBAL_HEADER + RECORD_HEADER or head[:4] not in MAGIC:
         return None
-    order, unit = _MAGIC[head[:4]]
-    sec, frac = struct.unpack(order + "II", head[GLOBAL_HEADER:GLOBAL_HEADER + 8])
+    order, unit = MAGIC[head[:4]]
+    sec, frac, _, _ = record_header(head, order, GLOBAL_HEADER)
     return sec + frac * unit
+
+
+def merged_size(file_bytes: int, files: int) -> int:
+    """The size of the merged pcap of ``files`` files holding ``file_bytes`` bytes: every file
+    but the first loses its global header (what ``merged`` announces, from a capture's record)."""
+    return max(0, file_bytes - GLOBAL_HEADER * max(0, files - 1))
 
 
 def total_bytes(paths: list[Path]) -> int:
@@ -89,7 +111,8 @@ def merged(paths: list[Path], *, live: bool = False, limit: int | None = None,
     """
     chosen, size = _select(paths, limit, check_magic=not live)
     if live:
-        return PcapStream(_skip(_live(chosen, chunk, _any_header(chosen)), offset), None)
+        return PcapStream(_skip(_live(chosen, chunk, first_header(p for p, _ in chosen)), offset),
+                          None)
     return PcapStream(_stream_from(chosen, offset, chunk), max(0, size - offset))
 
 
@@ -106,7 +129,7 @@ def _select(paths: list[Path], limit: int | None, check_magic: bool,
             length = path.stat().st_size
         except OSError:
             continue
-        if length < GLOBAL_HEADER or (check_magic and _magic(path) not in _MAGIC):
+        if length < GLOBAL_HEADER or (check_magic and _magic(path) not in MAGIC):
             continue
         chosen.append((path, length))
         size += length if len(chosen) == 1 else length - GLOBAL_HEADER
@@ -127,32 +150,32 @@ def _live(files: list[tuple[Path, int]], chunk: int, listed: bytes | None) -> It
     listing time (``listed``) still makes the body a pcap (with no records), never empty."""
     header: bytes | None = None
     for path, _ in files:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        opened = RingFile.open(path)
+        if opened is None:
             continue  # removed by a rotation or a delete since listing: skip, never fail
         try:
-            head = os.pread(fd, GLOBAL_HEADER, 0)
-            if len(head) < GLOBAL_HEADER or head[:4] not in _MAGIC:
+            head = os.pread(opened.fd, GLOBAL_HEADER, 0)
+            if len(head) < GLOBAL_HEADER or head[:4] not in MAGIC:
                 continue
             if header is None:
                 header = head
                 yield head
-            yield from _records(fd, _MAGIC[head[:4]][0], chunk)
+            yield from _records(opened, MAGIC[head[:4]][0], chunk)
         finally:
-            os.close(fd)
+            opened.close()
     if header is None and listed is not None:
         yield listed
 
 
-def _any_header(files: list[tuple[Path, int]]) -> bytes | None:
-    for path, _ in files:
+def first_header(paths: Iterable[Path]) -> bytes | None:
+    """The global header of the first of ``paths`` that has one (None: none has yet)."""
+    for path in paths:
         try:
             with open(path, "rb") as fh:
                 head = fh.read(GLOBAL_HEADER)
         except OSError:
             continue
-        if len(head) == GLOBAL_HEADER and head[:4] in _MAGIC:
+        if len(head) == GLOBAL_HEADER and head[:4] in MAGIC:
             return head
     return None
 
@@ -194,29 +217,19 @@ def _raw(fh: BinaryIO, length: int, chunk: int) -> Iterator[bytes]:
         yield block
 
 
-def _records(fd: int, order: str, chunk: int) -> Iterator[bytes]:
+def _records(opened: RingFile, order: str, chunk: int) -> Iterator[bytes]:
     """Whole records only: a record tcpdump is half-way through writing is left out. Once
     the ring wraps, tcpdump truncates and rewrites a file in place; a chunk read after that
     belongs to a newer round and would not line up with the records before it, so the file
-    ends at the first sign of it: its first record changed, or it shrank below our place."""
-    length_of = struct.Struct(order + "I").unpack_from
-    first = os.pread(fd, RECORD_HEADER, GLOBAL_HEADER)
-    pos = GLOBAL_HEADER
+    ends at the first sign of it (``RingFile.read``: its first record changed, or it shrank
+    below our place)."""
     pending = b""
-    while block := os.pread(fd, chunk, pos):
-        now = os.pread(fd, RECORD_HEADER, GLOBAL_HEADER)
-        if len(first) < RECORD_HEADER:
-            first = now  # the file had no whole record header when opened
-        if now != first or os.fstat(fd).st_size < pos:
+    while True:
+        block, overwritten = opened.read(chunk)
+        if overwritten or not block:
             return
-        pos += len(block)
         data = pending + block
-        end = 0
-        while end + RECORD_HEADER <= len(data):
-            caplen = length_of(data, end + 8)[0]
-            if end + RECORD_HEADER + caplen > len(data):
-                break
-            end += RECORD_HEADER + caplen
+        end = whole_end(data, order)
         if end:
             yield data[:end]
         pending = data[end:]
