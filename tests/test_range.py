@@ -81,17 +81,24 @@ def test_live_offset_drops_the_first_bytes(tmp_path: Path) -> None:
 
 # ---- a real server: one wrapped ring, stopped; one capture still running ------------------------
 
-@pytest.fixture(scope="module")
-def stopped(server: Server) -> tuple[str, bytes]:
-    """A stopped capture whose ring wrapped (3 files of 1 MB), and its whole download."""
-    with web_pair("range") as p:
+def filled(server: Server, prefix: str, files: int, nbytes: int,
+           timeout: float) -> tuple[str, bytes]:
+    """A capture of a busy web pair in ``files`` files of 1 MB, stopped once it holds
+    ``nbytes``, and its whole download."""
+    with web_pair(prefix) as p:
         p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
                            f"http://{p.web_ip}/big.txt; done"], detach=True)
-        cid = server.sniff(p.web.id, file_size_mb=1, file_number=3)
-        wait_for(lambda: server.sniffer(cid)["stats"]["bytes"] > 2_500_000, timeout=30,
+        cid = server.sniff(p.web.id, file_size_mb=1, file_number=files)
+        wait_for(lambda: server.sniffer(cid)["stats"]["bytes"] > nbytes, timeout=timeout,
                  what="the ring to fill")
         server.stop_sniffer(cid)
     return cid, server.pcap(cid)
+
+
+@pytest.fixture(scope="module")
+def stopped(server: Server) -> tuple[str, bytes]:
+    """A stopped capture whose ring wrapped (3 files of 1 MB), and its whole download."""
+    return filled(server, "range", 3, 2_500_000, 30)
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +106,7 @@ def big(server: Server) -> tuple[str, bytes]:
     """A stopped capture of over 7.5 MB in 1 MB files, and its whole download: more than
     loopback's buffers and one chunk in flight can hold (see CUT), so a cut download is cut
     for the server too."""
-    with web_pair("range-big") as p:
-        p.client.exec_run(["sh", "-c", f"while true; do wget -q -O /dev/null "
-                           f"http://{p.web_ip}/big.txt; done"], detach=True)
-        cid = server.sniff(p.web.id, file_size_mb=1, file_number=8)
-        wait_for(lambda: server.sniffer(cid)["stats"]["bytes"] > 7_500_000, timeout=90,
-                 what="the ring to fill")
-        server.stop_sniffer(cid)
-    return cid, server.pcap(cid)
+    return filled(server, "range-big", 8, 7_500_000, 90)
 
 
 def agent_files(server: Server, cid: str) -> bytes:
