@@ -7,10 +7,12 @@ Each direction has one table here, so an agent's ``NotFound`` is the controller'
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import grpc
 
 from podcap import errors
-from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 
 _KINDS: dict[str, type[errors.PodcapError]] = {
     cls.__name__: cls for cls in (
@@ -49,6 +51,12 @@ def to_status(exc: errors.PodcapError) -> grpc.StatusCode:
         if isinstance(exc, cls):
             return code
     return grpc.StatusCode.UNKNOWN
+
+
+def abort(context: grpc.ServicerContext, exc: errors.PodcapError) -> NoReturn:
+    """Refuses the call with ``exc``'s status; raises, as ``context.abort`` does."""
+    context.abort(to_status(exc), exc.message)
+    raise AssertionError("unreachable: abort raises")
 
 
 def from_rpc(exc: grpc.RpcError, where: str) -> errors.PodcapError:

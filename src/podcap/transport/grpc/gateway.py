@@ -5,6 +5,10 @@ Two ports, one service. The agent port demands a client certificate from the clu
 and presents the CA certificate itself, so an agent pins it by the fingerprint in its join
 token before it trusts anything. Every call but Join takes the agent id from the verified peer
 certificate and checks it against the registry: never from a message.
+
+The gateway is the controller's gRPC edge but imports nothing of the controller: it is given
+what it needs (``Members``, ``Tokens``, ``AuditLog`` below; ``controller/agents.py``,
+``controller/join_tokens.py`` and ``controller/audit.py`` provide them), so imports point down.
 """
 
 from __future__ import annotations
@@ -16,26 +20,52 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import grpc
 
 from podcap import limits
-from podcap.controller.agents import AgentRegistry
-from podcap.controller.audit import Audit
-from podcap.controller.join_gate import JoinGate, peer_address
-from podcap.controller.join_tokens import JoinTokens
 from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted, Unavailable
 from podcap.pki import ClusterCA, agent_id_of, fingerprint, node_of
-from podcap.transport import checks, codec, rejects
-from podcap.transport.agent_proto import agent_pb2 as pb
-from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.errors import from_wire, to_status
-from podcap.transport.remote import AgentSession, RemoteAgent
+from podcap.transport import rejects
+from podcap.transport.base import AgentHello
+from podcap.transport.grpc import checks, codec
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.grpc.errors import abort, from_wire
+from podcap.transport.grpc.join_gate import JoinGate, peer_address
+from podcap.transport.grpc.remote import RemoteAgent
+from podcap.transport.grpc.session import AgentSession, Uploads
+from podcap.transport.rejects import Rejects
 
 M = TypeVar("M")
 
 log = logging.getLogger("podcap.controller.gateway")
+
+
+class Members(Protocol):
+    """Who may join and connect: the controller's agent registry."""
+
+    uploads: Uploads
+    rejects: Rejects
+
+    def name_free(self, node: str) -> None: ...
+
+    def joined(self, agent_id: str, node: str, fingerprint: str) -> None: ...
+
+    def attach(self, agent_id: str, fingerprint: str, cert_node: str, hello: AgentHello,
+               session: AgentSession) -> RemoteAgent: ...
+
+
+class Tokens(Protocol):
+    def redeem(self, token: str) -> None:
+        """Spends one use of a join token, or raises why it cannot."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record(self, event: str, *, source: str = "", ok: bool = True,
+               detail: str = "") -> None: ...
 
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_MAX_BYTES),
@@ -50,8 +80,8 @@ SERVER_OPTIONS = [
 
 
 class Gateway(pb_grpc.AgentGatewayServicer):
-    def __init__(self, registry: AgentRegistry, tokens: JoinTokens, ca: ClusterCA,
-                 audit: Audit) -> None:
+    def __init__(self, registry: Members, tokens: Tokens, ca: ClusterCA,
+                 audit: AuditLog) -> None:
         self.registry = registry
         self.rejects = registry.rejects
         self.tokens = tokens
@@ -95,7 +125,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             log.warning("join refused (peer %s): %s", context.peer(), exc.message)
             self.audit.record("agent.join", source=context.peer(), ok=False,
                               detail=f"node {node[:253]!r}: {exc.message}")
-        context.abort(to_status(exc), exc.message)
+        abort(context, exc)
         raise AssertionError("unreachable: abort raises")
 
     # ---- Session (agent port) ---------------------------------------------------------
@@ -117,7 +147,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
                 remote = self.registry.attach(agent_id, cert_fp, cert_node, hello, session)
             except PodcapError as exc:
                 log.warning("agent %s refused: %s", agent_id, exc.message)
-                context.abort(to_status(exc), exc.message)
+                abort(context, exc)
             yield from self._serve(session, remote, request_iterator, agent_id)
 
     def _serve(self, session: AgentSession, remote: RemoteAgent,
@@ -172,7 +202,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             upload = self.registry.uploads.claim(first.header.download_id, agent_id)
         except PodcapError as exc:
             log.warning("agent %s: upload refused: %s", agent_id, exc.message)
-            context.abort(to_status(exc), exc.message)
+            abort(context, exc)
         if first.header.size < -1:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"upload size {first.header.size} is neither -1 nor a size")
@@ -215,7 +245,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
         try:
             return agent_id_of(pems[0]), fingerprint(pems[0]), node_of(pems[0])
         except PodcapError as exc:
-            context.abort(to_status(exc), exc.message)
+            abort(context, exc)
             raise  # unreachable: abort raises
 
     # ---- what one certificate may hold ------------------------------------------------
