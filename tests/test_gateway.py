@@ -26,6 +26,9 @@ class FakeContext:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:40000"
 
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailers = metadata
+
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise Aborted(code, details)
 

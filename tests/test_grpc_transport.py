@@ -16,7 +16,7 @@ import grpc
 import pytest
 from support import wait_for
 
-from podcap import limits
+from podcap import errors, limits
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
 from podcap.controller.db import open_db
@@ -26,6 +26,7 @@ from podcap.pki import ClusterCA, fingerprint, new_key_and_csr
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.grpc.errors import abort, from_rpc
 from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
 from podcap.transport.grpc.join import Identity
 from podcap.transport.grpc.remote import RemoteAgent
@@ -43,6 +44,7 @@ class StandIn:
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
         self.fail: Exception | None = None
+        self.fail_stream: Exception | None = None  # raised by a download after its first bytes
         self.asked: list[tuple[str, object]] = []
         self.closed = threading.Event()
 
@@ -90,7 +92,13 @@ class StandIn:
     def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
         self._ask("download", (capture_id, request))
         data = b"\xd4\xc3\xb2\xa1" + b"x" * (limits.UPLOAD_CHUNK_BYTES + 10)
-        return PcapStream(iter([data[:5], data[5:]]), len(data))
+        return PcapStream(self._chunks(data), len(data))
+
+    def _chunks(self, data: bytes) -> Iterator[bytes]:
+        yield data[:5]
+        if self.fail_stream is not None:
+            raise self.fail_stream
+        yield data[5:]
 
     def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
                  ) -> dict[str, object]:
@@ -173,3 +181,83 @@ def test_the_uplink_serves_any_agent_transport(wire: Wire) -> None:
         ("list_captures", None), ("get_capture", "e" * 32),
         ("document", ("e" * 32, "summary", {"k": "v"})),
         ("download", ("e" * 32, PcapRequest(offset=3, filter="tcp")))]
+
+
+def _sample(cls: type[errors.PodcapError]) -> errors.PodcapError:
+    return cls(f"{cls.__name__}: what to change")
+
+
+def test_every_kind_crosses_a_reply_and_an_upload_intact(wire: Wire) -> None:
+    """What an agent raises is what the controller raises: same class, same message, whether it
+    answers a command or ends a download midway."""
+    for cls in errors.EDGES:
+        wire.stand_in.fail = _sample(cls)
+        with pytest.raises(errors.PodcapError) as caught:
+            wire.remote.stop("d" * 32)
+        assert type(caught.value) is cls and caught.value.message == _sample(cls).message
+        wire.stand_in.fail = None
+        wire.stand_in.fail_stream = _sample(cls)
+        got = b""
+        with pytest.raises(errors.PodcapError) as caught:
+            for chunk in wire.remote.stream_pcap("e" * 32):
+                got += chunk
+        assert type(caught.value) is cls and caught.value.message == _sample(cls).message
+        assert got == b"\xd4\xc3\xb2\xa1x"  # what came before the error was delivered
+        wire.stand_in.fail_stream = None
+    assert wire.remote.info().connected  # no error took the session down
+
+
+class Refuser(pb_grpc.AgentGatewayServicer):
+    """Refuses every join with ``exc``, as the gateway refuses a call (``errors.abort``)."""
+
+    exc: errors.PodcapError = errors.PodcapError("unset")
+
+    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        abort(context, self.exc)
+
+
+def test_every_kind_crosses_a_refused_call_intact() -> None:
+    """A refused call is a gRPC status, coarser than the tree (NotEnoughFilter and
+    InvalidArgument share INVALID_ARGUMENT); the kind rides in the trailers."""
+    refuser = Refuser()
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    pb_grpc.add_AgentGatewayServicer_to_server(refuser, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.AgentGatewayStub(channel)
+            for cls in errors.EDGES:
+                refuser.exc = _sample(cls)
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.Join(pb.JoinRequest(node="n"), timeout=5)
+                assert caught.value.code().name == errors.EDGES[cls].grpc
+                got = from_rpc(caught.value, "join")
+                assert type(got) is cls and got.message == f"join: {_sample(cls).message}"
+    finally:
+        server.stop(0)
+
+
+def test_a_status_without_a_kind_is_read_by_its_code() -> None:
+    """A status from something that is not podcap (a proxy, a crash) still maps to the tree;
+    a kind named in the trailers of another code is not believed."""
+
+    class Bare(Exception):
+        def __init__(self, code: grpc.StatusCode, trailers: tuple = ()) -> None:
+            self._code, self._trailers = code, trailers
+
+        def code(self) -> grpc.StatusCode:
+            return self._code
+
+        def details(self) -> str:
+            return "x"
+
+        def trailing_metadata(self) -> tuple:
+            return self._trailers
+
+    assert type(from_rpc(Bare(grpc.StatusCode.INVALID_ARGUMENT), "p")) is errors.InvalidArgument
+    assert type(from_rpc(Bare(grpc.StatusCode.ALREADY_EXISTS), "p")) is errors.AlreadyExists
+    assert type(from_rpc(Bare(grpc.StatusCode.UNKNOWN), "p")) is errors.Unavailable
+    assert type(from_rpc(Bare(grpc.StatusCode.DEADLINE_EXCEEDED), "p")) is errors.Unavailable
+    forged = Bare(grpc.StatusCode.UNAVAILABLE, (("podcap-kind", "PermissionDenied"),))
+    assert type(from_rpc(forged, "p")) is errors.Unavailable
