@@ -7,8 +7,8 @@ token before it trusts anything. Every call but Join takes the agent id from the
 certificate and checks it against the registry: never from a message.
 
 The gateway is the controller's gRPC edge but imports nothing of the controller: it is given
-what it needs (``Members``, ``Tokens``, ``AuditLog`` below; ``controller/agents.py``,
-``controller/join_tokens.py`` and ``controller/audit.py`` provide them), so imports point down.
+what it needs (``gateway_needs.py``: ``controller/agents.py``, ``controller/join_tokens.py`` and
+``controller/audit.py`` provide it), so imports point down.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
-from typing import NoReturn, Protocol, TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 
@@ -28,44 +28,18 @@ from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted, Unavailable
 from podcap.pki import ClusterCA, agent_id_of, fingerprint, node_of
 from podcap.transport import rejects
-from podcap.transport.base import AgentHello
 from podcap.transport.grpc import checks, codec
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import abort, from_wire
+from podcap.transport.grpc.gateway_needs import AuditLog, Members, Tokens
 from podcap.transport.grpc.join_gate import JoinGate, peer_address
 from podcap.transport.grpc.remote import RemoteAgent
-from podcap.transport.grpc.session import AgentSession, Uploads
-from podcap.transport.rejects import Rejects
+from podcap.transport.grpc.session import AgentSession
 
 M = TypeVar("M")
 
 log = logging.getLogger("podcap.controller.gateway")
-
-
-class Members(Protocol):
-    """Who may join and connect: the controller's agent registry."""
-
-    uploads: Uploads
-    rejects: Rejects
-
-    def name_free(self, node: str) -> None: ...
-
-    def joined(self, agent_id: str, node: str, fingerprint: str) -> None: ...
-
-    def attach(self, agent_id: str, fingerprint: str, cert_node: str, hello: AgentHello,
-               session: AgentSession) -> RemoteAgent: ...
-
-
-class Tokens(Protocol):
-    def redeem(self, token: str) -> None:
-        """Spends one use of a join token, or raises why it cannot."""
-        ...
-
-
-class AuditLog(Protocol):
-    def record(self, event: str, *, source: str = "", ok: bool = True,
-               detail: str = "") -> None: ...
 
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", limits.GRPC_MESSAGE_MAX_BYTES),
