@@ -109,7 +109,8 @@ def install(app: FastAPI) -> None:
                   exc_info=exc)
         answer = error_response(500, errors.CODE_AGENT_ERROR, "Internal error",
                                 f"internal error {incident}; the server's log has the details",
-                                None if is_v1(request.url.path) else "PodcapError")
+                                None if is_v1(request.url.path)
+                                else errors.EDGES[errors.PodcapError].kind)
         for name, value in security_headers(request.url.path, request.url.scheme):
             answer.headers[name.decode()] = value.decode()
         return answer
