@@ -4,7 +4,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_DIR := src/podcap/runtime/cri_proto
-AGENT_PROTO_DIR := src/podcap/transport/agent_proto
+AGENT_PROTO_DIR := src/podcap/transport/grpc/agent_proto
 
 setup:
 	@scripts/setup.sh

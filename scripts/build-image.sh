@@ -76,7 +76,7 @@ python3 - "$work/context/wheels" <<'PY'
 import pathlib, sys, zipfile
 wheel = next(pathlib.Path(sys.argv[1]).glob("podcap-*.whl"))
 names = zipfile.ZipFile(wheel).namelist()
-for module in ("podcap/transport/agent_proto/agent_pb2.py",
+for module in ("podcap/transport/grpc/agent_proto/agent_pb2.py",
                "podcap/runtime/cri_proto/api_pb2_grpc.py"):
     if module not in names:
         sys.exit(f"build-image: {module} is missing from {wheel.name} (run make proto)")

@@ -7,8 +7,8 @@ import pytest
 
 from podcap.errors import InvalidArgument
 from podcap.model import Capture, CaptureSpec, Status, Workload
-from podcap.transport import codec
-from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc import codec
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 
 REAL = Workload(id="a" * 64, name="web", runtime="cri", node="node-1.example", kind="pod",
                 image="busybox:1", state="running", pid=4242, pid_start=99, netns=4026532000,

@@ -163,7 +163,7 @@ def test_refusals_carry_the_servers_message_and_wait_follows_to_the_end(cli, ser
         wait_for(lambda: any(w["name"].lstrip("/") == host.name for w in
                              as_json(cli("ps", "-o", "json"))["workloads"]), what="host ps")
         result = cli("capture", "start", host.name)
-        assert result.exit_code == 2, result.output  # the server's 400, as NeuVector answers
+        assert result.exit_code == 6, result.output  # a failed precondition (409): refused
         assert "host" in result.output.lower()
         assert "no: host network" in cli("ps", "-q", host.name).stdout
     finally:
@@ -283,4 +283,4 @@ def test_user_commands(cli, server) -> None:
     r = cli("user", "rm", "cli-op")
     assert r.exit_code == 4 and "not found" in r.output
     r = cli("user", "set", "admin", "--role", "reader")
-    assert r.exit_code == 2 and "last admin" in r.output  # 400, as every refusal
+    assert r.exit_code == 6 and "last admin" in r.output  # 409: a failed precondition

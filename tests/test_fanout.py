@@ -16,10 +16,12 @@ from podcap.controller.db import open_db
 from podcap.controller.service import CaptureService
 from podcap.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
-from podcap.transport import codec
-from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.base import AgentHello
+from podcap.transport.grpc import codec
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.remote import RemoteAgent
+from podcap.transport.grpc.session import AgentSession, Uploads
 from podcap.transport.rejects import Rejects
-from podcap.transport.remote import AgentSession, RemoteAgent, Uploads
 
 ADMIN = Principal("admin", "admin")
 
@@ -133,7 +135,7 @@ def _connected(agent_id: str) -> tuple[RemoteAgent, AgentSession]:
     remote = RemoteAgent(AgentInfo(id=agent_id, node="n", runtimes=(), version="",
                                    started=0.0), Uploads())
     session = AgentSession(cancel=lambda: None)
-    remote.attach(session, pb.Hello(node="n"))
+    remote.attach(session, AgentHello(node="n"))
     return remote, session
 
 

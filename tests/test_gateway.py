@@ -12,10 +12,10 @@ import pytest
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
 from podcap.controller.db import open_db
-from podcap.controller.gateway import Gateway
 from podcap.controller.join_tokens import JoinTokens
 from podcap.pki import ClusterCA, new_key_and_csr
-from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.gateway import Gateway
 
 
 class Aborted(Exception):
@@ -25,6 +25,9 @@ class Aborted(Exception):
 class FakeContext:
     def peer(self) -> str:
         return "ipv4:127.0.0.1:40000"
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.trailers = metadata
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise Aborted(code, details)

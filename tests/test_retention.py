@@ -123,7 +123,7 @@ def test_reclaim_deletes_the_oldest_stopped_capture_and_never_a_running_one(
     running = box.sniff(pair.web.id, file_number=1, file_size_mb=1)
     r = start_one_mb(box, pair)
     shown = limits_shown(box)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 409 and r.json()["kind"] == "FailedPrecondition", r.text
     assert "disk budget" in r.json()["message"] and "--reclaim oldest" in r.json()["message"]
     assert shown["reclaim"] == "none"
     assert all(status(box, c["id"]) == 200 for c in (first, second, third))
@@ -149,7 +149,7 @@ def test_reclaim_deletes_the_oldest_stopped_capture_and_never_a_running_one(
     # Two running rings fill the budget but for the stopped ones: a third cannot fit even if
     # every stopped capture went, so it is refused and nothing is deleted.
     r = start_one_mb(box, pair)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 409, r.text
     assert "by running captures" in r.json()["message"]
     assert status(box, second["id"]) == status(box, third["id"]) == 200
     assert len(audit(box, "capture.reclaimed")) == 1

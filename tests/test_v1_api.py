@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
 
 from cluster_support import AgentProc, running_cluster  # noqa: E402
 
-from podcap.transport.uplink import Identity  # noqa: E402
+from podcap.transport.grpc.join import Identity  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["serve", "cluster"])

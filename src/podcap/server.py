@@ -31,7 +31,6 @@ from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
 from podcap.controller.auth import Auth
 from podcap.controller.db import open_db
-from podcap.controller.gateway import Gateway, start_gateway
 from podcap.controller.groups import GroupService
 from podcap.controller.join_tokens import JoinTokens
 from podcap.controller.quotas import Quotas, default_node_buffer
@@ -44,8 +43,10 @@ from podcap.metrics import check_access, serve_separately
 from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
+from podcap.transport.grpc.gateway import Gateway, start_gateway
+from podcap.transport.grpc.join import Identity, join
+from podcap.transport.grpc.uplink import Uplink
 from podcap.transport.inprocess import InProcessTransport
-from podcap.transport.uplink import Identity, Uplink, join
 
 log = logging.getLogger("podcap")
 
@@ -169,7 +170,9 @@ def run_agent(settings: Settings) -> None:
         agent = build_agent(settings, identity.agent_id)
     except PodcapError as exc:
         sys.exit(f"podcap agent: {exc.message}")
-    uplink = Uplink(agent, settings.controller, identity)
+    # Read in gRPC-message-sized blocks: the uplink then sends them without a copy.
+    uplink = Uplink(InProcessTransport(agent, chunk=limits.UPLOAD_CHUNK_BYTES),
+                    settings.controller, identity)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: uplink.stop())
     log.info("agent %s on node %s dialling %s", identity.agent_id, settings.node_name,

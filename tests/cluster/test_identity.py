@@ -24,9 +24,9 @@ from support import wait_for
 
 from podcap.errors import InvalidArgument, Unauthenticated
 from podcap.pki import AGENT_URI_PREFIX, CONTROLLER_NAME, NODE_URI_PREFIX, new_key_and_csr
-from podcap.transport.agent_proto import agent_pb2 as pb
-from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.uplink import CLIENT_OPTIONS, Identity, join
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity, join
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
 
 from cluster_support import Cluster  # noqa: E402
 
-from podcap.transport.agent_proto import agent_pb2 as pb  # noqa: E402
-from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc  # noqa: E402
-from podcap.transport.uplink import CLIENT_OPTIONS, Identity, join  # noqa: E402
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb  # noqa: E402
+from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc  # noqa: E402
+from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity, join  # noqa: E402
 
 Answer = Callable[[pb.Command], pb.Reply | None]  # None: never answer
 

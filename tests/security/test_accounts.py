@@ -172,7 +172,8 @@ def test_the_last_admin_stays(srv: Server) -> None:
         assert [u["username"] for u in admins] == ["admin"]
         for method, body in (("DELETE", None), ("PATCH", {"role": "reader"})):
             r = admin.request(method, "/api/users/admin", json=body)
-            assert r.status_code == 400 and "last admin" in r.json()["message"], r.text
+            assert r.status_code == 409 and "last admin" in r.json()["message"], r.text
+            assert r.json()["kind"] == "FailedPrecondition", r.text
 
 
 def test_login_answers_say_the_truth_about_passwords(srv: Server) -> None:

@@ -24,9 +24,9 @@ from support import WebPair, unique, wait_for
 
 from podcap import limits
 from podcap.errors import FailedPrecondition
-from podcap.transport.agent_proto import agent_pb2 as pb
-from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.uplink import CLIENT_OPTIONS, join
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.grpc.join import CLIENT_OPTIONS, join
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
 

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from podcap import limits
+from podcap import errors, limits
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -44,6 +44,11 @@ _NO_STORE_PREFIXES = ("/api/", "/v1/", "/api", "/v1", "/openapi.json", "/healthz
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _THREAD_ABOVE = 64 * 1024  # bodies larger than this are checked off the event loop
+
+
+def is_v1(path: str) -> bool:
+    """A request of NeuVector's surface, whose error bodies keep NeuVector's shape exactly."""
+    return path == "/v1" or path.startswith("/v1/")
 
 
 def security_headers(path: str, scheme: str) -> list[tuple[bytes, bytes]]:
@@ -141,17 +146,17 @@ class Edge:
         head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + \
             sum(len(k) + len(v) + 4 for k, v in scope["headers"])
         if head > limits.HEADER_MAX_BYTES:
-            await _refuse(send_with_headers, 431, f"request head larger than "
+            await _refuse(send_with_headers, path, 431, f"request head larger than "
                           f"{limits.HEADER_MAX_BYTES} bytes")
             return
         headers = Headers(scope=scope)
         if not host_allowed(headers.get("host", ""), self.allowed):
-            await _refuse(send_with_headers, 400, "Host header names no allowed host of this "
-                          "server (see --allowed-hosts)")
+            await _refuse(send_with_headers, path, 400, "Host header names no allowed host of "
+                          "this server (see --allowed-hosts)")
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.BODY_MAX_BYTES:
-            await _refuse(send_with_headers, 413, _too_large())
+            await _refuse(send_with_headers, path, 413, _too_large())
             return
         chunks: list[bytes] = []
         size = 0
@@ -161,15 +166,15 @@ class Edge:
                 message = await asyncio.wait_for(
                     receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
             except TimeoutError:
-                await _refuse(send_with_headers, 408, f"request body not received within "
-                              f"{limits.BODY_TIMEOUT_S:g} s")
+                await _refuse(send_with_headers, path, 408, "request body not received "
+                              f"within {limits.BODY_TIMEOUT_S:g} s")
                 return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limits.BODY_MAX_BYTES:
-                await _refuse(send_with_headers, 413, _too_large())
+                await _refuse(send_with_headers, path, 413, _too_large())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -178,7 +183,7 @@ class Edge:
         problem = await run_in_threadpool(body_problem, body) if size > _THREAD_ABOVE else \
             body_problem(body)
         if problem:
-            await _refuse(send_with_headers, 400, problem)
+            await _refuse(send_with_headers, path, 400, problem)
             return
         replayed = False
 
@@ -196,8 +201,13 @@ def _too_large() -> str:
     return f"request body larger than {limits.BODY_MAX_BYTES} bytes"
 
 
-async def _refuse(send: Send, status: int, message: str) -> None:
-    body = json.dumps({"code": 6, "error": "Request error", "message": message}).encode()
+async def _refuse(send: Send, path: str, status: int, message: str) -> None:
+    """Every refusal here is the request's mistake: an InvalidArgument, NeuVector's code 6."""
+    refusal: dict[str, object] = {"code": errors.CODE_INVALID_REQUEST, "error": "Request error",
+                                  "message": message}
+    if not is_v1(path):
+        refusal["kind"] = errors.EDGES[errors.InvalidArgument].kind
+    body = json.dumps(refusal).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),

@@ -1,5 +1,10 @@
-"""The edge where podcap errors become HTTP answers with NeuVector's codes and body shape
-``{"code", "error", "message"}`` — one table, used by both API surfaces."""
+"""The edge where podcap errors become HTTP answers, by the one table in ``podcap.errors``.
+
+Both surfaces send NeuVector's body ``{"code", "error", "message"}``. The native API (``/api``)
+adds ``"kind"``, the error's class in the tree, and answers each kind with its own status
+(a failed precondition is 409, not a bad request); ``/v1`` keeps NeuVector's shape and
+statuses exactly (a failed precondition is 400, code 6), since NeuVector's clients rely on them.
+"""
 
 from __future__ import annotations
 
@@ -14,46 +19,40 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from podcap import errors
-from podcap.api.edge import security_headers
+from podcap.api.edge import is_v1, security_headers
 
 log = logging.getLogger("podcap.api")
 
-# NeuVector error codes that clients rely on.
-CODE_NOT_FOUND = 1
-CODE_UNAUTHORIZED = 3
-CODE_INVALID_REQUEST = 6
-CODE_OBJECT_NOT_FOUND = 7
-CODE_NOT_ENOUGH_FILTER = 12
-CODE_AGENT_ERROR = 21
-CODE_CLUSTER_RPC_ERROR = 24
-
-# Most specific class first: NotEnoughFilter is an InvalidArgument.
-TABLE: list[tuple[type[errors.PodcapError], int, int, str]] = [
-    (errors.NotEnoughFilter, 400, CODE_NOT_ENOUGH_FILTER, "Not enough filter"),
-    (errors.InvalidArgument, 400, CODE_INVALID_REQUEST, "Request error"),
-    (errors.AlreadyExists, 409, CODE_INVALID_REQUEST, "Object exists"),
-    (errors.FailedPrecondition, 400, CODE_INVALID_REQUEST, "Request error"),
-    (errors.NotFound, 404, CODE_OBJECT_NOT_FOUND, "Object not found"),
-    (errors.Unauthenticated, 401, CODE_UNAUTHORIZED, "Authentication failed"),
-    (errors.PermissionDenied, 403, CODE_UNAUTHORIZED, "Access denied"),
-    (errors.ResourceExhausted, 429, CODE_UNAUTHORIZED, "Too many requests"),
-    (errors.Unavailable, 503, CODE_CLUSTER_RPC_ERROR, "Cluster RPC error"),
-    (errors.CaptureFailed, 500, CODE_AGENT_ERROR, "Agent error"),
-]
+# NeuVector's codes, named where handlers need one (the values live in podcap.errors).
+CODE_NOT_FOUND = errors.CODE_NOT_FOUND
+CODE_INVALID_REQUEST = errors.CODE_INVALID_REQUEST
 
 
-def error_response(status: int, code: int, short: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "error": short, "message": message}, status_code=status)
+def error_response(status: int, code: int, short: str, message: str,
+                   kind: str | None = None) -> JSONResponse:
+    """``kind`` None: NeuVector's body exactly (``/v1``)."""
+    body: dict[str, object] = {"code": code, "error": short, "message": message}
+    if kind is not None:
+        body["kind"] = kind
+    return JSONResponse(body, status_code=status)
 
 
-def from_podcap(exc: errors.PodcapError) -> JSONResponse:
-    for cls, status, code, short in TABLE:
-        if isinstance(exc, cls):
-            answer = error_response(status, code, short, exc.message)
-            if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
-                answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-            return answer
-    return error_response(500, CODE_AGENT_ERROR, "Internal error", exc.message)
+def from_podcap(exc: errors.PodcapError, v1: bool = False) -> JSONResponse:
+    e = errors.edge(exc)
+    answer = error_response(e.v1_http if v1 else e.http, e.code, e.short, exc.message,
+                            None if v1 else e.kind)
+    if isinstance(exc, errors.ResourceExhausted) and exc.retry_after is not None:
+        answer.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return answer
+
+
+def _kind_of_status(status: int) -> str:
+    """The kind of an answer FastAPI or Starlette made (a route that does not exist, a wrong
+    method, a body that does not validate): any other 4xx is the request's mistake."""
+    cls = errors.kind_for_status(status)
+    if cls is None:
+        cls = errors.InvalidArgument if 400 <= status < 500 else errors.PodcapError
+    return errors.EDGES[cls].kind
 
 
 def audit_refusal(request: Request, exc: errors.PodcapError) -> None:
@@ -78,25 +77,28 @@ def install(app: FastAPI) -> None:
     async def _podcap(request: Request, exc: errors.PodcapError) -> JSONResponse:
         if isinstance(exc, errors.PermissionDenied | errors.Hidden):
             await run_in_threadpool(audit_refusal, request, exc)  # a database write
-        return from_podcap(exc)
+        return from_podcap(exc, v1=is_v1(request.url.path))
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
         for err in exc.errors():
             where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
             parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
         return error_response(400, CODE_INVALID_REQUEST, "Request error",
-                              "; ".join(parts) or "invalid request")
+                              "; ".join(parts) or "invalid request",
+                              None if is_v1(request.url.path) else _kind_of_status(400))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = None if is_v1(request.url.path) else _kind_of_status(exc.status_code)
         if exc.status_code == 404:
-            return error_response(404, CODE_NOT_FOUND, "URL not found", "no such route")
+            return error_response(404, CODE_NOT_FOUND, "URL not found", "no such route", kind)
         if exc.status_code == 405:
-            return error_response(405, CODE_NOT_FOUND, "Method not allowed", str(exc.detail))
+            return error_response(405, CODE_NOT_FOUND, "Method not allowed", str(exc.detail),
+                                  kind)
         return error_response(exc.status_code, CODE_INVALID_REQUEST, "Request error",
-                              str(exc.detail))
+                              str(exc.detail), kind)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -105,8 +107,10 @@ def install(app: FastAPI) -> None:
         incident = secrets.token_hex(8)
         log.error("internal error %s on %s %s", incident, request.method, request.url.path,
                   exc_info=exc)
-        answer = error_response(500, CODE_AGENT_ERROR, "Internal error",
-                                f"internal error {incident}; the server's log has the details")
+        answer = error_response(500, errors.CODE_AGENT_ERROR, "Internal error",
+                                f"internal error {incident}; the server's log has the details",
+                                None if is_v1(request.url.path)
+                                else errors.EDGES[errors.PodcapError].kind)
         for name, value in security_headers(request.url.path, request.url.scheme):
             answer.headers[name.decode()] = value.decode()
         return answer

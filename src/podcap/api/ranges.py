@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from fastapi.responses import JSONResponse
 
+from podcap import errors
 from podcap.api.errors import CODE_INVALID_REQUEST, error_response
 from podcap.model import Capture, Status
 from podcap.pcap.ring import merged_size as merged_pcap_size
@@ -120,6 +121,7 @@ def headers(capture: Capture, request: PcapRequest, chosen: Plan, stream: PcapSt
 def not_satisfiable(size: int) -> JSONResponse:
     answer = error_response(416, CODE_INVALID_REQUEST, "Range not satisfiable",
                             f"the range asked starts at or past the end of the pcap ({size} "
-                            "bytes); ask for bytes=0- or drop the Range header")
+                            "bytes); ask for bytes=0- or drop the Range header",
+                            errors.EDGES[errors.InvalidArgument].kind)
     answer.headers["Content-Range"] = f"bytes */{size}"
     return answer

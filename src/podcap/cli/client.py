@@ -1,9 +1,9 @@
 """A thin client of the native API (docs/API.md) that speaks ``podcap.errors``.
 
-Every error body ``{"code", "error", "message"}`` becomes the matching ``PodcapError`` carrying the
-server's own message, and transport failures become ``Unavailable`` with a hint; so the commands
-above handle one error tree, and the exit-code table in ``podcap.cli.errors`` stays the only
-translation.
+Every native error body names its ``kind`` (its class in the error tree) and becomes that
+``PodcapError`` carrying the server's own message; transport failures become ``Unavailable``
+with a hint; so the commands above handle one error tree, and the exit codes come from the one
+table in ``podcap.errors`` that the server answers by (``cli/errors.py``).
 """
 
 from __future__ import annotations
@@ -16,47 +16,25 @@ import httpx
 
 from podcap import errors
 
-# NeuVector error codes (docs/API.md) to the error tree; HTTP status decides where a code is shared.
-_BY_CODE: dict[int, type[errors.PodcapError]] = {
-    1: errors.NotFound,
-    6: errors.InvalidArgument,
-    7: errors.NotFound,
-    12: errors.NotEnoughFilter,
-    24: errors.Unavailable,
-}
-_BY_STATUS: dict[int, type[errors.PodcapError]] = {
-    400: errors.InvalidArgument,
-    401: errors.Unauthenticated,
-    403: errors.PermissionDenied,
-    404: errors.NotFound,
-    409: errors.AlreadyExists,
-    412: errors.FailedPrecondition,
-    422: errors.InvalidArgument,
-    429: errors.ResourceExhausted,
-    503: errors.Unavailable,
-}
-
 
 def error_from_response(response: httpx.Response) -> errors.PodcapError:
-    """The error a non-2xx answer stands for, with the server's message when it sent one."""
-    code: int | None = None
+    """The error a non-2xx answer stands for, with the server's message when it sent one. An
+    answer that names no kind podcap knows (a proxy's, a load balancer's) is read by its
+    status, through the same table."""
+    kind_name = ""
     message = ""
     try:
         body = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict):
-        raw_code = body.get("code")
-        code = raw_code if isinstance(raw_code, int) else None
+        named = body.get("kind")
+        kind_name = named if isinstance(named, str) else ""
         message = str(body.get("message") or body.get("error") or body.get("detail") or "")
     if not message:
         message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-    if response.status_code in (401, 403, 409, 429):
-        kind = _BY_STATUS[response.status_code]
-    elif code == 21:
-        kind = errors.Unavailable if response.status_code == 503 else errors.CaptureFailed
-    else:
-        kind = _BY_CODE.get(code or 0) or _BY_STATUS.get(response.status_code, errors.PodcapError)
+    kind = errors.KINDS.get(kind_name) or errors.kind_for_status(response.status_code) \
+        or errors.PodcapError
     return kind(message)
 
 

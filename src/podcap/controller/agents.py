@@ -19,10 +19,10 @@ from podcap import limits
 from podcap.controller.db import AgentRecord
 from podcap.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
 from podcap.model import AgentInfo
-from podcap.transport.agent_proto import agent_pb2 as pb
-from podcap.transport.base import AgentTransport
+from podcap.transport.base import AgentHello, AgentTransport
+from podcap.transport.grpc.remote import RemoteAgent
+from podcap.transport.grpc.session import AgentSession, Uploads
 from podcap.transport.rejects import Rejects
-from podcap.transport.remote import AgentSession, RemoteAgent, Uploads
 
 log = logging.getLogger("podcap.controller.agents")
 
@@ -103,7 +103,7 @@ class AgentRegistry:
 
     # ---- sessions (the gateway) -------------------------------------------------------
 
-    def attach(self, agent_id: str, fingerprint: str, cert_node: str, hello: pb.Hello,
+    def attach(self, agent_id: str, fingerprint: str, cert_node: str, hello: AgentHello,
                session: AgentSession) -> RemoteAgent:
         """The certificate was verified by TLS; here it must also be the one this agent was
         issued, and the agent not revoked. The node name is bound to it: the one in the

@@ -1,17 +1,33 @@
 """The agent transport: everything the controller may ask of one agent.
 
 ``InProcessTransport`` calls an ``Agent`` object directly (``podcap serve``); ``RemoteAgent``
-(``transport/remote.py``) reaches an agent that dialled in over gRPC. The controller never
-knows which it holds. Every method may raise ``Unavailable`` (naming the node) when a remote
-agent is away or too slow; deadlines are the transport's business.
+(``transport/grpc/remote.py``) reaches an agent that dialled in over gRPC, and the agent's
+``Uplink`` (``transport/grpc/uplink.py``) serves any ``AgentTransport`` to the controller. The
+controller never knows which it holds. Every method may raise ``Unavailable`` (naming the node)
+when a remote agent is away or too slow; deadlines are the transport's business.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
+
+
+@dataclass(frozen=True)
+class AgentHello:
+    """What an agent says of itself when its session opens: claims, checked field by field on
+    the way in (``transport/grpc/codec.py``). Its id is not among them: that comes from the
+    certificate it connected with, never from a message."""
+
+    node: str
+    version: str = ""
+    runtimes: tuple[str, ...] = ()
+    started: float = 0.0
+    disk_budget: int = 0  # bytes (--disk-budget)
+    reclaim: str = ""  # --reclaim policy
 
 
 class AgentTransport(Protocol):

@@ -1,15 +1,18 @@
-"""The transport of `podcap serve`: the agent lives in the controller's process."""
+"""The transport of `podcap serve`: the agent lives in the controller's process. The agent's
+uplink serves one too (``transport/grpc/uplink.py``), with streams cut to gRPC-message size."""
 
 from __future__ import annotations
 
+from podcap import limits
 from podcap.agent.manager import Agent
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
 
 
 class InProcessTransport:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: Agent, chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> None:
         self.agent = agent
+        self.chunk = chunk  # bytes per block a stream reads (limits.py says why each size)
 
     def info(self) -> AgentInfo:
         return self.agent.info
@@ -39,7 +42,7 @@ class InProcessTransport:
         return self.agent.captures()
 
     def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
-        return self.agent.stream_pcap(capture_id, request)
+        return self.agent.stream_pcap(capture_id, request, chunk=self.chunk)
 
     def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
                  ) -> dict[str, object]:

@@ -5,6 +5,10 @@ Two ports, one service. The agent port demands a client certificate from the clu
 and presents the CA certificate itself, so an agent pins it by the fingerprint in its join
 token before it trusts anything. Every call but Join takes the agent id from the verified peer
 certificate and checks it against the registry: never from a message.
+
+The gateway is the controller's gRPC edge but imports nothing of the controller: it is given
+what it needs (``gateway_needs.py``: ``controller/agents.py``, ``controller/join_tokens.py`` and
+``controller/audit.py`` provide it), so imports point down.
 """
 
 from __future__ import annotations
@@ -21,17 +25,17 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from podcap import limits
-from podcap.controller.agents import AgentRegistry
-from podcap.controller.audit import Audit
-from podcap.controller.join_gate import JoinGate, peer_address
-from podcap.controller.join_tokens import JoinTokens
 from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted, Unavailable
 from podcap.pki import ClusterCA, agent_id_of, fingerprint, node_of
-from podcap.transport import checks, codec, rejects
-from podcap.transport.agent_proto import agent_pb2 as pb
-from podcap.transport.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.errors import from_wire, to_status
-from podcap.transport.remote import AgentSession, RemoteAgent
+from podcap.transport import rejects
+from podcap.transport.grpc import checks, codec
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.grpc.errors import abort, from_wire
+from podcap.transport.grpc.gateway_needs import AuditLog, Members, Tokens
+from podcap.transport.grpc.join_gate import JoinGate, peer_address
+from podcap.transport.grpc.remote import RemoteAgent
+from podcap.transport.grpc.session import AgentSession
 
 M = TypeVar("M")
 
@@ -50,8 +54,8 @@ SERVER_OPTIONS = [
 
 
 class Gateway(pb_grpc.AgentGatewayServicer):
-    def __init__(self, registry: AgentRegistry, tokens: JoinTokens, ca: ClusterCA,
-                 audit: Audit) -> None:
+    def __init__(self, registry: Members, tokens: Tokens, ca: ClusterCA,
+                 audit: AuditLog) -> None:
         self.registry = registry
         self.rejects = registry.rejects
         self.tokens = tokens
@@ -95,7 +99,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             log.warning("join refused (peer %s): %s", context.peer(), exc.message)
             self.audit.record("agent.join", source=context.peer(), ok=False,
                               detail=f"node {node[:253]!r}: {exc.message}")
-        context.abort(to_status(exc), exc.message)
+        abort(context, exc)
         raise AssertionError("unreachable: abort raises")
 
     # ---- Session (agent port) ---------------------------------------------------------
@@ -117,7 +121,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
                 remote = self.registry.attach(agent_id, cert_fp, cert_node, hello, session)
             except PodcapError as exc:
                 log.warning("agent %s refused: %s", agent_id, exc.message)
-                context.abort(to_status(exc), exc.message)
+                abort(context, exc)
             yield from self._serve(session, remote, request_iterator, agent_id)
 
     def _serve(self, session: AgentSession, remote: RemoteAgent,
@@ -172,7 +176,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             upload = self.registry.uploads.claim(first.header.download_id, agent_id)
         except PodcapError as exc:
             log.warning("agent %s: upload refused: %s", agent_id, exc.message)
-            context.abort(to_status(exc), exc.message)
+            abort(context, exc)
         if first.header.size < -1:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"upload size {first.header.size} is neither -1 nor a size")
@@ -215,7 +219,7 @@ class Gateway(pb_grpc.AgentGatewayServicer):
         try:
             return agent_id_of(pems[0]), fingerprint(pems[0]), node_of(pems[0])
         except PodcapError as exc:
-            context.abort(to_status(exc), exc.message)
+            abort(context, exc)
             raise  # unreachable: abort raises
 
     # ---- what one certificate may hold ------------------------------------------------

@@ -1,6 +1,6 @@
-"""Protobuf messages to and from the domain dataclasses. Nothing outside ``transport/`` and
-the gateway sees a protobuf message. What comes from an agent is checked field by field on the
-way in (``transport/checks.py``): a malformed answer is an ``InvalidArgument``, never a
+"""Protobuf messages to and from the domain dataclasses. Nothing outside ``transport/grpc/``
+sees a protobuf message. What comes from an agent is checked field by field on the way in
+(``transport/grpc/checks.py``): a malformed answer is an ``InvalidArgument``, never a
 ``ValueError`` deep in a list."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import json
 
 from podcap import limits
 from podcap.errors import InvalidArgument
-from podcap.model import Capture, CaptureSpec, Stats, Status, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Stats, Status, Workload
 from podcap.streams import PcapRequest
-from podcap.transport import checks
-from podcap.transport.agent_proto import agent_pb2 as pb
+from podcap.transport.base import AgentHello
+from podcap.transport.grpc import checks
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.types import agent_id, capture_id, workload_id
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(CaptureSpec)]
@@ -117,15 +118,20 @@ def document_from_wire(data: bytes) -> dict[str, object]:
     return body
 
 
-def hello_from_pb(m: pb.Hello) -> pb.Hello:
+def hello_to_pb(info: AgentInfo) -> pb.Hello:
+    return pb.Hello(node=info.node, version=info.version, runtimes=list(info.runtimes),
+                    started=info.started, disk_budget=info.disk_budget, reclaim=info.reclaim)
+
+
+def hello_from_pb(m: pb.Hello) -> AgentHello:
     """A Hello whose every field passed its check (the node name by the join's rule)."""
-    checks.node_name(m.node)
-    checks.text("version", m.version, 64)
+    node = checks.node_name(m.node)
+    version = checks.text("version", m.version, 64)
     checks.items("runtimes", m.runtimes, len(RUNTIMES))
-    for runtime in m.runtimes:
-        checks.one_of("runtime", runtime, RUNTIMES)
-    checks.moment("started", m.started)
-    checks.count("disk_budget", m.disk_budget)
+    runtimes = tuple(checks.one_of("runtime", r, RUNTIMES) for r in m.runtimes)
+    started = checks.moment("started", m.started)
+    disk_budget = checks.count("disk_budget", m.disk_budget)
     if m.reclaim:
         checks.one_of("reclaim", m.reclaim, limits.RECLAIM_POLICIES)
-    return m
+    return AgentHello(node=node, version=version, runtimes=runtimes, started=started,
+                      disk_budget=disk_budget, reclaim=m.reclaim)

@@ -1,0 +1,230 @@
+"""The agent's end of the wire (``podcap agent``): once joined (``join.py``), keep a session
+open.
+
+The uplink serves any ``AgentTransport`` (``transport/base.py``): each command is looked up in
+one table, ``OPERATIONS``, that turns it into a call of the transport and its answer into a
+reply, so the wire knows the interface, never the agent behind it (containerd's shape: one
+service interface, served in-process or over gRPC).
+
+The agent dials the controller, so nodes open no port, and authenticates by its certificate
+alone. The session carries commands down and replies and heartbeats up; each download is an
+``Upload`` call of its own, so a large one never delays a command. When the controller is away
+the agent goes on capturing (durations and budgets are enforced here) and dials again every
+few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from podcap import limits
+from podcap.errors import InvalidArgument, PodcapError
+from podcap.streams import PcapStream
+from podcap.transport.base import AgentTransport
+from podcap.transport.grpc import codec
+from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
+from podcap.transport.grpc.errors import from_rpc, to_wire
+from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity
+
+log = logging.getLogger("podcap.agent.uplink")
+
+# A command's answer: a reply, or a stream that an Upload call of its own carries (the reply
+# then says only that it began).
+Answer = pb.Reply | PcapStream
+Handler = Callable[[AgentTransport, pb.Command], Answer]
+
+
+def _list_workloads(t: AgentTransport, _: pb.Command) -> Answer:
+    return pb.Reply(workloads=pb.Workloads(items=[codec.workload_to_pb(w)
+                                                  for w in t.list_workloads()]))
+
+
+def _check_filter(t: AgentTransport, c: pb.Command) -> Answer:
+    t.check_filter(c.check_filter)
+    return pb.Reply(ok=pb.Empty())
+
+
+def _start(t: AgentTransport, c: pb.Command) -> Answer:
+    capture = t.start(c.start.workload_id, codec.spec_from_pb(c.start.spec), c.start.owner)
+    return pb.Reply(capture=codec.capture_to_pb(capture))
+
+
+def _stop(t: AgentTransport, c: pb.Command) -> Answer:
+    return pb.Reply(capture=codec.capture_to_pb(t.stop(c.stop)))
+
+
+def _remove(t: AgentTransport, c: pb.Command) -> Answer:
+    t.remove(c.remove)
+    return pb.Reply(ok=pb.Empty())
+
+
+def _list_captures(t: AgentTransport, _: pb.Command) -> Answer:
+    return pb.Reply(captures=pb.Captures(items=[codec.capture_to_pb(c)
+                                                for c in t.list_captures()]))
+
+
+def _get_capture(t: AgentTransport, c: pb.Command) -> Answer:
+    return pb.Reply(capture=codec.capture_to_pb(t.get_capture(c.get_capture)))
+
+
+def _download(t: AgentTransport, c: pb.Command) -> Answer:
+    return t.stream_pcap(c.download.capture_id, codec.download_from_pb(c.download))
+
+
+def _document(t: AgentTransport, c: pb.Command) -> Answer:
+    body = t.document(c.document.capture_id, c.document.name, dict(c.document.params))
+    return pb.Reply(document=codec.document_to_wire(body))
+
+
+# Every operation of ``Command.op`` in agent.proto (a test keeps the two the same).
+OPERATIONS: dict[str, Handler] = {
+    "list_workloads": _list_workloads,
+    "check_filter": _check_filter,
+    "start": _start,
+    "stop": _stop,
+    "remove": _remove,
+    "list_captures": _list_captures,
+    "get_capture": _get_capture,
+    "download": _download,
+    "document": _document,
+}
+
+
+def answer(transport: AgentTransport, command: pb.Command) -> tuple[pb.Reply, PcapStream | None]:
+    """One command served by ``transport``: (the reply, the stream to upload if any)."""
+    op = command.WhichOneof("op")
+    handler = OPERATIONS.get(op or "")
+    if handler is None:
+        raise InvalidArgument(f"unknown command {op!r}: is the controller newer than "
+                              "this agent?")
+    result = handler(transport, command)
+    if isinstance(result, PcapStream):
+        return pb.Reply(ok=pb.Empty()), result
+    return result, None
+
+
+class Uplink:
+    """Keeps one session with the controller open for as long as the agent runs, serving
+    ``transport`` (for no copy on the way, one whose streams read ``UPLOAD_CHUNK_BYTES`` at a
+    time: larger blocks are cut, which copies them)."""
+
+    def __init__(self, transport: AgentTransport, address: str, identity: Identity) -> None:
+        self.transport = transport
+        self.address = address
+        self.identity = identity
+        self._stop = threading.Event()
+        self._call: grpc.Future | None = None
+        self._commands = ThreadPoolExecutor(16, thread_name_prefix="podcap-cmd")
+        self._uploads = ThreadPoolExecutor(32, thread_name_prefix="podcap-upload")
+
+    def run(self) -> None:
+        """Until ``stop()``: dial, serve the session, and dial again when it ends."""
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self._session()
+            except grpc.RpcError as exc:
+                error = from_rpc(exc, f"controller {self.address}")
+                log.warning("session ended: %s", error.message)
+            except Exception:
+                log.exception("session failed")
+            if time.monotonic() - began < 1.0:
+                self._stop.wait(limits.RECONNECT_MAX_S)
+            else:
+                self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+        self._commands.shutdown(wait=False, cancel_futures=True)
+        self._uploads.shutdown(wait=False, cancel_futures=True)
+
+    # ---- one session ------------------------------------------------------------------
+
+    def _session(self) -> None:
+        outbox: queue.Queue[pb.AgentMessage] = queue.Queue()
+        done = threading.Event()
+        with grpc.secure_channel(self.address, self.identity.credentials(),
+                                 options=CLIENT_OPTIONS) as channel:
+            stub = pb_grpc.AgentGatewayStub(channel)
+            call = stub.Session(self._upward(outbox, done))
+            self._call = call
+            try:
+                for message in call:
+                    if message.WhichOneof("msg") == "welcome":
+                        log.info("connected to controller %s as agent %s", self.address,
+                                 message.welcome.agent_id)
+                    elif message.WhichOneof("msg") == "command":
+                        self._commands.submit(self._execute, message.command, outbox, stub)
+            finally:
+                done.set()
+                self._call = None
+
+    def _upward(self, outbox: queue.Queue[pb.AgentMessage],
+                done: threading.Event) -> Iterator[pb.AgentMessage]:
+        yield pb.AgentMessage(hello=codec.hello_to_pb(self.transport.info()))
+        while not done.is_set() and not self._stop.is_set():
+            try:
+                yield outbox.get(timeout=limits.HEARTBEAT_INTERVAL_S)
+            except queue.Empty:
+                yield pb.AgentMessage(heartbeat=pb.Heartbeat(sent=time.time()))
+
+    # ---- commands ---------------------------------------------------------------------
+
+    def _execute(self, command: pb.Command, outbox: queue.Queue[pb.AgentMessage],
+                 stub: pb_grpc.AgentGatewayStub) -> None:
+        op = command.WhichOneof("op")
+        if command.deadline and time.time() > command.deadline + 1.0:
+            log.warning("dropped %s command %d: its deadline passed before it arrived", op,
+                        command.seq)
+            return
+        stream: PcapStream | None = None
+        try:
+            reply, stream = answer(self.transport, command)
+        except PodcapError as exc:
+            reply = pb.Reply(error=to_wire(exc))
+        except Exception as exc:  # never let one command take the session down
+            log.exception("%s command failed", op)
+            reply = pb.Reply(error=pb.Error(kind="PodcapError", message=f"agent error: {exc}"))
+        reply.seq = command.seq
+        outbox.put(pb.AgentMessage(reply=reply))
+        if stream is not None:
+            self._uploads.submit(self._upload, stub, command.download.download_id, stream)
+
+    def _upload(self, stub: pb_grpc.AgentGatewayStub, download_id: str,
+                stream: PcapStream) -> None:
+        def chunks() -> Iterator[pb.PcapChunk]:
+            yield pb.PcapChunk(header=pb.UploadHeader(
+                download_id=download_id, size=-1 if stream.size is None else stream.size))
+            try:
+                sent = time.monotonic()
+                for block in stream:  # read in chunk-sized blocks: sliced only when over
+                    if not block:  # a quiet follow stream (pcap/follow.py): a keepalive
+                        if time.monotonic() - sent >= limits.FOLLOW_KEEPALIVE_S:
+                            sent = time.monotonic()  # keeps the controller's idle limit away
+                            yield pb.PcapChunk(data=b"")
+                        continue
+                    sent = time.monotonic()
+                    for at in range(0, len(block), limits.UPLOAD_CHUNK_BYTES):
+                        yield pb.PcapChunk(data=block if len(block) <= limits.UPLOAD_CHUNK_BYTES
+                                           else block[at:at + limits.UPLOAD_CHUNK_BYTES])
+            except PodcapError as exc:
+                yield pb.PcapChunk(error=to_wire(exc))
+
+        try:
+            stub.Upload(chunks())
+        except grpc.RpcError as exc:
+            log.info("download %s ended early: %s", download_id,
+                     from_rpc(exc, "controller").message)
+        finally:
+            stream.close()
