@@ -26,6 +26,7 @@ from podcap.capture import filters, tcpdump, tcpdump_log
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 from podcap.runtime.docker import DockerRuntime
+from podcap.transport.base import AgentTransport
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def box() -> Iterator[str]:
 @pytest.fixture()
 def agent(tmp_path: Path) -> Iterator[Agent]:
     a = Agent(tmp_path / "data", WorkloadView([DockerRuntime()]), "node", "agent-1").open()
+    _: AgentTransport = a  # the agent is its own transport (mypy checks this line)
     try:
         yield a
     finally:
@@ -69,7 +71,7 @@ def test_bad_filter_at_start_is_tcpdumps_message_and_leaves_nothing(
         agent.check_filter("tcp port")
     assert started.value.message == checked.value.message == \
         "invalid filter: can't parse filter expression: syntax error"
-    assert agent.captures() == []
+    assert agent.list_captures() == []
     assert list(agent.store.root.iterdir()) == []  # no record, no directory
     assert find_tcpdumps(agent.store.root) == {}
 

@@ -44,7 +44,7 @@ from podcap.metrics import check_access, serve_separately
 from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
-from podcap.transport.inprocess import InProcessTransport
+from podcap.transport.base import AgentTransport
 from podcap.transport.uplink import Identity, Uplink, join
 
 log = logging.getLogger("podcap")
@@ -95,7 +95,8 @@ def build(settings: Settings, *, local_agent: bool = True
         print(f"\n  podcap: created user 'admin' with password: {generated}\n"
               "  (shown once; set PODCAP_ADMIN_PASSWORD on first start to choose it)\n",
               flush=True)
-    local = InProcessTransport(build_agent(settings, _agent_id(data_dir))) if local_agent \
+    # The agent is its own transport (agent/manager.py): the controller is handed it as it is.
+    local: AgentTransport | None = build_agent(settings, _agent_id(data_dir)) if local_agent \
         else None
     registry = AgentRegistry(sessions, local)
     service = CaptureService(sessions, registry, audit, quotas_of(settings),

@@ -187,7 +187,7 @@ class Uplink:
 
     def _upward(self, outbox: queue.Queue[pb.AgentMessage],
                 done: threading.Event) -> Iterator[pb.AgentMessage]:
-        info = self.agent.info
+        info = self.agent.info()
         yield pb.AgentMessage(hello=pb.Hello(node=info.node, version=info.version,
                                              runtimes=list(info.runtimes),
                                              started=info.started,
@@ -239,10 +239,11 @@ class Uplink:
             agent.remove(command.remove)
             return pb.Reply(ok=pb.Empty()), None
         if op == "list_captures":
-            captures = [codec.capture_to_pb(c) for c in agent.captures()]
+            captures = [codec.capture_to_pb(c) for c in agent.list_captures()]
             return pb.Reply(captures=pb.Captures(items=captures)), None
         if op == "get_capture":
-            return pb.Reply(capture=codec.capture_to_pb(agent.capture(command.get_capture))), None
+            capture = agent.get_capture(command.get_capture)
+            return pb.Reply(capture=codec.capture_to_pb(capture)), None
         if op == "download":
             stream = agent.stream_pcap(command.download.capture_id,
                                        codec.download_from_pb(command.download),
