@@ -134,7 +134,8 @@ class Agent:
 
     def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture:
         """Checks, the record, then tcpdump (capture/runner.py): the record is written while
-        tcpdump boots, and tcpdump is told its argv by the runner alone."""
+        tcpdump boots, and tcpdump is told its argv by the runner alone. ``workload_id`` is a
+        full id, as the controller resolved it; a name or a short id is ``InvalidArgument``."""
         workload = self.workloads.get(workload_id)
         if not workload.cap_sniff:
             raise FailedPrecondition(
