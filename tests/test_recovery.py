@@ -93,7 +93,7 @@ def test_readopted_record_holds_the_real_start_time(tmp_path: Path, recorded_pid
             record.pid, record.pid_start = proc.pid, real
             store.save(record)
         with restarted_agent(data) as agent:
-            adopted = agent.capture(cid)
+            adopted = agent.get_capture(cid)
             assert adopted.status is Status.RUNNING
             assert (adopted.pid, adopted.pid_start) == (proc.pid, real)
             assert (on_disk(store, cid)["pid"], on_disk(store, cid)["pid_start"]) == (
@@ -112,7 +112,7 @@ def test_tcpdump_whose_start_time_does_not_match_is_not_adopted(tmp_path: Path) 
         record.pid, record.pid_start = proc.pid, proc_start_time(proc.pid) + 1  # another process
         store.save(record)
         with restarted_agent(data) as agent:
-            after = agent.capture(cid)
+            after = agent.get_capture(cid)
         assert after.status is not Status.RUNNING
         assert after.reason == "tcpdump ended while the agent was down"
         assert proc.wait(5) is not None  # the stray writer was stopped, not left running

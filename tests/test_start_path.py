@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,25 +23,33 @@ from podcap.agent.manager import Agent
 from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.workloads import WorkloadView
 from podcap.capture import filters, tcpdump, tcpdump_log
-from podcap.errors import InvalidArgument
+from podcap.errors import InvalidArgument, NotFound
 from podcap.model import CaptureSpec
 from podcap.pcap import format
 from podcap.pcap.repair import repair_tail
 from podcap.runtime.docker import DockerRuntime
+from podcap.transport.base import AgentTransport
 
 
 @pytest.fixture(scope="module")
-def box() -> Iterator[str]:
+def boxed() -> Iterator[tuple[str, str]]:
+    """A running container: (its full id, its name)."""
     c = run_container(unique("start"), ["sleep", "300"])
     try:
-        yield c.id
+        yield c.id, c.name
     finally:
         remove_container(c)
+
+
+@pytest.fixture(scope="module")
+def box(boxed: tuple[str, str]) -> str:
+    return boxed[0]
 
 
 @pytest.fixture()
 def agent(tmp_path: Path) -> Iterator[Agent]:
     a = Agent(tmp_path / "data", WorkloadView([DockerRuntime()]), "node", "agent-1").open()
+    _: AgentTransport = a  # the agent is its own transport (mypy checks this line)
     try:
         yield a
     finally:
@@ -70,7 +79,7 @@ def test_bad_filter_at_start_is_tcpdumps_message_and_leaves_nothing(
         agent.check_filter("tcp port")
     assert started.value.message == checked.value.message == \
         "invalid filter: can't parse filter expression: syntax error"
-    assert agent.captures() == []
+    assert agent.list_captures() == []
     assert list(agent.store.root.iterdir()) == []  # no record, no directory
     assert find_tcpdumps(agent.store.root) == {}
 
@@ -86,6 +95,39 @@ def test_good_filter_starts_without_a_separate_compile(agent: Agent, box: str,
     finally:
         agent.remove(capture.id)
     assert find_tcpdumps(agent.store.root) == {}
+
+
+def test_the_agent_takes_full_workload_ids_only(agent: Agent, boxed: tuple[str, str]) -> None:
+    """Which workload a name or a short id means is the controller's decision
+    (controller/resolver.py); the agent refuses both rather than deciding by a rule of its own,
+    and a refused start leaves nothing behind."""
+    full, name = boxed
+    for given in (name, full[:12], full[:63], full.upper(), f"{full}x", ""):
+        with pytest.raises(InvalidArgument, match="full workload id"):
+            agent.start(given, CaptureSpec())
+        with pytest.raises(InvalidArgument, match="full workload id"):
+            agent.workloads.get(given)
+    with pytest.raises(NotFound):
+        agent.start("0" * 64, CaptureSpec())
+    assert agent.workloads.get(full).id == full
+    assert agent.list_captures() == [] and list(agent.store.root.iterdir()) == []
+
+
+def test_docker_answers_only_for_the_id_asked(box: str) -> None:
+    """Docker's inspect looks a name up before an id prefix: a container named like an id
+    that no container has must not stand in for it."""
+    impostor = run_container(secrets.token_hex(32), ["sleep", "300"])
+    runtime = DockerRuntime()
+    try:
+        with pytest.raises(NotFound):
+            runtime.get(impostor.name)  # 64 hex characters, but a name
+        assert runtime.get(impostor.id).id == impostor.id
+        assert runtime.get(box).id == box
+        with pytest.raises(InvalidArgument):
+            runtime.get(box[:12])  # Docker itself would resolve this prefix
+    finally:
+        runtime.close()
+        remove_container(impostor)
 
 
 def test_filter_check_compiles_once_per_filter(tmp_path: Path,

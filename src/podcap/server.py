@@ -43,10 +43,10 @@ from podcap.metrics import check_access, serve_separately
 from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
+from podcap.transport.base import AgentTransport
 from podcap.transport.grpc.gateway import Gateway, start_gateway
 from podcap.transport.grpc.join import Identity, join
 from podcap.transport.grpc.uplink import Uplink
-from podcap.transport.inprocess import InProcessTransport
 
 log = logging.getLogger("podcap")
 
@@ -96,7 +96,8 @@ def build(settings: Settings, *, local_agent: bool = True
         print(f"\n  podcap: created user 'admin' with password: {generated}\n"
               "  (shown once; set PODCAP_ADMIN_PASSWORD on first start to choose it)\n",
               flush=True)
-    local = InProcessTransport(build_agent(settings, _agent_id(data_dir))) if local_agent \
+    # The agent is its own transport (agent/manager.py): the controller is handed it as it is.
+    local: AgentTransport | None = build_agent(settings, _agent_id(data_dir)) if local_agent \
         else None
     registry = AgentRegistry(sessions, local)
     service = CaptureService(sessions, registry, audit, quotas_of(settings),
@@ -141,10 +142,11 @@ def quotas_of(settings: Settings) -> Quotas:
                   default_node_buffer() if node is None else node)
 
 
-def build_agent(settings: Settings, agent_id: str) -> Agent:
+def build_agent(settings: Settings, agent_id: str,
+                chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> Agent:
     return Agent(settings.data_dir, WorkloadView(open_runtimes(settings)), settings.node_name,
                  agent_id, settings.disk_budget, settings.min_free_bytes,
-                 reclaim=settings.reclaim).open()
+                 reclaim=settings.reclaim, chunk=chunk).open()
 
 
 def run_agent(settings: Settings) -> None:
@@ -167,12 +169,11 @@ def run_agent(settings: Settings) -> None:
             log.info("joined as agent %s", identity.agent_id)
         elif settings.join_token:
             log.info("already joined as agent %s; --join-token not needed", identity.agent_id)
-        agent = build_agent(settings, identity.agent_id)
+        # Read in gRPC-message-sized blocks: the uplink then sends them without a copy.
+        agent = build_agent(settings, identity.agent_id, chunk=limits.UPLOAD_CHUNK_BYTES)
     except PodcapError as exc:
         sys.exit(f"podcap agent: {exc.message}")
-    # Read in gRPC-message-sized blocks: the uplink then sends them without a copy.
-    uplink = Uplink(InProcessTransport(agent, chunk=limits.UPLOAD_CHUNK_BYTES),
-                    settings.controller, identity)
+    uplink = Uplink(agent, settings.controller, identity)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: uplink.stop())
     log.info("agent %s on node %s dialling %s", identity.agent_id, settings.node_name,

@@ -10,8 +10,12 @@ CaptureId = NewType("CaptureId", str)
 WorkloadId = NewType("WorkloadId", str)
 
 _CAPTURE_ID = re.compile(r"[0-9a-f]{32}")
-# Docker ids are 64 hex; CRI ids too; names may be used where a client passes one.
+# What a user may type for a workload (an id, a short id or a name), which the controller
+# resolves (controller/resolver.py).
 _WORKLOAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
+# What an agent and a runtime adapter take: the full id. Docker's, containerd's and CRI-O's
+# container and pod sandbox ids are all 64 lowercase hex characters.
+_FULL_WORKLOAD_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def new_capture_id() -> CaptureId:
@@ -31,6 +35,19 @@ def workload_id(value: str) -> WorkloadId:
         raise InvalidArgument(
             f"invalid workload id {_preview(value)!r}: expected letters, digits, '_', '.', "
             "':' or '-', at most 253 characters"
+        )
+    return WorkloadId(value)
+
+
+def full_workload_id(value: str) -> WorkloadId:
+    """A workload id as an agent takes it: the full id, never a name or a short id. The
+    controller resolves what users type by one rule (controller/resolver.py) and sends the id
+    it found; a runtime asked for anything less would resolve it by a rule of its own (Docker
+    accepts names and any unique prefix, containerd any unique prefix)."""
+    if not isinstance(value, str) or not _FULL_WORKLOAD_ID.fullmatch(value):
+        raise InvalidArgument(
+            f"invalid workload id {_preview(value)!r}: an agent takes a full workload id (64 "
+            "lowercase hex characters); names and short ids are resolved by the controller"
         )
     return WorkloadId(value)
 

@@ -39,20 +39,26 @@ from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Status, Worklo
 from podcap.pcap import ring
 from podcap.runtime.base import process_alive
 from podcap.streams import PcapRequest, PcapStream
-from podcap.types import capture_id, new_capture_id
+from podcap.types import capture_id as checked_capture_id
+from podcap.types import new_capture_id
 
 log = logging.getLogger("podcap.agent")
 
 
 class Agent:
+    """One node's agent, and its own ``AgentTransport`` (transport/base.py): ``podcap serve``
+    hands it to the controller as it is, and the uplink (``podcap agent``) serves the same
+    methods over gRPC, so there is one set of commands and no wrapper to keep in step."""
+
     def __init__(self, data_dir: Path, workloads: WorkloadView, node: str, agent_id: str,
                  disk_budget: int = limits.DISK_BUDGET_DEFAULT,
                  min_free_bytes: int = limits.MIN_FREE_BYTES_DEFAULT,
-                 reclaim: str = "none") -> None:
-        self.info = AgentInfo(id=agent_id, node=node,
-                              runtimes=tuple(r.name for r in workloads.runtimes),
-                              version=_version(), started=time.time(),
-                              disk_budget=disk_budget, reclaim=reclaim)
+                 reclaim: str = "none", chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> None:
+        self.chunk = chunk  # bytes per block a stream reads: the uplink's are gRPC-message sized
+        self._info = AgentInfo(id=agent_id, node=node,
+                               runtimes=tuple(r.name for r in workloads.runtimes),
+                               version=_version(), started=time.time(),
+                               disk_budget=disk_budget, reclaim=reclaim)
         self.workloads = workloads
         self.store = CaptureStore(data_dir / "captures")
         self.empty_pcap = write_empty_pcap(data_dir / "empty-sll2.pcap")
@@ -83,7 +89,7 @@ class Agent:
     # ---- life of the agent -------------------------------------------------------------
 
     def open(self) -> Agent:
-        recover(self.table, self.supervisor, self.info.node)
+        recover(self.table, self.supervisor, self._info.node)
         self._monitor = threading.Thread(target=self.watcher.run, args=(self._closing,),
                                          name="podcap-monitor", daemon=True)
         self._monitor.start()
@@ -99,11 +105,14 @@ class Agent:
         if self._monitor:
             self._monitor.join(timeout=5)
         if stop_captures:
-            self.supervisor.stop_all([(c.id, Reason.AGENT_SHUTDOWN) for c in self.captures()
+            self.supervisor.stop_all([(c.id, Reason.AGENT_SHUTDOWN) for c in self.list_captures()
                                       if c.status is Status.RUNNING])
         self.workloads.close()
 
     # ---- queries -----------------------------------------------------------------------
+
+    def info(self) -> AgentInfo:
+        return self._info
 
     def list_workloads(self) -> list[Workload]:
         return self.workloads.list()
@@ -112,17 +121,22 @@ class Agent:
         CaptureSpec(filter=expression)  # length and character rules first
         compile_filter(expression, self.empty_pcap)
 
-    def captures(self) -> list[Capture]:
+    def list_captures(self) -> list[Capture]:
         return self.table.all()
 
-    def capture(self, cid: str) -> Capture:
-        return self.table.one(cid)
+    def get_capture(self, capture_id: str) -> Capture:
+        return self.table.one(capture_id)
+
+    def known_captures(self) -> list[Capture]:
+        """The agent is its own authority: what it knows is what it has, never stale."""
+        return self.table.all()
 
     # ---- commands ----------------------------------------------------------------------
 
     def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture:
         """Checks, the record, then tcpdump (capture/runner.py): the record is written while
-        tcpdump boots, and tcpdump is told its argv by the runner alone."""
+        tcpdump boots, and tcpdump is told its argv by the runner alone. ``workload_id`` is a
+        full id, as the controller resolved it; a name or a short id is ``InvalidArgument``."""
         workload = self.workloads.get(workload_id)
         if not workload.cap_sniff:
             raise FailedPrecondition(
@@ -140,9 +154,9 @@ class Agent:
         table = self.table
         with table.lock:
             reclaimed = budget.reclaim(table, self.series, spec, cid, self.disk_budget,
-                                       self.reclaim, self.info.node)
+                                       self.reclaim, self._info.node)
             run = TcpdumpRun(spec, self.store.files_dir(cid), self.store.log_path(cid))
-            capture = Capture(id=cid, agent_id=self.info.id, workload=workload, spec=spec,
+            capture = Capture(id=cid, agent_id=self._info.id, workload=workload, spec=spec,
                               args=run.args, start_time=time.time(), owner=owner)
             self.store.dir(cid).mkdir(mode=0o700)  # the record is written while tcpdump boots
             self.store.files_dir(cid).mkdir(mode=0o700)
@@ -175,19 +189,19 @@ class Agent:
                 log.info("capture %s started on %s (%s), tcpdump pid %d", cid, workload.name,
                          workload.id[:12], proc.pid,
                          extra=capture_fields("capture.running", cid, workload.name,
-                                              self.info.node, owner or None, owner=owner,
+                                              self._info.node, owner or None, owner=owner,
                                               pid=proc.pid))
                 return dataclasses.replace(table.snapshot(capture), reclaimed=reclaimed)
         run.abandon(grace=limits.STOP_GRACE_S)  # stopped or removed while starting
-        return dataclasses.replace(self.capture(cid), reclaimed=reclaimed)
+        return dataclasses.replace(self.get_capture(cid), reclaimed=reclaimed)
 
-    def stop(self, cid: str) -> Capture:
-        cid = capture_id(cid)
+    def stop(self, capture_id: str) -> Capture:
+        cid = checked_capture_id(capture_id)
         self.supervisor.stop(cid, Reason.USER)
-        return self.capture(cid)
+        return self.get_capture(cid)
 
-    def remove(self, cid: str) -> None:
-        cid = capture_id(cid)
+    def remove(self, capture_id: str) -> None:
+        cid = checked_capture_id(capture_id)
         self.supervisor.stop(cid, Reason.USER, drain=False)  # the files go too: nothing to keep
         with self.table.lock:
             gone = self.table.captures.pop(cid, None)
@@ -196,34 +210,35 @@ class Agent:
         self.series.forget(cid)
         log.info("capture %s removed", cid,
                  extra=capture_fields("capture.removed", cid,
-                                      gone.workload.name if gone else "", self.info.node,
+                                      gone.workload.name if gone else "", self._info.node,
                                       owner=gone.owner if gone else ""))
 
-    def stream_pcap(self, cid: str, request: PcapRequest = PcapRequest(),
-                    chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> PcapStream:
+    def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
         """The capture's packets as one request asks: followed live, filtered to one
-        conversation, or the ring merged (pcap/ring.py)."""
+        conversation, or the ring merged (pcap/ring.py). Read in ``self.chunk`` blocks."""
+        cid = checked_capture_id(capture_id)
         with self.table.lock:
             capture = self.table.get(cid)
             live, spec = capture.status is Status.RUNNING, capture.spec
         if request.follow:
             return self._follow.stream(capture.id, self.store.files_dir(capture.id), spec,
                                        lambda: self.table.is_running(capture.id),
-                                       request.from_now, chunk)
+                                       request.from_now, self.chunk)
         paths = self.store.ring_files(cid)
         if request.filter:  # one conversation (podcap.insight): filtered on this node
             self.check_filter(request.filter)
-            return filtered(paths, request.filter, chunk=chunk)
+            return filtered(paths, request.filter, chunk=self.chunk)
         return ring.merged(paths, live=live, limit=request.limit, offset=request.offset,
-                           chunk=chunk)
+                           chunk=self.chunk)
 
-    def document(self, cid: str, name: str, params: dict[str, str]) -> dict[str, object]:
+    def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
+                 ) -> dict[str, object]:
         """A JSON document about one capture, by name (see ``self.documents``)."""
-        capture = self.table.one(cid)
+        capture = self.table.one(capture_id)
         provider = self.documents.get(name)
         if provider is None:
             raise NotFound(f"no document {name[:40]!r}; known: {', '.join(sorted(self.documents))}")
-        return provider(capture, params)
+        return provider(capture, params or {})
 
     # ---- the start, past the checks ---------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from podcap.errors import NotFound, Unavailable
 from podcap.model import Workload
 from podcap.runtime.base import ContainerRuntime
+from podcap.types import full_workload_id
 
 log = logging.getLogger("podcap.agent")
 
@@ -96,17 +97,16 @@ class WorkloadView:
             return list(self._cache)
 
     def get(self, workload_id: str) -> Workload:
-        """Fresh from the runtime: a start must see the container as it is now."""
+        """Fresh from the runtime: a start must see the container as it is now. Only a full
+        id (``InvalidArgument`` for anything else): which workload a name or a short id means
+        is the controller's decision (controller/resolver.py), made once for every node."""
+        wid = full_workload_id(workload_id)
         for runtime in self.runtimes:
             try:
-                return self._assess(runtime.get(workload_id))
+                return self._assess(runtime.get(wid))
             except NotFound:
                 continue
-        # Not an id: a unique name (or pod name) is accepted too, as users type names.
-        matches = [w for w in self.list() if workload_id in (w.name, w.id[:12])]
-        if len(matches) == 1:
-            return matches[0]
-        raise NotFound(f"workload {workload_id} not found")
+        raise NotFound(f"workload {wid} not found")
 
     def _assess(self, workload: Workload) -> Workload:
         return assess(workload, self._agent_netns, self._self_ids)

@@ -21,6 +21,7 @@ import grpc
 from podcap.errors import NotFound, Unavailable
 from podcap.model import Workload
 from podcap.runtime.base import netns_inode, proc_start_time
+from podcap.types import full_workload_id
 
 try:
     from podcap.runtime.cri_proto import api_pb2 as pb
@@ -36,7 +37,6 @@ _CONTAINER_STATES = {
 }
 _NETWORK_MODES = {pb.POD: "pod", pb.CONTAINER: "container", pb.NODE: "node", pb.TARGET: "target"}
 _UID_LABEL = "io.kubernetes.pod.uid"
-_MIN_ID_PREFIX = 12
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -74,11 +74,10 @@ class CriRuntime:
         return workloads
 
     def get(self, workload_id: str) -> Workload:
-        """By id, or an id prefix of at least 12 characters. containerd resolves any unique
-        prefix, even one character, which would let a typo select some container."""
-        if len(workload_id) < _MIN_ID_PREFIX:
-            raise NotFound(f"no CRI container or pod {workload_id!r} on node {self.node} "
-                           f"(give the id or at least its first {_MIN_ID_PREFIX} characters)")
+        """By full id only: containerd resolves any unique prefix, even one character, which
+        would let a typo select some container. A full id (64 characters) is a prefix of no
+        other id, and the CRI looks up no names."""
+        workload_id = full_workload_id(workload_id)
         try:
             return self._container(workload_id, None)
         except NotFound:

@@ -12,6 +12,7 @@ import requests.exceptions
 from podcap.errors import NotFound, Unavailable
 from podcap.model import Workload
 from podcap.runtime.base import netns_inode, proc_start_time, process_alive
+from podcap.types import full_workload_id
 
 _POD_NAME = "io.kubernetes.pod.name"
 _POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -55,10 +56,17 @@ class DockerRuntime:
         return self._workload(self._inspect(workload_id))
 
     def get(self, workload_id: str) -> Workload:
+        """By full id only. Docker's inspect also takes a name or any unique id prefix, and
+        looks for a name before a prefix, so a container may even be *named* like another's
+        id: the answer must carry exactly the id asked for."""
+        wid = full_workload_id(workload_id)
         try:
-            return self._workload(self._inspect(workload_id))
+            attrs = self._inspect(wid)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise Unavailable(f"Docker engine error: {exc}") from exc
+        if attrs.get("Id") != wid:
+            raise NotFound(f"workload {wid} not found")
+        return self._workload(attrs)
 
     def close(self) -> None:
         self._client.close()

@@ -1,10 +1,13 @@
 """The agent transport: everything the controller may ask of one agent.
 
-``InProcessTransport`` calls an ``Agent`` object directly (``podcap serve``); ``RemoteAgent``
-(``transport/grpc/remote.py``) reaches an agent that dialled in over gRPC, and the agent's
-``Uplink`` (``transport/grpc/uplink.py``) serves any ``AgentTransport`` to the controller. The
-controller never knows which it holds. Every method may raise ``Unavailable`` (naming the node)
-when a remote agent is away or too slow; deadlines are the transport's business.
+The ``Agent`` (agent/manager.py) satisfies it itself, so ``podcap serve`` hands the controller
+the agent as it is; ``RemoteAgent`` (``transport/grpc/remote.py``) reaches an agent that
+dialled in over gRPC, and the agent's ``Uplink`` (``transport/grpc/uplink.py``) serves any
+``AgentTransport`` to the controller. The controller never knows which it holds. The protocol
+is structural: anything with these methods is a transport (a test's fake agent included), and
+mypy checks the ``Agent`` against it where the controller is given one (server.py). Every
+method may raise ``Unavailable`` (naming the node) when a remote agent is away or too slow;
+deadlines are the transport's business.
 """
 
 from __future__ import annotations
