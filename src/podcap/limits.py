@@ -240,7 +240,7 @@ GROUP_REORDER_WINDOW_S: Final = 1.5
 # Records read from members' live streams and not yet written, all members together.
 GROUP_FOLLOW_QUEUE_RECORDS: Final = 4096
 
-# Metrics (podcap/metrics.py, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
+# Metrics (podcap/api/metrics/, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
 # <= 100 ms) with room on both sides; a token shorter than this is a guessable password.
 METRICS_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                                     10.0)

@@ -13,6 +13,7 @@ from starlette.background import BackgroundTask
 from podcap import limits
 from podcap.api import live, ranges, render
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
+from podcap.controller.netstate_note import netstate_note
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 
@@ -108,7 +109,7 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"',
                **ranges.headers(owned.capture, request, chosen, pcap)}
     if request.follow:
-        note = svc.netstate_note(who, cid) if fmt == "pcapng" else ""
+        note = netstate_note(svc, who, cid) if fmt == "pcapng" else ""
         return live.response(owned, pcap, fmt, headers, note)
     return StreamingResponse(pcap, 206 if chosen.partial else 200,
                              headers, media_type="application/vnd.tcpdump.pcap",

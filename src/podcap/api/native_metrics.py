@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from podcap.api.deps import Token, source_address
-from podcap.metrics import CONTENT_TYPE
+from podcap.api.metrics.registry import CONTENT_TYPE
 
 router = APIRouter(tags=["metrics"])
 

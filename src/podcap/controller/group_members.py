@@ -22,10 +22,10 @@ from podcap import limits
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember
 from podcap.controller.resolver import resolve
+from podcap.controller.selector import LabelSelector, parse
 from podcap.controller.service import OwnedCapture, PlacedWorkload, Unreachable
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec, Status
-from podcap.selector import LabelSelector, parse
 from podcap.types import workload_id
 
 _GROUP_ID = re.compile(r"[0-9a-f]{24}")

@@ -46,6 +46,7 @@ from podcap.controller.group_members import (
     split,
 )
 from podcap.controller.group_pcapng import DEFAULT_SNAPLEN, Followed, Section, Source, merged
+from podcap.controller.netstate_note import netstate_note
 from podcap.controller.service import (
     CaptureService,
     Listing,
@@ -236,7 +237,7 @@ class GroupService:
 
     def _source(self, who: Principal, group: Group, m: Member) -> Source:
         comments = [f"capture {m.row.capture_id} on {m.row.node}"]
-        note = self.service.netstate_note(who, m.row.capture_id)
+        note = netstate_note(self.service, who, m.row.capture_id)
         if note:
             comments.append(note)
         return Source(m.row.capture_id, m.if_name, m.if_description, tuple(comments),

@@ -23,8 +23,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.orm import sessionmaker
 
-from podcap import limits, pcapng
-from podcap.agent.netstate import as_text as netstate_text
+from podcap import limits
 from podcap.capture import tcpdump
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
@@ -277,15 +276,6 @@ class CaptureService:
         self.capture(who, cid)
         transport, _ = self._route(cid)
         return transport.document(cid, name, params)
-
-    def netstate_note(self, who: Principal, cid: str) -> str:
-        """The capture's network-state snapshot as a pcapng comment, or "" when its agent
-        keeps none: group and followed pcapng downloads carry it on the capture's interface."""
-        try:
-            doc = self.document(who, cid, "netstate")
-        except PodcapError:
-            return ""
-        return pcapng.fit_comment(netstate_text(doc))
 
     def stream_pcap(self, who: Principal, cid: str, request: PcapRequest = PcapRequest(),
                     length: int | None = None) -> tuple[OwnedCapture, PcapStream]:
