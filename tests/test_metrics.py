@@ -103,7 +103,8 @@ def test_kernel_buffer_gauge_drops_back_when_a_capture_stops() -> None:
     from types import SimpleNamespace
 
     from podcap.api.metrics.state import StateCollector
-    from podcap.controller.service import Listing, OwnedCapture
+    from podcap.controller.fanout import Listing
+    from podcap.controller.inventory import OwnedCapture
     from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 
     agent = AgentInfo(id="a" * 16, node="n1", runtimes=("docker",), version="t", started=0.0)

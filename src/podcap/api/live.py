@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.capture.follow_pcapng import as_pcapng
-from podcap.controller.service import OwnedCapture
+from podcap.controller.inventory import OwnedCapture
 from podcap.errors import InvalidArgument
 from podcap.streams import PcapRequest, PcapStream
 

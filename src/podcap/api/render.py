@@ -6,7 +6,8 @@ import shlex
 import time
 from typing import Any
 
-from podcap.controller.service import Listing, OwnedCapture, PlacedWorkload
+from podcap.controller.fanout import Listing
+from podcap.controller.inventory import OwnedCapture, PlacedWorkload
 from podcap.model import AgentInfo
 
 

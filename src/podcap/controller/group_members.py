@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from podcap import limits
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember
+from podcap.controller.fanout import Unreachable
+from podcap.controller.inventory import OwnedCapture, PlacedWorkload
 from podcap.controller.resolver import resolve
 from podcap.controller.selector import LabelSelector, parse
-from podcap.controller.service import OwnedCapture, PlacedWorkload, Unreachable
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec, Status
 from podcap.types import workload_id

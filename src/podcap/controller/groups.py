@@ -32,6 +32,7 @@ from sqlalchemy.orm import sessionmaker
 from podcap import __version__, limits
 from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember, User
+from podcap.controller.fanout import Listing, Unreachable
 from podcap.controller.group_members import (
     COULD_NOT_START,
     Group,
@@ -46,14 +47,9 @@ from podcap.controller.group_members import (
     split,
 )
 from podcap.controller.group_pcapng import DEFAULT_SNAPLEN, Followed, Section, Source, merged
+from podcap.controller.inventory import OwnedCapture, PlacedWorkload
 from podcap.controller.netstate_note import netstate_note
-from podcap.controller.service import (
-    CaptureService,
-    Listing,
-    OwnedCapture,
-    PlacedWorkload,
-    Unreachable,
-)
+from podcap.controller.service import CaptureService
 from podcap.errors import (
     FailedPrecondition,
     Hidden,
