@@ -320,8 +320,8 @@ def test_a_member_without_netstate_gets_no_comment() -> None:
     """A capture whose agent keeps no snapshot (an older agent): skipped silently."""
     from types import SimpleNamespace
 
-    from podcap.controller.auth import Principal
     from podcap.controller.netstate_note import netstate_note
+    from podcap.controller.principal import Principal
     from podcap.errors import NotFound
 
     def document(*_: object) -> dict:

@@ -19,10 +19,10 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from podcap import limits
-from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember
 from podcap.controller.fanout import Unreachable
 from podcap.controller.inventory import OwnedCapture, PlacedWorkload
+from podcap.controller.principal import Principal
 from podcap.controller.resolver import resolve
 from podcap.controller.selector import LabelSelector, parse
 from podcap.errors import InvalidArgument

@@ -15,7 +15,7 @@ from podcap import pcapng
 from podcap.errors import PodcapError
 
 if TYPE_CHECKING:
-    from podcap.controller.auth import Principal
+    from podcap.controller.principal import Principal
     from podcap.controller.service import CaptureService
 
 Doc = dict[str, Any]

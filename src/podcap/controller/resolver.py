@@ -18,9 +18,9 @@ import re
 from collections.abc import Sequence
 from typing import TypeVar
 
-from podcap.controller.auth import Principal
 from podcap.controller.fanout import Listing
 from podcap.controller.inventory import Inventory, PlacedWorkload
+from podcap.controller.principal import Principal
 from podcap.errors import Hidden, InvalidArgument, NotFound, Unavailable
 from podcap.model import Workload
 from podcap.types import workload_id

@@ -24,10 +24,10 @@ from podcap.controller import download_audit, resolver
 from podcap.controller.admission import Admission
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
-from podcap.controller.auth import Principal
 from podcap.controller.fanout import FanOut, Listing
 from podcap.controller.inventory import Inventory, OwnedCapture, PlacedWorkload
 from podcap.controller.owners import Owners
+from podcap.controller.principal import Principal
 from podcap.controller.quotas import Quotas, default_node_buffer
 from podcap.controller.routing import Router
 from podcap.errors import CaptureFailed, Hidden, Unavailable

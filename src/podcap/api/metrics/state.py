@@ -11,7 +11,7 @@ from typing import Any
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from podcap import __version__
-from podcap.controller.auth import Principal
+from podcap.controller.principal import Principal
 from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
 from podcap.model import Status
