@@ -6,8 +6,8 @@ import pytest
 
 from podcap import limits
 from podcap.errors import InvalidArgument
+from podcap.ids import capture_id, workload_id
 from podcap.model import CaptureSpec
-from podcap.types import capture_id, workload_id
 
 
 def test_defaults_are_neuvectors() -> None:

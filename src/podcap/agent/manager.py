@@ -27,6 +27,7 @@ from podcap.agent.workloads import WorkloadView
 from podcap.capture import ring, tcpdump
 from podcap.capture.follow import RingFollower
 from podcap.errors import FailedPrecondition, InvalidArgument, NotFound
+from podcap.ids import capture_id, new_capture_id
 from podcap.insight.filtered import filtered
 from podcap.insight.series import LiveSeries
 from podcap.insight.summary import Insight
@@ -34,7 +35,6 @@ from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Stats, Status, Workload
 from podcap.runtime.base import proc_start_time, process_alive
 from podcap.streams import PcapRequest, PcapStream
-from podcap.types import capture_id, new_capture_id
 
 log = logging.getLogger("podcap.agent")
 

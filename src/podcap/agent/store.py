@@ -12,8 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from podcap.ids import capture_id
 from podcap.model import Capture
-from podcap.types import capture_id
 
 log = logging.getLogger("podcap.agent")
 

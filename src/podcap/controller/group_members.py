@@ -26,8 +26,8 @@ from podcap.controller.principal import Principal
 from podcap.controller.resolver import resolve
 from podcap.controller.selector import LabelSelector, parse
 from podcap.errors import InvalidArgument
+from podcap.ids import workload_id
 from podcap.model import CaptureSpec, Status
-from podcap.types import workload_id
 
 _GROUP_ID = re.compile(r"[0-9a-f]{24}")
 

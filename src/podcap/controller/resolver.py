@@ -22,8 +22,8 @@ from podcap.controller.fanout import Listing
 from podcap.controller.inventory import Inventory, PlacedWorkload
 from podcap.controller.principal import Principal
 from podcap.errors import Hidden, InvalidArgument, NotFound, Unavailable
+from podcap.ids import workload_id
 from podcap.model import Workload
-from podcap.types import workload_id
 
 SHORT_ID_CHARS = 12
 _HEX = re.compile(r"[0-9a-f]+")

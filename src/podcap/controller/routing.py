@@ -12,8 +12,8 @@ from podcap.controller.db import CaptureOwner
 from podcap.controller.fanout import FanOut
 from podcap.controller.owners import Owners
 from podcap.errors import NotFound
+from podcap.ids import capture_id
 from podcap.transport.base import AgentTransport
-from podcap.types import capture_id
 
 
 class Router:
