@@ -1,5 +1,5 @@
 """``GET /metrics``: Prometheus text format, for the metrics token or an admin (see
-podcap/metrics.py for what is in it and docs/OPERATIONS.md for who may read it)."""
+api/metrics/ for what is in it and docs/OPERATIONS.md for who may read it)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 (controller/groups.py runs the groups).
 
 - A **selector** names workloads (the resolver's rule: id, short id, name), a namespace, a
-  Kubernetes label selector (podcap/selector.py), or a combination: every part given must hold.
+  Kubernetes label selector (controller/selector.py), or a combination: every part given must hold.
 - **Candidates** are running containers: pod sandboxes are not members (their containers are).
 - Of containers that share one network namespace on a node (a pod's containers) only the first
   is captured: the others would add the same packets again; they are skipped with that reason,
