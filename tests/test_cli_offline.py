@@ -21,6 +21,8 @@ from podcap.cli import config
 from podcap.cli.client import ApiClient
 from podcap.cli.main import app
 from podcap.cli.session import Session
+from podcap.controller.resolver import resolve
+from podcap.model import Workload
 
 PCAP = bytes.fromhex("d4c3b2a1020004000000000000000000ffff000001000000")
 
@@ -35,10 +37,31 @@ WORKLOADS = [workload("aaaa1111", "web", "node-a"), workload("bbbb2222", "web", 
              workload("cccc3333", "db", "node-a")]
 
 
+ASKED: list[str] = []  # the workload texts the CLI sent to the server
+
+
+def lookup(text: str) -> httpx.Response:
+    """The server's answer to ``GET /api/workloads/{text}``, by the server's own rule."""
+    ASKED.append(text)
+    hits = resolve(text, [(Workload(w["id"], w["name"], "docker", w["node"]), w)
+                          for w in WORKLOADS])
+    if not hits:
+        return httpx.Response(404, json={"code": 7, "error": "Object not found",
+                                         "message": f"workload {text} not found"})
+    if len(hits) > 1:
+        nodes = ", ".join(sorted(w["node"] for _, w in hits))
+        return httpx.Response(400, json={"code": 6, "error": "invalid",
+                                         "message": f"{text} names workloads on several nodes "
+                                         f"({nodes}); use the workload id"})
+    return httpx.Response(200, json={"workload": hits[0][1]})
+
+
 def fake(request: httpx.Request) -> httpx.Response:
     path = request.url.path
     if path == "/api/workloads":
         return httpx.Response(200, json={"workloads": WORKLOADS})
+    if path.startswith("/api/workloads/"):
+        return lookup(path.removeprefix("/api/workloads/"))
     if path == "/api/captures" and request.method == "GET":
         return httpx.Response(200, json={"captures": [{"id": "cap1"}, {"id": "cap2"},
                                                        {"id": "boom"}]})
@@ -69,17 +92,22 @@ def run(tmp_path, monkeypatch):
     return invoke
 
 
-def test_ambiguous_name_lists_every_match(run):
+def test_ambiguous_name_shows_the_servers_nodes(run):
     result = run("capture", "start", "web")
     assert result.exit_code == 2, result.output
-    assert "aaaa1111" in result.output and "bbbb2222" in result.output
+    assert "node-a" in result.output and "node-b" in result.output
 
 
-def test_name_or_id_prefix_resolves(run):
-    for target, wid in (("db", "cccc3333"), ("bbbb2222", "bbbb2222"), ("aaaa", "aaaa1111")):
+def test_the_typed_workload_goes_to_the_server_as_typed(run):
+    """The server's resolver decides (controller/resolver.py); the CLI has no rule of its own:
+    a short prefix the server does not take is not found."""
+    ASKED.clear()
+    for target, wid in (("db", "cccc3333"), ("bbbb2222", "bbbb2222")):
         result = run("capture", "start", target, "-o", "json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["capture"]["workload_id"] == wid
+    assert run("capture", "start", "aaaa").exit_code == 4
+    assert ASKED == ["db", "bbbb2222", "aaaa"]
 
 
 def test_unknown_workload_and_server_errors_map_to_exit_codes(run):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from podcap.controller.auth import Principal
 from podcap.controller.db import open_db
+from podcap.controller.principal import Principal
 from podcap.controller.service import CaptureService
 from podcap.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload

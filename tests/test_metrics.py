@@ -102,8 +102,9 @@ def test_kernel_buffer_gauge_drops_back_when_a_capture_stops() -> None:
     from dataclasses import replace
     from types import SimpleNamespace
 
-    from podcap.controller.service import Listing, OwnedCapture
-    from podcap.metrics import StateCollector
+    from podcap.api.metrics.state import StateCollector
+    from podcap.controller.fanout import Listing
+    from podcap.controller.inventory import OwnedCapture
     from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 
     agent = AgentInfo(id="a" * 16, node="n1", runtimes=("docker",), version="t", started=0.0)

@@ -6,8 +6,8 @@ import pytest
 
 from podcap import limits
 from podcap.errors import InvalidArgument
+from podcap.ids import capture_id, workload_id
 from podcap.model import CaptureSpec
-from podcap.types import capture_id, workload_id
 
 
 def test_defaults_are_neuvectors() -> None:
@@ -45,3 +45,24 @@ def test_capture_ids_are_validated(bad: str) -> None:
 def test_workload_ids_are_validated(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         workload_id(bad)
+
+
+def test_every_spec_field_reaches_every_interface() -> None:
+    """The spec is written once (CaptureSpec's fields): the API body, /api/limits, the
+    rendering and the CLI options are made from it, so each holds every field."""
+    import dataclasses
+
+    from podcap.api.native_captures import SpecBody
+    from podcap.cli import spec_options
+    from podcap.model import spec_limits
+
+    names = [f.name for f in dataclasses.fields(CaptureSpec)]
+    assert list(SpecBody.model_fields) == names
+    described = spec_limits()
+    assert [f["name"] for f in described["spec_fields"]] == names
+    for f in described["spec_fields"]:
+        if f["kind"] == "integer":
+            assert described[f"{f['name']}_min"] <= f["default"] <= described[f"{f['name']}_max"]
+    assert list(CaptureSpec().as_dict()) == names
+    assert list(spec_options.FLAGS) == names
+    assert described["file_number_max"] == limits.FILE_NUMBER_MAX

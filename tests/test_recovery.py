@@ -22,9 +22,9 @@ from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.store import CaptureStore
 from podcap.agent.workloads import WorkloadView
 from podcap.capture import tcpdump
+from podcap.ids import new_capture_id
 from podcap.model import Capture, CaptureSpec, Status, Workload
 from podcap.runtime.base import proc_start_time, process_alive
-from podcap.types import new_capture_id
 
 
 @contextmanager

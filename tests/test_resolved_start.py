@@ -9,8 +9,8 @@ from pathlib import Path
 
 from test_fanout import ADMIN, FakeAgent, _service
 
+from podcap.ids import full_workload_id, new_capture_id
 from podcap.model import Capture, CaptureSpec
-from podcap.types import full_workload_id, new_capture_id
 
 FULL = "a1b2c3d4e5f6" + "7" * 52
 

@@ -240,7 +240,7 @@ GROUP_REORDER_WINDOW_S: Final = 1.5
 # Records read from members' live streams and not yet written, all members together.
 GROUP_FOLLOW_QUEUE_RECORDS: Final = 4096
 
-# Metrics (podcap/metrics.py, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
+# Metrics (podcap/api/metrics/, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
 # <= 100 ms) with room on both sides; a token shorter than this is a guessable password.
 METRICS_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                                     10.0)
@@ -248,22 +248,9 @@ METRICS_TOKEN_MIN_CHARS: Final = 16
 
 
 def as_dict() -> dict[str, int | float]:
-    """The limits a client form needs, served at GET /api/limits."""
+    """The limits a client needs beyond the capture spec's, served at GET /api/limits (the
+    spec's own come from its fields: ``model.spec_limits``)."""
     return {
-        "file_number_default": FILE_NUMBER_DEFAULT,
-        "file_number_min": FILE_NUMBER_MIN,
-        "file_number_max": FILE_NUMBER_MAX,
-        "file_size_mb_default": FILE_SIZE_MB_DEFAULT,
-        "file_size_mb_min": FILE_SIZE_MB_MIN,
-        "file_size_mb_max": FILE_SIZE_MB_MAX,
-        "duration_default": DURATION_DEFAULT,
-        "duration_max": DURATION_MAX,
-        "snaplen_default": SNAPLEN_DEFAULT,
-        "snaplen_max": SNAPLEN_MAX,
-        "buffer_kib_default": BUFFER_KIB_DEFAULT,
-        "buffer_kib_min": BUFFER_KIB_MIN,
-        "buffer_kib_max": BUFFER_KIB_MAX,
-        "filter_max_chars": FILTER_MAX_CHARS,
         "download_limit_default": DOWNLOAD_LIMIT_DEFAULT,
         "join_token_ttl_s_default": JOIN_TOKEN_TTL_S_DEFAULT,
         "join_token_ttl_s_min": JOIN_TOKEN_TTL_S_MIN,

@@ -68,35 +68,43 @@ class Workload:
         return data
 
 
+def _number(low: int, high: int, unit: str) -> dict[str, Any]:
+    """A spec number's field metadata: its range (``limits``) and the unit its errors name."""
+    return {"min": low, "max": high, "unit": unit}
+
+
 @dataclass(frozen=True)
 class CaptureSpec:
-    """What the user asked for. Constructing one validates it against ``podcap.limits``."""
+    """What the user asked for. Constructing one validates it against ``podcap.limits``.
 
-    duration: int = limits.DURATION_DEFAULT
-    file_number: int = limits.FILE_NUMBER_DEFAULT
-    file_size_mb: int = limits.FILE_SIZE_MB_DEFAULT
-    filter: str = ""
-    snaplen: int = limits.SNAPLEN_DEFAULT
-    buffer_kib: int = limits.BUFFER_KIB_DEFAULT
+    Each number's range and unit sit in its field's metadata: the API body, the rendering,
+    ``GET /api/limits`` (and so the web form) and the CLI options are derived from
+    ``dataclasses.fields(CaptureSpec)``, so a new setting is added here and nowhere else."""
+
+    duration: int = field(default=limits.DURATION_DEFAULT, metadata=_number(
+        0, limits.DURATION_MAX, "seconds (0 = until stopped)"))
+    file_number: int = field(default=limits.FILE_NUMBER_DEFAULT, metadata=_number(
+        limits.FILE_NUMBER_MIN, limits.FILE_NUMBER_MAX, ""))
+    file_size_mb: int = field(default=limits.FILE_SIZE_MB_DEFAULT, metadata=_number(
+        limits.FILE_SIZE_MB_MIN, limits.FILE_SIZE_MB_MAX, "(1 = 1,000,000 bytes per file)"))
+    filter: str = field(default="", metadata={"max_chars": limits.FILTER_MAX_CHARS})
+    snaplen: int = field(default=limits.SNAPLEN_DEFAULT, metadata=_number(
+        0, limits.SNAPLEN_MAX, "bytes (0 = whole packets)"))
+    buffer_kib: int = field(default=limits.BUFFER_KIB_DEFAULT, metadata=_number(
+        limits.BUFFER_KIB_MIN, limits.BUFFER_KIB_MAX, "KiB"))
 
     def __post_init__(self) -> None:
-        for name in ("duration", "file_number", "file_size_mb", "snaplen", "buffer_kib"):
-            value = getattr(self, name)
+        numbers = [f for f in dataclasses.fields(self) if "min" in f.metadata]
+        for f in numbers:
+            value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidArgument(f"{name} must be a whole number, got {value!r}")
-        if self.file_number > limits.FILE_NUMBER_MAX:
+                raise InvalidArgument(f"{f.name} must be a whole number, got {value!r}")
+        if self.file_number > limits.FILE_NUMBER_MAX:  # NeuVector's words
             raise InvalidArgument(f"Maximum pcap file count is {limits.FILE_NUMBER_MAX}")
-        if self.file_number < limits.FILE_NUMBER_MIN:
-            raise InvalidArgument(
-                f"file_number must be between {limits.FILE_NUMBER_MIN} and "
-                f"{limits.FILE_NUMBER_MAX}, got {self.file_number}"
-            )
-        _in_range("file_size_mb", self.file_size_mb, limits.FILE_SIZE_MB_MIN,
-                  limits.FILE_SIZE_MB_MAX, "(1 = 1,000,000 bytes per file)")
-        _in_range("duration", self.duration, 0, limits.DURATION_MAX, "seconds (0 = until stopped)")
-        _in_range("snaplen", self.snaplen, 0, limits.SNAPLEN_MAX, "bytes (0 = whole packets)")
-        _in_range("buffer_kib", self.buffer_kib, limits.BUFFER_KIB_MIN, limits.BUFFER_KIB_MAX,
-                  "KiB")
+        for f in sorted(numbers, key=lambda f: _CHECK_ORDER.index(f.name)
+                        if f.name in _CHECK_ORDER else len(_CHECK_ORDER)):
+            _in_range(f.name, getattr(self, f.name), f.metadata["min"], f.metadata["max"],
+                      f.metadata["unit"])
         if not isinstance(self.filter, str):
             raise InvalidArgument("filter must be a string")
         if len(self.filter) > limits.FILTER_MAX_CHARS:
@@ -117,10 +125,38 @@ class CaptureSpec:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known and v is not None})
 
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The order in which ranges were always checked: with several bad values, the same one is named.
+_CHECK_ORDER = ("file_number", "file_size_mb", "duration", "snaplen", "buffer_kib")
+
+
+def spec_limits() -> dict[str, Any]:
+    """Every spec field's default and range, for ``GET /api/limits``: ``<name>_default``,
+    ``<name>_min``, ``<name>_max`` of each number, ``filter_max_chars``, and ``spec_fields``
+    (name, kind, default, min, max, unit) from which the web form builds its body."""
+    flat: dict[str, Any] = {}
+    described: list[dict[str, Any]] = []
+    for f in dataclasses.fields(CaptureSpec):
+        entry: dict[str, Any] = {"name": f.name, "default": f.default}
+        if "min" in f.metadata:
+            entry.update(kind="integer", min=f.metadata["min"], max=f.metadata["max"],
+                         unit=f.metadata["unit"])
+            flat.update({f"{f.name}_default": f.default, f"{f.name}_min": f.metadata["min"],
+                         f"{f.name}_max": f.metadata["max"]})
+        else:
+            entry.update(kind="text", max_chars=f.metadata["max_chars"])
+            flat[f"{f.name}_max_chars"] = f.metadata["max_chars"]
+        described.append(entry)
+    return {**flat, "spec_fields": described}
+
 
 def _in_range(name: str, value: int, low: int, high: int, unit: str) -> None:
     if not low <= value <= high:
-        raise InvalidArgument(f"{name} must be between {low} and {high} {unit}, got {value}")
+        unit = f" {unit}" if unit else ""
+        raise InvalidArgument(f"{name} must be between {low} and {high}{unit}, got {value}")
 
 
 @dataclass

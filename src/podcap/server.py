@@ -24,6 +24,8 @@ from podcap import limits
 from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
+from podcap.api.metrics.access import check_access
+from podcap.api.metrics.listener import serve_separately
 from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.capture import tcpdump
 from podcap.config import Settings
@@ -39,7 +41,6 @@ from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
 from podcap.logs import setup as setup_logging
 from podcap.logs import uvicorn_log_config
-from podcap.metrics import check_access, serve_separately
 from podcap.pki import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback

@@ -4,10 +4,10 @@ real server and real containers."""
 
 from __future__ import annotations
 
-from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember
 from podcap.controller.group_members import Group, Member, Selector, may_see, split
-from podcap.controller.service import PlacedWorkload
+from podcap.controller.inventory import PlacedWorkload
+from podcap.controller.principal import Principal
 from podcap.model import CaptureSpec, Workload
 
 

@@ -18,7 +18,7 @@ import pytest
 from group_support import Blocks, client_of, ip_of, pod, tag, tcpdump_count, tshark_fields, walk
 from support import Server, read_pcap, remove_container, wait_for
 
-from podcap.agent.netstate import as_text
+from podcap.controller.netstate_note import as_text
 
 
 @dataclass
@@ -320,12 +320,12 @@ def test_a_member_without_netstate_gets_no_comment() -> None:
     """A capture whose agent keeps no snapshot (an older agent): skipped silently."""
     from types import SimpleNamespace
 
-    from podcap.controller.auth import Principal
-    from podcap.controller.service import CaptureService
+    from podcap.controller.netstate_note import netstate_note
+    from podcap.controller.principal import Principal
     from podcap.errors import NotFound
 
     def document(*_: object) -> dict:
         raise NotFound("no network-state snapshot for capture x")
 
     fake = SimpleNamespace(document=document)
-    assert CaptureService.netstate_note(fake, Principal("admin", "admin"), "0" * 32) == ""  # type: ignore[arg-type]
+    assert netstate_note(fake, Principal("admin", "admin"), "0" * 32) == ""  # type: ignore[arg-type]

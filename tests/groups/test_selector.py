@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from podcap.controller.selector import parse
 from podcap.errors import InvalidArgument
-from podcap.selector import parse
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
 

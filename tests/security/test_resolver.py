@@ -146,7 +146,7 @@ def test_a_named_node_is_asked_alone(tmp_path: Path) -> None:
     another node is refused as not that node's; hidden and missing are one NotFound."""
     from test_fanout import ADMIN, FakeAgent, _service
 
-    from podcap.controller.auth import Principal
+    from podcap.controller.principal import Principal
     from podcap.errors import InvalidArgument, NotFound
 
     fast, slow = FakeAgent("a" * 16, "node-a"), FakeAgent("b" * 16, "node-b", delay=5.0)

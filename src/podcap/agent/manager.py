@@ -31,6 +31,8 @@ from podcap.capture.filters import compile_filter
 from podcap.capture.runner import TcpdumpRun
 from podcap.capture.tcpdump import write_empty_pcap
 from podcap.errors import FailedPrecondition, InvalidArgument, NotFound
+from podcap.ids import capture_id as checked_capture_id
+from podcap.ids import new_capture_id
 from podcap.insight.filtered import filtered
 from podcap.insight.series import LiveSeries
 from podcap.insight.summary import Insight
@@ -39,8 +41,6 @@ from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Status, Worklo
 from podcap.pcap import ring
 from podcap.runtime.base import process_alive
 from podcap.streams import PcapRequest, PcapStream
-from podcap.types import capture_id as checked_capture_id
-from podcap.types import new_capture_id
 
 log = logging.getLogger("podcap.agent")
 

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 from podcap.capture.tcpdump import RING_PREFIX
+from podcap.ids import capture_id
 from podcap.model import Capture
 from podcap.pcap import ring
-from podcap.types import capture_id
 
 log = logging.getLogger("podcap.agent")
 

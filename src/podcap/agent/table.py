@@ -14,10 +14,10 @@ from pathlib import Path
 
 from podcap.agent.store import CaptureStore
 from podcap.errors import NotFound
+from podcap.ids import capture_id
 from podcap.model import Capture, Status
 from podcap.pcap import ring
 from podcap.runtime.base import proc_start_time, process_alive
-from podcap.types import capture_id
 
 
 @dataclasses.dataclass

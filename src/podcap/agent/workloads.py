@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from podcap.errors import NotFound, Unavailable
+from podcap.ids import full_workload_id
 from podcap.model import Workload
 from podcap.runtime.base import ContainerRuntime
-from podcap.types import full_workload_id
 
 log = logging.getLogger("podcap.agent")
 

@@ -29,10 +29,12 @@ from podcap.api import (
     v1_workload,
 )
 from podcap.api.edge import Edge
+from podcap.api.metrics.access import MetricsAccess
+from podcap.api.metrics.registry import Metrics
+from podcap.api.metrics.requests import RequestMetrics
 from podcap.controller.auth import Auth
 from podcap.controller.service import CaptureService
 from podcap.controller.tickets import Tickets
-from podcap.metrics import Metrics, MetricsAccess, RequestMetrics
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 

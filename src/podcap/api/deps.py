@@ -13,7 +13,8 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Header, Request
 
 from podcap import limits
-from podcap.controller.auth import Auth, Principal
+from podcap.controller.auth import Auth
+from podcap.controller.principal import Principal
 from podcap.controller.service import CaptureService
 from podcap.controller.tickets import Tickets
 

@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
-from podcap.controller.service import OwnedCapture
+from podcap.controller.inventory import OwnedCapture
 from podcap.errors import InvalidArgument
 from podcap.pcap.follow_pcapng import as_pcapng
 from podcap.streams import PcapRequest, PcapStream

@@ -9,7 +9,7 @@ from podcap import limits
 from podcap.api import render
 from podcap.api.deps import Caller, Service
 from podcap.errors import FailedPrecondition
-from podcap.types import agent_id
+from podcap.ids import agent_id
 
 router = APIRouter(prefix="/api", tags=["agents"])
 

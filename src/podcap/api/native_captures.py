@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, get_type_hints
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, create_model
 from starlette.background import BackgroundTask
 
-from podcap import limits
 from podcap.api import live, ranges, render
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
+from podcap.controller.netstate_note import netstate_note
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 
 
-class SpecBody(BaseModel):
-    """The capture settings of a start body (a capture's, a group's): ``CaptureSpec`` checks
-    the values; this only names the fields and their defaults for the API schema."""
-
-    model_config = ConfigDict(extra="forbid")
-    duration: int = limits.DURATION_DEFAULT
-    file_number: int = limits.FILE_NUMBER_DEFAULT
-    file_size_mb: int = limits.FILE_SIZE_MB_DEFAULT
-    filter: str = ""
-    snaplen: int = limits.SNAPLEN_DEFAULT
-    buffer_kib: int = limits.BUFFER_KIB_DEFAULT
+# The capture settings of a start body (a capture's, a group's), made from CaptureSpec's
+# fields: CaptureSpec checks the values; this only names the fields and their defaults for
+# the API schema. (mypy cannot see a made class as a type, hence the ignores on its uses.)
+SpecBody: type[BaseModel] = create_model(
+    "SpecBody", __config__=ConfigDict(extra="forbid"),
+    **{f.name: (hint, f.default) for f in dataclasses.fields(CaptureSpec)
+       for hint in [get_type_hints(CaptureSpec)[f.name]]})  # type: ignore[call-overload]
 
 
-class StartCapture(SpecBody):
+class StartCapture(SpecBody):  # type: ignore[valid-type,misc]
     workload_id: str
     agent_id: str | None = None
 
@@ -108,7 +105,7 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"',
                **ranges.headers(owned.capture, request, chosen, pcap)}
     if request.follow:
-        note = svc.netstate_note(who, cid) if fmt == "pcapng" else ""
+        note = netstate_note(svc, who, cid) if fmt == "pcapng" else ""
         return live.response(owned, pcap, fmt, headers, note)
     return StreamingResponse(pcap, 206 if chosen.partial else 200,
                              headers, media_type="application/vnd.tcpdump.pcap",

@@ -30,7 +30,7 @@ def _groups(request: Request) -> GroupService:
 Groups = Annotated[GroupService, Depends(_groups)]
 
 
-class StartGroup(SpecBody):
+class StartGroup(SpecBody):  # type: ignore[valid-type,misc]
     workloads: list[str] = Field(default_factory=list)
     namespace: str = ""
     labels: str = ""  # a Kubernetes label selector: app=web,tier!=db

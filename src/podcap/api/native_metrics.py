@@ -1,5 +1,5 @@
 """``GET /metrics``: Prometheus text format, for the metrics token or an admin (see
-podcap/metrics.py for what is in it and docs/OPERATIONS.md for who may read it)."""
+api/metrics/ for what is in it and docs/OPERATIONS.md for who may read it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, Response
 
 from podcap.api.deps import Token, source_address
-from podcap.metrics import CONTENT_TYPE
+from podcap.api.metrics.registry import CONTENT_TYPE
 
 router = APIRouter(tags=["metrics"])
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from podcap import limits
 from podcap.api.deps import AuthDep, Caller, Service, Token, in_login_pool, source_address
 from podcap.controller.retention import Policy
+from podcap.model import spec_limits
 
 router = APIRouter(prefix="/api", tags=["session"])
 
@@ -40,10 +41,12 @@ def whoami(who: Caller) -> dict:
 
 @router.get("/limits")
 def get_limits(svc: Service, request: Request) -> dict:
-    """Capture limits, the quotas (per user, per namespace, per node; 0: no limit), retention
-    days (0: kept until deleted), the reclaim policy (controller/retention.py), and each node's
-    own disk budget and reclaim policy (null until its agent has connected)."""
+    """Capture limits (each spec field's default and range, and ``spec_fields``), the quotas
+    (per user, per namespace, per node; 0: no limit), retention days (0: kept until deleted),
+    the reclaim policy (controller/retention.py), and each node's own disk budget and reclaim
+    policy (null until its agent has connected)."""
     policy = getattr(request.app.state, "retention", None) or Policy()
     nodes = [{"agent_id": i.id, "node": i.node, "disk_budget": i.disk_budget or None,
               "reclaim": i.reclaim or None} for i in svc.agent_infos()]
-    return {**limits.as_dict(), **svc.quotas.as_dict(), **policy.as_dict(), "nodes": nodes}
+    return {**spec_limits(), **limits.as_dict(), **svc.quotas.as_dict(), **policy.as_dict(),
+            "nodes": nodes}

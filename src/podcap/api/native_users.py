@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podcap import limits
 from podcap.api.deps import AuthDep, Caller
-from podcap.controller.auth import UserInfo
+from podcap.controller.users import UserInfo
 from podcap.errors import NotFound, PermissionDenied
 
 router = APIRouter(prefix="/api/users", tags=["users"])

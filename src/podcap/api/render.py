@@ -6,7 +6,8 @@ import shlex
 import time
 from typing import Any
 
-from podcap.controller.service import Listing, OwnedCapture, PlacedWorkload
+from podcap.controller.fanout import Listing
+from podcap.controller.inventory import OwnedCapture, PlacedWorkload
 from podcap.model import AgentInfo
 
 
@@ -106,9 +107,7 @@ def native_capture(owned: OwnedCapture) -> dict[str, Any]:
         "namespace": owned.namespace, "node": c.workload.node,
         "status": str(c.status), "reason": c.reason, "stats": stats(owned),
         "file_number": c.files, "size": c.stats.bytes,
-        "spec": {"duration": spec.duration, "file_number": spec.file_number,
-                 "file_size_mb": spec.file_size_mb, "filter": spec.filter,
-                 "snaplen": spec.snaplen, "buffer_kib": spec.buffer_kib},
+        "spec": spec.as_dict(),
         "args": shlex.join(c.args), "start_time": c.start_time, "stop_time": c.stop_time,
         "deadline": c.deadline, "owner": owned.owner, "stale": owned.stale,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from podcap.streams import PcapRequest
 
 router = APIRouter(prefix="/v1/sniffer", tags=["v1 (NeuVector)"])
 
-_SPEC_FIELDS = ("file_number", "duration", "filter", "file_size_mb", "snaplen", "buffer_kib")
+_SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(CaptureSpec))
 
 
 @router.get("")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from podcap import limits
-from podcap.cli import groups, output, workloads
+from podcap.cli import groups, output, spec_options, workloads
 from podcap.cli import summary as insight
 from podcap.cli.download import get
 from podcap.cli.ids import resolve
@@ -32,24 +32,12 @@ def start(
     ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(metavar="NAME|ID", help="Workload name or id "
                                                  "(`podcap ps`).")] = None,
-    duration: Annotated[int | None, Opt(
-        "--duration", "-d", min=0, max=limits.DURATION_MAX,
-        help=f"Seconds, 0 = until stopped (default {limits.DURATION_DEFAULT}).")] = None,
-    files: Annotated[int | None, Opt(
-        "--files", "-n", min=limits.FILE_NUMBER_MIN, max=limits.FILE_NUMBER_MAX,
-        help=f"Ring of this many files (default {limits.FILE_NUMBER_DEFAULT}).")] = None,
-    file_size: Annotated[int | None, Opt(
-        "--file-size", min=limits.FILE_SIZE_MB_MIN, max=limits.FILE_SIZE_MB_MAX,
-        help=f"MB (1,000,000 bytes) per file (default {limits.FILE_SIZE_MB_DEFAULT}).")
-    ] = None,
-    bpf: Annotated[str | None, Opt(
-        "--filter", "-f", help="BPF filter, e.g. 'tcp port 80' (checked by the server).")] = None,
-    snaplen: Annotated[int | None, Opt(
-        "--snaplen", min=0, max=limits.SNAPLEN_MAX,
-        help="Bytes kept per packet, 0 = whole packets (default 0).")] = None,
-    buffer_kib: Annotated[int | None, Opt(
-        "--buffer-kib", min=limits.BUFFER_KIB_MIN, max=limits.BUFFER_KIB_MAX,
-        help=f"Kernel buffer (default {limits.BUFFER_KIB_DEFAULT}).")] = None,
+    duration: Annotated[int | None, spec_options.option("duration")] = None,
+    file_number: Annotated[int | None, spec_options.option("file_number")] = None,
+    file_size_mb: Annotated[int | None, spec_options.option("file_size_mb")] = None,
+    filter: Annotated[str | None, spec_options.option("filter")] = None,
+    snaplen: Annotated[int | None, spec_options.option("snaplen")] = None,
+    buffer_kib: Annotated[int | None, spec_options.option("buffer_kib")] = None,
     wait: Annotated[bool, Opt(
         "--wait", "-w", help="Stay until the capture ends; Ctrl-C stops it.")] = False,
     selector: Annotated[str | None, Opt(
@@ -62,18 +50,16 @@ def start(
 ) -> None:
     """Start capturing a workload. Prints the capture id (the whole record with -o json).
     With --selector/--namespace: a capture group (NAME|ID, when given, narrows it)."""
+    spec = spec_options.values(locals())
     api = ctx.obj.api
     if selector or namespace:
         groups.start_group(api, labels=selector, namespace=namespace,
-                           workloads=[target] if target else [], fmt=fmt, duration=duration,
-                           file_number=files, file_size_mb=file_size, filter=bpf,
-                           snaplen=snaplen, buffer_kib=buffer_kib)
+                           workloads=[target] if target else [], fmt=fmt, **spec)
         return
     if not target:
         raise InvalidArgument("give a workload (NAME|ID), or --selector/--namespace for a group")
     workload = workloads.resolve(api, target)
-    cap = api.start(str(workload["id"]), duration=duration, file_number=files,
-                    file_size_mb=file_size, filter=bpf, snaplen=snaplen, buffer_kib=buffer_kib)
+    cap = api.start(str(workload["id"]), **spec)
     if fmt is Format.table:
         output.info(f"Capturing {workloads.describe(workload)}; capture id:")
         output.line(str(cap["id"]))

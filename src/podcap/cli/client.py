@@ -107,6 +107,10 @@ class ApiClient:
         self.unreachable = list(data.get("unreachable") or [])
         return list(data["workloads"])
 
+    def workload(self, target: str) -> dict[str, Any]:
+        """The one workload ``target`` names, by the server's rule (controller/resolver.py)."""
+        return dict(self.json("GET", f"/api/workloads/{_segment(target)}")["workload"])
+
     def captures(self, workload_id: str | None = None) -> list[dict[str, Any]]:
         params = {"workload": workload_id} if workload_id else None
         data = self.json("GET", "/api/captures", params=params)

@@ -21,7 +21,7 @@ import httpx
 import typer
 
 from podcap import limits
-from podcap.cli import output, workloads
+from podcap.cli import output, spec_options, workloads
 from podcap.cli.client import error_from_response
 from podcap.cli.ids import resolve
 from podcap.errors import InvalidArgument, PodcapError, Unavailable
@@ -33,18 +33,15 @@ def live(
     ctx: typer.Context,
     target: Annotated[str, typer.Argument(metavar="NAME|ID", help="Workload name or id "
                                           "(`podcap ps`).")],
-    bpf: Annotated[str | None, Opt(
-        "--filter", "-f", help="BPF filter, e.g. 'tcp port 80' (checked by the server).")] = None,
-    duration: Annotated[int | None, Opt(
-        "--duration", "-d", min=0, max=limits.DURATION_MAX,
-        help="Seconds, 0 = until stopped (Ctrl-C or the reader quits).")] = 0,
-    files: Annotated[int | None, Opt(
-        "--files", "-n", min=limits.FILE_NUMBER_MIN, max=limits.FILE_NUMBER_MAX,
-        help=f"Ring of this many files on the node (default {limits.FILE_NUMBER_DEFAULT}).")
+    filter: Annotated[str | None, spec_options.option("filter")] = None,
+    duration: Annotated[int | None, spec_options.option(
+        "duration", help="Seconds, 0 = until stopped (Ctrl-C or the reader quits).")] = 0,
+    file_number: Annotated[int | None, spec_options.option(
+        "file_number", help="Ring of this many files on the node (default "
+        f"{limits.FILE_NUMBER_DEFAULT}).")] = None,
+    file_size_mb: Annotated[int | None, spec_options.option(
+        "file_size_mb", help=f"MB per ring file (default {limits.FILE_SIZE_MB_DEFAULT}).")
     ] = None,
-    file_size: Annotated[int | None, Opt(
-        "--file-size", min=limits.FILE_SIZE_MB_MIN, max=limits.FILE_SIZE_MB_MAX,
-        help=f"MB per ring file (default {limits.FILE_SIZE_MB_DEFAULT}).")] = None,
     pcapng: Annotated[bool, Opt(
         "--pcapng", help="Write pcapng: data the ring overwrote before it was sent shows as "
         "a packet comment (plain pcap shows it as a marker frame).")] = False,
@@ -54,10 +51,10 @@ def live(
     if sys.stdout.isatty():
         raise InvalidArgument("stdout is a terminal: pipe it, e.g. `podcap capture live "
                                  "NAME | wireshark -k -i -` or `| tshark -r -`")
+    spec = spec_options.values(locals())
     api = ctx.obj.api
     workload = workloads.resolve(api, target)
-    cap = api.start(str(workload["id"]), duration=duration, file_number=files,
-                    file_size_mb=file_size, filter=bpf)
+    cap = api.start(str(workload["id"]), **spec)
     cid = str(cap["id"])
     output.info(f"Capturing {workloads.describe(workload)}; capture id {cid} (Ctrl-C stops)")
     sink = sys.stdout.buffer

@@ -1,4 +1,4 @@
-"""`podcap ps`, and turning what a user types (a name or an id) into one workload."""
+"""`podcap ps`, and asking the server which workload a user's text (a name or an id) names."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from podcap.cli import output
 from podcap.cli.client import ApiClient
 from podcap.cli.output import Format, OutputOption
 from podcap.errors import InvalidArgument, NotFound
-
-MIN_ID_PREFIX = 4  # shorter prefixes match too much to be a deliberate choice
 
 
 def ps(
@@ -53,32 +51,14 @@ def describe(w: dict[str, Any]) -> str:
 
 
 def resolve(api: ApiClient, target: str) -> dict[str, Any]:
-    """The one workload ``target`` names: an exact id, a name, or a unique id prefix.
-
-    Names are not unique across nodes (or between a pod and its containers), so a name that
-    matches several workloads is refused with the candidates, instead of guessing.
-    """
+    """The one workload ``target`` names. The text goes to the server as typed: its resolver
+    (controller/resolver.py: an id, a unique id prefix of 12 or more, a name; ambiguous names
+    refused with the nodes) is the one rule for every interface."""
     target = target.strip()
     if not target:
         raise InvalidArgument("give a workload name or id (`podcap ps` lists them)")
-    matches = _matches(api.workloads(), target)
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
+    try:
+        return api.workload(target)
+    except NotFound:
         raise NotFound(f"no workload is named {target!r} or has an id starting with it; "
-                       "`podcap ps` lists them")
-    listing = "; ".join(describe(w) for w in matches)
-    raise InvalidArgument(f"{target!r} matches {len(matches)} workloads: {listing}. "
-                          "Give the id instead")
-
-
-def _matches(items: list[dict[str, Any]], target: str) -> list[dict[str, Any]]:
-    exact = [w for w in items if w.get("id") == target]
-    if exact:
-        return exact
-    bare = target.lstrip("/")
-    named = [w for w in items if bare in (_name(w), w.get("container_name"),
-                                          f"{w.get('namespace')}/{w.get('pod_name')}")]
-    if not named and len(target) >= MIN_ID_PREFIX:
-        named = [w for w in items if str(w.get("id", "")).startswith(target)]
-    return named
+                       "`podcap ps` lists them") from None

@@ -2,7 +2,7 @@
 (controller/groups.py runs the groups).
 
 - A **selector** names workloads (the resolver's rule: id, short id, name), a namespace, a
-  Kubernetes label selector (podcap/selector.py), or a combination: every part given must hold.
+  Kubernetes label selector (controller/selector.py), or a combination: every part given must hold.
 - **Candidates** are running containers: pod sandboxes are not members (their containers are).
 - Of containers that share one network namespace on a node (a pod's containers) only the first
   is captured: the others would add the same packets again; they are skipped with that reason,
@@ -19,14 +19,15 @@ import urllib.parse
 from dataclasses import dataclass, field
 
 from podcap import limits
-from podcap.controller.auth import Principal
 from podcap.controller.db import CaptureGroup, GroupMember
+from podcap.controller.fanout import Unreachable
+from podcap.controller.inventory import OwnedCapture, PlacedWorkload
+from podcap.controller.principal import Principal
 from podcap.controller.resolver import resolve
-from podcap.controller.service import OwnedCapture, PlacedWorkload, Unreachable
+from podcap.controller.selector import LabelSelector, parse
 from podcap.errors import InvalidArgument
+from podcap.ids import workload_id
 from podcap.model import CaptureSpec, Status
-from podcap.selector import LabelSelector, parse
-from podcap.types import workload_id
 
 _GROUP_ID = re.compile(r"[0-9a-f]{24}")
 

@@ -18,6 +18,11 @@ import re
 from collections.abc import Sequence
 from typing import TypeVar
 
+from podcap.controller.fanout import Listing
+from podcap.controller.inventory import Inventory, PlacedWorkload
+from podcap.controller.principal import Principal
+from podcap.errors import Hidden, InvalidArgument, NotFound, Unavailable
+from podcap.ids import workload_id
 from podcap.model import Workload
 
 SHORT_ID_CHARS = 12
@@ -36,3 +41,45 @@ def resolve(query: str, candidates: Sequence[tuple[Workload, T]]) -> list[tuple[
         if by_prefix:
             return by_prefix
     return [c for c in candidates if c[0].name == query]
+
+
+def find(inventory: Inventory, who: Principal, wid: str,
+         agent_id: str | None = None) -> PlacedWorkload:
+    """The workload ``wid`` names by the rule above, among those ``who`` may see (on
+    ``agent_id``'s node when given). Missing and hidden answer alike; a name on several nodes
+    is refused; a miss while nodes are away says which."""
+    wid = workload_id(wid)
+    if agent_id is not None:  # the node was named: ask it alone first
+        own = [p for p in inventory.node_workloads(agent_id)  # NotFound: no such enforcer
+               if who.can_see(p.workload.namespace)]
+        hits = _placed(wid, own)
+        if hits:
+            return _one(wid, hits)
+    every = inventory.workloads()
+    listing = Listing([p for p in every.items if who.can_see(p.workload.namespace)],
+                      every.unreachable)
+    hits = _placed(wid, listing.items)
+    if agent_id is not None and hits:
+        raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
+    if hits:
+        return _one(wid, hits)
+    if listing.unreachable:
+        nodes = ", ".join(u.node for u in listing.unreachable)
+        raise Unavailable(f"workload {wid} not found on the nodes that answered; "
+                          f"not answering: {nodes}")
+    if _placed(wid, every.items):  # there, but not for this caller: the same answer
+        raise Hidden(f"workload {wid} not found", who.username)
+    raise NotFound(f"workload {wid} not found")
+
+
+def _placed(wid: str, placed: list[PlacedWorkload]) -> list[PlacedWorkload]:
+    return [p for _, p in resolve(wid, [(p.workload, p) for p in placed])]
+
+
+def _one(wid: str, hits: list[PlacedWorkload]) -> PlacedWorkload:
+    if len(hits) > 1:
+        nodes = ", ".join(sorted(p.workload.node for p in hits))
+        raise InvalidArgument(f"{wid} names workloads on several nodes ({nodes}); use the "
+                              "workload id, or name the node (f_enforcer on /v1, "
+                              "agent_id on /api)")
+    return hits[0]

@@ -18,8 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from podcap import limits
+from podcap.controller.fanout import Unreachable
+from podcap.controller.inventory import OwnedCapture
 from podcap.controller.service import CaptureService
+from podcap.errors import NotFound, PodcapError
 from podcap.logs import capture_fields
+from podcap.model import Status
 
 log = logging.getLogger("podcap.retention")
 DAY_S = 86_400.0
@@ -64,7 +68,7 @@ class RetentionSweeper:
     def sweep(self) -> list[str]:
         """One pass: the ids deleted."""
         why = f"stopped more than {self.days:g} days ago (--retention-days {self.days:g})"
-        expired, unreachable = self._service.expire(self._clock() - self.days * DAY_S, why)
+        expired, unreachable = expire(self._service, self._clock() - self.days * DAY_S, why)
         for owned in expired:
             c = owned.capture
             log.info("retention: capture %s of %s deleted: stopped %s, %s", c.id,
@@ -85,6 +89,33 @@ class RetentionSweeper:
                 log.exception("retention sweep failed; retrying in %g s", self._interval)
             if self._stopping.wait(self._interval):
                 return
+
+
+def expire(service: CaptureService, cutoff: float, why: str
+           ) -> tuple[list[OwnedCapture], list[Unreachable]]:
+    """Delete every stopped capture that stopped before ``cutoff``, audited as
+    ``capture.expired``. Captures of agents that do not answer are left for the next call:
+    their last known state is not enough to delete on."""
+    every, unreachable = service.inventory.captures()
+    expired: list[OwnedCapture] = []
+    for aid, owned in every:
+        c = owned.capture
+        if owned.stale or c.status is Status.RUNNING or (c.stop_time or cutoff) >= cutoff:
+            continue
+        try:
+            service.agents.get(aid).remove(c.id)
+        except NotFound:
+            pass  # gone already: forget it all the same
+        except PodcapError as exc:
+            log.warning("retention: capture %s not deleted now (%s); next sweep", c.id,
+                        exc.message)
+            continue
+        service.owners.forget(c.id)
+        service.audit.record("capture.expired", source="retention", capture_id=c.id,
+                             workload=c.workload.name, namespace=owned.namespace,
+                             nbytes=c.stats.bytes, detail=why)
+        expired.append(owned)
+    return expired, unreachable
 
 
 def _utc(when: float) -> str:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from podcap.controller.auth import Principal
+from podcap.controller.principal import Principal
 from podcap.errors import Unauthenticated
 
 TICKET_TTL_S = 60

@@ -19,9 +19,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 from podcap import limits
-from podcap.agent.store import CaptureStore
 from podcap.capture import tcpdump
 from podcap.errors import InvalidArgument
 from podcap.insight import cache, names
@@ -31,10 +31,19 @@ from podcap.pcap import ring
 from podcap.pcap.format import GLOBAL_HEADER
 
 
+class CaptureDirs(Protocol):
+    """Where a capture's files lie: the agent's store satisfies it. insight/ is below the
+    agent, so it names only what it reads, never the agent's own class."""
+
+    def dir(self, cid: str) -> Path: ...
+
+    def files_dir(self, cid: str) -> Path: ...
+
+
 class Insight:
     """The summary provider of one agent (``Agent.documents["summary"]``)."""
 
-    def __init__(self, store: CaptureStore) -> None:
+    def __init__(self, store: CaptureDirs) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._workers: dict[str, subprocess.Popen[bytes]] = {}

@@ -15,7 +15,7 @@ from podcap.model import Workload
 class ContainerRuntime(Protocol):
     """``list`` and ``get`` return containers; pid/netns are filled only for running ones.
 
-    ``get`` takes a full id (``podcap.types.full_workload_id``: ``InvalidArgument`` for
+    ``get`` takes a full id (``podcap.ids.full_workload_id``: ``InvalidArgument`` for
     anything else) and answers for exactly that workload, whatever names or prefixes the
     runtime itself would accept; it raises ``podcap.errors.NotFound`` for an unknown id. Both
     raise ``podcap.errors.Unavailable`` when the runtime cannot be reached.

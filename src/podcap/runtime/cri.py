@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 
 from podcap.errors import NotFound, Unavailable
+from podcap.ids import full_workload_id
 from podcap.model import Workload
 from podcap.runtime.base import netns_inode, proc_start_time
-from podcap.types import full_workload_id
 
 try:
     from podcap.runtime.cri_proto import api_pb2 as pb

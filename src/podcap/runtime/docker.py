@@ -10,9 +10,9 @@ import docker.errors
 import requests.exceptions
 
 from podcap.errors import NotFound, Unavailable
+from podcap.ids import full_workload_id
 from podcap.model import Workload
 from podcap.runtime.base import netns_inode, proc_start_time, process_alive
-from podcap.types import full_workload_id
 
 _POD_NAME = "io.kubernetes.pod.name"
 _POD_NAMESPACE = "io.kubernetes.pod.namespace"

@@ -10,12 +10,12 @@ import json
 
 from podcap import limits
 from podcap.errors import InvalidArgument
+from podcap.ids import agent_id, capture_id, workload_id
 from podcap.model import AgentInfo, Capture, CaptureSpec, Stats, Status, Workload
 from podcap.streams import PcapRequest
 from podcap.transport.base import AgentHello
 from podcap.transport.grpc import checks
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
-from podcap.types import agent_id, capture_id, workload_id
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(CaptureSpec)]
 _STATS_FIELDS = [f.name for f in dataclasses.fields(Stats)]

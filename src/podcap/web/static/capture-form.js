@@ -1,6 +1,10 @@
 // The capture form (a modal dialog): duration presets, file ring with its worst-case disk use,
 // a BPF filter compiled by the server as you type, snap length and buffer under "Advanced".
-// Limits and defaults come from GET /api/limits, so the form never disagrees with the server.
+// Limits and defaults come from GET /api/limits, so the form never disagrees with the server:
+// its `spec_fields` (made from the server's CaptureSpec) say which settings exist, their
+// ranges and defaults; each number with an input of its name gets them, and the start body is
+// built from the same list. Duration (presets) and the filter (checked as you type) have
+// their own controls.
 
 import { describe, get, post } from "./api.js";
 import { $, say } from "./dom.js";
@@ -51,12 +55,9 @@ export class CaptureForm {
   setLimits(limits) {
     this.limits = limits;
     const f = this.form;
-    setRange(f.file_size_mb, limits.file_size_mb_min, limits.file_size_mb_max,
-      limits.file_size_mb_default);
-    setRange(f.file_number, limits.file_number_min, limits.file_number_max,
-      limits.file_number_default);
-    setRange(f.snaplen, 0, limits.snaplen_max, limits.snaplen_default);
-    setRange(f.buffer_kib, limits.buffer_kib_min, limits.buffer_kib_max, limits.buffer_kib_default);
+    for (const field of this.numberFields()) {
+      setRange(f[field.name], field.min, field.max, field.default);
+    }
     setRange(f.custom, 1, limits.duration_max, 10);
     f.filter.maxLength = limits.filter_max_chars;
     const preset = [...f.duration].find((r) => Number(r.value) === limits.duration_default);
@@ -93,6 +94,12 @@ export class CaptureForm {
     this.checkFilter();
   }
 
+  /** The spec's numbers that have an input of their own (duration has its presets). */
+  numberFields() {
+    return (this.limits?.spec_fields || []).filter((field) =>
+      field.kind === "integer" && field.name !== "duration" && this.form[field.name]);
+  }
+
   /** The duration in seconds (0 = until stopped), or NaN when the custom value is unusable. */
   duration() {
     const f = this.form;
@@ -123,8 +130,8 @@ export class CaptureForm {
         `(${number} file${number === 1 ? "" : "s"} × ${size} MB${ring}).`;
       disk.dataset.kind = "";
     }
-    for (const input of [f.file_size_mb, f.file_number, f.snaplen, f.buffer_kib]) {
-      input.setAttribute("aria-invalid", String(intIn(input) === null));
+    for (const field of this.numberFields()) {
+      f[field.name].setAttribute("aria-invalid", String(intIn(f[field.name]) === null));
     }
   }
 
@@ -196,7 +203,7 @@ export class CaptureForm {
       f.custom.focus();
       return;
     }
-    const numbers = [f.file_size_mb, f.file_number, f.snaplen, f.buffer_kib];
+    const numbers = this.numberFields().map((field) => f[field.name]);
     const bad = numbers.find((input) => intIn(input) === null);
     if (bad) {
       const label = this.form.querySelector(`label[for="${bad.id}"]`)?.textContent || bad.name;
@@ -218,9 +225,8 @@ export class CaptureForm {
       // The node too: the server then starts it there, even if another node has that id.
       workload_id: this.workload.id, agent_id: this.workload.agent_id || undefined,
       duration: d, filter: f.filter.value.trim(),
-      file_size_mb: intIn(f.file_size_mb), file_number: intIn(f.file_number),
-      snaplen: intIn(f.snaplen), buffer_kib: intIn(f.buffer_kib),
     };
+    for (const input of numbers) body[input.name] = intIn(input);
     try {
       const { capture } = await post("/api/captures", body, { timeout: 30000 });
       this.dialog.close();

@@ -1,4 +1,6 @@
-"""Identifier types and their validation: ids never reach a path or an argv unchecked."""
+"""Identifier checks (capture, workload and agent ids): ids never reach a path or an argv
+unchecked. Named `ids`, not `types`, so it never shadows the standard library's `types`
+(running Python from src/podcap did)."""
 
 import re
 import secrets
