@@ -2,9 +2,11 @@
 
 A workload's identity is (node, container). Container ids are random (Docker's and CRI's are
 256-bit), so two real nodes never report the same one; when a second node does, it is lying
-(a compromised node that learnt a real id), and without this rule every start of that
-container would be refused as ambiguous. So the node that reported an id first keeps it; the
-same id from another node is dropped from lists and counted
+(a compromised node that learnt a real id) or shares a runtime with the first (a test bed).
+Without this rule every start of that container by its id would be refused as ambiguous. So
+the node that reported an id first is its home: the id alone resolves there
+(controller/resolver.py); the same id from another node is listed under that node, started
+there only when the node is named, and counted
 (``podcap_agent_messages_dropped_total{why="duplicate_workload"}``). A home is released when
 its node answers a list without the id (the container is gone), or leaves the cluster; a node
 that does not answer keeps its homes, so a partition hands nothing to another node. When two
@@ -23,6 +25,11 @@ class WorkloadHomes:
     def __init__(self) -> None:
         self._home: dict[str, str] = {}  # workload id -> agent id
         self._lock = threading.Lock()
+
+    def home(self, workload_id: str) -> str | None:
+        """The agent whose workload the id is, once a list has seen it."""
+        with self._lock:
+            return self._home.get(workload_id)
 
     def sift(self, answers: Mapping[str, list[Workload]], agents: Mapping[str, AgentInfo]
              ) -> tuple[dict[str, list[Workload]], list[tuple[str, Workload]]]:

@@ -3,8 +3,10 @@ their owner.
 
 An agent that does not answer contributes its captures' last known state, marked stale. A
 workload id belongs to the node that reported it first (homes.py) and a capture id to the agent
-the controller placed it on: another agent reporting either is ignored and counted
-(transport/rejects.py), never a second copy in a list, never counted in a quota.
+the controller placed it on. Another agent reporting a capture id is ignored and counted
+(transport/rejects.py), never a second copy in a list, never counted in a quota; another node
+reporting a workload id is counted too, and its copy listed under that node, but the id alone
+never resolves to it.
 """
 
 from __future__ import annotations
@@ -47,12 +49,16 @@ class Inventory:
     def workloads(self) -> Listing[PlacedWorkload]:
         """Every node's workloads, whoever asks: callers filter by namespace."""
         answers, unreachable = self._fanout.ask(lambda t: t.list_workloads())
-        answers, twice = self._homes.sift(answers, {a.id: a for a in self._agents.infos()})
+        _, twice = self._homes.sift(answers, {a.id: a for a in self._agents.infos()})
         for aid, w in twice:
             self._agents.rejects.drop(aid, w.node, rejects.DUPLICATE_WORKLOAD,
                                       f"workload {w.id[:64]} is another node's")
         return Listing([PlacedWorkload(w, aid) for aid, found in answers.items()
                         for w in map(self.namespaced, found)], unreachable)
+
+    def home(self, workload_id: str) -> str | None:
+        """The node (agent id) a workload id resolves to when several report it (homes.py)."""
+        return self._homes.home(workload_id)
 
     def node_workloads(self, agent_id: str) -> list[PlacedWorkload]:
         """The workloads of one node, asked alone (``NotFound``: no such agent)."""

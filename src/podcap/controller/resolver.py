@@ -54,7 +54,7 @@ def find(inventory: Inventory, who: Principal, wid: str,
                if who.can_see(p.workload.namespace)]
         hits = _placed(wid, own)
         if hits:
-            return _one(wid, hits)
+            return _one(inventory, wid, hits)
     every = inventory.workloads()
     listing = Listing([p for p in every.items if who.can_see(p.workload.namespace)],
                       every.unreachable)
@@ -62,7 +62,7 @@ def find(inventory: Inventory, who: Principal, wid: str,
     if agent_id is not None and hits:
         raise InvalidArgument(f"enforcer {agent_id} is not the node of workload {wid}")
     if hits:
-        return _one(wid, hits)
+        return _one(inventory, wid, hits)
     if listing.unreachable:
         nodes = ", ".join(u.node for u in listing.unreachable)
         raise Unavailable(f"workload {wid} not found on the nodes that answered; "
@@ -76,7 +76,12 @@ def _placed(wid: str, placed: list[PlacedWorkload]) -> list[PlacedWorkload]:
     return [p for _, p in resolve(wid, [(p.workload, p) for p in placed])]
 
 
-def _one(wid: str, hits: list[PlacedWorkload]) -> PlacedWorkload:
+def _one(inventory: Inventory, wid: str, hits: list[PlacedWorkload]) -> PlacedWorkload:
+    """One hit, or the home of an id that several nodes report (homes.py): a node repeating
+    another node's container id cannot make it ambiguous."""
+    if len(hits) > 1 and len({p.workload.id for p in hits}) == 1:
+        home = inventory.home(hits[0].workload.id)
+        hits = [p for p in hits if p.agent_id == home] or hits
     if len(hits) > 1:
         nodes = ", ".join(sorted(p.workload.node for p in hits))
         raise InvalidArgument(f"{wid} names workloads on several nodes ({nodes}); use the "

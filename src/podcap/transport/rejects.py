@@ -21,7 +21,8 @@ log = logging.getLogger("podcap.controller.agents")
 # Why a message was dropped: a fixed set, so metric labels stay bounded.
 INVALID = "invalid"  # a field broke a rule (transport/checks.py)
 NOT_ITS_CAPTURE = "not_its_capture"  # a capture the controller placed on another agent
-DUPLICATE_WORKLOAD = "duplicate_workload"  # a workload id another node reported first
+# a workload id another node reported first: listed under its node, never what the id resolves to
+DUPLICATE_WORKLOAD = "duplicate_workload"
 # Caps (limits.py): what one agent may report or hold open.
 WORKLOADS = "workloads"
 CAPTURES = "captures"

@@ -131,8 +131,9 @@ def _rejects(svc: CaptureService) -> Iterator[Metric]:
     dropped, hit, streams, joins = svc.agents.rejects.snapshot()
     for name, what, labels, rows in (
             ("podcap_agent_messages_dropped", "Messages (or list entries) of an agent that "
-             "were dropped: invalid, about a capture placed on another node, or a workload id "
-             "another node reported first.", ["agent_id", "node", "why"], dropped),
+             "were dropped: invalid, or about a capture placed on another node; and workload ids "
+             "another node reported first (listed under their node, never what the id "
+             "resolves to).", ["agent_id", "node", "why"], dropped),
             ("podcap_agent_limits_hit", "Times an agent reported more workloads or captures "
              "than limits.AGENT_WORKLOADS_MAX / AGENT_CAPTURES_MAX (the answer was refused).",
              ["agent_id", "node", "what"], hit),
