@@ -17,7 +17,6 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from support import remove_container, run_container, unique
 
 from podcap.agent.manager import Agent
 from podcap.agent.recovery import find_tcpdumps
@@ -26,6 +25,7 @@ from podcap.capture import tcpdump
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 from podcap.runtime.docker import DockerRuntime
+from tests.support import remove_container, run_container, unique
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from support import read_pcap, wait_for
-
 from podcap.capture import tcpdump
 from podcap.model import CaptureSpec, Stats
+from tests.support import read_pcap, wait_for
 
 FILES = Path("/data/captures/c0ffee/files")
 

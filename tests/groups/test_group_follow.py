@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from group_support import (
+
+from tests.groups.group_support import (
     client_of,
     ip_of,
     pod,
@@ -19,7 +20,7 @@ from group_support import (
     tshark_fields,
     walk,
 )
-from support import Server, read_pcap, remove_container, unique, wait_for
+from tests.support import Server, read_pcap, remove_container, unique, wait_for
 
 
 def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,

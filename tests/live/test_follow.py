@@ -9,10 +9,10 @@ import threading
 import time
 
 import httpx
-from live_support import Followed, p95
-from support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
 
 from podcap.capture.follow import gap_text
+from tests.live.live_support import Followed, p95
+from tests.support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
 
 
 def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: float = 0.0,

@@ -7,10 +7,9 @@ import struct
 import time
 from pathlib import Path
 
-from support import read_pcap
-
 from podcap.capture.follow import RingFollower, gap_text
 from podcap.capture.follow_pcapng import as_pcapng
+from tests.support import read_pcap
 
 HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 276)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from support import Server, running_server
 
 from podcap import limits
 from podcap.controller.auth import Auth
@@ -24,13 +23,14 @@ from podcap.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from tests.support import Server, running_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def srv(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]:
     env = {}
     if request.param == "postgresql":
-        from pg import new_database
+        from tests.pg import new_database
         env["PODCAP_DATABASE_URL"] = new_database(request.getfixturevalue("postgres_url"))
     with running_server(tmp_path_factory.mktemp("accounts"), env=env) as server:
         yield server

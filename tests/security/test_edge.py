@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from support import PODCAP, Server, free_port, running_server, stop_process, wait_for
 
 from podcap import limits
+from tests.support import PODCAP, Server, free_port, running_server, stop_process, wait_for
 
 JSON_ROUTES = [("POST", "/v1/auth"), ("POST", "/api/login"), ("POST", "/v1/sniffer"),
                ("POST", "/api/captures"), ("POST", "/api/filter/check"),
@@ -298,9 +298,8 @@ AUDITED_ASYNC = {"podcap.api.v1_auth.login", "podcap.api.native_session.login",
 
 
 def test_no_unaudited_async_handler() -> None:
-    from route_table import api_routes
-
     from podcap.api.app import create_app
+    from tests.security.route_table import api_routes
 
     routes = api_routes(create_app(service=None, auth=None))  # type: ignore[arg-type]
     assert len(routes) > 20 and any(r.path == "/v1/auth" for r in routes)

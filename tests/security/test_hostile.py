@@ -8,10 +8,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from route_table import api_routes
-from support import Server
 
 from podcap.api.app import create_app
+from tests.security.route_table import api_routes
+from tests.support import Server
 
 CANARY = Path("/tmp/podcap-canary-must-not-exist")
 IDS = ["..", "../../../../etc/passwd", "..%2f..%2fetc%2fpasswd", "%2e%2e", "/etc/passwd",
