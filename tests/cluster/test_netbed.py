@@ -220,12 +220,15 @@ def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
         a, b = bed.add_node("a"), bed.add_node("b")
         plain = a.popen(["sleep", "1000"], log=tmp_path / "a.log")
         stubborn = b.popen([PY, "-c", "import signal, time; "
-                            "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"],
+                            "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                            "print('ignoring', flush=True); time.sleep(1000)"],
                            log=tmp_path / "b.log")
         # a grandchild that leaves the process group: found by its namespace at close
         b.popen(["sh", "-c", "setsid sleep 1001 & exec sleep 1000"], log=tmp_path / "b2.log")
         a.cut()
         wait_for(lambda: len(a.pids()) == 1 and len(b.pids()) == 3, 5, "processes to start")
+        # a process is in the namespace before it ignores SIGTERM: wait until it says it does
+        wait_for(lambda: lines(tmp_path / "b.log", "ignoring") == 1, 10, "SIGTERM ignored")
         pids = a.pids() + b.pids()
         assert ours_visible()
     finally:
