@@ -23,7 +23,7 @@ from podcap.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
-from tests.support import Server, running_server
+from tests.support import Server, read_pcap, running_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -108,7 +108,9 @@ def test_roles_and_the_download_right(srv: Server, pair) -> None:
         assert op.post("/api/agent-tokens", json={}).status_code == 403
     srv.ended(cid)
     with as_user(srv, "rd", rd_pw) as rd:
-        assert rd.get(f"/api/captures/{cid}").json()["capture"]["stats"]["captured"] >= 0
+        seen = rd.get(f"/api/captures/{cid}")  # a reader sees the capture and its counters
+        assert seen.status_code == 200, seen.text
+        captured = seen.json()["capture"]["stats"]["captured"]
         for path in (f"/api/captures/{cid}/pcap", f"/v1/sniffer/{cid}/pcap"):
             r = rd.get(path)
             assert r.status_code == 403 and "no download right" in r.json()["message"], path
@@ -116,6 +118,8 @@ def test_roles_and_the_download_right(srv: Server, pair) -> None:
     with as_user(srv, "rdd", rdd_pw) as rdd:
         r = rdd.get(f"/api/captures/{cid}/pcap")
         assert r.status_code == 200 and r.content[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+        # the reader's count is tcpdump's final one: exactly the packets the file holds
+        assert len(read_pcap(r.content)[1]) == captured > 0
         assert rdd.delete(f"/api/captures/{cid}").status_code == 403
     with srv.client() as admin:
         assert admin.delete(f"/api/captures/{cid}").status_code == 204

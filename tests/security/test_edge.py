@@ -160,6 +160,9 @@ def test_security_headers_on_every_answer(server: Server) -> None:
         "413": httpx.post(server.url + "/api/login", content=b"x" * (2 << 20)),
         "400 host": httpx.get(server.url + "/api/limits", headers={"Host": "evil.example"}),
     }
+    statuses = {what: r.status_code for what, r in answers.items()}
+    assert statuses == {"ui": 200, "ui js": 200, "api ok": 200, "v1 ok": 200, "401": 401,
+                        "404": 404, "413": 413, "400 host": 400}  # each answer is what it says
     for what, r in answers.items():
         h = r.headers
         assert h["x-content-type-options"] == "nosniff", what
