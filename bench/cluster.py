@@ -36,7 +36,6 @@ import os
 import shlex
 import struct
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +48,6 @@ import httpx
 
 from bench.common import (
     CURL,
-    ROOT,
     Box,
     Config,
     comm,
@@ -64,9 +62,7 @@ from bench.context import Context
 from bench.download import ring_files as serve_ring_files
 from bench.traffic import Iperf
 from podcap.pcap.format import GLOBAL_HEADER, MAGIC
-
-sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-import cluster_support  # noqa: E402 - tests/cluster is put on the path just above
+from tests.cluster import cluster_support
 
 _ports = itertools.count(5501)
 PCAP_GLOBAL_HEADER = GLOBAL_HEADER

@@ -1,105 +1,60 @@
-"""A real ``podcap serve`` process on loopback and a thin client of its REST API."""
+"""The benchmarks' ``podcap serve``: the tests' harness (tests/support.Server: the process on
+loopback, its log, start and stop), with a logged-in client kept open and calls of its REST API
+that raise ``ApiError`` rather than assert."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-PODCAP = str(Path(sys.executable).parent / "podcap")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import Server, free_port
 
 
 class ApiError(RuntimeError):
     pass
 
 
-class Podcap:
-    """``podcap serve --insecure-http --listen 127.0.0.1:PORT --data-dir DIR``."""
+class Podcap(Server):
+    """``podcap serve --insecure-http --listen 127.0.0.1:PORT --data-dir WORKDIR/NAME/data``."""
 
     def __init__(self, workdir: Path, name: str = "server", extra_args: list[str] | None = None):
-        self.data_dir = workdir / name / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / name / "serve.log"
-        self.port = free_port()
-        self.password = secrets.token_urlsafe(12)
-        self.argv = [PODCAP, "serve", "--insecure-http", "--listen", f"127.0.0.1:{self.port}",
-                     "--data-dir", str(self.data_dir), *(extra_args or [])]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._client: httpx.Client | None = None
-        self.token = ""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        data_dir = workdir / name / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(data_dir=data_dir, port=free_port(), password=secrets.token_urlsafe(12),
+                         extra_args=list(extra_args or []))
+        self._http: httpx.Client | None = None
 
     def start(self, timeout: float = 60.0) -> Podcap:
-        env = dict(os.environ, PODCAP_ADMIN_PASSWORD=self.password)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"podcap serve exited early:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    self.login()
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"podcap serve did not answer in {timeout}s:\n{self.log()[-3000:]}")
+        self._close_http()
+        super().start(timeout)
+        try:
+            self.token  # noqa: B018 - logs in now: a server that refuses fails here
+        except httpx.HTTPError:
+            self.stop()
+            raise
+        return self
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
+        self._close_http()
+        super().stop(sig, grace)
 
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-    def login(self) -> str:
-        r = httpx.post(self.url + "/v1/auth", timeout=30, json={
-            "password": {"username": "admin", "password": self.password}})
-        _check(r)
-        self.token = r.json()["token"]["token"]
-        if self._client is not None:
-            self._client.close()
-        self._client = httpx.Client(base_url=self.url, timeout=60,
-                                    headers={"X-Auth-Token": self.token})
-        return self.token
+    def _close_http(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     @property
     def http(self) -> httpx.Client:
-        assert self._client is not None, "not logged in"
-        return self._client
+        """One client for the server's life, logged in as admin."""
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.url, timeout=60,
+                                      headers={"X-Auth-Token": self.token})
+        return self._http
 
     # NeuVector surface ------------------------------------------------------------------------
 

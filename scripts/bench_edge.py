@@ -1,6 +1,6 @@
 """Issue 11's figure: a GET's latency while 10 captures start and 4 clients log in badly.
 
-    .venv/bin/python scripts/bench_edge.py [--rounds 3]
+    .venv/bin/python -m scripts.bench_edge [--rounds 3]     (from the repository root)
 
 A real `podcap serve` (tests/support.py) and a real pair of talking containers. One client
 sends `GET /api/whoami` (token check: a database read) every 10 ms for the whole window; four
@@ -23,8 +23,7 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support import running_server, stop_process, web_pair  # noqa: E402
+from tests.support import running_server, stop_process, web_pair
 
 LOGINS = """
 import sys, time, httpx

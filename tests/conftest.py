@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support import Server, WebPair, running_server, web_pair
+
+from tests.support import Server, WebPair, running_server, web_pair
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def postgres_url() -> Iterator[str]:
     import tempfile
     from pathlib import Path
 
-    from pg import private_postgres
+    from tests.pg import private_postgres
 
     with private_postgres(Path(tempfile.gettempdir())) as url:
         yield url
@@ -40,6 +41,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'podcap.db'}"
-    from pg import new_database
+    from tests.pg import new_database
 
     return new_database(request.getfixturevalue("postgres_url"))

@@ -13,10 +13,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import docker
 import dpkt
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PODCAP = str(Path(sys.executable).parent / "podcap")
 IMAGE = "podcap-test/busybox:1"
 ARTIFACTS = ROOT / "test-artifacts"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -57,31 +58,46 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> Server:
-        self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
-        env = dict(os.environ, PODCAP_ADMIN_PASSWORD=self.password, **self.env)
-        argv = [PODCAP, self.command, "--insecure-http", "--listen", f"127.0.0.1:{self.port}",
+    @property
+    def argv(self) -> list[str]:
+        return [PODCAP, self.command, "--insecure-http", "--listen", f"127.0.0.1:{self.port}",
                 "--data-dir", str(self.data_dir), *self.extra_args]
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
+
+    def start(self, timeout: float = 30.0) -> Server:
+        """Start it and wait until /healthz answers; a server that exits or does not answer
+        in ``timeout`` seconds is stopped and its log raised."""
+        self.log_path = self.data_dir.parent / f"serve-{self.port}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PODCAP_ADMIN_PASSWORD=self.password, **self.env)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env)
+        self._token = None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"podcap serve exited early:\n{self.log()}")
+                raise RuntimeError(f"podcap {self.command} exited early:\n{self.log()[-3000:]}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    self._token = None
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"podcap serve did not answer in {timeout}s:\n{self.log()}")
+        self.stop()
+        raise RuntimeError(f"podcap {self.command} did not answer in {timeout}s:\n"
+                           f"{self.log()[-3000:]}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
+        path = self.log_path
+        return path.read_text(errors="replace") if path and path.exists() else ""
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        stop_process(self.proc, sig)
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+        stop_process(self.proc, sig, grace)
 
     def login(self, username: str = "admin", password: str | None = None) -> str:
         r = httpx.post(self.url + "/v1/auth", json={"password": {
@@ -144,12 +160,13 @@ class Server:
                         timeout=timeout, what=f"capture {cid} to end")
 
 
-def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
-    """``sig``, then SIGKILL if it has not ended within 15 s."""
+def stop_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM,
+                 grace: float = 15.0) -> None:
+    """``sig``, then SIGKILL if it has not ended within ``grace`` seconds."""
     if proc is not None and proc.poll() is None:
         proc.send_signal(sig)
         try:
-            proc.wait(15)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
@@ -241,12 +258,30 @@ def tcp_flows(packets: list[tuple[float, bytes]], port: int = 80) -> set[tuple[s
     return found
 
 
-def skip_for(lack: Exception) -> NoReturn:
-    """Skip because this machine lacks what a test bed needs (the beds' ``Unusable``: raised only
-    after checking a fact outside the project, such as root or a kernel feature, and saying
-    which). A missing install step is a failure in the beds, never this."""
+class Unusable(Exception):
+    """A test bed (tests/cri's containerd, tests/cluster's network namespaces) cannot run on
+    this machine for a reason outside the project, such as root or a kernel feature; raised
+    only after checking that fact, and saying which. A missing install step is a failure in the
+    beds (RuntimeError), never this."""
+
+
+def skip_for(lack: Unusable) -> NoReturn:
+    """Skip because this machine lacks what a test bed needs."""
     import pytest
     pytest.skip(f"{lack} (the machine, not the project)")
+
+
+@contextmanager
+def bed_or_skip(bed: AbstractContextManager[T]) -> Iterator[T]:
+    """Enter a test bed (``with bed_or_skip(netbed.net_bed()) as b:``), or skip the test when
+    this machine cannot host it. Only entering is guarded: what the test raises inside is its
+    own."""
+    with ExitStack() as stack:
+        try:
+            entered = stack.enter_context(bed)
+        except Unusable as lack:
+            skip_for(lack)
+        yield entered
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str = "condition"):

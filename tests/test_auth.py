@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import httpx
-from support import Server
+
+from tests.support import Server
 
 
 def test_no_token(server: Server) -> None:
@@ -45,7 +46,7 @@ def test_admin_password_is_not_a_default(tmp_path) -> None:
     import sys
     from pathlib import Path
 
-    from support import Server, free_port
+    from tests.support import Server, free_port
 
     srv = Server(data_dir=tmp_path / "d", port=free_port(), password="unused")
     env = {k: v for k, v in os.environ.items() if k != "PODCAP_ADMIN_PASSWORD"}
@@ -56,7 +57,7 @@ def test_admin_password_is_not_a_default(tmp_path) -> None:
                                  f"127.0.0.1:{srv.port}", "--data-dir", str(srv.data_dir)],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
     try:
-        from support import wait_for
+        from tests.support import wait_for
         wait_for(lambda: "password:" in log.read_text(), timeout=20, what="password banner")
         password = re.search(r"password: (\S+)", log.read_text()).group(1)
         assert len(password) >= 16

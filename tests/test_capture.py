@@ -7,7 +7,9 @@ import signal
 import time
 
 import pytest
-from support import (
+
+from podcap.runtime.base import proc_start_time, proc_state, process_alive
+from tests.support import (
     Server,
     WebPair,
     read_pcap,
@@ -18,8 +20,6 @@ from support import (
     wait_for,
     web_pair,
 )
-
-from podcap.runtime.base import proc_start_time, proc_state, process_alive
 
 
 def test_http_between_two_containers(server: Server, pair: WebPair) -> None:
@@ -91,7 +91,7 @@ def test_container_killed_mid_capture(server: Server) -> None:
 
 
 def test_agent_killed_and_restarted_loses_nothing(tmp_path, pair: WebPair) -> None:
-    from support import running_server
+    from tests.support import running_server
     with running_server(tmp_path) as srv:
         cid = srv.sniff(pair.web.id, filter="tcp port 80")
         wait_for(lambda: srv.sniffer(cid)["stats"]["captured"] > 5, what="packets")
@@ -164,7 +164,7 @@ def test_filter_starting_with_a_dash_is_a_filter(server: Server, pair: WebPair) 
 
 
 def test_graceful_shutdown_stops_captures(tmp_path, pair: WebPair) -> None:
-    from support import running_server
+    from tests.support import running_server
     with running_server(tmp_path) as srv:
         cid = srv.sniff(pair.web.id)
         pid = srv_pid(srv, cid)
@@ -202,7 +202,7 @@ def test_shared_namespace_container_is_captured_through_it(server: Server, pair:
 
 
 def test_low_disk_stops_captures_with_reason(tmp_path, pair: WebPair) -> None:
-    from support import running_server
+    from tests.support import running_server
     # A free-space floor no disk can meet: the watcher must stop the capture, keeping its files.
     with running_server(tmp_path, env={"PODCAP_MIN_FREE_BYTES": str(10**18)}) as srv:
         cid = srv.sniff(pair.web.id)

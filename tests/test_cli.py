@@ -16,7 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import (
+from typer.testing import CliRunner
+
+from podcap.cli.main import app
+from tests.support import (
     PODCAP,
     free_port,
     read_pcap,
@@ -27,9 +30,6 @@ from support import (
     wait_for,
     web_pair,
 )
-from typer.testing import CliRunner
-
-from podcap.cli.main import app
 
 ISOLATED = {"PODCAP_SERVER": None, "PODCAP_USER": None, "PODCAP_PASSWORD": None,
             "PODCAP_TOKEN": None, "PODCAP_CACERT": None, "PODCAP_INSECURE": None}

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_fanout import ADMIN, FakeAgent, _service
 
 from podcap.controller.audit import Entry
 from podcap.controller.service import CaptureService
 from podcap.model import Status
 from podcap.streams import PcapRequest, PcapStream
+from tests.test_fanout import ADMIN, FakeAgent, _service
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 CHUNK = 1000

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support import wait_for
 
 from podcap import errors, limits
 from podcap.controller.agents import AgentRegistry
@@ -31,6 +30,7 @@ from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
 from podcap.transport.grpc.join import Identity
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import OPERATIONS, Uplink
+from tests.support import wait_for
 
 NODE = "fake-node"
 WORKLOAD = Workload(id="w" * 12, name="web", runtime="docker", node=NODE, state="running",

@@ -8,7 +8,8 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from support import Server, WebPair, running_server, wait_for
+
+from tests.support import Server, WebPair, running_server, wait_for
 
 CAPTURE_KEYS = {"event", "capture_id", "workload", "node", "user"}
 

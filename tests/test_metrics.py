@@ -13,15 +13,15 @@ import re
 import secrets
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import support
 from prometheus_client.parser import text_string_to_metric_families
-from support import PODCAP, Server, WebPair, free_port, running_server, wait_for
+
+from tests import support
+from tests.support import PODCAP, Server, WebPair, free_port, running_server, wait_for
 
 TOKEN = secrets.token_hex(20)
 
@@ -306,8 +306,7 @@ def test_controller_counts_remote_agents_and_their_captures(tmp_path, pair: WebP
     """`podcap controller` with one real `podcap agent` dialling it over loopback (mutual TLS):
     the agent shows connected, its capture carries its node, and it shows disconnected once it
     is gone. The agent tells its disk budget when it connects."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
-    from cluster_support import AgentProc, running_cluster
+    from tests.cluster.cluster_support import AgentProc, running_cluster
 
     with running_cluster(tmp_path, env={"PODCAP_METRICS_TOKEN": TOKEN}) as cluster:
         srv = cluster.server

@@ -8,17 +8,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from docker.models.containers import Container
-from support import PODCAP, Server, container_ip, remove_container, run_container, unique
 
 from podcap.agent import netstate
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))  # cluster_support
+from tests.support import PODCAP, Server, container_ip, remove_container, run_container, unique
 
 PORT = 48123  # the container listens here; the host does not
 
@@ -142,7 +139,7 @@ def test_a_capture_without_a_snapshot_answers_404(server: Server, listener: Cont
 def test_snapshot_from_a_remote_agent(tmp_path: Path, listener: Container,
                                       host_socket: int) -> None:
     """Documents travel over the agent's gRPC session: the same snapshot, same checks."""
-    from cluster_support import AgentProc, running_cluster
+    from tests.cluster.cluster_support import AgentProc, running_cluster
 
     with running_cluster(tmp_path) as cluster:
         agent = AgentProc(cluster, socket.gethostname(), tmp_path / "agent")
@@ -198,8 +195,7 @@ def test_text_rendering_is_short_and_says_what_is_left_out() -> None:
 
 def test_followed_pcapng_carries_the_snapshot_on_its_interface(
         server: Server, listener: Container, tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "groups"))
-    from group_support import walk
+    from tests.groups.group_support import walk
 
     with server.client() as c:
         r = c.post("/api/captures", json={"workload_id": listener.id, "duration": 2})

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import PODCAP, Server, WebPair, read_pcap, wait_for, web_pair
-from test_ring import write_pcap
 
 from podcap.pcap import ring
+from tests.support import PODCAP, Server, WebPair, read_pcap, wait_for, web_pair
+from tests.test_ring import write_pcap
 
 PREFIX = "capture.pcap"
 

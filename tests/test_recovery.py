@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support import wait_for
 
 from podcap.agent.manager import Agent
 from podcap.agent.recovery import find_tcpdumps
@@ -25,6 +24,7 @@ from podcap.capture import tcpdump
 from podcap.ids import new_capture_id
 from podcap.model import Capture, CaptureSpec, Status, Workload
 from podcap.runtime.base import proc_start_time, process_alive
+from tests.support import wait_for
 
 
 @contextmanager

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import Server, WebPair, remove_container, run_container, unique
+
+from tests.support import Server, WebPair, remove_container, run_container, unique
 
 CANARY = Path("/tmp/podcap-canary-must-not-exist")
 

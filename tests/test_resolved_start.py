@@ -7,10 +7,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from test_fanout import ADMIN, FakeAgent, _service
-
 from podcap.ids import full_workload_id, new_capture_id
 from podcap.model import Capture, CaptureSpec
+from tests.test_fanout import ADMIN, FakeAgent, _service
 
 FULL = "a1b2c3d4e5f6" + "7" * 52
 

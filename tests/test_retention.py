@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import Server, WebPair, free_port, wait_for
+
+from tests.support import Server, WebPair, free_port, wait_for
 
 DAY = 86_400
 

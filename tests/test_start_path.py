@@ -17,7 +17,6 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from support import remove_container, run_container, unique
 
 from podcap.agent.manager import Agent
 from podcap.agent.recovery import find_tcpdumps
@@ -29,6 +28,7 @@ from podcap.pcap import format
 from podcap.pcap.repair import repair_tail
 from podcap.runtime.docker import DockerRuntime
 from podcap.transport.base import AgentTransport
+from tests.support import remove_container, run_container, unique
 
 
 @pytest.fixture(scope="module")

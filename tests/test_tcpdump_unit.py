@@ -11,11 +11,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from support import read_pcap, wait_for
-
 from podcap.capture import command, runner, signals, tcpdump, tcpdump_log
 from podcap.model import CaptureSpec, Stats
 from podcap.pcap.repair import repair_tail
+from tests.support import read_pcap, wait_for
 
 FILES = Path("/data/captures/c0ffee/files")
 

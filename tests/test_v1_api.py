@@ -6,18 +6,13 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import socket
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from support import Server, WebPair, read_pcap, running_server, wait_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
-
-from cluster_support import AgentProc, running_cluster  # noqa: E402
 
 from podcap.transport.grpc.join import Identity  # noqa: E402
+from tests.cluster.cluster_support import AgentProc, running_cluster
+from tests.support import Server, WebPair, read_pcap, running_server, wait_for
 
 
 @pytest.fixture(scope="module", params=["serve", "cluster"])

@@ -11,15 +11,12 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
-
-from support import PODCAP, Server, free_port, stop_process, wait_for  # noqa: E402
+from tests.support import PODCAP, Server, free_port, stop_process, wait_for
 
 Launcher = Callable[[list[str], Path], subprocess.Popen]
 OWNER = "PODCAP_TEST_OWNER"

@@ -1,26 +1,18 @@
 """Fixtures for the cluster suite: nodes are network namespaces on a private bridge
-(see netbed.py). Test modules here import ``netbed`` by name, as tests/cri does its bed."""
+(see netbed.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # netbed.py
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
-
-import netbed  # noqa: E402 - after the path set-up above
-from support import skip_for  # noqa: E402
+from tests.cluster import netbed
+from tests.support import bed_or_skip
 
 
 @pytest.fixture
 def bed() -> Iterator[netbed.NetBed]:
     """A fresh bed (bridge only; add nodes with ``bed.add_node``), torn down after the test."""
-    try:
-        with netbed.net_bed() as b:
-            yield b
-    except netbed.Unusable as lack:
-        skip_for(lack)
+    with bed_or_skip(netbed.net_bed()) as b:
+        yield b

@@ -20,8 +20,8 @@ Names (all from fixed prefixes, so a dead run's leftovers can be found):
 
 One bed per machine at a time: ``net_bed()`` holds a file lock for the bed's whole life, so
 whatever carries our prefixes when it starts belongs to a dead run and ``sweep_stale()`` removes
-it. Usable alone: ``python tests/cluster/netbed.py a b`` builds a bed with those nodes and waits
-for Ctrl-C.
+it. Usable alone: ``python -m tests.cluster.netbed a b`` (from the repository root) builds a
+bed with those nodes and waits for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from tests.support import Unusable
+
 log = logging.getLogger("podcap.tests.cluster")
 
 SUBNET = "10.231.0.0/24"
@@ -63,10 +65,6 @@ CMD_TIMEOUT = 15.0
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 _active: list[NetBed] = []  # beds open in this process (at most one: see net_bed)
-
-
-class Unusable(Exception):
-    """Network namespaces cannot be made here for a reason outside the project (callers skip)."""
 
 
 def _ip_bin() -> str:

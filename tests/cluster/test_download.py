@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_support import AgentProc, Cluster, running_cluster
-from support import container_ip, remove_container, run_container, unique, wait_for
 
 from podcap.capture import tcpdump
 from podcap.pcap import ring
+from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
+from tests.support import container_ip, remove_container, run_container, unique, wait_for
 
 MB = 1_000_000
 

@@ -14,19 +14,19 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from cluster_support import AgentProc, Cluster, running_cluster
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
-from support import wait_for
 
 from podcap.errors import InvalidArgument, Unauthenticated
 from podcap.pki import AGENT_URI_PREFIX, CONTROLLER_NAME, NODE_URI_PREFIX, new_key_and_csr
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity, join
+from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
+from tests.support import wait_for
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -34,7 +34,7 @@ def cluster(request: pytest.FixtureRequest,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     url = None
     if request.param == "postgresql":
-        from pg import new_database
+        from tests.pg import new_database
 
         url = new_database(request.getfixturevalue("postgres_url"))
     with running_cluster(tmp_path_factory.mktemp(f"ctl-{request.param}"),
@@ -276,7 +276,7 @@ def test_cli_creates_tokens_lists_and_revokes_agents(cluster: Cluster) -> None:
     import json
     import subprocess
 
-    from support import PODCAP
+    from tests.support import PODCAP
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([PODCAP, "-s", cluster.server.url, "-u", "admin", "-p",
@@ -304,19 +304,20 @@ def test_processes_of_a_killed_test_run_are_swept(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from cluster_support import sweep_orphans
+    from tests.cluster.cluster_support import sweep_orphans
+    from tests.support import ROOT
 
     script = f"""
-import sys, time
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-from cluster_support import AgentProc, running_cluster
+import time
+from tests.cluster.cluster_support import AgentProc, running_cluster
 from pathlib import Path
 with running_cluster(Path({str(tmp_path)!r})) as c:
     AgentProc(c, "orphan", Path({str(tmp_path)!r}) / "agent").start(c.join_token())
     print(c.server.proc.pid, flush=True)
     time.sleep(600)
 """
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                             text=True)
     try:
         controller = int(child.stdout.readline())  # type: ignore[union-attr]
     finally:

@@ -4,6 +4,7 @@ leaves a namespace, link, iptables rule or process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -17,12 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import netbed
 import pytest
-from support import skip_for
+
+from tests.cluster import netbed
+from tests.support import ROOT, Unusable, bed_or_skip, skip_for
 
 PY = sys.executable
-HERE = Path(__file__).resolve().parent
 
 # Connect, send the node's name, print the reply and the local address.
 ONCE = """
@@ -213,11 +214,8 @@ def test_cut_stalls_a_connection_and_heal_resumes_it(bed: netbed.NetBed, sink: S
 
 
 def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
-    try:
-        cm = netbed.net_bed()
-        bed = cm.__enter__()
-    except netbed.Unusable as lack:
-        skip_for(lack)
+    stack = contextlib.ExitStack()
+    bed = stack.enter_context(bed_or_skip(netbed.net_bed()))
     try:
         a, b = bed.add_node("a"), bed.add_node("b")
         plain = a.popen(["sleep", "1000"], log=tmp_path / "a.log")
@@ -236,7 +234,7 @@ def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
         assert ours_visible()
     finally:
         started = time.monotonic()
-        cm.__exit__(None, None, None)
+        stack.close()
         took = time.monotonic() - started
     assert plain.returncode == -signal.SIGTERM
     assert stubborn.returncode == -signal.SIGKILL and 4.5 < took < 10, took
@@ -250,11 +248,10 @@ CHILD = """
 import ctypes, json, signal, sys, time
 from pathlib import Path
 ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: never outlive pytest
-sys.path.insert(0, sys.argv[1])
-import netbed
+from tests.cluster import netbed  # run from the repository root (cwd)
 with netbed.net_bed() as bed:
     a = bed.add_node("a")
-    p = a.popen(["sleep", "1000"], log=Path(sys.argv[2]))
+    p = a.popen(["sleep", "1000"], log=Path(sys.argv[1]))
     a.cut()
     print(json.dumps({"tag": bed.tag, "netns": a.netns, "pid": p.pid}), flush=True)
     time.sleep(1000)
@@ -265,9 +262,9 @@ with netbed.net_bed() as bed:
 def test_a_sigkilled_run_is_swept(sweeper: str, tmp_path: Path) -> None:
     try:
         netbed.check_usable()
-    except netbed.Unusable as lack:
+    except Unusable as lack:
         skip_for(lack)
-    child = subprocess.Popen([PY, "-c", CHILD, str(HERE), str(tmp_path / "a.log")],
+    child = subprocess.Popen([PY, "-c", CHILD, str(tmp_path / "a.log")], cwd=ROOT,
                              stdout=subprocess.PIPE, start_new_session=True)
     left: dict = {}
     try:

@@ -9,20 +9,17 @@ controller behind either: the next bed sweeps it with the nodes' processes."""
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_support import AgentProc, Cluster, running_cluster
-from support import WebPair, read_pcap, skip_for, tcp_flows, wait_for, web_pair
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cri"))
-
-import cri_testbed  # noqa: E402
-import netbed  # noqa: E402
+from tests.cluster import netbed
+from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
+from tests.cri import cri_testbed
+from tests.support import WebPair, bed_or_skip, read_pcap, tcp_flows, wait_for, web_pair
 
 pytestmark = pytest.mark.cri
 
@@ -47,39 +44,31 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Nodes]:
-    from pg import new_database
+    from tests.pg import new_database
 
     tmp = tmp_path_factory.mktemp("nodes")
-    try:
-        bed_cm = netbed.net_bed()
-        bed = bed_cm.__enter__()
-    except netbed.Unusable as lack:
-        skip_for(lack)
-    try:
-        with cri_testbed.cri_testbed() as cri, web_pair("nodes") as pair, \
-                running_cluster(tmp, host=bed.controller_ip,
-                                database_url=new_database(postgres_url),
-                                env={netbed.ENV_MARK: f"{netbed.NETNS_PREFIX}{bed.tag}-ctl"}
-                                ) as cluster:
-            web = cri.run_pod("web", ["httpd", "-f", "-p", "80", "-h", "/www"])
-            cri.run_pod("client", ["sh", "-c", f"while true; do wget -q -O - http://{web.ip}/; "
-                                               "sleep 0.2; done"])
-            node_a, node_b = bed.add_node("a"), bed.add_node("b")
-            a = AgentProc(cluster, "node-a", tmp / "a", ["--runtime", "docker"],
-                          launch=lambda argv, log: node_a.popen(argv, log=log))
-            b = AgentProc(cluster, "node-b", tmp / "b",
-                          ["--runtime", "cri", "--cri-socket", str(cri.socket)],
-                          launch=lambda argv, log: node_b.popen(argv, log=log))
-            token = cluster.join_token(uses=2)
-            a.start(token)
-            b.start(token)
-            try:
-                yield Nodes(cluster, bed, a, b, pair, web, tmp)
-            finally:
-                a.stop()
-                b.stop()
-    finally:
-        bed_cm.__exit__(None, None, None)
+    with bed_or_skip(netbed.net_bed()) as bed, bed_or_skip(cri_testbed.cri_testbed()) as cri, \
+            web_pair("nodes") as pair, \
+            running_cluster(tmp, host=bed.controller_ip, database_url=new_database(postgres_url),
+                            env={netbed.ENV_MARK: f"{netbed.NETNS_PREFIX}{bed.tag}-ctl"}
+                            ) as cluster:
+        web = cri.run_pod("web", ["httpd", "-f", "-p", "80", "-h", "/www"])
+        cri.run_pod("client", ["sh", "-c", f"while true; do wget -q -O - http://{web.ip}/; "
+                                           "sleep 0.2; done"])
+        node_a, node_b = bed.add_node("a"), bed.add_node("b")
+        a = AgentProc(cluster, "node-a", tmp / "a", ["--runtime", "docker"],
+                      launch=lambda argv, log: node_a.popen(argv, log=log))
+        b = AgentProc(cluster, "node-b", tmp / "b",
+                      ["--runtime", "cri", "--cri-socket", str(cri.socket)],
+                      launch=lambda argv, log: node_b.popen(argv, log=log))
+        token = cluster.join_token(uses=2)
+        a.start(token)
+        b.start(token)
+        try:
+            yield Nodes(cluster, bed, a, b, pair, web, tmp)
+        finally:
+            a.stop()
+            b.stop()
     assert netbed.leftovers() == []
 
 

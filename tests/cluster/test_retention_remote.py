@@ -13,8 +13,8 @@ import socket
 import time
 from pathlib import Path
 
-from cluster_support import AgentProc, running_cluster
-from support import Server, WebPair, wait_for, web_pair
+from tests.cluster.cluster_support import AgentProc, running_cluster
+from tests.support import Server, WebPair, wait_for, web_pair
 
 DAY = 86_400
 MB = 1_000_000

@@ -4,26 +4,19 @@ test fails; a run killed outright is swept by the next one (see cri_testbed)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
-
-import cri_testbed  # noqa: E402 - after the path set-up above
-from cri_testbed import Pods  # noqa: E402
-from support import Server, running_server, skip_for  # noqa: E402
+from tests.cri import cri_testbed
+from tests.cri.cri_testbed import Pods
+from tests.support import Server, bed_or_skip, running_server
 
 
 @pytest.fixture(scope="module")
 def cri_bed() -> Iterator[cri_testbed.CriTestbed]:
-    try:
-        with cri_testbed.cri_testbed() as bed:
-            yield bed
-    except cri_testbed.Unusable as lack:
-        skip_for(lack)
+    with bed_or_skip(cri_testbed.cri_testbed()) as bed:
+        yield bed
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@
 Own root, state, socket, runc root, CNI bridge (``podcap-cri0``) and subnet (10.88.77.0/24, a
 private bridge on this machine only). One test bed at a time per machine (a file lock), so a
 stale one left by a killed run can be swept safely before the next starts. Usable alone:
-``python tests/cri/cri_testbed.py`` starts one, prints its socket and waits for Ctrl-C.
+``python -m tests.cri.cri_testbed`` (from the repository root) starts one, prints its socket
+and waits for Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cri_cleanup as cleanup
 import grpc
 
 from podcap.runtime.cri_proto import api_pb2 as pb
 from podcap.runtime.cri_proto import api_pb2_grpc as pb_grpc
+from tests.cri import cri_cleanup as cleanup
+from tests.support import Unusable
 
 BRIDGE = "podcap-cri0"
 NETWORK = "podcap-cri-test"
@@ -41,10 +43,6 @@ PAUSE = "docker.io/" + PAUSE_DOCKER
 LOCK = Path("/run/lock/podcap-cri-testbed.lock")
 DIR_PREFIX = "podcap-cri-"
 TIMEOUT = 20.0
-
-
-class Unusable(Exception):
-    """containerd cannot run here for a reason outside the project (the caller skips)."""
 
 
 @dataclass

@@ -4,8 +4,9 @@ real tcpdump, through NeuVector's /v1 API and the native one."""
 from __future__ import annotations
 
 import pytest
-from cri_testbed import Pods
-from support import Server, read_pcap, tcp_flows, wait_for
+
+from tests.cri.cri_testbed import Pods
+from tests.support import Server, read_pcap, tcp_flows, wait_for
 
 pytestmark = pytest.mark.cri
 

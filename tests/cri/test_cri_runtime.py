@@ -7,8 +7,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cri_testbed import Pods
-from support import wait_for
 
 from podcap.config import Settings
 from podcap.errors import InvalidArgument, NotFound, Unavailable
@@ -16,6 +14,8 @@ from podcap.runtime.base import netns_inode
 from podcap.runtime.cri import CriRuntime
 from podcap.runtime.cri_proto import api_pb2 as pb
 from podcap.runtime.factory import open_runtimes
+from tests.cri.cri_testbed import Pods
+from tests.support import wait_for
 
 pytestmark = pytest.mark.cri
 HOST_NETNS = netns_inode(os.getpid())  # the tests run in the node's network namespace

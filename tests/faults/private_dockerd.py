@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from support import IMAGE
+from tests.support import IMAGE
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"

@@ -13,30 +13,23 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cri"))
-
-import cri_testbed  # noqa: E402 - after the path set-up above
-from support import Server, running_server, skip_for, wait_for  # noqa: E402
-
-from podcap.runtime.cri_proto import api_pb2 as pb  # noqa: E402
+from podcap.runtime.cri_proto import api_pb2 as pb
+from tests.cri import cri_testbed
+from tests.support import Server, bed_or_skip, running_server, wait_for
 
 pytestmark = pytest.mark.cri
 
 
 @pytest.fixture()
 def bed() -> Iterator[cri_testbed.CriTestbed]:
-    try:
-        with cri_testbed.cri_testbed() as b:
-            yield b
-    except cri_testbed.Unusable as lack:
-        skip_for(lack)
+    with bed_or_skip(cri_testbed.cri_testbed()) as b:
+        yield b
 
 
 def _container_pid(bed: cri_testbed.CriTestbed, container_id: str) -> int:

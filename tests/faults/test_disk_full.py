@@ -13,7 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import read_pcap, remove_container, run_container, running_server, unique, wait_for
+
+from tests.support import (
+    read_pcap,
+    remove_container,
+    run_container,
+    running_server,
+    unique,
+    wait_for,
+)
 
 TMPFS_MB = 8
 

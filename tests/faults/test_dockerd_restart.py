@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from private_dockerd import PrivateDockerd
-from support import Server, running_server, wait_for
+
+from tests.faults.private_dockerd import PrivateDockerd
+from tests.support import Server, running_server, wait_for
 
 PING = ("ping", "-q", "-i", "0.05", "-w", "600", "127.0.0.1")
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from support import docker_client, remove_container, running_server
-
 from bench.load import QUOTAS_OFF, LoadConfig, busy_containers, run_load
+from tests.support import docker_client, remove_container, running_server
 
 
 def test_short_load(tmp_path: Path) -> None:

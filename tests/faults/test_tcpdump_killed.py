@@ -8,9 +8,8 @@ import signal
 import subprocess
 from pathlib import Path
 
-from support import WebPair, read_pcap, running_server, wait_for
-
 from podcap.agent.recovery import find_tcpdumps
+from tests.support import WebPair, read_pcap, running_server, wait_for
 
 
 def test_sigkilled_tcpdump_ends_the_capture_with_the_signal_named(tmp_path: Path,

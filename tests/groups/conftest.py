@@ -3,15 +3,11 @@ container can stand in for a pod of a namespace), and labelled busybox container
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/support.py
-
-from support import Server, running_server  # noqa: E402 - after the path set-up above
+from tests.support import Server, running_server
 
 
 @pytest.fixture(scope="module")

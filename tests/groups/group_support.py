@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
-from support import container_ip, docker_client, run_container, unique
+
+from tests.support import container_ip, docker_client, run_container, unique
 
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"

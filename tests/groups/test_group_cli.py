@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from group_support import client_of, ip_of, pod, tag, tcpdump_count, walk
-from support import Server, remove_container, wait_for
 from typer.testing import CliRunner
 
 from podcap.cli.main import app
+from tests.groups.group_support import client_of, ip_of, pod, tag, tcpdump_count, walk
+from tests.support import Server, remove_container, wait_for
 
 ISOLATED = {"PODCAP_SERVER": None, "PODCAP_USER": None, "PODCAP_PASSWORD": None,
             "PODCAP_TOKEN": None, "PODCAP_CACERT": None, "PODCAP_INSECURE": None}

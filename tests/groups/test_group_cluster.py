@@ -5,18 +5,22 @@ container on B; the merged pcapng names both nodes and is in time order."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cri"))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
-
-import cri_testbed  # noqa: E402
-from cluster_support import AgentProc, running_cluster  # noqa: E402
-from group_support import client_of, ip_of, pod, tag, tcpdump_count, tshark_fields, walk  # noqa: E402
-from support import read_pcap, remove_container, skip_for, wait_for  # noqa: E402
+from tests.cluster.cluster_support import AgentProc, running_cluster
+from tests.cri import cri_testbed
+from tests.groups.group_support import (
+    client_of,
+    ip_of,
+    pod,
+    tag,
+    tcpdump_count,
+    tshark_fields,
+    walk,
+)
+from tests.support import bed_or_skip, read_pcap, remove_container, wait_for
 
 pytestmark = pytest.mark.cri
 
@@ -25,7 +29,8 @@ def test_one_group_two_nodes_one_pcapng(tmp_path: Path) -> None:
     t = tag()
     made = []
     try:
-        with cri_testbed.cri_testbed() as cri, running_cluster(tmp_path) as cluster:
+        with bed_or_skip(cri_testbed.cri_testbed()) as cri, \
+                running_cluster(tmp_path) as cluster:
             web_b = cri.run_pod(f"xweb-{t}", ["httpd", "-f", "-p", "80", "-h", "/www"],
                                 pod_labels={"grp": t})
             cri.run_pod(f"xcli-{t}", ["sh", "-c", f"while true; do wget -q -O - "
@@ -73,8 +78,6 @@ def test_one_group_two_nodes_one_pcapng(tmp_path: Path) -> None:
         times = [float(r[0]) for r in tshark_fields(path, "frame.time_epoch")]
         assert len(times) == sum(counts) == tcpdump_count(path)
         assert times == sorted(times)
-    except cri_testbed.Unusable as lack:
-        skip_for(lack)
     finally:
         for m in made:
             remove_container(m)

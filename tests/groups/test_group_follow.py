@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from group_support import (
+
+from podcap.pcap import format
+from tests.groups.group_support import (
     client_of,
     ip_of,
     pod,
@@ -19,9 +21,7 @@ from group_support import (
     tshark_fields,
     walk,
 )
-from support import Server, read_pcap, remove_container, unique, wait_for
-
-from podcap.pcap import format
+from tests.support import Server, read_pcap, remove_container, unique, wait_for
 
 
 def test_follow_streams_merged_packets_until_the_group_stops(gserver: Server,

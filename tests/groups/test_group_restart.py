@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from group_support import pod, tag
-from support import remove_container, running_server, wait_for
+from tests.groups.group_support import pod, tag
+from tests.support import remove_container, running_server, wait_for
 
 
 def test_a_group_outlives_a_restart_and_keeps_taking_members(tmp_path: Path) -> None:

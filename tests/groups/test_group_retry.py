@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from group_support import pod, tag
-from support import remove_container, running_server, wait_for
-
 from podcap import limits
+from tests.groups.group_support import pod, tag
+from tests.support import remove_container, running_server, wait_for
 
 
 def test_a_member_that_could_not_start_joins_once_it_can(tmp_path: Path) -> None:

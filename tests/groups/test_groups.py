@@ -15,10 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from group_support import Blocks, client_of, ip_of, pod, tag, tcpdump_count, tshark_fields, walk
-from support import Server, read_pcap, remove_container, wait_for
 
 from podcap.controller.netstate_note import as_text
+from tests.groups.group_support import (
+    Blocks,
+    client_of,
+    ip_of,
+    pod,
+    tag,
+    tcpdump_count,
+    tshark_fields,
+    walk,
+)
+from tests.support import Server, read_pcap, remove_container, wait_for
 
 
 @dataclass

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import dpkt
 import pytest
-from group_support import tcpdump_count, tshark_fields, walk
 
 from podcap.pcap import format, pcapng
+from tests.groups.group_support import tcpdump_count, tshark_fields, walk
 
 SLL2 = struct.pack(">HHIHBB8s", 0x0800, 0, 2, 1, 0, 6, b"\x02\x42\xac\x11\x00\x02\x00\x00")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,11 +26,7 @@ import docker
 import httpx
 import pytest
 
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS))
-sys.path.insert(0, str(TESTS / "k8s"))
-
-from manifests import (  # noqa: E402
+from tests.k8s.manifests import (
     ROOT,
     agent_capabilities,
     agent_daemonset,
@@ -39,7 +34,7 @@ from manifests import (  # noqa: E402
     controller_deployment,
     plain_env,
 )
-from support import (  # noqa: E402
+from tests.support import (
     ARTIFACTS,
     WebPair,
     docker_client,

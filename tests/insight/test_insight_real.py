@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import tshark
-from support import (
+
+from podcap.insight.conversation import Conversation
+from tests.insight import tshark
+from tests.support import (
     Server,
     container_ip,
     read_pcap,
@@ -22,8 +24,6 @@ from support import (
     unique,
     wait_for,
 )
-
-from podcap.insight.conversation import Conversation
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["alpha.insight.test", "beta.insight.test", "gamma.example.org"]
@@ -231,7 +231,7 @@ def test_cli_capture_show_summary(scene: Scene, tmp_path: Path) -> None:
     import json
     import os
 
-    from support import PODCAP
+    from tests.support import PODCAP
     env = {**os.environ, "PODCAP_CONFIG": str(tmp_path / "none.json"),
            "PODCAP_SERVER": scene.server.url, "PODCAP_TOKEN": scene.server.token}
     for name in ("PODCAP_USER", "PODCAP_PASSWORD"):

@@ -5,17 +5,13 @@ cross gRPC unchanged)."""
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from pathlib import Path
 
-import tshark
-from support import read_pcap, wait_for, web_pair
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
-from cluster_support import AgentProc, running_cluster  # noqa: E402
-
-from podcap.insight.conversation import Conversation  # noqa: E402
+from podcap.insight.conversation import Conversation
+from tests.cluster.cluster_support import AgentProc, running_cluster
+from tests.insight import tshark
+from tests.support import read_pcap, wait_for, web_pair
 
 
 def test_summary_series_and_conversation_from_a_remote_agent(tmp_path: Path) -> None:

@@ -14,8 +14,6 @@ from types import SimpleNamespace
 
 import dpkt
 import pytest
-import synth
-import tshark
 
 from podcap import limits
 from podcap.errors import InvalidArgument
@@ -25,6 +23,7 @@ from podcap.insight.filtered import filtered
 from podcap.insight.partial import Partial
 from podcap.insight.series import LiveSeries
 from podcap.model import Stats, Status
+from tests.insight import synth, tshark
 
 T0 = 1_800_000_000.0
 
@@ -214,7 +213,6 @@ def test_summary_parameters_are_checked(tmp_path: Path) -> None:
 
 
 def test_worker_runs_at_low_priority(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench.insight import synthetic_pcap
     files, cache_dir = tmp_path / "files", tmp_path / "insight"
     files.mkdir()

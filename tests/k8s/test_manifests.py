@@ -10,15 +10,12 @@ itself is run the way these manifests run it in tests/image.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from manifests import (  # noqa: E402
+from tests.k8s.manifests import (
     DEPLOY,
     OVERLAYS,
     agent_capabilities,

@@ -10,15 +10,10 @@ controller reads.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import kubernetes_validate
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from manifests import OVERLAYS, container, find, render  # noqa: E402
+from tests.k8s.manifests import OVERLAYS, container, find, render
 
 SCHEMA_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 CRD_KINDS = {"ServiceMonitor"}

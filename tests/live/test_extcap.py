@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import PODCAP, Server, WebPair, tcp_flows
+
+from tests.support import PODCAP, Server, WebPair, tcp_flows
 
 EXTCAP = str(Path(PODCAP).parent / "podcap-extcap")
 
@@ -81,7 +82,7 @@ def test_tshark_records_a_container_through_the_server(home: dict[str, str], pai
     cap = captures[0]
     assert cap["status"] == "stopped" and cap["spec"]["filter"] == "tcp port 80", cap
     assert cap["stats"]["captured"] >= len(rows)
-    from support import read_pcap
+    from tests.support import read_pcap
     _, packets = read_pcap(server.pcap(cap["id"]))
     assert (pair.client_ip, pair.web_ip) in tcp_flows(packets)
 
@@ -90,7 +91,7 @@ def test_tshark_records_a_label_selector_as_one_group(home: dict[str, str], serv
                                                       tmp_path: Path) -> None:
     """No workload, a label selector: every matching container, one pcapng, one interface
     each (a capture group on the server)."""
-    from support import container_ip, remove_container, run_container, unique
+    from tests.support import container_ip, remove_container, run_container, unique
 
     label = f"h5-{os.getpid()}"
     web = run_container(unique("xg-web"), ["httpd", "-f", "-p", "80", "-h", "/www"],

@@ -8,11 +8,11 @@ import threading
 import time
 
 import httpx
-from live_support import Followed, p95
-from support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
 
 from podcap.pcap import format
 from podcap.pcap.gaps import gap_text
+from tests.live.live_support import Followed, p95
+from tests.support import Server, WebPair, read_pcap, tcp_flows, wait_for, web_pair
 
 
 def follow(server: Server, cid: str, pause_after: int | None = None, pause_s: float = 0.0,

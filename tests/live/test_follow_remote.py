@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
-from cluster_support import AgentProc, Cluster, running_cluster  # noqa: E402
-from live_support import Followed, p95  # noqa: E402
-from support import WebPair, read_pcap, wait_for, web_pair  # noqa: E402
-
-from podcap import limits  # noqa: E402
+from podcap import limits
+from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
+from tests.live.live_support import Followed, p95
+from tests.support import WebPair, read_pcap, wait_for, web_pair
 
 # The controller's upload idle limit in this module: above the agent's keepalive interval, far
 # below the default, so a stream without keepalives would be cut well inside the quiet wait.

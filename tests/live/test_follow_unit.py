@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-from support import read_pcap
 
 from podcap.pcap import format
 from podcap.pcap.follow import RingFollower
 from podcap.pcap.follow_pcapng import as_pcapng
 from podcap.pcap.gaps import Gap, gap_record, gap_text
+from tests.support import read_pcap
 
 HEADER = format.global_header()
 

@@ -7,7 +7,8 @@ import subprocess
 import time
 
 import pytest
-from support import PODCAP, Server, WebPair, wait_for
+
+from tests.support import PODCAP, Server, WebPair, wait_for
 
 
 def env_for(server: Server, tmp_path) -> dict[str, str]:

@@ -7,21 +7,16 @@ from __future__ import annotations
 import queue
 import random
 import string
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
-
-from cluster_support import Cluster  # noqa: E402
 
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb  # noqa: E402
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc  # noqa: E402
 from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity, join  # noqa: E402
+from tests.cluster.cluster_support import Cluster
 
 Answer = Callable[[pb.Command], pb.Reply | None]  # None: never answer
 

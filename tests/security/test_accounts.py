@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from support import Server, running_server
 
 from podcap import limits
 from podcap.controller.auth import Auth
@@ -25,13 +24,14 @@ from podcap.errors import (
     ResourceExhausted,
     Unauthenticated,
 )
+from tests.support import Server, read_pcap, running_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def srv(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]:
     env = {}
     if request.param == "postgresql":
-        from pg import new_database
+        from tests.pg import new_database
         env["PODCAP_DATABASE_URL"] = new_database(request.getfixturevalue("postgres_url"))
     with running_server(tmp_path_factory.mktemp("accounts"), env=env) as server:
         yield server
@@ -109,7 +109,9 @@ def test_roles_and_the_download_right(srv: Server, pair) -> None:
         assert op.post("/api/agent-tokens", json={}).status_code == 403
     srv.ended(cid)
     with as_user(srv, "rd", rd_pw) as rd:
-        assert rd.get(f"/api/captures/{cid}").json()["capture"]["stats"]["captured"] >= 0
+        seen = rd.get(f"/api/captures/{cid}")  # a reader sees the capture and its counters
+        assert seen.status_code == 200, seen.text
+        captured = seen.json()["capture"]["stats"]["captured"]
         for path in (f"/api/captures/{cid}/pcap", f"/v1/sniffer/{cid}/pcap"):
             r = rd.get(path)
             assert r.status_code == 403 and "no download right" in r.json()["message"], path
@@ -117,6 +119,8 @@ def test_roles_and_the_download_right(srv: Server, pair) -> None:
     with as_user(srv, "rdd", rdd_pw) as rdd:
         r = rdd.get(f"/api/captures/{cid}/pcap")
         assert r.status_code == 200 and r.content[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+        # the reader's count is tcpdump's final one: exactly the packets the file holds
+        assert len(read_pcap(r.content)[1]) == captured > 0
         assert rdd.delete(f"/api/captures/{cid}").status_code == 403
     with srv.client() as admin:
         assert admin.delete(f"/api/captures/{cid}").status_code == 204

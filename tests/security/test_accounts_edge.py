@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
-from support import PODCAP, Server, remove_container, run_container, running_server, unique
 
 from podcap import limits
 from podcap.controller.audit_gate import Gate
 from podcap.controller.db import LoginFailures, open_db
 from podcap.controller.throttle import pair_key
+from tests.support import PODCAP, Server, remove_container, run_container, running_server, unique
 
 NO_CAPTURE = "0" * 32  # a well-formed id that names nothing
 ATTACKER, OWNER = "127.0.0.1", "127.0.0.2"  # both loopback: Linux routes all of 127/8 to lo
@@ -39,7 +39,7 @@ def own(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """A server of its own: these tests lock its admin."""
     env = {}
     if request.param == "postgresql":
-        from pg import new_database
+        from tests.pg import new_database
         env["PODCAP_DATABASE_URL"] = new_database(request.getfixturevalue("postgres_url"))
     with running_server(tmp_path, env=env) as server:
         yield server

@@ -6,25 +6,22 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support import Server, free_port, running_server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
-from cluster_support import AgentProc, Cluster  # noqa: E402
-
-from podcap import limits  # noqa: E402
+from podcap import limits
+from tests.cluster.cluster_support import AgentProc, Cluster
+from tests.support import Server, free_port, running_server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def srv(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]:
     env = {}
     if request.param == "postgresql":
-        from pg import new_database
+        from tests.pg import new_database
         env["PODCAP_DATABASE_URL"] = new_database(request.getfixturevalue("postgres_url"))
     ports = (free_port(), free_port())
     with running_server(tmp_path_factory.mktemp("audit"), env=env, extra_args=[

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from support import PODCAP, Server, free_port, running_server, stop_process, wait_for
 
 from podcap import limits
+from tests.support import PODCAP, Server, free_port, running_server, stop_process, wait_for
 
 JSON_ROUTES = [("POST", "/v1/auth"), ("POST", "/api/login"), ("POST", "/v1/sniffer"),
                ("POST", "/api/captures"), ("POST", "/api/filter/check"),
@@ -160,6 +160,9 @@ def test_security_headers_on_every_answer(server: Server) -> None:
         "413": httpx.post(server.url + "/api/login", content=b"x" * (2 << 20)),
         "400 host": httpx.get(server.url + "/api/limits", headers={"Host": "evil.example"}),
     }
+    statuses = {what: r.status_code for what, r in answers.items()}
+    assert statuses == {"ui": 200, "ui js": 200, "api ok": 200, "v1 ok": 200, "401": 401,
+                        "404": 404, "413": 413, "400 host": 400}  # each answer is what it says
     for what, r in answers.items():
         h = r.headers
         assert h["x-content-type-options"] == "nosniff", what
@@ -298,9 +301,8 @@ AUDITED_ASYNC = {"podcap.api.v1_auth.login", "podcap.api.native_session.login",
 
 
 def test_no_unaudited_async_handler() -> None:
-    from route_table import api_routes
-
     from podcap.api.app import create_app
+    from tests.security.route_table import api_routes
 
     routes = api_routes(create_app(service=None, auth=None))  # type: ignore[arg-type]
     assert len(routes) > 20 and any(r.path == "/v1/auth" for r in routes)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from route_table import api_routes
-from support import Server, free_port, remove_container, run_container, running_server, unique
 
 from podcap.api.app import create_app
+from tests.security.route_table import api_routes
+from tests.support import Server, free_port, remove_container, run_container, running_server, unique
 
 ALLOW, UNAUTH, DENY, HIDE = "allow", 401, 403, 404
 LOGOUTS = {("DELETE", "/v1/auth"), ("POST", "/api/logout")}

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support import Server, remove_container, run_container, running_server, unique
+
+from tests.support import Server, remove_container, run_container, running_server, unique
 
 MiB = 1024 * 1024
 QUOTAS = {

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import Server, remove_container, run_container, running_server, unique
 
 from podcap.controller.resolver import resolve
 from podcap.model import Workload
+from tests.support import Server, remove_container, run_container, running_server, unique
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +144,9 @@ def test_docker_namespace_labels_are_not_trusted_by_default(tmp_path: Path) -> N
 def test_a_named_node_is_asked_alone(tmp_path: Path) -> None:
     """With the node named (f_enforcer / agent_id), a slow other node costs nothing; a name on
     another node is refused as not that node's; hidden and missing are one NotFound."""
-    from test_fanout import ADMIN, FakeAgent, _service
-
     from podcap.controller.principal import Principal
     from podcap.errors import InvalidArgument, NotFound
+    from tests.test_fanout import ADMIN, FakeAgent, _service
 
     fast, slow = FakeAgent("a" * 16, "node-a"), FakeAgent("b" * 16, "node-b", delay=5.0)
     svc = _service(tmp_path, fast, slow)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,18 +18,15 @@ from pathlib import Path
 import grpc
 import pytest
 import rogue as r
-from rogue import Rogue
-from support import WebPair, unique, wait_for
 
 from podcap import limits
 from podcap.errors import FailedPrecondition
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.join import CLIENT_OPTIONS, join
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))
-
-from cluster_support import AgentProc, Cluster, running_cluster  # noqa: E402
+from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
+from tests.security.rogue import Rogue
+from tests.support import WebPair, unique, wait_for
 
 PCAP_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
 
@@ -51,7 +47,7 @@ def bed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         pair: WebPair) -> Iterator[Bed]:
     url = None
     if request.param == "postgresql":
-        from pg import new_database
+        from tests.pg import new_database
 
         url = new_database(request.getfixturevalue("postgres_url"))
     tmp = tmp_path_factory.mktemp(f"rogue-{request.param}")

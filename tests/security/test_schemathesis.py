@@ -14,7 +14,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
-from support import Server, running_server
+
+from tests.support import Server, running_server
 
 EXAMPLES = 20  # per operation
 LOGOUTS = {("POST", "/api/logout"), ("DELETE", "/v1/auth")}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Server
+
+from tests.support import Server
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 from docker.models.containers import Container
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
-from support import ARTIFACTS, WebPair, remove_container, run_container, unique, web_pair
+
+from tests.support import ARTIFACTS, WebPair, remove_container, run_container, unique, web_pair
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from playwright.sync_api import Page, expect
-from support import Server
+
+from tests.support import Server
 
 
 def sign_in(page: Page, server: Server, user: str = "admin", password: str | None = None,

@@ -8,9 +8,10 @@ import re
 
 import httpx
 import pytest
-from pages import sign_in
 from playwright.sync_api import Page, expect
-from support import Server
+
+from tests.support import Server
+from tests.ui.pages import sign_in
 
 pytestmark = pytest.mark.ui
 

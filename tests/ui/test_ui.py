@@ -16,9 +16,9 @@ import time
 
 import pytest
 from docker.models.containers import Container
-from pages import sign_in
 from playwright.sync_api import Locator, Page, expect
-from support import (
+
+from tests.support import (
     ARTIFACTS,
     ROOT,
     Server,
@@ -28,6 +28,7 @@ from support import (
     run_container,
     unique,
 )
+from tests.ui.pages import sign_in
 
 pytestmark = pytest.mark.ui
 

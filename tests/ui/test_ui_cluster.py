@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import re
 import signal
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pages import sign_in
 from playwright.sync_api import Locator, Page, expect
-from support import ARTIFACTS, Server, WebPair
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cluster"))  # cluster_support
-
-from cluster_support import AgentProc, Cluster, running_cluster  # noqa: E402
+from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
+from tests.support import ARTIFACTS, Server, WebPair
+from tests.ui.pages import sign_in
 
 pytestmark = pytest.mark.ui
 

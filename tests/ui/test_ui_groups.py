@@ -8,17 +8,15 @@ container, packets of both). A picked container starts a group of one; Delete re
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pages import sign_in
 from playwright.sync_api import Page, expect
-from support import Server, container_ip, remove_container, unique
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "groups"))
-from group_support import run_named, tag, walk  # noqa: E402 - after the path set-up above
+from tests.groups.group_support import run_named, tag, walk
+from tests.support import Server, container_ip, remove_container, unique
+from tests.ui.pages import sign_in
 
 pytestmark = pytest.mark.ui
 

@@ -4,18 +4,15 @@ a pcap holding exactly that conversation's packets (checked against tshark on th
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from pages import sign_in
 from playwright.sync_api import Page, expect
-from support import ARTIFACTS, Server, WebPair, read_pcap, wait_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "insight"))
-import tshark  # noqa: E402 - tests/insight/tshark.py
-
-from podcap.insight.conversation import Conversation  # noqa: E402
+from podcap.insight.conversation import Conversation
+from tests.insight import tshark
+from tests.support import ARTIFACTS, Server, WebPair, read_pcap, wait_for
+from tests.ui.pages import sign_in
 
 pytestmark = pytest.mark.ui
 

@@ -13,9 +13,10 @@ import shlex
 import subprocess
 
 import pytest
-from pages import sign_in
 from playwright.sync_api import Locator, Page, expect
-from support import ARTIFACTS, PODCAP, Server, WebPair, read_pcap, tcp_flows
+
+from tests.support import ARTIFACTS, PODCAP, Server, WebPair, read_pcap, tcp_flows
+from tests.ui.pages import sign_in
 
 pytestmark = pytest.mark.ui
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pages import sign_in
 from playwright.sync_api import Page, expect
-from support import Server, WebPair, running_server
-from test_ui import open_capture_form
+
+from tests.support import Server, WebPair, running_server
+from tests.ui.pages import sign_in
+from tests.ui.test_ui import open_capture_form
 
 pytestmark = pytest.mark.ui
 
