@@ -122,8 +122,8 @@ LOGIN_WINDOW_S: Final = 900.0
 # The audit log (controller/audit.py) must not be a way to fill the disk: 300 blocked logins
 # in 1.6 s wrote 300 rows. Refusals of a signed-in user (403, or 404 for another namespace's
 # object) are recorded at most AUDIT_REFUSALS_PER_USER times per window per user; failed
-# logins (no user proven) at most AUDIT_FAILURES_PER_ADDRESS per window per source address and
-# AUDIT_FAILURES_MAX per window in all. What is left out is counted
+# logins and refused joins (no user proven) at most AUDIT_FAILURES_PER_ADDRESS per window per
+# source address and AUDIT_FAILURES_MAX per window in all. What is left out is counted
 # (podcap_audit_suppressed_total) and the next row of that user or address says how many.
 AUDIT_WINDOW_S: Final = 60.0
 AUDIT_REFUSALS_PER_USER: Final = 10
@@ -205,12 +205,10 @@ AGENT_UPLOADS_MAX: Final = 32  # the agent's own upload pool is 32 threads (tran
 AGENT_REJECT_LOG_S: Final = 10.0
 # The join port (unauthenticated): at most JOIN_RATE_PER_S attempts a second with a burst of
 # JOIN_BURST, more are refused at once (RESOURCE_EXHAUSTED) before any work. Refused joins are
-# counted in podcap_joins_refused_total; at most JOIN_AUDIT_PER_MIN of them a minute get an
-# audit row each, the rest one summary row, so 300 bad joins in 0.8 s cannot grow the audit log
-# without bound.
+# counted in podcap_joins_refused_total and audited like failed logins (AUDIT_FAILURES_* above),
+# so 300 bad joins in 0.8 s cannot grow the audit log without bound.
 JOIN_RATE_PER_S: Final = 5.0
 JOIN_BURST: Final = 20
-JOIN_AUDIT_PER_MIN: Final = 30
 
 # Insight (src/podcap/insight): what a capture holds, computed on its node. Every table is
 # bounded so a hostile or huge capture costs bounded memory: past a bound, packets are still

@@ -64,7 +64,7 @@ class Audit:
                               limits.AUDIT_WINDOW_S)
         self._failures = Gate(limits.AUDIT_FAILURES_PER_ADDRESS, limits.AUDIT_FAILURES_MAX,
                               limits.AUDIT_WINDOW_S)
-        self._suppressed: dict[str, int] = {"login": 0, "refused": 0}
+        self._suppressed: dict[str, int] = {"login": 0, "agent.join": 0, "refused": 0}
 
     @property
     def suppressed(self) -> dict[str, int]:
@@ -76,17 +76,18 @@ class Audit:
         self.unauthenticated_failure("login", username, source, detail)
 
     def unauthenticated_failure(self, event: str, username: str, source: str,
-                                detail: str) -> None:
-        """A try that proved nobody (a failed login; a refused join would be one too):
-        rate-limited per source address and in all, since anyone can send them (a blocked
-        login costs the sender nothing)."""
+                                detail: str) -> bool:
+        """A try that proved nobody (a failed login, a refused join): rate-limited per source
+        address and in all, since anyone can send them (a blocked login costs the sender
+        nothing). True when it got its row."""
         skipped = self._failures.admit(source)
         if skipped is None:
             self._left_out(event)
-            return
+            return False
         self.record(event, username=username, source=source, ok=False,
                     detail=detail + (f" ({skipped} more failures from {source or '?'} not "
                                      "recorded)" if skipped else ""))
+        return True
 
     def refused(self, username: str, source: str, action: str, message: str) -> None:
         """A signed-in user refused (403, or 404 for another namespace's object): one row,

@@ -40,7 +40,6 @@ class Rejects:
         self.limits_hit: Counter[tuple[str, str, str]] = Counter()
         self.streams_refused: Counter[tuple[str, str]] = Counter()
         self.joins_refused: Counter[str] = Counter()
-        self.join_audits_skipped = 0
         self._logged: dict[tuple[str, str], tuple[float, int]] = {}
 
     def drop(self, agent_id: str, node: str, why: str, detail: str, n: int = 1) -> None:

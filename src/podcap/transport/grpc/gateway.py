@@ -87,18 +87,12 @@ class Gateway(pb_grpc.AgentGatewayServicer):
 
     def _join_refused(self, context: grpc.ServicerContext, node: str, exc: PodcapError,
                       why: str) -> NoReturn:
-        """Counted always; logged and audited at a bounded rate (join_gate.py)."""
+        """Counted always; audited as every try that proves nobody is, at the audit's bounded
+        rate per address (a failed login's rule: controller/audit.py); logged likewise."""
         self.rejects.join(why)
-        own_row, skipped = self.joins.audit_slot()
-        if skipped:
-            self.audit.record("agent.join", source="join port", ok=False,
-                              detail=f"{skipped} refused joins in the last minute were not "
-                              "recorded one by one (limits.JOIN_AUDIT_PER_MIN); all are counted "
-                              "in podcap_joins_refused_total")
-        if own_row:
+        if self.audit.unauthenticated_failure("agent.join", "", peer_address(context.peer()),
+                                              f"node {node[:253]!r}: {exc.message}"):
             log.warning("join refused (peer %s): %s", context.peer(), exc.message)
-            self.audit.record("agent.join", source=context.peer(), ok=False,
-                              detail=f"node {node[:253]!r}: {exc.message}")
         abort(context, exc)
         raise AssertionError("unreachable: abort raises")
 

@@ -36,3 +36,6 @@ class Tokens(Protocol):
 class AuditLog(Protocol):
     def record(self, event: str, *, source: str = "", ok: bool = True,
                detail: str = "") -> None: ...
+
+    def unauthenticated_failure(self, event: str, username: str, source: str,
+                                detail: str) -> bool: ...

@@ -1,11 +1,10 @@
-"""The join port's guard: attempts per source address, and how many refusals get an audit row.
+"""The join port's guard: attempts per source address.
 
 The join port answers anyone who can reach it (a joining agent has no certificate yet). 300 bad
 joins in 0.8 s once wrote 300 audit rows; now each address gets a token bucket
 (``limits.JOIN_RATE_PER_S``, burst ``limits.JOIN_BURST``) checked before any work, every refusal
-is counted (``podcap_joins_refused_total``), and at most ``limits.JOIN_AUDIT_PER_MIN`` refusals a
-minute get a row of their own; the others are summed up in one row when the next minute's
-first refusal is recorded.
+is counted (``podcap_joins_refused_total``) and audited like a failed login, at the audit's
+bounded rate per address (controller/audit.py).
 """
 
 from __future__ import annotations
@@ -21,14 +20,10 @@ _ADDRESSES_MAX = 4096  # buckets kept; the least recently seen address is forgot
 
 class JoinGate:
     def __init__(self, rate_per_s: float = limits.JOIN_RATE_PER_S,
-                 burst: int = limits.JOIN_BURST,
-                 audits_per_min: int = limits.JOIN_AUDIT_PER_MIN) -> None:
-        self._rate, self._burst, self._audits = rate_per_s, burst, audits_per_min
+                 burst: int = limits.JOIN_BURST) -> None:
+        self._rate, self._burst = rate_per_s, burst
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._minute = 0
-        self._audited = 0
-        self._skipped = 0
 
     def admit(self, address: str) -> bool:
         """One attempt from ``address`` (a peer's IP): False when over its rate."""
@@ -41,21 +36,6 @@ class JoinGate:
             while len(self._buckets) > _ADDRESSES_MAX:
                 self._buckets.popitem(last=False)
         return admitted
-
-    def audit_slot(self) -> tuple[bool, int]:
-        """(may this refusal have its own audit row, refusals left unaudited before it that a
-        summary row should name now)."""
-        minute = int(time.monotonic() // 60)
-        with self._lock:
-            skipped = 0
-            if minute != self._minute:
-                self._minute, self._audited = minute, 0
-                skipped, self._skipped = self._skipped, 0
-            if self._audited < self._audits:
-                self._audited += 1
-                return True, skipped
-            self._skipped += 1
-            return False, skipped
 
 
 def peer_address(peer: str) -> str:
