@@ -443,3 +443,15 @@ def test_a_long_name_is_counted_under_its_cut_key(throttle: Throttle,
     assert refusal(throttle, name, "10.0.0.9").retry_after == 1.0
     throttle.succeeded(name, "10.0.0.9")
     assert keys(sessions) == ["addr:10.0.0.9"]
+
+
+def test_a_login_name_with_a_space_is_nobodys_and_case_is_kept(throttle: Throttle) -> None:
+    """A login may try any text: ``bob x`` from an address is the key ``pair:bob x ADDR``, which
+    is not bob's (it once made the admin page show bob locked, and bob's unlock delete it);
+    and SQLite's LIKE ignores case, so unlocking ``bob`` once cleared ``Bob`` too."""
+    fail(throttle, 20, user="bob x", source="10.0.0.9")
+    fail(throttle, 3, user="Bob", source="10.0.0.1")
+    fail(throttle, 2, user="bob", source="10.0.0.1")
+    assert throttle.user_states(["bob", "Bob"]) == {"bob": (False, 2), "Bob": (False, 3)}
+    assert throttle.clear_user("bob") == 1
+    assert throttle.user_states(["Bob", "bob x"]) == {"Bob": (False, 3), "bob x": (True, 20)}

@@ -31,8 +31,14 @@ from podcap.errors import ResourceExhausted
 
 
 def pair_prefix(username: str) -> str:
-    """Every pair key of ``username`` starts so (a space never appears in a user name)."""
+    """Every pair key of ``username`` starts so; not every key that starts so is its own (a
+    login may try any text, ``bob x`` included): ``pair_name`` says whose a key is."""
     return f"pair:{username} "
+
+
+def pair_name(key: str) -> str:
+    """The name a pair key counts: all before the last space (an address has none)."""
+    return key.removeprefix("pair:").rsplit(" ", 1)[0]
 
 
 def pair_key(username: str, source: str) -> str:
@@ -89,9 +95,11 @@ class Throttle:
     def clear_user(self, username: str) -> int:
         """Forget every failure of ``username``, from every address: how many keys went."""
         with self._sessions() as db, db.begin():
+            keys = [k for k in db.scalars(select(LoginFailures.key).where(
+                LoginFailures.key.startswith(pair_prefix(username), autoescape=True)))
+                if pair_name(k) == username]  # LIKE may ignore case, and "bob x" is not bob
             done = db.execute(delete(LoginFailures).where(or_(
-                LoginFailures.key.startswith(pair_prefix(username), autoescape=True),
-                LoginFailures.key == _legacy_user_key(username))))
+                LoginFailures.key.in_(keys), LoginFailures.key == _legacy_user_key(username))))
         return int(getattr(done, "rowcount", 0) or 0)
 
     def user_states(self, usernames: list[str]) -> dict[str, tuple[bool, int]]:
@@ -105,7 +113,7 @@ class Throttle:
                 for n in usernames)))))
         states: dict[str, tuple[bool, int]] = {}
         for row in rows:
-            name = row.key.removeprefix("pair:").split(" ", 1)[0]
+            name = pair_name(row.key)
             if name not in usernames:
                 continue
             locked, failures = states.get(name, (False, 0))
