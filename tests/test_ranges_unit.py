@@ -73,6 +73,17 @@ def test_merged_size_drops_every_header_but_the_first(nbytes: int, files: int,
     ("items=0-5", ranges.WHOLE),
     ("bytes=a-5", ranges.WHOLE),
     ("", ranges.WHOLE),
+    # positions of any length: int() of over 4,300 digits raised (a 500); 18 digits are read,
+    # more are past any end; leading zeros count for nothing
+    (f"bytes={'0' * 5000}5-9", Plan(5, 5, True)),
+    (f"bytes={'9' * 18}-", Plan(unsatisfiable_size=976)),
+    (f"bytes={'9' * 5000}-", Plan(unsatisfiable_size=976)),
+    (f"bytes=10-{'0' * 17}99", Plan(10, 90, True)),
+    (f"bytes=10-{'9' * 18}", Plan(10, 10**18 - 10, True)),
+    (f"bytes=10-1{'0' * 18}", Plan(10, 10**18 - 9, True)),  # 19 digits: position 10**18
+    (f"bytes=10-{'9' * 5000}", Plan(10, 10**18 - 9, True)),
+    (f"bytes=-{'9' * 18}", Plan(0, 976, True)),
+    (f"bytes=-{'9' * 5000}", Plan(0, 976, True)),
 ])
 def test_plan(header: str, expected: Plan) -> None:
     assert ranges.plan(CAPTURE, header, None) == expected
