@@ -99,8 +99,8 @@ TARGETS: tuple[Target, ...] = (
     Target("insight/conversation.py", ("tests/insight/test_conversation.py",
                                        "tests/insight/test_reader_unit.py::"
                                        "test_conversation_fields_refused")),
-    Target("pki.py", ("tests/test_pki.py",), keyword="not mutual_tls and not join_port",
-           only=("ClusterCA.server_pair", "ClusterCA._is_current_server_pair")),
+    Target("pki/listener.py", ("tests/test_pki.py",), keyword="not mutual_tls and not join_port",
+           only=("server_pair", "_is_current")),
 )
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
@@ -111,8 +111,8 @@ def slug(target: Target) -> str:
 
 
 def mutant_globs(target: Target) -> list[str]:
-    """mutmut's names for the mutants of `only`: `podcap.pki.xǁClusterCAǁserver_pair__mutmut_3`
-    for a method, `podcap.pki.x_fingerprint__mutmut_3` for a function."""
+    """mutmut's names for the mutants of `only`: `podcap.pki.ca.xǁClusterCAǁissue__mutmut_3`
+    for a method, `podcap.pki.listener.x_server_pair__mutmut_3` for a function."""
     base = "podcap." + target.module.removesuffix(".py").replace("/", ".")
     globs = []
     for name in target.only:

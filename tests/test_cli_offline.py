@@ -8,6 +8,7 @@ Content-Disposition) only from a broken or malicious server; both are faked here
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import sys
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from podcap.cli import config
+from podcap import errors
+from podcap.cli import config, live
 from podcap.cli.client import ApiClient
 from podcap.cli.main import app
 from podcap.cli.session import Session
@@ -156,3 +158,31 @@ def test_serve_passes_only_given_options(monkeypatch):
     s = seen["s"]
     assert (s.listen, s.runtime, s.disk_budget, str(s.data_dir), s.insecure_http) == (
         "127.0.0.1:9", "cri", 7, "/tmp/d", True)
+
+
+def test_a_stream_that_breaks_off_says_so_and_keeps_what_came():
+    """`ApiClient.stream` (every download and pipe): a connection lost after the answer began
+    is the stream breaking off, not a server it cannot reach; the bytes before it were
+    written."""
+    class Broken(httpx.SyncByteStream):
+        def __iter__(self):
+            yield PCAP
+            raise httpx.ReadError("connection reset by peer")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Broken())
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    sink = io.BytesIO()
+    api = ApiClient(httpx.Client(base_url="http://fake", transport=httpx.MockTransport(answer)))
+    with pytest.raises(errors.Unavailable) as broke:
+        live.copy_follow(api, "cap1", sink)
+    assert broke.value.message == ("the stream from http://fake broke off: connection reset "
+                                   "by peer")
+    assert sink.getvalue() == PCAP
+    api = ApiClient(httpx.Client(base_url="http://fake", transport=httpx.MockTransport(refuse)))
+    with pytest.raises(errors.Unavailable) as unreachable:
+        live.copy_follow(api, "cap1", sink)
+    assert unreachable.value.message == "cannot reach http://fake: connection refused"

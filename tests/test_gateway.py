@@ -13,7 +13,8 @@ from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
 from podcap.controller.db import open_db
 from podcap.controller.join_tokens import JoinTokens
-from podcap.pki import ClusterCA, new_key_and_csr
+from podcap.pki.ca import ClusterCA
+from podcap.pki.csr import new_key_and_csr
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.gateway import Gateway
 

@@ -21,7 +21,10 @@ from podcap.controller.audit import Audit
 from podcap.controller.db import open_db
 from podcap.controller.join_tokens import JoinTokens
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
-from podcap.pki import ClusterCA, fingerprint, new_key_and_csr
+from podcap.pki.ca import ClusterCA
+from podcap.pki.csr import new_key_and_csr
+from podcap.pki.listener import server_pair
+from podcap.pki.names import fingerprint
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
@@ -124,7 +127,7 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
     gateway = Gateway(registry, JoinTokens(sessions, ca.fingerprint), ca, Audit(sessions))
     server = grpc.server(futures.ThreadPoolExecutor(16), options=SERVER_OPTIONS)
     pb_grpc.add_AgentGatewayServicer_to_server(gateway, server)
-    key, cert = ca.server_pair()
+    key, cert = server_pair(ca)
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca.cert_pem, require_client_auth=True))
     server.start()

@@ -24,14 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from podcap.errors import FailedPrecondition, InvalidArgument, Unauthenticated
-from podcap.pki import (
-    AGENT_URI_PREFIX,
-    CONTROLLER_NAME,
-    ClusterCA,
-    agent_id_of,
-    fingerprint,
-    new_key_and_csr,
-)
+from podcap.pki import ca as ca_module
+from podcap.pki.ca import ClusterCA
+from podcap.pki.csr import new_key_and_csr
+from podcap.pki.listener import RENEW_BEFORE, server_pair
+from podcap.pki.names import AGENT_URI_PREFIX, CONTROLLER_NAME, agent_id_of, fingerprint
 
 
 @pytest.fixture
@@ -165,7 +162,7 @@ def test_a_certificate_from_another_ca_is_not_verified(ca: ClusterCA,
 
 
 def test_agent_id_needs_the_agent_uri(ca: ClusterCA) -> None:
-    _, server_cert = ca.server_pair()
+    _, server_cert = server_pair(ca)
     with pytest.raises(Unauthenticated, match="names no podcap agent"):
         agent_id_of(server_cert)
     with pytest.raises(Unauthenticated, match="no subject alternative name"):
@@ -185,9 +182,9 @@ def test_join_pair_is_the_ca_itself(ca: ClusterCA) -> None:
 
 def test_server_pair_is_kept_and_reissued_for_a_new_ca(ca: ClusterCA, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    key_pem, cert_pem = ca.server_pair()
-    assert ca.server_pair() == (key_pem, cert_pem)
-    assert ClusterCA.load_or_create(data).server_pair() == (key_pem, cert_pem)
+    key_pem, cert_pem = server_pair(ca)
+    assert server_pair(ca) == (key_pem, cert_pem)
+    assert server_pair(ClusterCA.load_or_create(data)) == (key_pem, cert_pem)
     assert stat.S_IMODE((data / "agent-listener.key").stat().st_mode) == 0o600
     cert = cert_of(cert_pem)
     cert.verify_directly_issued_by(cert_of(ca.cert_pem))
@@ -198,7 +195,7 @@ def test_server_pair_is_kept_and_reissued_for_a_new_ca(ca: ClusterCA, tmp_path: 
     (data / "ca.crt").unlink()
     (data / "ca.key").unlink()
     new_ca = ClusterCA.load_or_create(data)
-    _, new_cert = new_ca.server_pair()
+    _, new_cert = server_pair(new_ca)
     assert new_cert != cert_pem
     cert_of(new_cert).verify_directly_issued_by(cert_of(new_ca.cert_pem))
 
@@ -241,7 +238,7 @@ def test_mutual_tls_accepts_this_cas_agents_only(ca: ClusterCA, other_ca: Cluste
     agent_cert = ca.sign_agent(csr_pem, "agent-1")
     foreign_key, foreign_csr = new_key_and_csr("node-x")
     foreign_cert = other_ca.sign_agent(foreign_csr, "agent-1")
-    creds = grpc.ssl_server_credentials([ca.server_pair()], root_certificates=ca.cert_pem,
+    creds = grpc.ssl_server_credentials([server_pair(ca)], root_certificates=ca.cert_pem,
                                         require_client_auth=True)
     with grpc_server(creds) as port:
         assert call_who(port, ca.cert_pem, key_pem, agent_cert) == b"agent-1"
@@ -294,7 +291,7 @@ def self_signed(common_name: str, ca: bool = False) -> tuple[bytes, bytes]:
 # ---- the listener pair's renewal (server_pair): when it is kept, when it is made anew
 
 def test_server_pair_files_and_extensions(ca: ClusterCA, tmp_path: Path) -> None:
-    key_pem, cert_pem = ca.server_pair()
+    key_pem, cert_pem = server_pair(ca)
     data = tmp_path / "data"
     assert (data / "agent-listener.crt").read_bytes() == cert_pem
     assert (data / "agent-listener.key").read_bytes() == key_pem
@@ -307,9 +304,9 @@ def test_server_pair_files_and_extensions(ca: ClusterCA, tmp_path: Path) -> None
 @pytest.mark.parametrize("missing", ["agent-listener.key", "agent-listener.crt"])
 def test_server_pair_with_a_file_missing_is_made_anew(ca: ClusterCA, tmp_path: Path,
                                                       missing: str) -> None:
-    _, cert_pem = ca.server_pair()
+    _, cert_pem = server_pair(ca)
     (tmp_path / "data" / missing).unlink()
-    key2, cert2 = ca.server_pair()
+    key2, cert2 = server_pair(ca)
     assert cert2 != cert_pem
     assert (tmp_path / "data" / "agent-listener.key").read_bytes() == key2
     assert (tmp_path / "data" / "agent-listener.crt").read_bytes() == cert2
@@ -317,10 +314,10 @@ def test_server_pair_with_a_file_missing_is_made_anew(ca: ClusterCA, tmp_path: P
 
 def test_server_pair_whose_key_is_not_the_certificates_is_made_anew(ca: ClusterCA,
                                                                    tmp_path: Path) -> None:
-    _, cert_pem = ca.server_pair()
+    _, cert_pem = server_pair(ca)
     other_key, _ = new_key_and_csr("elsewhere")
     (tmp_path / "data" / "agent-listener.key").write_bytes(other_key)
-    key2, cert2 = ca.server_pair()
+    key2, cert2 = server_pair(ca)
     assert cert2 != cert_pem and key2 != other_key
     assert cert_of(cert2).public_key() == serialization.load_pem_private_key(
         key2, password=None).public_key()
@@ -328,12 +325,10 @@ def test_server_pair_whose_key_is_not_the_certificates_is_made_anew(ca: ClusterC
 
 def test_server_pair_is_renewed_at_thirty_days_left_not_before(
         ca: ClusterCA, monkeypatch: pytest.MonkeyPatch) -> None:
-    import podcap.pki as pki
-
-    _, cert_pem = ca.server_pair()
+    _, cert_pem = server_pair(ca)
     end = cert_of(cert_pem).not_valid_after_utc
-    monkeypatch.setattr(pki, "_now", lambda: end - pki.RENEW_BEFORE - datetime.timedelta(
+    monkeypatch.setattr(ca_module, "now", lambda: end - RENEW_BEFORE - datetime.timedelta(
         seconds=1))
-    assert ca.server_pair()[1] == cert_pem  # a second more than 30 days left: kept
-    monkeypatch.setattr(pki, "_now", lambda: end - pki.RENEW_BEFORE)
-    assert ca.server_pair()[1] != cert_pem  # exactly 30 days left: renewed
+    assert server_pair(ca)[1] == cert_pem  # a second more than 30 days left: kept
+    monkeypatch.setattr(ca_module, "now", lambda: end - RENEW_BEFORE)
+    assert server_pair(ca)[1] != cert_pem  # exactly 30 days left: renewed

@@ -41,7 +41,7 @@ from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
 from podcap.logs import setup as setup_logging
 from podcap.logs import uvicorn_log_config
-from podcap.pki import ClusterCA
+from podcap.pki.ca import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
 from podcap.transport.base import AgentTransport

@@ -21,7 +21,8 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 
 from podcap.errors import InvalidArgument, Unauthenticated
-from podcap.pki import AGENT_URI_PREFIX, CONTROLLER_NAME, NODE_URI_PREFIX, new_key_and_csr
+from podcap.pki.csr import new_key_and_csr
+from podcap.pki.names import AGENT_URI_PREFIX, CONTROLLER_NAME, NODE_URI_PREFIX
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity, join
@@ -175,7 +176,7 @@ def test_certificate_claiming_another_agents_id_is_refused(cluster: Cluster) -> 
     """A certificate from the right CA that was not the one issued to that agent (a leaked CA
     key, an old certificate): the fingerprint on record decides."""
     victim = join(cluster.join_address, cluster.join_token(), "victim2")
-    from podcap.pki import ClusterCA
+    from podcap.pki.ca import ClusterCA
 
     ca = ClusterCA.load_or_create(cluster.server.data_dir)
     key_pem, csr_pem = new_key_and_csr("evil")

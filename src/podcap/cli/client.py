@@ -174,8 +174,12 @@ class ApiClient:
     @contextmanager
     def stream(self, url: str, params: dict[str, Any] | None = None,
                headers: dict[str, str] | None = None) -> Iterator[httpx.Response]:
-        """A GET whose body is read as it arrives (no read timeout: a followed download waits
-        for packets); an error answer becomes podcap's error, as for ``request``."""
+        """A GET whose body is read as it arrives: every download, follow and pipe of the CLI
+        (capture get, group get, capture live/follow, the extcap). No read timeout: a followed
+        download waits for packets. An error answer becomes podcap's error, as for
+        ``request``; a connection lost once the answer began becomes ``Unavailable`` saying the
+        stream broke off. Leaving the block (done, Ctrl-C, a reader's broken pipe) closes it."""
+        started = False
         try:
             with self.http.stream("GET", url, params=params,
                                   headers={**self._headers(), **(headers or {})},
@@ -183,8 +187,12 @@ class ApiClient:
                 if response.is_error:
                     response.read()
                     raise error_from_response(response)
+                started = True
                 yield response
         except httpx.HTTPError as exc:
+            if started:
+                raise errors.Unavailable(
+                    f"the stream from {self.server} broke off: {exc}") from exc
             raise _transport_error(self.server, exc) from exc
 
     def close(self) -> None:

@@ -11,8 +11,7 @@ the whole file and the partial one is dropped, so bytes of two different pcaps a
 spliced. The last byte already held is asked for again and compared, a second check.
 ``--no-resume`` starts over. A running capture's pcap has no ETag: nothing is kept or resumed.
 
-The file name the server suggests (Content-Disposition) is reduced to a bare name: a server
-must not be able to choose a path.
+The file name the server suggests is made safe, and the body copied, by cli/saving.py.
 """
 
 from __future__ import annotations
@@ -20,22 +19,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-from email.message import Message
 from pathlib import Path
 from typing import Annotated, BinaryIO
 
 import httpx
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from podcap.cli import output
+from podcap.cli import output, saving
 from podcap.cli.ids import resolve
 from podcap.errors import FailedPrecondition, InvalidArgument
 
@@ -64,7 +54,8 @@ def get(
     expected = api.capture(capture_id).get("size")
     if out == "-":
         with api.pcap(capture_id, limit) as response:
-            _copy(response, sys.stdout.buffer, _total(response, expected, limit), "stdout")
+            saving.copy(response, sys.stdout.buffer, _total(response, expected, limit),
+                        "stdout")
         sys.stdout.buffer.flush()
         return
     folder = _folder(out)
@@ -75,9 +66,8 @@ def get(
     headers = {} if held is None else {"Range": f"bytes={held[1] - 1}-",
                                        "If-Range": f'"{held[2]}"'}
     with api.pcap(capture_id, limit, headers) as response:
-        target = _target(out, _suggested_name(response, capture_id))
-        if target.exists() and not force:
-            raise FailedPrecondition(f"{target} exists; pass --force to overwrite it")
+        target = saving.target(out, saving.suggested_name(response, capture_id + ".pcap"),
+                               force)
         written = _receive(response, folder, capture_id, held, expected, limit, target)
     output.info(f"Saved {target} ({output.size(written)})")
 
@@ -111,10 +101,10 @@ def _receive(response: httpx.Response, folder: Path, capture_id: str,
                                  0o600), "wb")
     try:
         with sink:
-            written = _copy(response, sink, _total(response, expected, limit, have),
+            written = saving.copy(response, sink, _total(response, expected, limit, have),
                             target.name, have, last)
         os.replace(part, target)
-    except _Mismatch:
+    except saving.Mismatch:
         part.unlink(missing_ok=True)
         raise FailedPrecondition(f"the partial download {part.name} does not end as the "
                                  "capture's pcap does at that point; it was removed: run the "
@@ -127,10 +117,6 @@ def _receive(response: httpx.Response, folder: Path, capture_id: str,
                         f"{part}; run the same command to resume")
         raise
     return written
-
-
-class _Mismatch(Exception):
-    """The byte a resume asked for again is not the one held: not the same pcap."""
 
 
 def _held_part(folder: Path, capture_id: str) -> tuple[Path, int, str] | None:
@@ -157,28 +143,6 @@ def _folder(out: str | None) -> Path:
     return path.parent
 
 
-def _copy(response: httpx.Response, sink: BinaryIO, total: int | None, label: str,
-          have: int = 0, first: bytes = b"") -> int:
-    """Copy the body after ``have`` bytes already held; the size of the result. ``first``:
-    what the body must begin with (a resume's overlap)."""
-    written = have
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    quiet = not output.err_console.is_terminal  # a bar in a log file is noise, not progress
-    with Progress(*columns, console=output.err_console, disable=quiet) as progress:
-        task = progress.add_task(label, total=total, completed=have)
-        for chunk in response.iter_bytes():  # as it arrives: a break loses nothing held
-            if first:
-                if not chunk.startswith(first[:len(chunk)]):
-                    raise _Mismatch
-                first = first[len(chunk):]
-            sink.write(chunk)
-            written += len(chunk)
-            progress.update(task, completed=written)
-        progress.update(task, total=written, completed=written)
-    return written
-
-
 def _total(response: httpx.Response, expected: object, limit: int | None,
            have: int = 0) -> int | None:
     """The whole pcap's size: Content-Range's total on a resume, Content-Length when sent,
@@ -192,27 +156,3 @@ def _total(response: httpx.Response, expected: object, limit: int | None,
     if isinstance(expected, int) and expected > 0:
         return min(expected, limit) if limit else expected
     return None
-
-
-_SAFE = re.compile(r"[^A-Za-z0-9._+-]")
-
-
-def _suggested_name(response: httpx.Response, capture_id: str) -> str:
-    msg = Message()
-    msg["content-disposition"] = response.headers.get("content-disposition", "")
-    raw = msg.get_filename() or ""
-    name = _SAFE.sub("_", raw.replace("\\", "/").rsplit("/", 1)[-1]).lstrip(".")
-    if not name:
-        name = _SAFE.sub("_", capture_id) + ".pcap"
-    return name
-
-
-def _target(out: str | None, suggested: str) -> Path:
-    if out is None:
-        return Path.cwd() / suggested
-    path = Path(out).expanduser()
-    if path.is_dir():
-        return path / suggested
-    if not path.parent.is_dir():
-        raise InvalidArgument(f"directory {path.parent} does not exist")
-    return path

@@ -24,14 +24,12 @@ from contextlib import contextmanager
 from typing import BinaryIO
 from urllib.parse import quote
 
-import httpx
-
 from podcap import __version__
 from podcap.cli import config
-from podcap.cli.client import ApiClient, error_from_response
-from podcap.cli.live import _PipeWatcher, copy_follow
+from podcap.cli.client import ApiClient
+from podcap.cli.live import PipeWatcher, copy_follow, pipe
 from podcap.cli.session import Connection, connect
-from podcap.errors import InvalidArgument, PodcapError, Unavailable
+from podcap.errors import InvalidArgument, PodcapError
 from podcap.pcap.format import LINKTYPE_LINUX_SLL2
 
 INTERFACE = "podcap"
@@ -189,7 +187,7 @@ def _capture(ns: argparse.Namespace) -> int:
         print(f"podcap: {kind} {ident} started on {api.server}", file=sys.stderr)
         try:
             with open(ns.fifo, "wb", buffering=0) as fifo:
-                watcher = _PipeWatcher(fifo)
+                watcher = PipeWatcher(fifo)
                 watcher.start()
                 try:
                     _copy(api, kind, ident, fifo)
@@ -228,18 +226,7 @@ def _copy(api: ApiClient, kind: str, ident: str, sink: BinaryIO) -> None:
     if kind == "capture":
         copy_follow(api, ident, sink, "pcapng")
         return
-    url = f"/api/capture-groups/{quote(ident, safe='')}/pcapng"
-    headers = {"X-Auth-Token": api.token} if api.token else {}
-    try:
-        with api.http.stream("GET", url, params={"follow": "true"}, headers=headers,
-                             timeout=httpx.Timeout(30.0, read=None)) as response:
-            if response.is_error:
-                response.read()
-                raise error_from_response(response)
-            for chunk in response.iter_raw():
-                sink.write(chunk)
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"the live stream from {api.server} broke off: {exc}") from exc
+    pipe(api, f"/api/capture-groups/{quote(ident, safe='')}/pcapng", sink, {"follow": "true"})
 
 
 def _stop(api: ApiClient, kind: str, ident: str) -> None:

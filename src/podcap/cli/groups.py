@@ -13,12 +13,10 @@ from typing import Annotated, Any
 
 import typer
 
-from podcap.cli import output
+from podcap.cli import output, saving
 from podcap.cli.client import ApiClient
-from podcap.cli.download import _copy, _suggested_name, _target
 from podcap.cli.ids import by_prefix
 from podcap.cli.output import Format, OutputOption
-from podcap.errors import FailedPrecondition
 
 app = typer.Typer(no_args_is_help=True)
 Opt = typer.Option
@@ -144,16 +142,14 @@ def get(
     url = f"/api/capture-groups/{gid}/pcapng" + ("?follow=true" if follow else "")
     with api.stream(url) as response:
         if out == "-":
-            _copy(response, sys.stdout.buffer, None, "stdout")
+            saving.copy(response, sys.stdout.buffer, None, "stdout")
             sys.stdout.buffer.flush()
             return
-        target = _target(out, _suggested_name(response, gid + ".pcapng"))
-        if target.exists() and not force:
-            raise FailedPrecondition(f"{target} exists; pass --force to overwrite it")
+        target = saving.target(out, saving.suggested_name(response, gid + ".pcapng"), force)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as sink:
-                written = _copy(response, sink, None, target.name)
+                written = saving.copy(response, sink, None, target.name)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -14,17 +14,16 @@ import os
 import select
 import sys
 import threading
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, BinaryIO
 from urllib.parse import quote
 
-import httpx
 import typer
 
 from podcap import limits
 from podcap.cli import output, spec_options, workloads
-from podcap.cli.client import error_from_response
+from podcap.cli.client import ApiClient
 from podcap.cli.ids import resolve
-from podcap.errors import InvalidArgument, PodcapError, Unavailable
+from podcap.errors import InvalidArgument, PodcapError
 
 Opt = typer.Option
 
@@ -58,7 +57,7 @@ def live(
     cid = str(cap["id"])
     output.info(f"Capturing {workloads.describe(workload)}; capture id {cid} (Ctrl-C stops)")
     sink = sys.stdout.buffer
-    watcher = _PipeWatcher(sink)
+    watcher = PipeWatcher(sink)
     how = "the capture ended"
     try:
         watcher.start()
@@ -90,7 +89,7 @@ def follow(
                               "| wireshark -k -i -`")
     api = ctx.obj.api
     cid = resolve(api, capture_id)
-    watcher = _PipeWatcher(sys.stdout.buffer)
+    watcher = PipeWatcher(sys.stdout.buffer)
     try:
         watcher.start()
         copy_follow(api, cid, sys.stdout.buffer, "pcapng" if pcapng else "pcap",
@@ -101,31 +100,29 @@ def follow(
         watcher.stop()
 
 
-def copy_follow(api: Any, cid: str, sink: BinaryIO, fmt: str = "pcap",
+def copy_follow(api: ApiClient, cid: str, sink: BinaryIO, fmt: str = "pcap",
                 start: str = "start") -> int:
-    """Stream the capture's follow download into ``sink``, flushing every chunk; returns the
-    bytes written. Ends when the capture ends."""
-    url = f"/api/captures/{quote(cid, safe='')}/pcap"
-    params = {"follow": "true", "format": fmt, "from": start}
-    headers = {"X-Auth-Token": api.token} if api.token else {}
+    """Stream the capture's follow download into ``sink``; returns the bytes written. Ends
+    when the capture ends."""
+    return pipe(api, f"/api/captures/{quote(cid, safe='')}/pcap", sink,
+                {"follow": "true", "format": fmt, "from": start})
+
+
+def pipe(api: ApiClient, url: str, sink: BinaryIO, params: dict[str, str]) -> int:
+    """Copy a followed stream (``ApiClient.stream``) into a pipe as it arrives, flushing every
+    chunk so the reader sees each packet now; returns the bytes written. A reader that has
+    gone raises BrokenPipeError, which closes the stream."""
     written = 0
-    try:
-        with api.http.stream("GET", url, params=params, headers=headers,
-                             timeout=httpx.Timeout(30.0, read=None)) as response:
-            if response.is_error:
-                response.read()
-                raise error_from_response(response)
-            for chunk in response.iter_raw():
-                if chunk:
-                    sink.write(chunk)
-                    sink.flush()
-                    written += len(chunk)
-    except httpx.HTTPError as exc:
-        raise Unavailable(f"the live stream from {api.server} broke off: {exc}") from exc
+    with api.stream(url, params) as response:
+        for chunk in response.iter_raw():
+            if chunk:
+                sink.write(chunk)
+                sink.flush()
+                written += len(chunk)
     return written
 
 
-def _finish(api: Any, cid: str, rm: bool, how: str) -> None:
+def _finish(api: ApiClient, cid: str, rm: bool, how: str) -> None:
     try:
         cap = api.capture(cid)
         if cap.get("status") == "running":
@@ -154,7 +151,7 @@ def _quiet_stdout() -> bool:
     return True
 
 
-class _PipeWatcher:
+class PipeWatcher:
     """Interrupts the main thread when stdout is a pipe whose reader has gone (POLLERR), so a
     quiet capture stops as soon as Wireshark or tshark quits, not at the next packet."""
 

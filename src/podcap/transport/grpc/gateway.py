@@ -26,7 +26,9 @@ import grpc
 
 from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted, Unavailable
-from podcap.pki import ClusterCA, agent_id_of, fingerprint, node_of
+from podcap.pki.ca import ClusterCA
+from podcap.pki.listener import server_pair
+from podcap.pki.names import agent_id_of, fingerprint, node_of
 from podcap.transport import rejects
 from podcap.transport.grpc import checks, codec
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
@@ -272,7 +274,7 @@ def start_gateway(gateway: Gateway, agent_listen: str, join_listen: str | None) 
                                                     thread_name_prefix="podcap-grpc"),
                          options=SERVER_OPTIONS)
     pb_grpc.add_AgentGatewayServicer_to_server(gateway, server)
-    key, cert = gateway.ca.server_pair()
+    key, cert = server_pair(gateway.ca)
     mtls = grpc.ssl_server_credentials([(key, cert)], root_certificates=gateway.ca.cert_pem,
                                        require_client_auth=True)
     if server.add_secure_port(agent_listen, mtls) == 0:

@@ -18,7 +18,8 @@ import grpc
 
 from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError, Unauthenticated
-from podcap.pki import CONTROLLER_NAME, agent_id_of, new_key_and_csr
+from podcap.pki.csr import new_key_and_csr
+from podcap.pki.names import CONTROLLER_NAME, agent_id_of
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import from_rpc
