@@ -232,8 +232,10 @@ def test_https_with_the_servers_own_certificate(cli, tmp_path):
         assert (saved["server"], saved["cacert"], saved["insecure"]) == (url, cert, False)
         ps = cli("ps", "-o", "json")  # the login file remembers the certificate
         assert ps.exit_code == 0 and isinstance(json.loads(ps.stdout)["workloads"], list)
-        assert ps.stdout == as_json_text(cli("-k", "--server", url, "-u", "admin", "-p",
-                                             password, "ps", "-o", "json"))
+        # a list nothing else changes (other tests' containers come and go in `ps`)
+        remembered = cli("capture", "ls", "-o", "json")
+        assert remembered.exit_code == 0, remembered.output
+        assert json.loads(remembered.stdout) == {"captures": [], "unreachable": []}
         skipped = cli("-k", "--server", url, "-u", "admin", "-p", password,
                       "capture", "ls", "-o", "json")
         assert json.loads(as_json_text(skipped)) == {"captures": [], "unreachable": []}

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from podcap.capture.tcpdump import RING_PREFIX
+from podcap.files import write_atomic
 from podcap.ids import capture_id
 from podcap.model import Capture
 from podcap.pcap import ring
@@ -50,13 +51,8 @@ class CaptureStore:
         self.save(capture)
 
     def save(self, capture: Capture) -> None:
-        path = self.dir(capture.id) / RECORD
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(capture.to_dict(), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomic(self.dir(capture.id) / RECORD, json.dumps(capture.to_dict()).encode(),
+                     0o600, sync_dir=False)
 
     def load_all(self) -> list[Capture]:
         captures = []

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from podcap.errors import InvalidArgument
+from podcap.files import write_atomic
 
 
 @dataclass
@@ -50,17 +51,7 @@ def load() -> LoginFile | None:
 def save(login: LoginFile) -> Path:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(asdict(login), out, indent=2)
-            out.write("\n")
-        os.chmod(tmp, 0o600)  # O_CREAT's mode is masked by umask; a leftover tmp keeps its own
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(asdict(login), indent=2) + "\n").encode(), 0o600)
     return path
 
 

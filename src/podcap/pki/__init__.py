@@ -23,7 +23,6 @@ One job a module; import from them (this package re-exports nothing):
 - ``csr``       keys and certificate requests: the agent makes one, the CA checks one
 - ``ca``        the CA itself (``ClusterCA``): made or loaded, signing agents and leaves
 - ``listener``  the controller's agent-listener pair, kept on disk and renewed near its end
-- ``files``     the atomic, private writes of keys and certificates
 
 Files (in the data dir, keys 0600, every write atomic)::
 

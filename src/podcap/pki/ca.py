@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from podcap.errors import FailedPrecondition, InvalidArgument
+from podcap.files import write_atomic
 from podcap.pki.csr import PrivateKey, key_pem, new_key, public_key_of
-from podcap.pki.files import write_atomic
 from podcap.pki.names import (
     AGENT_URI_PREFIX,
     CONTROLLER_NAME,

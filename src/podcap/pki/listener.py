@@ -16,10 +16,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from podcap.files import write_atomic
 from podcap.pki import ca as ca_module  # its `now`, looked up at each call: a test moves it
 from podcap.pki.ca import ClusterCA
 from podcap.pki.csr import key_pem, new_key
-from podcap.pki.files import write_atomic
 from podcap.pki.names import CONTROLLER_NAME
 
 # The agent listener's leaf is re-issued at start when less than this is left.

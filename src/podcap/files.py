@@ -1,4 +1,4 @@
-"""Writing keys and certificates: atomic, and private from the first byte."""
+"""Writing a file whole: keys and certificates, capture records, the CLI's login file."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
+def write_atomic(path: Path, data: bytes, mode: int, sync_dir: bool = True) -> None:
     """Write beside, fsync, rename: readers see the old file or the whole new one, and the
-    mode is set at creation (a key is never readable by others, not even for a moment)."""
+    mode is set at creation (a key is never readable by others, not even for a moment).
+    ``sync_dir`` makes the rename itself survive a power cut (a new key must; a capture's
+    record, rewritten every few seconds, only needs to be whole)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
@@ -21,6 +23,8 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if not sync_dir:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
