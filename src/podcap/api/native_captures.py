@@ -88,15 +88,14 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     if limit is not None and limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
     request = live.request(limit, follow, from_, fmt)  # follow: api/live.py
+    found = svc.download(who, cid)  # looked up once: 404 first, then 403
     chosen = ranges.WHOLE
     if range_ and ranges.applies(request):  # a resume: api/ranges.py
-        seen = svc.capture(who, cid).capture  # 404 first, then 403, as for the download
-        who.require_download()
-        chosen = ranges.plan(seen, range_, if_range)
+        chosen = ranges.plan(found.owned.capture, range_, if_range)
     if chosen.unsatisfiable_size is not None:
         return ranges.not_satisfiable(chosen.unsatisfiable_size)
-    owned, pcap = svc.stream_pcap(who, cid, replace(request, offset=chosen.start),
-                                  length=chosen.length)  # the service cuts and audits
+    owned = found.owned  # the service cuts and audits the stream
+    pcap = found.open(replace(request, offset=chosen.start), chosen.length)
     if chosen.partial and pcap.size == 0:
         pcap.close()
         return ranges.not_satisfiable(chosen.start)
