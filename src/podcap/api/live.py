@@ -8,14 +8,9 @@ notice as a marker frame (pcap/follow.py).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterable
-
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
-from starlette.concurrency import run_in_threadpool
 
-from podcap import limits
+from podcap.api import streaming
 from podcap.controller.inventory import OwnedCapture
 from podcap.errors import InvalidArgument
 from podcap.pcap.follow_pcapng import as_pcapng
@@ -45,42 +40,18 @@ def request(limit: int | None, follow: bool, start: str | None, fmt: str) -> Pca
     return PcapRequest(limit=limit, follow=follow, from_now=from_now)
 
 
-def response(owned: OwnedCapture, pcap: PcapStream, fmt: str, headers: dict[str, str],
+def response(owned: OwnedCapture, pcap: PcapStream, fmt: str, filename: str,
              netstate: str = "") -> StreamingResponse:
-    """``netstate``: the snapshot's comment, put on the pcapng interface (as group downloads
-    do)."""
-    headers = {k: v for k, v in headers.items() if k in ("Content-Disposition",)}
-    headers["Cache-Control"] = "no-store"
-    headers["X-Accel-Buffering"] = "no"  # ask proxies (nginx) not to hold chunks back
+    """``filename``: the pcap's (``.pcapng`` for pcapng); ``netstate``: the snapshot's
+    comment, put on the pcapng interface (as group downloads do)."""
     if fmt == "pcapng":
         capture = owned.capture
         name = capture.workload.name
         if owned.namespace:
             name = f"{owned.namespace}/{name}"
-        headers["Content-Disposition"] = headers.get("Content-Disposition", "").replace(
-            ".pcap\"", ".pcapng\"")
         body = as_pcapng(pcap, name, comment=f"podcap live follow of capture {capture.id}",
                          interface_notes=[netstate] if netstate else [])
-        return StreamingResponse(paced(body), headers=headers,
-                                 media_type="application/x-pcapng",
-                                 background=BackgroundTask(pcap.close))
-    return StreamingResponse(paced(pcap), headers=headers,
-                             media_type="application/vnd.tcpdump.pcap",
-                             background=BackgroundTask(pcap.close))
-
-
-async def paced(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
-    """A follow stream lasts as long as its capture: a worker thread is borrowed for each read
-    only (the follower hands back ``b""`` when idle) and the wait between reads happens on
-    the event loop, so many followers do not use up the server's thread pool."""
-    it = iter(chunks)
-    done = object()
-    while True:
-        chunk = await run_in_threadpool(next, it, done)
-        if chunk is done:
-            return
-        assert isinstance(chunk, bytes)
-        if chunk:
-            yield chunk
-        else:
-            await asyncio.sleep(limits.FOLLOW_POLL_S)
+        return streaming.send(streaming.paced(body), pcap.close, media_type=streaming.PCAPNG,
+                              filename=filename.removesuffix(".pcap") + ".pcapng", live=True)
+    return streaming.send(streaming.paced(pcap), pcap.close, media_type=streaming.PCAP,
+                          filename=filename, live=True)

@@ -7,11 +7,9 @@ from dataclasses import replace
 from typing import Annotated, get_type_hints
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, create_model
-from starlette.background import BackgroundTask
 
-from podcap.api import live, ranges, render
+from podcap.api import live, ranges, render, streaming
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
 from podcap.controller.netstate_note import netstate_note
 from podcap.errors import InvalidArgument
@@ -90,23 +88,21 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     if limit is not None and limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
     request = live.request(limit, follow, from_, fmt)  # follow: api/live.py
+    found = svc.download(who, cid)  # looked up once: 404 first, then 403
     chosen = ranges.WHOLE
     if range_ and ranges.applies(request):  # a resume: api/ranges.py
-        seen = svc.capture(who, cid).capture  # 404 first, then 403, as for the download
-        who.require_download()
-        chosen = ranges.plan(seen, range_, if_range)
+        chosen = ranges.plan(found.owned.capture, range_, if_range)
     if chosen.unsatisfiable_size is not None:
         return ranges.not_satisfiable(chosen.unsatisfiable_size)
-    owned, pcap = svc.stream_pcap(who, cid, replace(request, offset=chosen.start),
-                                  length=chosen.length)  # the service cuts and audits
+    owned = found.owned  # the service cuts and audits the stream
+    pcap = found.open(replace(request, offset=chosen.start), chosen.length)
     if chosen.partial and pcap.size == 0:
         pcap.close()
         return ranges.not_satisfiable(chosen.start)
-    headers = {"Content-Disposition": f'attachment; filename="{render.download_name(owned)}"',
-               **ranges.headers(owned.capture, request, chosen, pcap)}
+    name = render.download_name(owned)
     if request.follow:
         note = netstate_note(svc, who, cid) if fmt == "pcapng" else ""
-        return live.response(owned, pcap, fmt, headers, note)
-    return StreamingResponse(pcap, 206 if chosen.partial else 200,
-                             headers, media_type="application/vnd.tcpdump.pcap",
-                             background=BackgroundTask(pcap.close))
+        return live.response(owned, pcap, fmt, name, note)
+    return streaming.send(pcap, pcap.close, media_type=streaming.PCAP, filename=name,
+                          status_code=206 if chosen.partial else 200,
+                          headers=ranges.headers(owned.capture, request, chosen, pcap))

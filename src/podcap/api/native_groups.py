@@ -8,9 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import Field
-from starlette.background import BackgroundTask
 
-from podcap.api import live, render
+from podcap.api import live, render, streaming
 from podcap.api.deps import AuthDep, Caller, TicketsDep, Token
 from podcap.api.native_captures import SpecBody
 from podcap.controller.groups import Group, GroupService, Selector
@@ -81,10 +80,8 @@ def download(gid: str, groups: Groups, auth: AuthDep, tickets: TicketsDep, token
     group has stopped (``from=now``: only packets from now on)."""
     who = tickets.redeem(ticket, "group:" + gid) if ticket else auth.authenticate(token)
     group, body, close = groups.pcapng(who, gid, follow, live.starts_now(from_))
-    headers = {"Content-Disposition": f'attachment; filename="{download_name(group)}"',
-               "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    return StreamingResponse(body, media_type="application/x-pcapng", headers=headers,
-                             background=BackgroundTask(close))
+    return streaming.send(body, close, media_type=streaming.PCAPNG,
+                          filename=download_name(group), live=True)
 
 
 def download_name(group: Group) -> str:

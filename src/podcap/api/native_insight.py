@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
-from starlette.background import BackgroundTask
 
 from podcap import limits
+from podcap.api import streaming
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
 from podcap.insight.conversation import Conversation
 from podcap.streams import PcapRequest
@@ -67,9 +67,7 @@ def conversation_pcap(cid: str, proto: str, a: str, b: str, svc: Service, auth: 
     who = tickets.redeem(ticket, cid) if ticket else auth.authenticate(token)
     owned, pcap = svc.stream_pcap(who, cid, PcapRequest(filter=conv.bpf()))
     name = _name(owned.capture.workload.name, conv)
-    return StreamingResponse(pcap, media_type="application/vnd.tcpdump.pcap",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'},
-                             background=BackgroundTask(pcap.close))
+    return streaming.send(pcap, pcap.close, media_type=streaming.PCAP, filename=name)
 
 
 def _query(conv: Conversation) -> dict[str, str]:
@@ -80,6 +78,6 @@ def _query(conv: Conversation) -> dict[str, str]:
 
 
 def _name(workload: str, conv: Conversation) -> str:
-    base = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in workload)[:60]
-    label = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in conv.file_label())
+    base = streaming.safe_name(workload, 60)
+    label = streaming.safe_name(conv.file_label())
     return f"{base or 'capture'}-{label}.pcap"

@@ -6,6 +6,7 @@ import shlex
 import time
 from typing import Any
 
+from podcap.api import streaming
 from podcap.controller.fanout import Listing
 from podcap.controller.inventory import OwnedCapture, PlacedWorkload
 from podcap.model import AgentInfo
@@ -115,8 +116,7 @@ def native_capture(owned: OwnedCapture) -> dict[str, Any]:
 
 def download_name(owned: OwnedCapture) -> str:
     """``<workload>-<YYYYmmdd-HHMMSS>.pcap``, safe as a file name anywhere."""
-    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in
-                   owned.capture.workload.name)[:80] or "capture"
+    name = streaming.safe_name(owned.capture.workload.name, 80) or "capture"
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(owned.capture.start_time))
     return f"{name}-{stamp}.pcap"
 

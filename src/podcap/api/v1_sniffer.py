@@ -9,11 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
-from podcap.api import render
+from podcap.api import render, streaming
 from podcap.api.deps import Caller, Service
 from podcap.api.v1_body import json_object
 from podcap.errors import InvalidArgument, NotEnoughFilter
@@ -83,9 +82,8 @@ def download(cid: str, svc: Service, who: Caller,
     tail = f"\r\n--{boundary}--\r\n".encode()
     headers = {} if pcap.size is None else {"Content-Length": str(len(head) + pcap.size +
                                                                   len(tail))}
-    return StreamingResponse(multipart(head, pcap, tail), headers=headers,
-                             media_type=f"multipart/form-data; boundary={boundary}",
-                             background=BackgroundTask(pcap.close))
+    return streaming.send(multipart(head, pcap, tail), pcap.close, headers=headers,
+                          media_type=f"multipart/form-data; boundary={boundary}")
 
 
 def multipart(head: bytes, chunks: Iterable[bytes], tail: bytes) -> Iterator[bytes]:

@@ -1,4 +1,5 @@
-"""A download counted as it leaves, so its audit row says what the reader was sent.
+"""A download counted as it leaves, so its audit row says what the reader was sent; and a
+capture found once for its download (``Download``).
 
 ``length`` ends the stream after that many bytes (an HTTP range's last byte; the agent always
 sends to the end). The cut is made here, where the bytes are counted, so a range is audited
@@ -9,8 +10,26 @@ agent's figure, from the request's offset to the end, which a range's Content-Ra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from podcap.streams import PcapStream
+from podcap.controller.inventory import OwnedCapture
+from podcap.streams import PcapRequest, PcapStream
+
+
+@dataclass(frozen=True)
+class Download:
+    """A capture found for a download, once: its record serves a range's plan and the
+    response's headers, and ``open`` streams from the agent already found, so nobody asks
+    again where the capture is or what it holds (the agent looks it up in its own table to
+    send the bytes). Checked already: the caller may see it and download it."""
+
+    owned: OwnedCapture
+    opener: Callable[[PcapRequest, int | None], PcapStream]
+
+    def open(self, request: PcapRequest = PcapRequest(), length: int | None = None
+             ) -> PcapStream:
+        """The pcap from ``request.offset``, cut after ``length`` bytes, audited on close."""
+        return self.opener(request, length)
 
 
 def counted(stream: PcapStream, length: int | None,

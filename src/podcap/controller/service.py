@@ -29,7 +29,7 @@ from podcap.controller.inventory import Inventory, OwnedCapture, PlacedWorkload
 from podcap.controller.owners import Owners
 from podcap.controller.principal import Principal
 from podcap.controller.quotas import Quotas, default_node_buffer
-from podcap.controller.routing import Router
+from podcap.controller.routing import Route, Router
 from podcap.errors import CaptureFailed, Hidden, Unavailable
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, CaptureSpec, Workload
@@ -129,31 +129,19 @@ class CaptureService:
         return Listing(found, unreachable)
 
     def capture(self, who: Principal, cid: str) -> OwnedCapture:
-        transport, row = self._router.route(cid)
-        try:
-            owned = self.inventory.owned(transport.get_capture(cid), row)
-        except Unavailable:
-            known = {c.id: c for c in transport.known_captures()}
-            if cid not in known:
-                raise
-            owned = self.inventory.owned(known[cid], row, stale=True)
-        if not who.can_see(owned.namespace):
-            raise Hidden(f"capture {cid} not found", who.username)
-        return owned
+        return self._find(who, cid)[0]
 
     def stop(self, who: Principal, cid: str) -> OwnedCapture:
-        owned = self.capture(who, cid)
+        owned, route = self._find(who, cid)
         who.require_write()
-        transport, row = self._router.route(cid)
-        stopped = self.inventory.owned(transport.stop(owned.capture.id), row)
+        stopped = self.inventory.owned(route.transport.stop(owned.capture.id), route.row)
         self._record("capture.stop", who, stopped)
         return stopped
 
     def remove(self, who: Principal, cid: str) -> None:
-        owned = self.capture(who, cid)
+        owned, route = self._find(who, cid)
         who.require_write()
-        transport, _ = self._router.route(cid)
-        transport.remove(cid)
+        route.transport.remove(cid)
         self.owners.forget(cid)
         self._record("capture.delete", who, owned)
 
@@ -161,23 +149,48 @@ class CaptureService:
                  params: dict[str, str] | None = None) -> dict[str, object]:
         """A JSON document the capture's agent keeps beside its files (summary, netstate…):
         readable by whoever may see the capture."""
-        self.capture(who, cid)
-        transport, _ = self._router.route(cid)
-        return transport.document(cid, name, params)
+        _, route = self._find(who, cid)
+        return route.transport.document(cid, name, params)
 
-    def stream_pcap(self, who: Principal, cid: str, request: PcapRequest = PcapRequest(),
-                    length: int | None = None) -> tuple[OwnedCapture, PcapStream]:
-        """The pcap, audited when the stream closes as a ``download`` of the bytes the reader
-        was sent, ``ok`` when that is all it was meant to get; ``length`` cuts it there
+    def download(self, who: Principal, cid: str) -> download_audit.Download:
+        """The capture found once (404 before 403, then the download right), for a download
+        whose request depends on the record (an HTTP range's plan): the stream it opens is
+        audited when it closes as a ``download`` of the bytes the reader was sent, ``ok``
+        when that is all it was meant to get; a ``length`` cuts it there
         (download_audit.py)."""
-        owned = self.capture(who, cid)
+        owned, route = self._find(who, cid)
         who.require_download()
-        transport, _ = self._router.route(cid)
 
         def audit(sent: int, ok: bool) -> None:
             self._record("download", who, owned, nbytes=sent, ok=ok)
 
-        return owned, download_audit.counted(transport.stream_pcap(cid, request), length, audit)
+        def opener(request: PcapRequest, length: int | None) -> PcapStream:
+            return download_audit.counted(route.transport.stream_pcap(cid, request), length, audit)
+
+        return download_audit.Download(owned, opener)
+
+    def stream_pcap(self, who: Principal, cid: str, request: PcapRequest = PcapRequest(),
+                    length: int | None = None) -> tuple[OwnedCapture, PcapStream]:
+        """``download`` and its stream at once, for a request that needs no record first."""
+        found = self.download(who, cid)
+        return found.owned, found.open(request, length)
+
+    def _find(self, who: Principal, cid: str) -> tuple[OwnedCapture, Route]:
+        """The capture and the agent that holds it, from one route and at most one question
+        to that agent (none when routing's search already asked it); its last known state
+        when the agent is away. Hidden from a caller who may not see its namespace."""
+        route = self._router.route(cid)
+        try:
+            capture = route.capture or route.transport.get_capture(cid)
+            owned = self.inventory.owned(capture, route.row)
+        except Unavailable:
+            known = {c.id: c for c in route.transport.known_captures()}
+            if cid not in known:
+                raise
+            owned = self.inventory.owned(known[cid], route.row, stale=True)
+        if not who.can_see(owned.namespace):
+            raise Hidden(f"capture {cid} not found", who.username)
+        return owned, route
 
     def close(self) -> None:
         self._fanout.close()
