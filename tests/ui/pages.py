@@ -16,7 +16,8 @@ def sign_in(page: Page, server: Server, user: str = "admin", password: str | Non
     try:
         expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
     except AssertionError as blank:  # say which of the page's requests never ended
-        raise AssertionError(f"{blank}\nstill open: {open_requests(page)}") from blank
+        raise AssertionError(f"{blank}\nstill open: {open_requests(page)}; errors: "
+                             f"{getattr(page, 'podcap_refused', [])}") from blank
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password", exact=True).fill(password or server.password)
     page.get_by_role("button", name="Sign in").click()
