@@ -44,3 +44,93 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     from tests.pg import new_database
 
     return new_database(request.getfixturevalue("postgres_url"))
+
+
+# ---- both cores: pytest-xdist ---------------------------------------------------------------
+# `make test` runs `pytest -n 2` (the Makefile's PYTEST_ARGS). The unit of work handed to a
+# worker is a module: its tests and its module-scoped fixtures (a server, a container pair) stay
+# in one worker, as without xdist. The modules that enter a machine-wide test bed (BEDS:
+# tests/cri's containerd on the fixed bridge podcap-cri0, tests/cluster's net bed on
+# 10.231.0.0/24, each held under a file lock in /run/lock) are one unit: one worker runs them
+# all, one after another, rather than one worker waiting on the other's lock. Units are handed
+# out in collection order, the longest first (LONGEST_FIRST), so the two workers finish
+# together. (xdist's own `--dist loadgroup` cannot be used: it renames node ids through an
+# attribute pytest 9 no longer reads, and its groups are silently ignored.)
+BEDS = "beds"
+BED_MODULES = ("tests/cluster/test_netbed.py", "tests/cluster/test_nodes.py",
+               "tests/cri/test_cri_capture.py", "tests/cri/test_cri_runtime.py",
+               "tests/faults/test_cri_restart.py", "tests/groups/test_group_cluster.py")
+# Units over a minute in a -n 2 run (2026-12-07: beds 100 s, the image build and its pods 72 s,
+# the main UI 67 s, the benchmarks' smoke run 62 s; the next is 46 s, of 958 s in all).
+LONGEST_FIRST: tuple[str, ...] = (BEDS, "tests/image/test_image.py", "tests/ui/test_ui.py",
+                                  "tests/test_bench_smoke.py")
+
+
+def unit_of(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module, or BEDS."""
+    module = nodeid.split("::")[0]
+    return BEDS if module in BED_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid)
+
+    config.option.loadscopereorder = False  # collection order: see pytest_collection_modifyitems
+    return UnitScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests.cluster import netbed
+    from tests.cri import cri_testbed
+
+    for item in items:  # a module that enters a bed and is not in BED_MODULES would wait on
+        module = vars(item.module) if isinstance(item, pytest.Function) else {}  # the lock
+        uses_bed = item.get_closest_marker("cri") or any(
+            value in (netbed, cri_testbed) for value in module.values())
+        if uses_bed and unit_of(item.nodeid) != BEDS:
+            raise pytest.UsageError(f"{item.nodeid} enters a test bed: add its module to "
+                                    "BED_MODULES in tests/conftest.py")
+    if hasattr(config, "workerinput"):  # every worker sorts its (identical) collection alike
+        def rank(item: pytest.Item) -> int:
+            unit = unit_of(item.nodeid)
+            return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+        items.sort(key=rank)  # stable: a module's own order is kept
+
+
+# A test marked `alone` measures time on the wall clock against a bound (a p99, a median, a
+# ratio of two timings): under xdist it runs while the other worker runs no test (module
+# fixtures of the other worker, such as a container pair's 5 requests a second, go on). Every
+# other test holds the run's lock shared; an `alone` test holds it exclusively. A turnstile
+# taken first by both kinds keeps an `alone` test from waiting for ever behind a stream of
+# shared holders.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    if not hasattr(item.config, "workerinput"):
+        return (yield)
+    import fcntl
+
+    turnstile, lock = _run_locks(item.config)
+    mode = fcntl.LOCK_EX if item.get_closest_marker("alone") else fcntl.LOCK_SH
+    fcntl.flock(turnstile, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(lock, mode)
+    finally:
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+    try:
+        return (yield)
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _run_locks(config: pytest.Config) -> tuple[object, object]:
+    """The run's two lock files, in the base temp dir its workers share (opened once)."""
+    if not hasattr(config, "_podcap_run_locks"):
+        shared = config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+        config._podcap_run_locks = tuple(  # type: ignore[attr-defined]
+            open(shared / name, "a") for name in ("alone-turnstile.lock", "alone.lock"))
+    return config._podcap_run_locks  # type: ignore[attr-defined]

@@ -5,7 +5,9 @@ Shared by every test folder. Everything started here is ended here, by PID or by
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import secrets
 import signal
 import socket
@@ -29,10 +31,40 @@ ARTIFACTS = ROOT / "test-artifacts"
 T = TypeVar("T")
 
 
+# Ports for servers under test. A port the kernel picks for bind(("", 0)) comes from the
+# ephemeral range (32768-60999), where every outgoing connection and every other test process
+# also takes its ports: between free_port() and the server's own bind, another pytest-xdist
+# worker, or a client's connect(), could be given the same one. So each process hands out ports
+# from a block of its own below that range: one block per xdist worker (PYTEST_XDIST_WORKER
+# gw0, gw1, ...) and one for a run without workers, starting at a random offset (two suites at
+# once on one machine rarely meet), each checked free on every address, none handed out twice
+# until the block wraps.
+PORT_FIRST, PORT_BLOCK, PORT_BLOCKS = 20000, 1500, 8  # 20000-31999, below 32768
+
+
+def _port_block() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    index = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
+    first = PORT_FIRST + (index % PORT_BLOCKS) * PORT_BLOCK
+    return range(first, first + PORT_BLOCK)
+
+
+_port_counter = itertools.count(random.randrange(PORT_BLOCK))
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port no socket is bound to, on any address, and not handed out before by this
+    process (until its block of 1,500 wraps)."""
+    block = _port_block()
+    for _ in range(PORT_BLOCK):
+        port = block[next(_port_counter) % PORT_BLOCK]
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {block.start}-{block.stop - 1}")
 
 
 def unique(prefix: str) -> str:

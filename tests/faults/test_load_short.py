@@ -9,10 +9,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from bench.load import QUOTAS_OFF, LoadConfig, busy_containers, run_load
 from tests.support import docker_client, remove_container, running_server
 
 
+@pytest.mark.alone  # its API p99 bound is the machine's: seen at 102 ms beside another worker
 def test_short_load(tmp_path: Path) -> None:
     cfg = LoadConfig.short()
     boxes: list = []

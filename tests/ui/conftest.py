@@ -37,6 +37,15 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened: set = set()  # for pages.open_requests: what a blank page still waits for
+    pg.podcap_open_requests = opened  # type: ignore[attr-defined]
+    pg.on("request", lambda r: opened.add(r))
+    pg.on("requestfinished", lambda r: opened.discard(r))
+    pg.on("requestfailed", lambda r: opened.discard(r))
+    refused: list[str] = []  # a module answered with an error status stops the app silently
+    pg.podcap_refused = refused  # type: ignore[attr-defined]
+    pg.on("response", lambda r: r.status >= 400 and refused.append(f"{r.status} {r.url}"))
+    pg.on("console", lambda m: m.type == "error" and refused.append(f"console: {m.text}"))
     yield pg
     ARTIFACTS.mkdir(exist_ok=True)
     name = re.sub(r"[^\w.-]+", "_", request.node.name)

@@ -13,8 +13,18 @@ def sign_in(page: Page, server: Server, user: str = "admin", password: str | Non
     page.goto(server.url + "/")
     # the form shows once the app's modules loaded and its first request answered: on a
     # loaded CI machine that has taken over the 10 s default (a blank page, once in 4 runs)
-    expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
+    try:
+        expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
+    except AssertionError as blank:  # say which of the page's requests never ended
+        raise AssertionError(f"{blank}\nstill open: {open_requests(page)}; errors: "
+                             f"{getattr(page, 'podcap_refused', [])}") from blank
     page.get_by_label("Username").fill(user)
     page.get_by_label("Password", exact=True).fill(password or server.password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
+
+
+def open_requests(page: Page) -> list[str]:
+    """The page's requests that neither finished nor failed (recorded by the ``page``
+    fixture, tests/ui/conftest.py)."""
+    return sorted(r.url for r in getattr(page, "podcap_open_requests", set()))
