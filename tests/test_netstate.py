@@ -15,6 +15,7 @@ import pytest
 from docker.models.containers import Container
 
 from podcap.agent import netstate
+from podcap.controller.netstate_note import as_text
 from tests.support import PODCAP, Server, container_ip, remove_container, run_container, unique
 
 PORT = 48123  # the container listens here; the host does not
@@ -83,7 +84,7 @@ def test_snapshot_is_the_containers_namespace(server: Server, listener: Containe
         doc = _netstate(server, cid)  # right after the start: waits for the snapshot
         _check_is_the_containers(doc, listener, host_socket)
         assert (server.data_dir / "captures" / cid / netstate.FILE).is_file()
-        text = netstate.as_text(doc)
+        text = as_text(doc)
         assert container_ip(listener) in text and f":{PORT}" in text
     finally:
         with server.client() as c:
@@ -185,7 +186,7 @@ def test_text_rendering_is_short_and_says_what_is_left_out() -> None:
            "routes": [{"dst": "default", "gateway": "172.17.0.1", "dev": "eth0"}],
            "neighbours": [],
            "sockets": netstate.sockets(SS * 30), "truncated": {"sockets": 5}, "errors": ["x"]}
-    text = netstate.as_text(doc, max_rows=10)
+    text = as_text(doc, max_rows=10)
     assert "eth0 UP 02:42:ac:11:00:02 172.17.0.2/16" in text
     assert "default via 172.17.0.1 dev eth0" in text
     assert "Neighbours: none" in text

@@ -2,7 +2,7 @@
 downloads carry it on the capture's interface, so Wireshark shows the addresses, routes,
 neighbours and sockets of the container beside its packets.
 
-The snapshot is the agent's document (agent/netstate.py takes it); how it reads as text for
+The snapshot is the agent's document (agent/netstate/ takes it); how it reads as text for
 people is decided here, on the controller, which is the only place that writes it as text.
 """
 
