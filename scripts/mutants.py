@@ -71,7 +71,8 @@ TARGETS: tuple[Target, ...] = (
            keyword="not postgresql"),
     Target("controller/resolver.py", ("tests/security/test_resolver.py::test_the_rule",
                                       "tests/security/test_resolver.py::"
-                                      "test_a_full_id_is_exact_whatever_its_shape")),
+                                      "test_a_full_id_is_exact_whatever_its_shape",
+                                      "tests/test_resolver_unit.py")),
     Target("controller/selector.py", ("tests/groups/test_selector.py",)),
     Target("limits.py", ("tests/test_limits.py",)),
     Target("api/ranges.py", ("tests/test_ranges_unit.py",)),
