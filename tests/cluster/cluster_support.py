@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from podcap.runtime.base import processes
 from tests.support import PODCAP, Server, free_port, stop_process, wait_for
 
 Launcher = Callable[[list[str], Path], subprocess.Popen]
@@ -32,20 +33,14 @@ def local_launch(argv: list[str], log: Path) -> subprocess.Popen:
 def sweep_orphans() -> list[int]:
     """SIGKILL the processes of test runs that are gone; the pids it ended."""
     ended = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, env in processes("environ"):
         owner = next((v.split(b"=", 1)[1] for v in env if v.startswith(OWNER.encode() + b"=")),
                      None)
         if owner is None or not owner.isdigit() or Path(f"/proc/{int(owner)}").exists():
             continue
         try:
-            os.kill(int(entry.name), signal.SIGKILL)
-            ended.append(int(entry.name))
+            os.kill(pid, signal.SIGKILL)
+            ended.append(pid)
         except ProcessLookupError:
             pass
     return ended

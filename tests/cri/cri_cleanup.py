@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from podcap.runtime.base import processes
+
 log = logging.getLogger("podcap.tests.cri")
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -28,17 +30,7 @@ _MNT_DETACH = 2
 
 def pids_with_arg(arg: str) -> list[int]:
     """PIDs whose argv contains ``arg`` exactly (e.g. our containerd socket for its shims)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if arg.encode() in argv:
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, argv in processes() if arg.encode() in argv]
 
 
 def kill_pids(pids: list[int], what: str) -> None:

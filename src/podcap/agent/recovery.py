@@ -16,7 +16,7 @@ from podcap.agent.table import CaptureTable, Proc
 from podcap.capture.signals import terminate
 from podcap.logs import capture_fields
 from podcap.model import Status
-from podcap.runtime.base import proc_start_time, process_alive
+from podcap.runtime.base import proc_start_time, process_alive, processes
 
 log = logging.getLogger("podcap.agent")
 
@@ -54,13 +54,7 @@ def find_tcpdumps(captures_root: Path) -> dict[str, tuple[int, int | None]]:
     """{capture id: (pid, start time)} of live tcpdump processes writing under the root."""
     found: dict[str, tuple[int, int | None]] = {}
     prefix = str(captures_root) + "/"
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid, argv in processes():
         if not argv or not argv[0].endswith(b"tcpdump") or b"-w" not in argv:
             continue
         at = argv.index(b"-w") + 1
@@ -68,7 +62,6 @@ def find_tcpdumps(captures_root: Path) -> dict[str, tuple[int, int | None]]:
         if not out.startswith(prefix):
             continue
         cid = out[len(prefix):].split("/", 1)[0]
-        pid = int(entry.name)
         start = proc_start_time(pid)
         if process_alive(pid, start):
             found[cid] = (pid, start)

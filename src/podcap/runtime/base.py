@@ -7,6 +7,8 @@ capture is allowed — the agent does that in one place (``podcap.agent.workload
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Protocol
 
 from podcap.model import Workload
@@ -69,3 +71,15 @@ def netns_inode(pid: int) -> int | None:
         return os.stat(f"/proc/{pid}/ns/net").st_ino
     except OSError:
         return None
+
+
+def processes(field: str = "cmdline") -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, /proc/<pid>/<field> split at NULs) of every process that can be read now: its
+    argv by default, or its ``environ``. Processes that end meanwhile are left out."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            yield int(entry.name), (entry / field).read_bytes().split(b"\0")
+        except OSError:
+            continue
