@@ -1,5 +1,7 @@
 """The ring merge on files we write ourselves: order after wrap, one header, live truncation,
-NeuVector's limit rule."""
+NeuVector's limit rule; the ring's arithmetic (skipped files, merged size, files begun after a
+time); and pcap/format.py's headers, records, whole ends and stream reader (make mutants runs
+this file against both modules)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import struct
 from pathlib import Path
 
 import dpkt
+import pytest
 
 from podcap.pcap import format, ring
 
@@ -251,3 +254,153 @@ def test_a_live_offset_sends_no_empty_chunk(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(pcap_header() + record(1, 0, b"abc"))
     chunks = list(ring.merged([tmp_path / "a"], live=True, offset=24))
     assert chunks == [record(1, 0, b"abc")]
+
+
+# ---- the ring's arithmetic for a follower and a download's size ----------------------------
+
+def test_skipped_counts_the_files_between_in_round_robin() -> None:
+    def at(n: int | None) -> Path:
+        return Path(PREFIX if n is None else f"{PREFIX}{n}")
+
+    assert ring.skipped(at(1), at(2), 5) == 0
+    assert ring.skipped(at(1), at(4), 5) == 2
+    assert ring.skipped(at(3), at(1), 5) == 2  # wrapped: 4 and 0 were never seen
+    assert ring.skipped(at(4), at(0), 5) == 0
+    assert ring.skipped(at(2), at(2), 5) == 4  # a whole round
+    assert ring.skipped(at(None), at(3), 10) == 2  # a bare name is index 0
+
+
+def test_merged_size_is_what_merged_sends(tmp_path: Path) -> None:
+    for n, stamps in enumerate(([1.0, 2.0], [3.0], [4.0, 5.0, 6.0])):
+        write_pcap(tmp_path / f"{PREFIX}{n}", stamps, size=50)
+    paths = ring.ring_files(tmp_path, PREFIX)
+    for count in (1, 2, 3):
+        files = paths[:count]
+        assert ring.merged_size(ring.total_bytes(files), count) == len(
+            b"".join(ring.merged(files))), count
+    assert ring.merged_size(1000, 1) == 1000
+    assert ring.merged_size(1000, 3) == 1000 - 2 * 24
+    assert ring.merged_size(1000, 0) == 1000  # no file: nothing to take off
+    assert ring.merged_size(30, 3) == 0  # never negative
+
+
+def test_begun_after_goes_by_first_records(tmp_path: Path) -> None:
+    """Files whose first record is later than ``after`` (equal: not after), oldest first, the
+    file without a record last; ``exclude`` left out; ``after`` None: every file."""
+    write_pcap(tmp_path / f"{PREFIX}2", [10.0, 11.0])
+    write_pcap(tmp_path / f"{PREFIX}0", [20.0])
+    write_pcap(tmp_path / f"{PREFIX}1", [30.0])
+    write_pcap(tmp_path / f"{PREFIX}3", [])
+
+    def names(after: float | None, exclude: str | None = None) -> list[str]:
+        left_out = tmp_path / f"{PREFIX}{exclude}" if exclude is not None else None
+        return [p.name[len(PREFIX):] for p in ring.begun_after(tmp_path, PREFIX, after,
+                                                               left_out)]
+
+    assert names(None) == ["2", "0", "1", "3"]
+    assert names(9.999) == ["2", "0", "1", "3"]
+    assert names(10.0) == ["0", "1", "3"]
+    assert names(20.0) == ["1", "3"]
+    assert names(30.0) == ["3"]
+    assert names(20.0, exclude="3") == ["1"]
+    assert names(None, exclude="0") == ["2", "1", "3"]
+
+
+def test_first_header_skips_a_file_that_cannot_be_opened(tmp_path: Path) -> None:
+    (tmp_path / "short").write_bytes(pcap_header()[:20])
+    (tmp_path / "good").write_bytes(pcap_header() + record(1, 0, b"abc"))
+    paths = [tmp_path / "gone", tmp_path / "short", tmp_path / "good"]
+    assert ring.first_header(paths) == pcap_header()
+    assert ring.first_header(paths[:2]) is None
+
+
+# ---- pcap/format.py: headers, records, whole ends, the stream reader ------------------------
+
+def test_is_pcap_and_parse_header_know_the_four_magics() -> None:
+    for magic, (order, unit) in format.MAGIC.items():
+        head = magic + struct.pack(order + "HHiIII", 2, 4, 0, 0, 65535, 0x0123_0071) + b"rest"
+        assert format.is_pcap(head) and format.is_pcap(magic)
+        parsed = format.parse_header(head)
+        assert parsed == format.Header(order, unit == 1e-9, 65535, 0x71, head[:24]), magic
+        assert format.parse_header(head[:23]) is None
+    assert not format.is_pcap(b"\xd4\xc3\xb2") and not format.is_pcap(b"\x0a\x0d\x0d\x0a")
+    assert format.parse_header(b"\x0a\x0d\x0d\x0a" + b"\x00" * 20) is None
+    assert format.parse_header(format.global_header(1, 96)) == format.Header(
+        "<", False, 96, 1, format.global_header(1, 96))
+
+
+def test_record_keeps_a_wire_length_apart_from_the_bytes() -> None:
+    assert format.record(1, 2, b"abc", orig_len=1500) == struct.pack("<IIII", 1, 2, 3,
+                                                                     1500) + b"abc"
+    assert format.record(1, 2, b"abc", endian=">") == struct.pack(">IIII", 1, 2, 3, 3) + b"abc"
+
+
+def test_whole_end_and_last_record_from_an_offset() -> None:
+    one = format.record(5, 6, b"a" * 10, orig_len=900)
+    two = format.record(7, 8, b"b" * 20, orig_len=70)
+    cut = format.record(9, 0, b"c" * 30)[:40]
+    data = b"\xff" * 3 + one + two + cut
+    assert format.last_record(data, "<", 3) == (3 + len(one), 7, 8, 20, 70)
+    assert format.whole_end(data, "<", 3) == 3 + len(one) + len(two)
+    assert format.whole_end(b"\xff" * 3 + cut, "<", 3) == 3
+    assert format.last_record(one + two + cut, "<") == (len(one), 7, 8, 20, 70)
+    assert format.whole_end(one + two, "<") == len(one + two)
+    assert format.last_record(cut, "<") is None
+
+
+def test_file_whole_end_reads_in_chunks(tmp_path: Path) -> None:
+    records = [format.record(n, 0, bytes([n]) * (n * 7 % 23)) for n in range(1, 9)]
+    body = format.global_header() + b"".join(records)
+    path = tmp_path / "f"
+    path.write_bytes(body + format.record(99, 0, b"z" * 40)[:30])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for chunk in (1, 5, 16, 17, 1 << 20):
+            assert format.file_whole_end(fd, "<", chunk) == len(body), chunk
+    finally:
+        os.close(fd)
+
+
+def test_take_copies_whole_records_and_keeps_a_cut_one() -> None:
+    us = format.parse_header(format.global_header())
+    ns = format.parse_header(struct.pack(">IHHiIII", format.MAGIC_NS, 2, 4, 0, 0, 9, 1))
+    assert us is not None and ns is not None
+    cut = format.record(3, 0, b"c" * 9)[:20]
+    buf = bytearray(format.record(1, 250_000, b"ab", orig_len=60)
+                    + format.record(2, 7, b"xyz") + cut)
+    assert list(format.take(buf, us)) == [
+        format.Record(1_250_000_000, b"ab", 60), format.Record(2_000_007_000, b"xyz", 3)]
+    assert buf == cut
+    assert list(format.take(buf, us)) == [] and buf == cut  # nothing whole: nothing deleted
+    big = bytearray(format.record(4, 999_999_999, b"q", endian=">"))
+    assert list(format.take(big, ns)) == [format.Record(4_999_999_999, b"q", 1)] and big == b""
+
+
+def test_read_pcap_takes_chunks_of_any_size() -> None:
+    records = [format.record(10 + n, n * 1000, bytes([n]) * n, orig_len=n + 100)
+               for n in range(1, 6)]
+    stream = format.global_header(1, 128) + b"".join(records)
+    expected = [format.Record((10 + n) * 1_000_000_000 + n * 1_000_000, bytes([n]) * n,
+                              n + 100) for n in range(1, 6)]
+    for size in (1, 7, 24, 25, len(stream)):
+        chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+        header, found = format.read_pcap(chunks)
+        assert (header.linktype, header.snaplen, header.raw) == (1, 128, stream[:24]), size
+        assert list(found) == expected, size
+    header, found = format.read_pcap([stream + format.record(99, 0, b"zz")[:17]])
+    assert list(found) == expected  # a cut last record ends the records quietly
+    header, found = format.read_pcap([stream[:24]])  # a header alone: a pcap of no records
+    assert header.raw == stream[:24] and list(found) == []
+    nanos = struct.pack(">IHHiIII", format.MAGIC_NS, 2, 4, 0, 0, 9, 101)
+    header, found = format.read_pcap([nanos, format.record(1, 5, b"v", endian=">")])
+    assert (header.endian, header.ns, header.linktype) == (">", True, 101)
+    assert list(found) == [format.Record(1_000_000_005, b"v", 1)]
+
+
+def test_read_pcap_refuses_a_short_stream_and_a_foreign_one() -> None:
+    with pytest.raises(format.PcapFormatError) as caught:
+        format.read_pcap([format.global_header()[:10], format.global_header()[10:23]])
+    assert str(caught.value) == "stream ended before the 24-byte pcap header"
+    with pytest.raises(format.PcapFormatError) as caught:
+        format.read_pcap([b"\x0a\x0d\x0d\x0a" + b"\x00" * 30])
+    assert str(caught.value) == "not a pcap file (magic 0a0d0d0a)"
