@@ -158,3 +158,4 @@ def test_not_satisfiable_names_the_size() -> None:
     assert body["message"] == ("the range asked starts at or past the end of the pcap (976 "
                                "bytes); ask for bytes=0- or drop the Range header")
     assert body["error"] == "Range not satisfiable" and body["code"] == 6
+    assert body["kind"] == "InvalidArgument"  # what the CLI maps to its exit code

@@ -450,8 +450,10 @@ def test_a_login_name_with_a_space_is_nobodys_and_case_is_kept(throttle: Throttl
     is not bob's (it once made the admin page show bob locked, and bob's unlock delete it);
     and SQLite's LIKE ignores case, so unlocking ``bob`` once cleared ``Bob`` too."""
     fail(throttle, 20, user="bob x", source="10.0.0.9")
+    fail(throttle, 4, user="bob ", source="10.0.0.9")  # a trailing space: not bob either
     fail(throttle, 3, user="Bob", source="10.0.0.1")
     fail(throttle, 2, user="bob", source="10.0.0.1")
     assert throttle.user_states(["bob", "Bob"]) == {"bob": (False, 2), "Bob": (False, 3)}
     assert throttle.clear_user("bob") == 1
-    assert throttle.user_states(["Bob", "bob x"]) == {"Bob": (False, 3), "bob x": (True, 20)}
+    assert throttle.user_states(["Bob", "bob x", "bob "]) == {
+        "Bob": (False, 3), "bob x": (True, 20), "bob ": (False, 4)}
