@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -98,7 +99,10 @@ def ranged_get(svc: CaptureService, cid: str, first: int) -> tuple[int, dict[str
                                     headers={"Range": f"bytes={first}-",
                                              "Authorization": "Bearer t"})
 
-    r = asyncio.run(get())
+    # in a thread of its own: asyncio.run() in this one fails in a worker whose main thread
+    # already runs an event loop (Playwright's, after a UI test)
+    with ThreadPoolExecutor(1) as one:
+        r = one.submit(asyncio.run, get()).result()
     return r.status_code, dict(r.headers), r.content
 
 
