@@ -298,9 +298,10 @@ class Unusable(Exception):
 
 
 def skip_for(lack: Unusable) -> NoReturn:
-    """Skip because this machine lacks what a test bed needs."""
+    """The suite's one skip: this machine lacks what a test bed needs (root, a kernel
+    feature), a fact outside the project that ``lack`` names; never a missing install step."""
     import pytest
-    pytest.skip(f"{lack} (the machine, not the project)")
+    pytest.skip(f"this machine cannot host the test bed, a reason outside the project: {lack}")
 
 
 @contextmanager
