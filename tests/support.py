@@ -42,7 +42,8 @@ T = TypeVar("T")
 PORT_FIRST, PORT_BLOCK, PORT_BLOCKS = 20000, 1500, 8  # 20000-31999, below 32768
 
 
-def _port_block() -> range:
+def port_block() -> range:
+    """This process's ports: free_port hands out only these."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     index = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
     first = PORT_FIRST + (index % PORT_BLOCKS) * PORT_BLOCK
@@ -55,7 +56,7 @@ _port_counter = itertools.count(random.randrange(PORT_BLOCK))
 def free_port() -> int:
     """A TCP port no socket is bound to, on any address, and not handed out before by this
     process (until its block of 1,500 wraps)."""
-    block = _port_block()
+    block = port_block()
     for _ in range(PORT_BLOCK):
         port = block[next(_port_counter) % PORT_BLOCK]
         with socket.socket() as s:
