@@ -148,10 +148,10 @@ def _total(response: httpx.Response, expected: object, limit: int | None,
     """The whole pcap's size: Content-Range's total on a resume, Content-Length when sent,
     else the size on disk (the merged pcap is at most that)."""
     whole = response.headers.get("content-range", "").rpartition("/")[2]
-    if response.status_code == 206 and whole.isdigit():
+    if response.status_code == 206 and whole.isdecimal():
         return int(whole)
     header = response.headers.get("content-length")
-    if header and header.isdigit():
+    if header and header.isdecimal():
         return int(header) + have
     if isinstance(expected, int) and expected > 0:
         return min(expected, limit) if limit else expected
