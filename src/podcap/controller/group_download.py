@@ -14,13 +14,16 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from podcap import __version__
+from podcap.controller import names
 from podcap.controller.group_members import Group, Member
 from podcap.controller.group_pcapng import Followed, Section, Source, merged
+from podcap.controller.inventory import OwnedCapture
 from podcap.controller.netstate_note import netstate_note
 from podcap.controller.principal import Principal
 from podcap.errors import InvalidArgument, NotFound, PodcapError
 from podcap.model import Status
 from podcap.pcap.format import DEFAULT_SNAPLEN
+from podcap.pcap.names import Namer
 from podcap.streams import PcapRequest, PcapStream
 
 if TYPE_CHECKING:
@@ -60,7 +63,10 @@ def pcapng(groups: GroupService, who: Principal, gid: str, follow: bool = False,
     who.require_download()
     if from_now and not follow:
         raise InvalidArgument("from=now applies to follow=true only")
-    section = Section(_section_comments(group), group.spec.snaplen or DEFAULT_SNAPLEN)
+    held: dict[str, OwnedCapture] = {}  # the members' captures opened so far: named by record
+
+    section = Section(_section_comments(group), group.spec.snaplen or DEFAULT_SNAPLEN,
+                      Namer(names.lookup(groups.service, who, held.values)))
     seen: set[str] = set()
 
     def open_new(current: Group, request: PcapRequest) -> list[tuple[Source, PcapStream]]:
@@ -80,6 +86,7 @@ def pcapng(groups: GroupService, who: Principal, gid: str, follow: bool = False,
                     section.comments.append(f"missing: {m.if_name}: {exc.message}")
                     continue
                 opened.append((_source(groups, who, group, m), stream))
+                held[m.row.capture_id] = m.capture
         except BaseException:
             for _, stream in opened:
                 stream.close()

@@ -1,0 +1,83 @@
+"""What each workload address is called in the pcapng files podcap writes: the controller's view
+of every node (``CaptureService.workloads``, as the caller may see it) turned into
+``pcap/names.Name`` entries for a writer's ``Namer``.
+
+- A pod's address is ``pod.namespace`` (what a Kubernetes user types: one pod, every container
+  in it); a plain Docker container's is its name.
+- Only running workloads with an address of their own: a stopped one holds none, and a
+  host-network workload reports the node's address, which is not its alone.
+- An address two workloads claim under different names is left unnamed (never a name that was
+  not true).
+- A name is true from the workload's creation (``Name.since_ns``); the earliest of the
+  workloads sharing the name (a pod's sandbox and containers) counts.
+- The captures the file holds name their own workloads for their span (start to stop, from
+  their records): a pod that is gone by the time of the download is still named in it.
+- The listing is the caller's: a file never names a workload its reader may not see.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from podcap.errors import PodcapError
+from podcap.model import Workload
+from podcap.pcap.names import Name
+
+if TYPE_CHECKING:
+    from podcap.controller.inventory import OwnedCapture
+    from podcap.controller.principal import Principal
+    from podcap.controller.service import CaptureService
+
+
+def label(w: Workload) -> str:
+    """The name of a workload's address."""
+    if w.pod_name and w.namespace:
+        return f"{w.pod_name}.{w.namespace}"
+    return w.name
+
+
+def names(workloads: list[Workload]) -> list[Name]:
+    """The entries for these workloads, by the rules above."""
+    found: dict[str, tuple[str, float]] = {}  # address -> (name, since)
+    clashes: set[str] = set()
+    for w in workloads:
+        if not w.running or w.host_network:
+            continue
+        text = label(w)
+        for ip in w.ips:
+            have = found.get(ip)
+            if have is None:
+                found[ip] = (text, w.created)
+            elif have[0] != text:
+                clashes.add(ip)
+            else:
+                found[ip] = (text, min(have[1], w.created))
+    return [Name(ip, text, int(since * 1e9)) for ip, (text, since) in found.items()
+            if ip not in clashes]
+
+
+def captured(owned: OwnedCapture) -> list[Name]:
+    """A capture's own workload, named for the span of the capture (its record: true by
+    construction, since a capture ends when its container does)."""
+    c = owned.capture
+    w = dataclasses.replace(c.workload, namespace=owned.namespace)
+    until = None if c.stop_time is None else int(c.stop_time * 1e9)
+    return [Name(ip, label(w), int(c.start_time * 1e9), until) for ip in w.ips]
+
+
+def lookup(service: CaptureService, who: Principal,
+           captures: Callable[[], Iterable[OwnedCapture]] = lambda: ()
+           ) -> Callable[[], list[Name]]:
+    """A ``Namer``'s lookup: every node's workloads now, as ``who`` may see them, and the
+    file's own ``captures``. A failed listing names only those (the file is still written;
+    the next asking may do better)."""
+    def ask() -> list[Name]:
+        own = [n for owned in captures() for n in captured(owned)]
+        try:
+            listing = service.workloads(who)
+        except PodcapError:
+            return own
+        return own + names([p.workload for p in listing.items])
+    return ask
