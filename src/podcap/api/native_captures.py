@@ -104,7 +104,7 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     name = render.download_name(owned)
     if fmt == "pcapng":  # names, directions, identity: api/live.py
         return live.response(owned, pcap, fmt, name, netstate_note(svc, who, cid),
-                             Namer(names.lookup(svc, who, lambda: [owned])), request.follow)
+                             Namer(names.lookup(svc, who)), request.follow)
     if request.follow:
         return live.response(owned, pcap, fmt, name)
     return streaming.send(pcap, pcap.close, media_type=streaming.PCAP, filename=name,

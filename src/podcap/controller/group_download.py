@@ -17,7 +17,6 @@ from podcap import __version__
 from podcap.controller import names
 from podcap.controller.group_members import Group, Member
 from podcap.controller.group_pcapng import Followed, Section, Source, merged
-from podcap.controller.inventory import OwnedCapture
 from podcap.controller.netstate_note import netstate_note
 from podcap.controller.principal import Principal
 from podcap.errors import InvalidArgument, NotFound, PodcapError
@@ -63,10 +62,8 @@ def pcapng(groups: GroupService, who: Principal, gid: str, follow: bool = False,
     who.require_download()
     if from_now and not follow:
         raise InvalidArgument("from=now applies to follow=true only")
-    held: dict[str, OwnedCapture] = {}  # the members' captures opened so far: named by record
-
     section = Section(_section_comments(group), group.spec.snaplen or DEFAULT_SNAPLEN,
-                      Namer(names.lookup(groups.service, who, held.values)))
+                      Namer(names.lookup(groups.service, who)))
     seen: set[str] = set()
 
     def open_new(current: Group, request: PcapRequest) -> list[tuple[Source, PcapStream]]:
@@ -86,7 +83,6 @@ def pcapng(groups: GroupService, who: Principal, gid: str, follow: bool = False,
                     section.comments.append(f"missing: {m.if_name}: {exc.message}")
                     continue
                 opened.append((_source(groups, who, group, m), stream))
-                held[m.row.capture_id] = m.capture
         except BaseException:
             for _, stream in opened:
                 stream.close()

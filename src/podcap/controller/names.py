@@ -10,15 +10,15 @@ of every node (``CaptureService.workloads``, as the caller may see it) turned in
   not true).
 - A name is true from the workload's creation (``Name.since_ns``); the earliest of the
   workloads sharing the name (a pod's sandbox and containers) counts.
-- The captures the file holds name their own workloads for their span (start to stop, from
-  their records): a pod that is gone by the time of the download is still named in it.
+- Every capture names its own workload for its span (start to stop, from its record): a pod
+  that is gone by the time of the download is still named if it was captured.
 - The listing is the caller's: a file never names a workload its reader may not see.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from podcap.errors import PodcapError
@@ -67,17 +67,17 @@ def captured(owned: OwnedCapture) -> list[Name]:
     return [Name(ip, label(w), int(c.start_time * 1e9), until) for ip in w.ips]
 
 
-def lookup(service: CaptureService, who: Principal,
-           captures: Callable[[], Iterable[OwnedCapture]] = lambda: ()
-           ) -> Callable[[], list[Name]]:
-    """A ``Namer``'s lookup: every node's workloads now, as ``who`` may see them, and the
-    file's own ``captures``. A failed listing names only those (the file is still written;
-    the next asking may do better)."""
+def lookup(service: CaptureService, who: Principal) -> Callable[[], list[Name]]:
+    """A ``Namer``'s lookup: every node's workloads now and every capture's workload for its
+    span (the only history podcap keeps: a pod gone by the time of the download is named if
+    it was captured), as ``who`` may see them. A failed listing names nothing from it (the
+    file is still written; the next asking may do better)."""
     def ask() -> list[Name]:
-        own = [n for owned in captures() for n in captured(owned)]
+        found: list[Name] = []
         try:
-            listing = service.workloads(who)
+            found += [n for owned in service.captures(who).items for n in captured(owned)]
+            found += names([p.workload for p in service.workloads(who).items])
         except PodcapError:
-            return own
-        return own + names([p.workload for p in listing.items])
+            pass
+        return found
     return ask
