@@ -255,3 +255,18 @@ def test_v1_interfaces_are_the_namespace_addresses(wserver: Server) -> None:
     finally:
         for m in made:
             remove_container(m)
+
+
+def test_cli_get_pcapng(scene: Scene, wserver: Server, tmp_path: Path) -> None:
+    import os
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PODCAP_", "XDG_"))}
+    env["HOME"] = str(tmp_path)
+    done = subprocess.run([PODCAP, "login", "--server", wserver.url, "-u", "admin",
+                           "--password-stdin"], input=wserver.password + "\n", text=True,
+                          capture_output=True, env=env, timeout=30)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([PODCAP, "capture", "get", scene.captures["a"], "--pcapng", "-o",
+                           str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [saved] = tmp_path.glob("*.pcapng")
+    assert saved.read_bytes() == scene.single.read_bytes()
