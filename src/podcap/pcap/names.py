@@ -63,7 +63,11 @@ def addresses(data: bytes) -> Iterator[bytes]:
 
 class Namer:
     """Feeds one pcapng writer: ``before(ts, data)`` is the NRB to write before that packet
-    (b"" mostly). Not thread-safe: one writer, one namer."""
+    (b"" mostly). Not thread-safe: one writer, one namer.
+
+    Per packet it costs two dict look-ups: each address keeps the span of packet times over
+    which its answer cannot change (``_settled``: until a name's start or end, or the next
+    periodic asking); only a packet outside it is thought about again."""
 
     def __init__(self, lookup: Callable[[], Iterable[Name]] | None,
                  refresh_s: float = limits.NAMES_REFRESH_S,
@@ -74,13 +78,25 @@ class Namer:
         self._known: dict[bytes, list[Name]] = {}  # the last answer, by packed address
         self._written: dict[bytes, str] = {}
         self._asked_ns: int | None = None  # when the last answer was asked for
-        self._vain: set[bytes] = set()  # asked for after a packet carried it: no workload's
+        self._vain: set[bytes] = set()  # looked for after a packet carried it: no workload's
+        self._settled: dict[bytes, tuple[int, int]] = {}  # address -> (from, to) packet times
 
     def before(self, ts_ns: int, data: bytes) -> bytes:
         if self._lookup is None:
             return b""
+        kind = data[:2]
+        if kind == _IPV4 and len(data) >= _H + 20:
+            ends = (data[_H + 12:_H + 16], data[_H + 16:_H + 20])
+        elif kind == _IPV6 and len(data) >= _H + 40:
+            ends = (data[_H + 8:_H + 24], data[_H + 24:_H + 40])
+        else:
+            return b""
         out: list[Name] = []
-        for packed in addresses(data):
+        settled = self._settled
+        for packed in ends:
+            span = settled.get(packed)
+            if span is not None and span[0] <= ts_ns <= span[1]:
+                continue
             name = self._name(packed, ts_ns)
             if name is not None and self._written.get(packed) != name.name:
                 self._written[packed] = name.name
@@ -94,12 +110,17 @@ class Namer:
         if asked is None or (ts_ns > asked and (
                 new or self._clock() - asked >= self._refresh_ns)):
             self._refresh()
-        known = self._known.get(packed)
-        if known is None and ts_ns <= (self._asked_ns or 0):
+            asked = self._asked_ns
+        assert asked is not None
+        known = self._known.get(packed, [])
+        if not known:  # the answer was asked for after this packet came: nobody's address
             if len(self._vain) >= _VAIN_MAX:
                 self._vain.clear()  # memory stays bounded; these are asked about once more
             self._vain.add(packed)
-        true = [n for n in known or () if n.true_at(ts_ns)]
+        edges = [e for n in known for e in (n.since_ns - 1, n.until_ns)
+                 if e is not None and e >= ts_ns]
+        self._settled[packed] = (ts_ns, min([asked + self._refresh_ns, *edges]))
+        true = [n for n in known if n.true_at(ts_ns)]
         return max(true, key=lambda n: n.since_ns) if true else None
 
     def _refresh(self) -> None:
@@ -109,3 +130,6 @@ class Namer:
         for n in self._lookup():
             known.setdefault(ipaddress.ip_address(n.address).packed, []).append(n)
         self._known = known
+        self._settled.clear()
+        if len(self._written) >= _VAIN_MAX:
+            self._written.clear()  # bounded too: a name may then be written once more

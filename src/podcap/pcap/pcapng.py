@@ -45,6 +45,8 @@ OUTBOUND = 2
 _SLL2_TYPE_FLAGS = {0: INBOUND | 1 << 2, 1: INBOUND | 3 << 2, 2: INBOUND | 2 << 2,
                     3: INBOUND | 4 << 2, 4: OUTBOUND}
 SLL2_HEADER = 20
+_FLAG_OPTIONS = {flags: struct.pack("<HHIHH", EPB_FLAGS, 4, flags, OPT_END, 0)
+                 for flags in _SLL2_TYPE_FLAGS.values()}
 
 TSRESOL_NS = 9  # if_tsresol value: 10^-9 s; every IDB this module writes uses it
 
@@ -104,10 +106,14 @@ def interface(linktype: int, snaplen: int, name: str = "", description: str = ""
 def packet(interface_id: int, ts_ns: int, data: bytes, orig_len: int | None = None,
            flags: int | None = None, comments: Iterable[str] = ()) -> bytes:
     """One Enhanced Packet Block; ``flags`` bits 0-1: 1 inbound, 2 outbound."""
-    items = [(OPT_COMMENT, c.encode()) for c in comments]
-    if flags is not None:
-        items.append((EPB_FLAGS, struct.pack("<I", flags)))
-    opts = options(items)
+    if comments:
+        items = [(OPT_COMMENT, c.encode()) for c in comments]
+        if flags is not None:
+            items.append((EPB_FLAGS, struct.pack("<I", flags)))
+        opts = options(items)
+    else:  # the common case, at line rate: the flags option made once per value
+        opts = b"" if flags is None else _FLAG_OPTIONS.get(flags) or options(
+            [(EPB_FLAGS, struct.pack("<I", flags))])
     head = struct.pack("<IIIII", interface_id, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(data),
                        len(data) if orig_len is None else orig_len)
     return _block(EPB, head + _pad(data) + opts)
