@@ -72,3 +72,15 @@ def test_lookups_a_new_address_at_once_the_world_at_most_every_refresh() -> None
 
 def test_no_lookup_no_names() -> None:
     assert Namer(None).before(1, packet("10.0.0.1", "10.0.0.2")) == b""
+
+
+def test_an_address_taken_over_is_renamed_at_the_next_answer() -> None:
+    now = [100 * S]
+    look = Lookup(Name("10.0.0.1", "a.ns", 0))
+    namer = Namer(look, refresh_s=5, clock=lambda: now[0])
+    assert namer.before(100 * S, packet("10.0.0.1", "8.8.8.8")) == nrb(("10.0.0.1", "a.ns"))
+    look.names = [Name("10.0.0.1", "a.ns", 0, 101 * S), Name("10.0.0.1", "c.ns", 102 * S),
+                  Name("10.0.0.7", "d.ns", 102 * S)]
+    now[0] = 103 * S  # d.ns's first packet brings a new answer, which knows c.ns too
+    assert namer.before(103 * S, packet("10.0.0.7", "8.8.8.8")) == nrb(("10.0.0.7", "d.ns"))
+    assert namer.before(103 * S + 1, packet("10.0.0.1", "8.8.8.8")) == nrb(("10.0.0.1", "c.ns"))
