@@ -94,8 +94,8 @@ class WorkloadView:
                         workloads += runtime.list()
                     except Unavailable as exc:
                         log.warning("runtime %s unavailable: %s", runtime.name, exc.message)
-                self._cache = [dataclasses.replace(self._assess(w),
-                                                   interfaces=self._addresses.of(w))
+                addresses = self._addresses.of_all(workloads)
+                self._cache = [dataclasses.replace(self._assess(w), interfaces=addresses[w.id])
                                for w in workloads]
                 self._cache_began = began
             return list(self._cache)
