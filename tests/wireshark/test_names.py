@@ -1,14 +1,17 @@
 """Wireshark knows the pods (issue 22), with the real tshark 4.0 and its Lua, tcpdump, Docker.
 
 One scenario for the module: "pods" a (httpd) and b (fetching from a five times a second) in one
-namespace, captured as a group. While a's own capture is followed as pcapng, b is replaced by a
-pod of the same name with a new address (b2, started before b goes). Then the group stops and
-its merged pcapng, a's pcapng download and a's plain pcap are fetched and read back.
+namespace, captured as a group; a is labelled as the backend of Service "websvc" whose cluster
+IP (a TEST-NET-1 address nobody answers) b also tries. While a's own capture is followed as
+pcapng, b is replaced by a pod of the same name with a new address (b2, started before b goes).
+Then the group stops and its merged pcapng, a's pcapng download and a's plain pcap are fetched
+and read back.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -40,7 +43,7 @@ LUA = ROOT / "src" / "podcap" / "wireshark" / "podcap.lua"
 @dataclass
 class Scene:
     ns: str
-    ips: dict[str, str]  # a, b, b2 -> address
+    ips: dict[str, str]  # a, b, b2, svc -> address
     names: dict[str, str]  # a, b -> the name podcap gives (b2 is b's pod: b's name)
     pods: dict[str, str]  # a, b -> pod name
     captures: dict[str, str]  # a, b -> member capture id
@@ -51,8 +54,11 @@ class Scene:
     ring: bytes  # a's ring file as tcpdump wrote it
 
 
-def _loop(ip: str) -> list[str]:
-    return ["sh", "-c", f"while true; do wget -q -O /dev/null http://{ip}/; sleep 0.2; done"]
+def _loop(ip: str, service: str = "") -> list[str]:
+    tries = (f"(while true; do nc -w 1 {service} 80 </dev/null; done) & "
+             if service else "")
+    return ["sh", "-c", tries + f"while true; do wget -q -O /dev/null http://{ip}/; "
+            "sleep 0.2; done"]
 
 
 def _save(c: httpx.Client, url: str, path: Path, **params: str) -> None:
@@ -74,10 +80,11 @@ def scene(wserver: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     folder = tmp_path_factory.mktemp("names")
     made = []
     try:
-        a = pod("wsa", {"app": label}, ns)
+        svc = f"192.0.2.{secrets.randbelow(250) + 2}"
+        a = pod("wsa", {"app": label, "service.podcap.io/websvc": svc}, ns)
         made.append(a)
-        ips = {"a": ip_of(a)}
-        b = pod("wsb", {"app": label}, ns, _loop(ips["a"]))
+        ips = {"a": ip_of(a), "svc": svc}
+        b = pod("wsb", {"app": label}, ns, _loop(ips["a"], svc))
         made.append(b)
         ips["b"] = ip_of(b)
         pods = {"a": a.name + "-pod", "b": b.name + "-pod"}
@@ -144,10 +151,12 @@ def _resolved(path: Path, *extra: str) -> list[list[str]]:
 def test_names_for_both_directions_and_exactly_the_workloads(scene: Scene) -> None:
     a, b = scene.names["a"], scene.names["b"]
     pairs = _resolved(scene.group, "-T", "fields", "-E", "separator=\t", "-e", "ip.src_host",
-                      "-e", "ip.dst_host", "-Y", "tcp.port == 80")
+                      "-e", "ip.dst_host", "-Y", f"tcp.port == 80 && !icmp && "
+                      f"!(ip.addr == {scene.ips['svc']})")
     assert {tuple(p) for p in pairs} == {(a, b), (b, a)}, set(map(tuple, pairs))
     want = {scene.ips["a"]: a, scene.ips["b"]: b, scene.ips["b2"]: b}
-    assert _hosts(scene.group) == want
+    service = {scene.ips["svc"]: f"websvc.{scene.ns}.svc"}  # only b tried it
+    assert _hosts(scene.group) == want | service
     assert _hosts(scene.single) == want
 
 
@@ -176,10 +185,13 @@ def test_lua_fields_filter_by_pod_and_name_the_peer(scene: Scene) -> None:
     rows = _resolved(
         scene.group, "-X", f"lua_script:{LUA}", "-T", "fields", "-E", "separator=\t",
         "-e", "podcap.namespace", "-e", "podcap.container", "-e", "podcap.peer",
-        "-e", "tcp.port", "-Y", f'podcap.pod == "{scene.pods["a"]}"')
+        "-e", "tcp.port", "-e", "ip.src", "-e", "ip.dst",
+        "-Y", f'podcap.pod == "{scene.pods["a"]}"')
     assert len(rows) == on_a > 0
     assert {r[0] for r in rows} == {scene.ns} and {r[1] for r in rows} == {"wsa"}
-    assert {r[2] for r in rows if r[3]} == {scene.names["b"]}  # tcp: the other side is b
+    # a's own TCP (the bridge also floods a frames for others: those have other peers)
+    mine = [r for r in rows if r[3] and scene.ips["a"] in (r[4], r[5])]
+    assert {r[2] for r in mine} == {scene.names["b"]} and len(mine) > 10
 
 
 def test_directions_agree_with_sll2_and_the_sender(scene: Scene) -> None:

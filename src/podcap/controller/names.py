@@ -12,13 +12,19 @@ of every node (``CaptureService.workloads``, as the caller may see it) turned in
   workloads sharing the name (a pod's sandbox and containers) counts.
 - Every capture names its own workload for its span (start to stop, from its record): a pod
   that is gone by the time of the download is still named if it was captured.
+- Service cluster IPs: no runtime tells a node about Kubernetes Services, so podcap reads a
+  label convention: a running pod labelled ``service.podcap.io/<service>=<cluster IPv4>`` names
+  that address ``<service>.<namespace>.svc`` (what cluster DNS calls it). Only where the
+  namespace is trusted (CRI; Docker with --trust-namespace-labels): anyone who may `docker run`
+  sets labels.
 - The listing is the caller's: a file never names a workload its reader may not see.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from podcap.errors import PodcapError
@@ -38,15 +44,34 @@ def label(w: Workload) -> str:
     return w.name
 
 
+SERVICE_LABEL = "service.podcap.io/"
+
+
+def _claims(w: Workload) -> Iterator[tuple[str, str]]:
+    """(address, name) pairs a running workload vouches for: its own, its Services'."""
+    if not w.host_network:
+        text = label(w)
+        for ip in w.ips:
+            yield ip, text
+    if not w.namespace:
+        return
+    for key, value in w.labels.items():
+        if key.startswith(SERVICE_LABEL) and len(key) > len(SERVICE_LABEL):
+            try:
+                ip = str(ipaddress.IPv4Address(value))
+            except ValueError:
+                continue
+            yield ip, f"{key[len(SERVICE_LABEL):]}.{w.namespace}.svc"
+
+
 def names(workloads: list[Workload]) -> list[Name]:
     """The entries for these workloads, by the rules above."""
     found: dict[str, tuple[str, float]] = {}  # address -> (name, since)
     clashes: set[str] = set()
     for w in workloads:
-        if not w.running or w.host_network:
+        if not w.running:
             continue
-        text = label(w)
-        for ip in w.ips:
+        for ip, text in _claims(w):
             have = found.get(ip)
             if have is None:
                 found[ip] = (text, w.created)
