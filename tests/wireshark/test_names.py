@@ -158,6 +158,22 @@ def test_names_for_both_directions_and_exactly_the_workloads(scene: Scene) -> No
     service = {scene.ips["svc"]: f"websvc.{scene.ns}.svc"}  # only b tried it
     assert _hosts(scene.group) == want | service
     assert _hosts(scene.single) == want
+    for path in (scene.group, scene.single, scene.followed):
+        _named_before_use(path)
+
+
+def _named_before_use(path: Path) -> None:
+    """Every packet that carries an address the file names comes after that name's NRB (tshark
+    reads in one pass: an address seen before its NRB prints bare)."""
+    import ipaddress
+    named: set[bytes] = set()
+    named_anywhere = {ipaddress.ip_address(ip).packed for ip in _hosts(path)}
+    for kind, d in walk(path).order:
+        if kind == "nrb":
+            named |= {ipaddress.ip_address(ip).packed for ip, _ in d["names"]}
+        elif kind == "epb":
+            early = (set(addresses(d["data"])) & named_anywhere) - named
+            assert not early, (path.name, [str(ipaddress.ip_address(a)) for a in early])
 
 
 def test_a_new_address_is_named_before_its_first_packet(scene: Scene) -> None:

@@ -9,7 +9,9 @@ of every node (``CaptureService.workloads``, as the caller may see it) turned in
 - An address two workloads claim under different names is left unnamed (never a name that was
   not true).
 - A name is true from the workload's creation (``Name.since_ns``); the earliest of the
-  workloads sharing the name (a pod's sandbox and containers) counts.
+  workloads sharing the name (a pod's sandbox and containers) counts. (A Docker container
+  stopped and started again may get another address; its start time does not reach the
+  controller yet, so its creation stands for it.)
 - Every capture names its own workload for its span (start to stop, from its record): a pod
   that is gone by the time of the download is still named if it was captured.
 - Service cluster IPs: no runtime tells a node about Kubernetes Services, so podcap reads a
@@ -84,12 +86,15 @@ def names(workloads: list[Workload]) -> list[Name]:
 
 
 def captured(owned: OwnedCapture) -> list[Name]:
-    """A capture's own workload, named for the span of the capture (its record: true by
-    construction, since a capture ends when its container does)."""
+    """A capture's own workload, named from its creation (as a listed workload is: its
+    capture's ``start_time`` is taken once tcpdump listens, after its first packets) until the
+    capture's stop (its record: true by construction, since a capture ends when its container
+    does)."""
     c = owned.capture
     w = dataclasses.replace(c.workload, namespace=owned.namespace)
+    since = min(w.created or c.start_time, c.start_time)
     until = None if c.stop_time is None else int(c.stop_time * 1e9)
-    return [Name(ip, label(w), int(c.start_time * 1e9), until) for ip in w.ips]
+    return [Name(ip, label(w), int(since * 1e9), until) for ip in w.ips]
 
 
 def lookup(service: CaptureService, who: Principal) -> Callable[[], list[Name]]:
