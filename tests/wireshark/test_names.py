@@ -50,7 +50,7 @@ class Scene:
     group: Path
     followed: Path
     single: Path
-    plain: bytes
+    plain: tuple[bytes, bytes]  # a's pcap from /api and from NeuVector's /v1 multipart
     ring: bytes  # a's ring file as tcpdump wrote it
 
 
@@ -125,7 +125,7 @@ def scene(wserver: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             _save(c, f"/api/capture-groups/{gid}/pcapng", group)
             single = folder / "a.pcapng"
             _save(c, f"/api/captures/{captures['a']}/pcap", single, format="pcapng")
-            plain = wserver.pcap(captures["a"])
+            plain = wserver.pcap(captures["a"]), wserver.v1_pcap(captures["a"])
         files = sorted((wserver.data_dir / "captures" / captures["a"] / "files").iterdir())
         assert len(files) == 1, files  # one ring file: the plain download is its bytes
         yield Scene(ns, ips, names, pods, captures, group, followed, single, plain,
@@ -236,7 +236,7 @@ def test_tcpdump_reads_every_pcapng_and_the_pcap_is_unchanged(scene: Scene) -> N
     for path in (scene.group, scene.followed, scene.single):
         epbs = sum(1 for kind, _ in walk(path).order if kind == "epb")
         assert tcpdump_count(path) == epbs > 0, path
-    assert scene.plain == scene.ring
+    assert scene.plain == (scene.ring, scene.ring)
 
 
 def test_lua_plugin_is_installed_by_extcap_install(tmp_path: Path) -> None:
