@@ -49,6 +49,7 @@ class Scene:
     captures: dict[str, str]  # a, b -> member capture id
     group: Path
     followed: Path
+    group_followed: Path
     single: Path
     plain: tuple[bytes, bytes]  # a's pcap from /api and from NeuVector's /v1 multipart
     ring: bytes  # a's ring file as tcpdump wrote it
@@ -67,6 +68,18 @@ def _save(c: httpx.Client, url: str, path: Path, **params: str) -> None:
         with path.open("wb") as f:
             for chunk in r.iter_bytes():
                 f.write(chunk)
+
+
+def _follow(server: Server, url: str, path: Path, **params: str) -> threading.Thread:
+    """A follower saving ``url`` into ``path``; returns once the stream has begun."""
+    client = httpx.Client(base_url=server.url, timeout=httpx.Timeout(30, read=60),
+                          headers={"X-Auth-Token": server.token})
+    follower = threading.Thread(target=_save, args=(client, url, path),
+                                kwargs={"follow": "true", **params}, daemon=True)
+    follower.start()
+    wait_for(lambda: path.exists() and path.stat().st_size > 0, timeout=10,
+             what="the follow to begin")
+    return follower
 
 
 def _packets_of(c: httpx.Client, cid: str) -> int:
@@ -99,15 +112,11 @@ def scene(wserver: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             assert len(captures) == 2, members
             wait_for(lambda: min(_packets_of(c, cid) for cid in captures.values()) >= 10,
                      timeout=20, interval=0.3, what="packets on both members")
-            followed = folder / "followed.pcapng"
-            follower = threading.Thread(target=_save, args=(
-                httpx.Client(base_url=wserver.url, timeout=httpx.Timeout(30, read=60),
-                             headers={"X-Auth-Token": wserver.token}),
-                f"/api/captures/{captures['a']}/pcap", followed),
-                kwargs={"follow": "true", "format": "pcapng"}, daemon=True)
-            follower.start()
-            wait_for(lambda: followed.exists() and followed.stat().st_size > 0, timeout=10,
-                     what="the follow to begin")
+            followed = folder / "followed.pcapng"  # a's capture, and the group, followed
+            group_followed = folder / "group-followed.pcapng"
+            followers = [_follow(wserver, f"/api/captures/{captures['a']}/pcap", followed,
+                                 format="pcapng"),
+                         _follow(wserver, f"/api/capture-groups/{gid}/pcapng", group_followed)]
             # b's pod replaced: same pod, a new address (b2 starts before b goes)
             b2 = run_named(unique("wsb2"), _loop(ips["a"]), labels={
                 POD_NAMESPACE: ns, POD_NAME: pods["b"], CONTAINER_NAME: "wsb"})
@@ -119,8 +128,9 @@ def scene(wserver: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                      interval=0.3, what="b2's packets at a")
             r = c.post(f"/api/capture-groups/{gid}/stop")
             assert r.status_code == 200, r.text
-            follower.join(30)
-            assert not follower.is_alive()
+            for follower in followers:
+                follower.join(30)
+                assert not follower.is_alive()
             group = folder / "group.pcapng"
             _save(c, f"/api/capture-groups/{gid}/pcapng", group)
             single = folder / "a.pcapng"
@@ -128,8 +138,8 @@ def scene(wserver: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             plain = wserver.pcap(captures["a"]), wserver.v1_pcap(captures["a"])
         files = sorted((wserver.data_dir / "captures" / captures["a"] / "files").iterdir())
         assert len(files) == 1, files  # one ring file: the plain download is its bytes
-        yield Scene(ns, ips, names, pods, captures, group, followed, single, plain,
-                    files[0].read_bytes())
+        yield Scene(ns, ips, names, pods, captures, group, followed, group_followed, single,
+                    plain, files[0].read_bytes())
     finally:
         for m in made:
             remove_container(m)
@@ -158,7 +168,7 @@ def test_names_for_both_directions_and_exactly_the_workloads(scene: Scene) -> No
     service = {scene.ips["svc"]: f"websvc.{scene.ns}.svc"}  # only b tried it
     assert _hosts(scene.group) == want | service
     assert _hosts(scene.single) == want
-    for path in (scene.group, scene.single, scene.followed):
+    for path in (scene.group, scene.single, scene.followed, scene.group_followed):
         _named_before_use(path)
 
 
@@ -179,13 +189,14 @@ def _named_before_use(path: Path) -> None:
 def test_a_new_address_is_named_before_its_first_packet(scene: Scene) -> None:
     import ipaddress
     b2 = ipaddress.ip_address(scene.ips["b2"]).packed
-    blocks = walk(scene.followed).order
-    first = next(i for i, (kind, d) in enumerate(blocks)
-                 if kind == "epb" and b2 in set(addresses(d["data"])))
-    named = [i for i, (kind, d) in enumerate(blocks)
-             if kind == "nrb" and (scene.ips["b2"], scene.names["b"]) in d["names"]]
-    assert named and named[0] < first, (named, first)
-    assert _hosts(scene.followed)[scene.ips["b2"]] == scene.names["b"]
+    for path in (scene.followed, scene.group_followed):
+        blocks = walk(path).order
+        first = next(i for i, (kind, d) in enumerate(blocks)
+                     if kind == "epb" and b2 in set(addresses(d["data"])))
+        named = [i for i, (kind, d) in enumerate(blocks)
+                 if kind == "nrb" and (scene.ips["b2"], scene.names["b"]) in d["names"]]
+        assert named and named[0] < first, (path.name, named, first)
+        assert _hosts(path)[scene.ips["b2"]] == scene.names["b"]
 
 
 def _iface(blocks: Blocks, container_ip: str, scene: Scene) -> int:
@@ -233,25 +244,10 @@ def test_directions_agree_with_sll2_and_the_sender(scene: Scene) -> None:
 
 
 def test_tcpdump_reads_every_pcapng_and_the_pcap_is_unchanged(scene: Scene) -> None:
-    for path in (scene.group, scene.followed, scene.single):
+    for path in (scene.group, scene.followed, scene.group_followed, scene.single):
         epbs = sum(1 for kind, _ in walk(path).order if kind == "epb")
         assert tcpdump_count(path) == epbs > 0, path
     assert scene.plain == (scene.ring, scene.ring)
-
-
-def test_lua_plugin_is_installed_by_extcap_install(tmp_path: Path) -> None:
-    import os
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PODCAP_", "XDG_"))}
-    env["HOME"] = str(tmp_path)
-    done = subprocess.run([PODCAP, "extcap", "install"], capture_output=True, text=True,
-                          env=env, timeout=60)
-    assert done.returncode == 0, done.stderr
-    fields = subprocess.run(["tshark", "-G", "fields"], capture_output=True, text=True,
-                            env=env, timeout=60).stdout
-    found = {line.split("\t")[2] for line in fields.splitlines()
-             if line.startswith("F\t") and "\tpodcap." in line}
-    assert found == {"podcap.node", "podcap.namespace", "podcap.pod", "podcap.container",
-                     "podcap.peer"}
 
 
 def _netns_addresses(pid: int) -> dict[str, list[tuple[str, int]]]:
