@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +42,7 @@ T = TypeVar("T")
 PORT_FIRST, PORT_BLOCK, PORT_BLOCKS = 20000, 1500, 8  # 20000-31999, below 32768
 
 
-def port_block() -> range:
-    """This process's ports: free_port hands out only these."""
+def _port_block() -> range:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     index = int(worker[2:]) + 1 if worker[:2] == "gw" and worker[2:].isdigit() else 0
     first = PORT_FIRST + (index % PORT_BLOCKS) * PORT_BLOCK
@@ -51,12 +50,14 @@ def port_block() -> range:
 
 
 _port_counter = itertools.count(random.randrange(PORT_BLOCK))
+_ports_handed_out: list[int] = []
+_port_watchers: list[Callable[[int], None]] = []
 
 
 def free_port() -> int:
     """A TCP port no socket is bound to, on any address, and not handed out before by this
     process (until its block of 1,500 wraps)."""
-    block = port_block()
+    block = _port_block()
     for _ in range(PORT_BLOCK):
         port = block[next(_port_counter) % PORT_BLOCK]
         with socket.socket() as s:
@@ -64,8 +65,24 @@ def free_port() -> int:
                 s.bind(("", port))
             except OSError:
                 continue
+        _ports_handed_out.append(port)
+        for watcher in _port_watchers:
+            watcher(port)
         return port
     raise RuntimeError(f"no free port in {block.start}-{block.stop - 1}")
+
+
+@contextmanager
+def watching_ports(watcher: Callable[[int], None]) -> Iterator[None]:
+    """Calls ``watcher`` with every port free_port has handed out, and every one it hands out
+    while the block lasts (the UI's relay listens on each: tests/ui/browser_netns.py)."""
+    for port in list(_ports_handed_out):
+        watcher(port)
+    _port_watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _port_watchers.remove(watcher)
 
 
 def unique(prefix: str) -> str:

@@ -16,7 +16,6 @@ from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 from tests.support import (
     ARTIFACTS,
     WebPair,
-    port_block,
     remove_container,
     run_container,
     unique,
@@ -35,7 +34,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """Chromium in a network namespace of its own (tests/ui/browser_netns.py says why), so a
     UI test runs beside the other worker's containers."""
     scratch = tmp_path_factory.mktemp("chromium")
-    with isolated_chromium(CHROMIUM, port_block(), scratch) as executable, \
+    with isolated_chromium(CHROMIUM, scratch) as executable, \
             sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=executable, headless=True,
                                      args=CHROMIUM_ARGS)
