@@ -72,7 +72,7 @@ def _once(gated: bool, seconds: float, port: int) -> dict[str, Any]:
         spec = CaptureSpec(filter=f"tcp port {port}", file_size_mb=5, file_number=4)
         netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            proc = runner.start(command.capture_argv(netns, spec, files), log, netns)
+            proc = runner.start(command.tcpdump_args(spec, files), log, netns)
         finally:
             os.close(netns)
         closing = threading.Event()

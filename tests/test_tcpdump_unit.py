@@ -22,8 +22,7 @@ FILES = Path("/data/captures/c0ffee/files")
 def test_capture_argv_is_exact_and_the_filter_comes_after_double_dash() -> None:
     spec = CaptureSpec(filter="-1 = -1 and tcp port 80", file_number=3, file_size_mb=4,
                        buffer_kib=1024, snaplen=96)
-    assert command.capture_argv(7, spec, FILES) == [
-        "/usr/bin/nsenter", "--net=/proc/self/fd/7", "--",
+    assert command.tcpdump_args(spec, FILES) == [
         "/usr/bin/tcpdump", "-s", "96", "-i", "any", "-n", "-Z", "root", "-B", "1024",
         "-C", "4", "-W", "3", "-w", "/data/captures/c0ffee/files/capture.pcap",
         "--", "-1 = -1 and tcp port 80",
@@ -49,7 +48,7 @@ def test_real_tcpdump_runs_a_filter_that_starts_with_a_dash(tmp_path: Path) -> N
     spec = CaptureSpec(filter="-1 = -1 and udp port 7999")
     netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        proc = runner.start(command.capture_argv(netns, spec, files), log, netns)
+        proc = runner.start(command.tcpdump_args(spec, files), log, netns)
     finally:
         os.close(netns)
     try:
@@ -77,7 +76,7 @@ def test_waiting_in_poll_tells_an_idle_tcpdump_from_a_busy_or_sleeping_process(
     netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     spec = CaptureSpec(filter="udp port 7997")
     try:
-        proc = runner.start(command.capture_argv(netns, spec, tmp_path), tmp_path / "log", netns)
+        proc = runner.start(command.tcpdump_args(spec, tmp_path), tmp_path / "log", netns)
     finally:
         os.close(netns)
     busy = subprocess.Popen(["python3", "-c", "while True: pass"])

@@ -15,7 +15,7 @@ every edge (HTTP on ``/api`` and on NeuVector's ``/v1``, gRPC, CLI exit codes).
     ├── Unauthenticated      no / bad / expired token, bad password
     ├── PermissionDenied     authenticated, but not allowed on this object (audited)
     ├── Unavailable          runtime or agent cannot be reached
-    └── CaptureFailed        tcpdump or nsenter failed; message carries their stderr
+    └── CaptureFailed        tcpdump (or entering the namespace) failed; message carries its stderr
 
 ``PermissionDenied`` and ``Hidden`` are the refusals of a signed-in user: each carries the
 refused user's name, and the API's error handler audits them as they pass (api/errors.py),

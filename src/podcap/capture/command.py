@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from podcap.capture.tcpdump import NSENTER, RING_PREFIX, TCPDUMP
+from podcap.capture.tcpdump import RING_PREFIX, TCPDUMP
 from podcap.model import CaptureSpec
 
 
-def capture_argv(netns_fd: int, spec: CaptureSpec, files_dir: Path) -> list[str]:
-    """nsenter into the namespace held open by ``netns_fd`` (inherited by the child), then exec
-    tcpdump. Holding the fd, not a /proc/<pid> path, means a pid reused between our check and
-    the exec can never send tcpdump into another workload's namespace."""
-    return [NSENTER, f"--net=/proc/self/fd/{netns_fd}", "--", *tcpdump_args(spec, files_dir)]
-
-
 def tcpdump_args(spec: CaptureSpec, files_dir: Path) -> list[str]:
-    """No ``-U``: a write(2) per packet costs tcpdump CPU exactly when it is short of it
+    """The whole argv, tcpdump first: it is exec'd as it is, already inside the container's
+    network namespace (capture/netns.py), so nothing stands between the agent and tcpdump.
+
+    No ``-U``: a write(2) per packet costs tcpdump CPU exactly when it is short of it
     (BENCHMARKS.md: drops in 6 of 19 saturated runs with it, 1 of 19 without). Files lag by a
     stdio buffer at most; downloads of a running capture cut at whole records anyway, and a
     stop flushes everything."""

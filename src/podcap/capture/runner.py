@@ -1,9 +1,10 @@
 """A capture's tcpdump from argv to "listening on": the one way the agent starts one.
 
 The agent hands a ``TcpdumpRun`` the spec and the capture's paths; the run builds the argv
-(capture/command.py), enters the container's network namespace by an open fd, spawns tcpdump and
-waits for its banner. Nothing here calls back into the agent: between ``spawn`` and
-``wait_listening`` the agent writes its record (tcpdump takes ~15 ms to listen).
+(capture/command.py), spawns tcpdump straight into the container's network namespace by an open
+fd (capture/netns.py: no ``nsenter`` exec) and waits for its banner. Nothing here calls back
+into the agent: between ``spawn`` and ``wait_listening`` the agent writes its record (tcpdump
+takes ~15 ms to listen).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
-from podcap.capture.command import capture_argv, tcpdump_args
+from podcap.capture.command import tcpdump_args
 from podcap.capture.filters import compile_filter
+from podcap.capture.netns import NamespaceError, spawn_in
 from podcap.capture.signals import terminate
 from podcap.capture.tcpdump_log import message
 from podcap.errors import CaptureFailed, FailedPrecondition
@@ -38,7 +40,9 @@ class TcpdumpRun:
               ) -> subprocess.Popen[bytes]:
         """Start tcpdump in the network namespace of ``pid`` (the container's process, named
         ``name`` in errors). ``same_process`` says whether ``pid`` is still that process: asked
-        once the namespace fd is open, so the fd is known to be the container's."""
+        once the namespace fd is open, so the fd is known to be the container's. Holding the
+        fd, not a /proc/<pid> path, means a pid reused between our check and the spawn can
+        never send tcpdump into another workload's namespace."""
         try:
             netns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
@@ -48,7 +52,7 @@ class TcpdumpRun:
             if not same_process():
                 raise FailedPrecondition(
                     f"Unable to capture the container traffic: {name} exited")
-            argv = capture_argv(netns_fd, self.spec, self.files_dir)
+            argv = tcpdump_args(self.spec, self.files_dir)
             self.popen = start(argv, self.log_path, netns_fd)
         finally:
             os.close(netns_fd)
@@ -70,14 +74,16 @@ class TcpdumpRun:
 
 
 def start(argv: list[str], log_path: Path, netns_fd: int) -> subprocess.Popen[bytes]:
-    """Spawn tcpdump in its own session (so its group can be signalled as one) with stderr in
-    ``log_path``: the log outlives the agent, so statistics survive an agent restart."""
+    """Spawn tcpdump in the network namespace of ``netns_fd``, in its own session (so its
+    group can be signalled as one) with stderr in ``log_path``: the log outlives the agent, so
+    statistics survive an agent restart. The fd is not passed on: tcpdump needs none of ours."""
     with open(log_path, "ab") as log:
         try:
-            return subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                start_new_session=True, pass_fds=(netns_fd,), close_fds=True,
-            )
+            return spawn_in(netns_fd, argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=log, start_new_session=True, close_fds=True)
+        except NamespaceError as exc:
+            raise CaptureFailed(
+                f"cannot enter the container's network namespace: {exc.strerror}") from exc
         except OSError as exc:
             raise CaptureFailed(f"cannot run tcpdump: {exc}") from exc
 

@@ -13,10 +13,9 @@ from pathlib import Path
 from podcap.pcap.format import LINKTYPE_LINUX_SLL2, global_header
 
 TCPDUMP = "/usr/bin/tcpdump"
-NSENTER = "/usr/bin/nsenter"
 RING_PREFIX = "capture.pcap"  # tcpdump appends the ring index: capture.pcap0, capture.pcap1...
 
-__all__ = ["LINKTYPE_LINUX_SLL2", "NSENTER", "RING_PREFIX", "TCPDUMP", "write_empty_pcap"]
+__all__ = ["LINKTYPE_LINUX_SLL2", "RING_PREFIX", "TCPDUMP", "write_empty_pcap"]
 
 
 def write_empty_pcap(path: Path, linktype: int = LINKTYPE_LINUX_SLL2) -> Path:

@@ -2,7 +2,7 @@
 what NeuVector's ``/v1/workload`` shows as ``interfaces`` (``eth0: 172.17.0.3/16``).
 
 The runtimes do not say which interface holds which address, and CRI gives no prefix at all, so
-the agent asks the namespace itself: ``ip -j addr`` through ``nsenter`` (the snapshot's runner
+the agent asks the namespace itself: ``ip -j addr`` run in the namespace (the snapshot's runner
 and parser, take.py and parse.py: one reading of iproute2's JSON). NeuVector's rule for what to
 list: global-scope addresses, loopback left out; a host-network workload's namespace is the
 node's, so it lists the node's interfaces, as NeuVector's host-mode workloads do. One run costs
@@ -26,7 +26,7 @@ from podcap.agent.netstate.take import IP, _CommandFailed, _json, _run_in
 from podcap.model import Workload
 
 log = logging.getLogger("podcap.agent")
-_READERS = 8  # namespaces read at once (each an nsenter + ip process)
+_READERS = 8  # namespaces read at once (each an ip process)
 
 Interfaces = tuple[tuple[str, str, int], ...]
 

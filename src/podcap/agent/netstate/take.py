@@ -3,8 +3,8 @@ in the background, each with a timeout and an output cap, so it never delays nor
 
 The namespace is taken from tcpdump itself, not from the workload: ``/proc/<tcpdump pid>/ns/net``
 is opened and only then is the child checked not yet reaped, so the fd is that tcpdump's
-namespace even if the pid were reused. The commands run as ``nsenter --net=/proc/self/fd/N --
-ip …`` (argv lists, host binaries, the fd inherited).
+namespace even if the pid were reused. The commands are spawned straight into that namespace
+(capture/netns.py: argv lists, host binaries, no ``nsenter`` exec in front of each).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 from podcap import limits
 from podcap.agent.netstate.disk import load, save
 from podcap.agent.netstate.parse import Doc, interfaces, neighbours, routes, sockets
-from podcap.capture.tcpdump import NSENTER
+from podcap.capture.netns import spawn_in
 from podcap.errors import FailedPrecondition
 from podcap.model import Capture
 
@@ -128,13 +128,12 @@ class _CommandFailed(Exception):
 
 
 def _run_in(netns_fd: int, args: list[str]) -> str:
-    """``nsenter --net=/proc/self/fd/N -- args``: at most ``NETSTATE_OUTPUT_MAX_BYTES`` read,
-    killed after ``NETSTATE_COMMAND_TIMEOUT_S``."""
-    argv = [NSENTER, f"--net=/proc/self/fd/{netns_fd}", "--", *args]
+    """``args`` run in the namespace of ``netns_fd``: at most ``NETSTATE_OUTPUT_MAX_BYTES``
+    read, killed after ``NETSTATE_COMMAND_TIMEOUT_S``."""
     cap = limits.NETSTATE_OUTPUT_MAX_BYTES
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=(netns_fd,), close_fds=True)
+        proc = spawn_in(netns_fd, args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, close_fds=True)
     except OSError as exc:
         raise _CommandFailed(f"cannot run: {exc}") from exc
     timer = threading.Timer(limits.NETSTATE_COMMAND_TIMEOUT_S, proc.kill)

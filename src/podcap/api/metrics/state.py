@@ -37,8 +37,9 @@ class StateCollector:
         yield _gauge("podcap_build_info", "podcap's version (value 1).", ["version"],
                      [([__version__], 1)])
         yield CounterMetricFamily("podcap_tcpdump_start_failures",
-                                  "Capture starts that failed because tcpdump (or nsenter) "
-                                  "did not start listening.", value=svc.start_failures)
+                                  "Capture starts that failed because tcpdump did not start "
+                                  "listening (or its namespace could not be entered).",
+                                  value=svc.start_failures)
         suppressed = CounterMetricFamily(
             "podcap_audit_suppressed", "Audit rows left out by the audit's rate limits, by "
             "event: failed logins (per source address and in all) and refusals (per user).",
