@@ -11,6 +11,7 @@ left running.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 import time
@@ -134,9 +135,14 @@ def test_an_fd_that_is_not_a_network_namespace_fails_the_start(tmp_path: Path) -
     before = _thread_ns()
     not_netns = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with pytest.raises(CaptureFailed, match="cannot enter the container's network "
-                           "namespace: setns.*: Invalid argument"):
-            runner.start(command.tcpdump_args(CaptureSpec(), files), log, not_netns)
+        proc = runner.start(command.tcpdump_args(CaptureSpec(), files), log, not_netns)
+    except CaptureFailed as exc:
+        assert re.fullmatch("cannot enter the container's network namespace: setns.*: "
+                            "Invalid argument", exc.message), exc.message
+    else:  # never leave a tcpdump behind a test that fails
+        proc.kill()
+        proc.wait(5)
+        pytest.fail("tcpdump started although the fd is no network namespace")
     finally:
         os.close(not_netns)
     assert _thread_ns() == before
