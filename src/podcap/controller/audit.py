@@ -22,11 +22,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from podcap import limits
 from podcap.controller.audit_gate import Gate
@@ -107,19 +108,18 @@ class Audit:
 
     def record(self, event: str, *, username: str = "", source: str = "", ok: bool = True,
                capture_id: str = "", workload: str = "", namespace: str = "", nbytes: int = 0,
-               detail: str = "") -> None:
-        row = AuditEvent(time=time.time(), event=event, username=username[:64],
-                         source=source[:64], ok=ok, capture_id=capture_id[:32],
-                         workload=workload[:255], namespace=namespace[:253], bytes=nbytes,
-                         detail=detail[:1024])
-        try:
-            with self._sessions() as db, db.begin():
-                db.add(row)
-                db.flush()
-                entry = _entry(row)
-        except Exception:  # noqa: BLE001 - the action happened; losing its line is logged
-            log.exception("audit: could not store %s by %s", event, username)
-            entry = _entry(row, 0)
+               detail: str = "", along: Callable[[Session], None] | None = None) -> None:
+        """``along`` adds the action's own rows (a start's owner row) to the audit row's
+        transaction: one commit where there were two, on the start path. Should that
+        transaction fail, the action's rows are committed alone (their failure is the action's
+        and raises, as before) and the audit row after them, as if recorded separately."""
+        def make() -> AuditEvent:
+            return AuditEvent(time=time.time(), event=event, username=username[:64],
+                              source=source[:64], ok=ok, capture_id=capture_id[:32],
+                              workload=workload[:255], namespace=namespace[:253],
+                              bytes=nbytes, detail=detail[:1024])
+
+        entry = self._store(make, along, event, username)
         if self._path is not None:
             line = json.dumps(asdict(entry), ensure_ascii=True) + "\n"
             try:
@@ -129,6 +129,24 @@ class Audit:
                         fh.write(line)
             except OSError:
                 log.exception("audit: could not append to %s", self._path)
+
+    def _store(self, make: Callable[[], AuditEvent], along: Callable[[Session], None] | None,
+               event: str, username: str) -> Entry:
+        row = make()
+        try:
+            with self._sessions() as db, db.begin():
+                if along is not None:
+                    along(db)
+                db.add(row)
+                db.flush()
+                return _entry(row)
+        except Exception:  # noqa: BLE001 - the action happened; losing its line is logged
+            if along is None:
+                log.exception("audit: could not store %s by %s", event, username)
+                return _entry(row, 0)
+        with self._sessions() as db, db.begin():  # the action's rows alone: may raise
+            along(db)
+        return self._store(make, None, event, username)
 
     def query(self, *, event: str | None = None, username: str | None = None,
               capture_id: str | None = None, ok: bool | None = None,

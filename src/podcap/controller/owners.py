@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from podcap.controller.db import CaptureOwner
 
@@ -20,8 +20,7 @@ class Owners:
 
     def add(self, cid: str, agent_id: str, owner: str, namespace: str) -> None:
         with self._sessions() as db, db.begin():
-            db.add(CaptureOwner(capture_id=cid, agent_id=agent_id, owner=owner,
-                                namespace=namespace, created=time.time()))
+            put(db, cid, agent_id, owner, namespace)
 
     def get(self, cid: str) -> CaptureOwner | None:
         with self._sessions() as db:
@@ -39,3 +38,9 @@ class Owners:
                 return None
             db.delete(row)
             return row.owner, row.namespace
+
+
+def put(db: Session, cid: str, agent_id: str, owner: str, namespace: str) -> None:
+    """The row added to a transaction already open: a start commits it with its audit row."""
+    db.add(CaptureOwner(capture_id=cid, agent_id=agent_id, owner=owner, namespace=namespace,
+                        created=time.time()))

@@ -13,14 +13,16 @@ own. The jobs it calls on each live in a file of their own:
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from podcap.capture import filters, tcpdump
-from podcap.controller import download_audit, resolver
+from podcap.controller import download_audit, owners, resolver
 from podcap.controller.admission import Admission
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
@@ -98,12 +100,14 @@ class CaptureService:
                                       self.inventory.held):
                 capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec,
                                                                  who.username)
-                self.owners.add(capture.id, placed.agent_id, who.username, namespace)
+                owned = OwnedCapture(capture, who.username, namespace)
+                self._record("capture.start", who, owned, detail=capture.spec.filter,
+                             along=functools.partial(owners.put, cid=capture.id,
+                                                     agent_id=placed.agent_id,
+                                                     owner=who.username, namespace=namespace))
         except CaptureFailed:
             self.start_failures += 1
             raise
-        owned = OwnedCapture(capture, who.username, placed.workload.namespace)
-        self._record("capture.start", who, owned, detail=capture.spec.filter)
         for old in capture.reclaimed:  # deleted by the agent to make room (--reclaim oldest)
             row = self.owners.forget(old)
             self.audit.record("capture.reclaimed", username=who.username, source=who.source,
@@ -197,10 +201,11 @@ class CaptureService:
         self.agents.close()
 
     def _record(self, event: str, who: Principal, owned: OwnedCapture, *, nbytes: int = 0,
-                ok: bool = True, detail: str = "") -> None:
+                ok: bool = True, detail: str = "",
+                along: Callable[[Session], None] | None = None) -> None:
         self.audit.record(event, username=who.username, source=who.source, ok=ok,
                           capture_id=owned.capture.id, workload=owned.capture.workload.name,
-                          namespace=owned.namespace, nbytes=nbytes, detail=detail)
+                          namespace=owned.namespace, nbytes=nbytes, detail=detail, along=along)
         c = owned.capture
         log.info("%s of capture %s (%s) by %s", event, c.id, c.workload.name, who.username,
                  extra=capture_fields(event, c.id, c.workload.name, c.workload.node,
