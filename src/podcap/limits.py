@@ -75,6 +75,9 @@ FOLLOW_NICE: Final = 10  # a follower reads at this CPU priority: tcpdump always
 # long, and a document request waits this long for a snapshot still being taken.
 NETSTATE_COMMAND_TIMEOUT_S: Final = 5.0
 NETSTATE_OUTPUT_MAX_BYTES: Final = 4 * 1024 * 1024  # per command; more is cut, and said
+# Snapshots taken at once: their threads are kept (a start hands its snapshot over without
+# starting a thread, which costs the start's answer ~0.3 ms of a busy machine).
+NETSTATE_WORKERS: Final = 4
 # A workload's addresses with their prefixes (/v1/workload's interfaces: agent/netstate/
 # addresses.py) are read with `ip -j addr` in its netns (~5 ms) and kept this long per netns.
 WORKLOAD_ADDRESSES_TTL_S: Final = 10.0

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class Snapshots:
         self._lock = lock
         self._exists = exists
         self._pending: dict[str, threading.Event] = {}
+        self._workers = ThreadPoolExecutor(limits.NETSTATE_WORKERS,
+                                           thread_name_prefix="podcap-netstate")
 
     def take(self, cid: str, proc: subprocess.Popen[bytes] | None) -> None:
         """Start a snapshot of ``proc``'s network namespace; never raises."""
@@ -64,8 +67,17 @@ class Snapshots:
         done = threading.Event()
         with self._lock:
             self._pending[cid] = done
-        threading.Thread(target=self._run, args=(cid, fd, done), daemon=True,
-                         name=f"podcap-netstate-{cid[:8]}").start()
+        try:
+            self._workers.submit(self._run, cid, fd, done)
+        except RuntimeError:  # the agent is closing: no snapshot
+            os.close(fd)
+            with self._lock:
+                self._pending.pop(cid, None)
+            done.set()
+
+    def close(self) -> None:
+        """Snapshots under way finish on their own (each command has its timeout)."""
+        self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, cid: str, fd: int, done: threading.Event) -> None:
         try:
