@@ -18,6 +18,7 @@ from pathlib import Path
 from podcap import limits
 from podcap.capture.command import tcpdump_args
 from podcap.capture.filters import compile_filter
+from podcap.capture.logwatch import LogWatch
 from podcap.capture.netns import NamespaceError, spawn_in
 from podcap.capture.signals import terminate
 from podcap.capture.tcpdump_log import message
@@ -99,8 +100,9 @@ def wait_listening(proc: subprocess.Popen[bytes], log_path: Path,
     then, off the fast path, ``tcpdump -d`` tells a bad filter (``InvalidArgument``, the same
     message ``check_filter`` gives) from any other failure (``CaptureFailed``)."""
     deadline = time.monotonic() + timeout
-    with open(log_path, "rb") as log:  # one open file: each try is a read of the new bytes
-        text = b""
+    # The watch first, then the reads: a write between the two still wakes us.
+    with LogWatch(log_path) as changes, open(log_path, "rb") as log:
+        text = b""  # one open file: each try is a read of the new bytes
         while True:
             text += log.read()
             if b"listening on" in text:
@@ -115,4 +117,4 @@ def wait_listening(proc: subprocess.Popen[bytes], log_path: Path,
                 terminate(proc.pid, grace=0.5)
                 proc.poll()
                 raise CaptureFailed(f"tcpdump did not start listening within {timeout:.0f} s")
-            time.sleep(limits.START_POLL_S)
+            changes.wait()
