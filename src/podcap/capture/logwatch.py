@@ -4,13 +4,18 @@ wake-ups of a thread per start that compete with the answer for the interpreter)
 
 Without inotify (no instance left for this user, or none in the kernel) a ``LogWatch`` just
 sleeps the poll interval: the caller's loop is the same either way.
+
+Closing an inotify instance waits for the kernel's SRCU grace period (16 ms measured here, as
+long as tcpdump's own start): one thread of this module closes them, off the start's path.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import queue
 import select
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -48,12 +53,11 @@ class LogWatch:
         return self._fd >= 0
 
     def wait(self) -> None:
-        """A write, else ``START_WAKE_MAX_S`` (a process that exits without a last write is
-        still seen soon); without inotify, ``START_POLL_S``."""
+        """Until a write, or ``START_POLL_S`` at most (limits.py says why)."""
         if self._fd < 0:
             time.sleep(limits.START_POLL_S)
             return
-        if self._poll.poll(limits.START_WAKE_MAX_S * 1000):
+        if self._poll.poll(limits.START_POLL_S * 1000):
             try:
                 while os.read(self._fd, 4096):
                     pass
@@ -62,7 +66,7 @@ class LogWatch:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            _close_later(self._fd)
             self._fd = -1
 
     def __enter__(self) -> LogWatch:
@@ -71,3 +75,22 @@ class LogWatch:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+_closing: queue.SimpleQueue[int] = queue.SimpleQueue()
+_closer: list[threading.Thread] = []
+_closer_lock = threading.Lock()
+
+
+def _close_later(fd: int) -> None:
+    with _closer_lock:
+        if not _closer:
+            _closer.append(threading.Thread(target=_close_forever, daemon=True,
+                                            name="podcap-inotify-close"))
+            _closer[0].start()
+    _closing.put(fd)
+
+
+def _close_forever() -> None:
+    while True:
+        os.close(_closing.get())
