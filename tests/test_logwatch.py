@@ -39,6 +39,7 @@ def test_without_inotify_a_start_polls(tmp_path: Path, monkeypatch: pytest.Monke
     files = tmp_path / "files"
     files.mkdir()
     log = tmp_path / "tcpdump.log"
+    log.write_bytes(b"")  # a file that could be watched: only inotify is missing
     with logwatch.LogWatch(log) as changes:
         assert not changes.watching
     netns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
