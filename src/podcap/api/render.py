@@ -85,10 +85,10 @@ def native_agent(agent: AgentInfo) -> dict[str, Any]:
             "last_seen": agent.last_seen or None, "connected": agent.connected}
 
 
-def unreachable(listing: Listing[Any]) -> list[dict[str, str]]:
-    """Nodes whose agent did not answer: their part of the list is missing or stale."""
-    return [{"agent_id": u.agent_id, "node": u.node, "reason": u.reason}
-            for u in listing.unreachable]
+def unreachable(listing: Listing[Any]) -> list[dict[str, Any]]:
+    """Nodes away: their part of the list is their last view, as of ``synced_at``."""
+    return [{"agent_id": u.agent_id, "node": u.node, "reason": u.reason,
+             "synced_at": u.synced_at or None} for u in listing.unreachable]
 
 
 def native_workload(placed: PlacedWorkload) -> dict[str, Any]:
@@ -96,6 +96,7 @@ def native_workload(placed: PlacedWorkload) -> dict[str, Any]:
     data.pop("pid_start", None)
     data.pop("netns", None)
     data["agent_id"] = placed.agent_id
+    data["stale"] = placed.stale
     return data
 
 

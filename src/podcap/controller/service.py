@@ -30,10 +30,11 @@ from podcap.controller.owners import Owners
 from podcap.controller.principal import Principal
 from podcap.controller.quotas import Quotas, default_node_buffer
 from podcap.controller.routing import Route, Router
-from podcap.errors import CaptureFailed, Hidden, Unavailable
+from podcap.errors import CaptureFailed, FailedPrecondition, Hidden, NotFound, Unavailable
 from podcap.logs import capture_fields
-from podcap.model import AgentInfo, CaptureSpec, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
+from podcap.transport.base import AgentTransport
 
 log = logging.getLogger("podcap.captures")
 
@@ -48,9 +49,9 @@ class CaptureService:
         self.quotas = quotas or Quotas(node_buffer_bytes=default_node_buffer())
         self.admission = Admission(self.quotas)
         self.owners = Owners(sessions)
-        self._fanout = FanOut(agents)
-        self.inventory = Inventory(agents, self._fanout, self.owners, trust_namespace_labels)
-        self._router = Router(agents, self._fanout, self.owners)
+        self._fanout = FanOut(agents)  # only to ask agents to look now (a start's miss)
+        self.inventory = Inventory(agents, self.owners, trust_namespace_labels, self._fanout)
+        self._router = Router(agents, self.inventory, self.owners)
         self.start_failures = 0  # tcpdump did not start (podcap_tcpdump_start_failures_total)
 
     # ---- agents and workloads -----------------------------------------------------------
@@ -96,9 +97,10 @@ class CaptureService:
         try:
             with self.admission.admit(who.username, namespace, placed.agent_id, spec,
                                       self.inventory.held):
-                capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec,
-                                                                 who.username)
+                agent = self.agents.get(placed.agent_id)
+                capture = _last_word(agent, placed, spec, who.username)
                 self.owners.add(capture.id, placed.agent_id, who.username, namespace)
+                agent.view().observe(capture)  # listed at once; its deltas confirm it
         except CaptureFailed:
             self.start_failures += 1
             raise
@@ -134,7 +136,9 @@ class CaptureService:
     def stop(self, who: Principal, cid: str) -> OwnedCapture:
         owned, route = self._find(who, cid)
         who.require_write()
-        stopped = self.inventory.owned(route.transport.stop(owned.capture.id), route.row)
+        capture = route.transport.stop(owned.capture.id)
+        route.transport.view().observe(capture)
+        stopped = self.inventory.owned(capture, route.row)
         self._record("capture.stop", who, stopped)
         return stopped
 
@@ -142,6 +146,7 @@ class CaptureService:
         owned, route = self._find(who, cid)
         who.require_write()
         route.transport.remove(cid)
+        route.transport.view().forget(cid)
         self.owners.forget(cid)
         self._record("capture.delete", who, owned)
 
@@ -176,13 +181,17 @@ class CaptureService:
         return found.owned, found.open(request, length)
 
     def _find(self, who: Principal, cid: str) -> tuple[OwnedCapture, Route]:
-        """The capture and the agent that holds it, from one route and at most one question
-        to that agent (none when routing's search already asked it); its last known state
-        when the agent is away. Hidden from a caller who may not see its namespace."""
+        """The capture and the agent that holds it, from its view (one question to that
+        agent only when the view does not hold it yet); its last known state when the agent
+        is away. Hidden from a caller who may not see its namespace."""
         route = self._router.route(cid)
         try:
-            capture = route.capture or route.transport.get_capture(cid)
-            owned = self.inventory.owned(capture, route.row)
+            capture = route.capture or route.transport.view().capture(cid)
+            if capture is not None:  # the view's: stale when its node is away
+                owned = self.inventory.owned(capture, route.row,
+                                             stale=not route.transport.info().connected)
+            else:  # not pushed yet (placed by another start a moment ago): ask its agent
+                owned = self.inventory.owned(route.transport.get_capture(cid), route.row)
         except Unavailable:
             known = {c.id: c for c in route.transport.known_captures()}
             if cid not in known:
@@ -206,6 +215,20 @@ class CaptureService:
                  extra=capture_fields(event, c.id, c.workload.name, c.workload.node,
                                       who.username, namespace=owned.namespace, ok=ok,
                                       **({"bytes": nbytes} if event == "download" else {})))
+
+
+def _last_word(agent: AgentTransport, placed: PlacedWorkload, spec: CaptureSpec,
+               owner: str) -> Capture:
+    """The start, by the full id the view resolved: the agent looks the container up afresh
+    and has the last word. One gone since the view was made is a refusal (409 on /api,
+    NeuVector's 400 on /v1), never a capture of anything else."""
+    try:
+        return agent.start(placed.workload.id, spec, owner)
+    except NotFound as exc:
+        raise FailedPrecondition(
+            f"workload {placed.workload.name or placed.workload.id[:12]} is no longer on node "
+            f"{placed.workload.node}: it went after it was listed; nothing was started "
+            f"({exc.message})") from None
 
 
 def _haystack(w: Workload) -> str:

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError, Unavailable
+from podcap.ids import capture_id, workload_id
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport import rejects
@@ -29,6 +30,7 @@ from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.errors import from_wire
 from podcap.transport.grpc.session import AgentSession, Uploads
 from podcap.transport.rejects import Rejects
+from podcap.views import InventoryUpdate, NodeView
 
 log = logging.getLogger("podcap.controller.agents")
 
@@ -48,6 +50,8 @@ class RemoteAgent:
         self._known: dict[str, Capture] = {}
         self._lock = threading.Lock()
         self.last_seen = info.last_seen
+        self._view = NodeView()
+        self.refused = ""  # why its last snapshot was refused (over a cap), shown in lists
 
     # ---- the session's life (called by the gateway and the registry) ---------------------
 
@@ -61,6 +65,7 @@ class RemoteAgent:
             self.last_seen = time.time()
         if old is not None:
             old.close()
+        self._view.unsynced()  # the new session begins with a snapshot
 
     def detach(self, session: AgentSession, why: str) -> None:
         with self._lock:
@@ -69,6 +74,7 @@ class RemoteAgent:
             self._session = None
             self._info = dataclasses.replace(self._info, connected=False)
         session.close()
+        self._view.unsynced()  # its view is kept, marked stale, until a snapshot
         log.warning("agent %s on node %s disconnected: %s", self._info.id, self._info.node, why)
 
     def seen(self) -> None:
@@ -124,6 +130,50 @@ class RemoteAgent:
     def known_captures(self) -> list[Capture]:
         with self._lock:
             return list(self._known.values())
+
+    def view(self) -> NodeView:
+        return self._view
+
+    def sync(self) -> None:
+        self._call(pb.Command(sync=pb.Empty()), limits.INVENTORY_SYNC_S)
+
+    # ---- the inventory it pushes (views.py; the gateway's session reader calls these) -----
+
+    def on_inventory(self, session: AgentSession, m: pb.Inventory) -> None:
+        """Checked as a list's answer was: invalid entries dropped and counted, its node's
+        name put on its workloads, another agent's captures refused; a snapshot over the caps
+        refused whole. A delta after a gap asks for a snapshot."""
+        if m.snapshot:
+            n_w, n_c = len(m.workloads), len(m.captures)
+            try:
+                self._cap(rejects.WORKLOADS, n_w, limits.AGENT_WORKLOADS_MAX)
+                self._cap(rejects.CAPTURES, n_c, limits.AGENT_CAPTURES_MAX)
+            except Unavailable as exc:
+                self.refused = exc.message
+                self._view.unsynced()
+                return
+            self.refused = ""
+        node = self._info.node
+        update = InventoryUpdate(
+            m.seq, m.snapshot,
+            tuple(dataclasses.replace(w, node=node) if w.node != node else w
+                  for w in self._valid(codec.workload_from_pb, m.workloads, "workload")),
+            tuple(self._valid(workload_id, m.workloads_gone, "workload id")),
+            tuple(self._valid(lambda c: self._own(codec.capture_from_pb(c)), m.captures,
+                              "capture")),
+            tuple(self._valid(capture_id, m.captures_gone, "capture id")))
+        if not self._view.apply(update):
+            log.info("node %s: inventory update %d does not follow the last one; asking for "
+                     "a snapshot", node, m.seq)
+            session.outbox.put(pb.ControllerMessage(resync=pb.Empty()))
+
+    def on_heartbeat(self, session: AgentSession, m: pb.Heartbeat) -> None:
+        """A heartbeat names the agent's last update: a synced view at another number lost
+        one (the last delta of a quiet spell), so it asks for a snapshot."""
+        state = self._view.state()
+        if m.inventory_seq and state.synced and self._view.seq != m.inventory_seq:
+            self._view.unsynced()
+            session.outbox.put(pb.ControllerMessage(resync=pb.Empty()))
 
     def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
                  ) -> dict[str, object]:

@@ -33,6 +33,7 @@ from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import from_rpc, to_wire
 from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity
+from podcap.views import Feed, InventoryUpdate
 
 log = logging.getLogger("podcap.agent.uplink")
 
@@ -84,6 +85,11 @@ def _document(t: AgentTransport, c: pb.Command) -> Answer:
     return pb.Reply(document=codec.document_to_wire(body))
 
 
+def _sync(t: AgentTransport, _: pb.Command) -> Answer:
+    t.sync()  # the feed's delta is in the outbox before this reply
+    return pb.Reply(ok=pb.Empty())
+
+
 # Every operation of ``Command.op`` in agent.proto (a test keeps the two the same).
 OPERATIONS: dict[str, Handler] = {
     "list_workloads": _list_workloads,
@@ -95,6 +101,7 @@ OPERATIONS: dict[str, Handler] = {
     "get_capture": _get_capture,
     "download": _download,
     "document": _document,
+    "sync": _sync,
 }
 
 
@@ -116,8 +123,13 @@ class Uplink:
     ``transport`` (for no copy on the way, one whose streams read ``UPLOAD_CHUNK_BYTES`` at a
     time: larger blocks are cut, which copies them)."""
 
-    def __init__(self, transport: AgentTransport, address: str, identity: Identity) -> None:
+    def __init__(self, transport: AgentTransport, address: str, identity: Identity,
+                 feed: Feed | None = None) -> None:
         self.transport = transport
+        self.feed = feed  # the inventory each session pushes (None: a stand-in pushes none)
+        # A test hook: this many of the next deltas are dropped on the way out, as a lost
+        # message would be (the controller must see the gap and ask for a snapshot).
+        self.drop_deltas = 0
         self.address = address
         self.identity = identity
         self._stop = threading.Event()
@@ -154,6 +166,14 @@ class Uplink:
     def _session(self) -> None:
         outbox: queue.Queue[pb.AgentMessage] = queue.Queue()
         done = threading.Event()
+        unsubscribe: Callable[[], None] | None = None
+
+        def push(update: InventoryUpdate) -> None:
+            if not update.snapshot and self.drop_deltas > 0:
+                self.drop_deltas -= 1
+                return
+            outbox.put(pb.AgentMessage(inventory=codec.inventory_to_pb(update)))
+
         with grpc.secure_channel(self.address, self.identity.credentials(),
                                  options=CLIENT_OPTIONS) as channel:
             stub = pb_grpc.AgentGatewayStub(channel)
@@ -161,14 +181,22 @@ class Uplink:
             self._call = call
             try:
                 for message in call:
-                    if message.WhichOneof("msg") == "welcome":
+                    kind = message.WhichOneof("msg")
+                    if kind == "welcome":
                         log.info("connected to controller %s as agent %s", self.address,
                                  message.welcome.agent_id)
-                    elif message.WhichOneof("msg") == "command":
+                        if self.feed is not None:  # the snapshot follows the Hello
+                            unsubscribe = self.feed.subscribe(push)
+                    elif kind == "command":
                         self._commands.submit(self._execute, message.command, outbox, stub)
+                    elif kind == "resync" and self.feed is not None:
+                        log.info("controller asked for a snapshot of the inventory")
+                        self.feed.resync(push)
             finally:
                 done.set()
                 self._call = None
+                if unsubscribe is not None:
+                    unsubscribe()
 
     def _upward(self, outbox: queue.Queue[pb.AgentMessage],
                 done: threading.Event) -> Iterator[pb.AgentMessage]:
@@ -177,7 +205,8 @@ class Uplink:
             try:
                 yield outbox.get(timeout=limits.HEARTBEAT_INTERVAL_S)
             except queue.Empty:
-                yield pb.AgentMessage(heartbeat=pb.Heartbeat(sent=time.time()))
+                yield pb.AgentMessage(heartbeat=pb.Heartbeat(
+                    sent=time.time(), inventory_seq=self.feed.seq if self.feed else 0))
 
     # ---- commands ---------------------------------------------------------------------
 
