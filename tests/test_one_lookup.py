@@ -2,9 +2,10 @@
 fast: ``GET /api/captures/{id}/pcap`` with ``Range`` goes through the real application and
 service to agent stand-ins that count what they are asked. The record comes from the
 agent's view (views.py, issue 19) and serves the visibility check, the range's plan, the
-headers and the stream's routing; then one download. It once asked the agent twice and routed three times (the plan's
-lookup, then ``stream_pcap``'s own, then its routing again). The agent's own look-up of the
-capture to send the bytes is on the agent's side, not counted here.
+headers and the stream's routing; then one download. It once asked the agent twice and
+routed three times (the plan's lookup, then ``stream_pcap``'s own, then its routing
+again). The agent's own look-up of the capture to send the bytes is on the agent's side, not
+counted here.
 
 The same route through a real server and client: tests/test_range.py; over gRPC:
 tests/cluster/test_download.py."""

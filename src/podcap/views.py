@@ -75,11 +75,6 @@ class Feed(Protocol):
         """Look now, and send what changed, before returning."""
         ...
 
-    @property
-    def seq(self) -> int:
-        """The number of the last update sent."""
-        ...
-
 
 @dataclass(frozen=True)
 class ViewState:

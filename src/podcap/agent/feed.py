@@ -76,12 +76,6 @@ class InventoryFeed:
         with self._lock:
             sink(self._snapshot())
 
-    @property
-    def seq(self) -> int:
-        """The number of the last update sent."""
-        with self._lock:
-            return self._seq
-
     def tick(self) -> None:
         with self._lock:
             self._look(force_workloads=True)

@@ -52,6 +52,8 @@ class RemoteAgent:
         self.last_seen = info.last_seen
         self._view = NodeView()
         self.refused = ""  # why its last snapshot was refused (over a cap), shown in lists
+        self.resyncs = 0  # snapshots asked for after a gap (metrics, tests)
+        self._awaiting = False  # a snapshot was asked for and has not come yet
 
     # ---- the session's life (called by the gateway and the registry) ---------------------
 
@@ -66,6 +68,7 @@ class RemoteAgent:
         if old is not None:
             old.close()
         self._view.unsynced()  # the new session begins with a snapshot
+        self._awaiting = False
 
     def detach(self, session: AgentSession, why: str) -> None:
         with self._lock:
@@ -162,18 +165,27 @@ class RemoteAgent:
             tuple(self._valid(lambda c: self._own(codec.capture_from_pb(c)), m.captures,
                               "capture")),
             tuple(self._valid(capture_id, m.captures_gone, "capture id")))
-        if not self._view.apply(update):
+        if m.snapshot:
+            self._awaiting = False
+        if not self._view.apply(update) and not self._awaiting:
             log.info("node %s: inventory update %d does not follow the last one; asking for "
                      "a snapshot", node, m.seq)
-            session.outbox.put(pb.ControllerMessage(resync=pb.Empty()))
+            self._resync(session)
 
     def on_heartbeat(self, session: AgentSession, m: pb.Heartbeat) -> None:
         """A heartbeat names the agent's last update: a synced view at another number lost
         one (the last delta of a quiet spell), so it asks for a snapshot."""
         state = self._view.state()
         if m.inventory_seq and state.synced and self._view.seq != m.inventory_seq:
+            log.info("node %s: its last inventory update is %d, its view's %s; asking for a "
+                     "snapshot", self._info.node, m.inventory_seq, self._view.seq)
             self._view.unsynced()
-            session.outbox.put(pb.ControllerMessage(resync=pb.Empty()))
+            self._resync(session)
+
+    def _resync(self, session: AgentSession) -> None:
+        self._awaiting = True
+        self.resyncs += 1
+        session.outbox.put(pb.ControllerMessage(resync=pb.Empty()))
 
     def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
                  ) -> dict[str, object]:

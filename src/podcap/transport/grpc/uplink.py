@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -127,9 +128,16 @@ class Uplink:
                  feed: Feed | None = None) -> None:
         self.transport = transport
         self.feed = feed  # the inventory each session pushes (None: a stand-in pushes none)
-        # A test hook: this many of the next deltas are dropped on the way out, as a lost
-        # message would be (the controller must see the gap and ask for a snapshot).
+        # Test hooks. ``drop_deltas``: this many of the next deltas are lost on the way out
+        # (counted as sent: the controller must see the gap and ask for a snapshot).
+        # ``hold``: updates wait here, as on a slow link, until ``release()``.
         self.drop_deltas = 0
+        self.hold = False
+        self._held: list[InventoryUpdate] = []
+        self._hold_lock = threading.RLock()
+        self._sent_seq = 0  # the last update sent: what heartbeats say
+        self._push: Callable[[InventoryUpdate], None] | None = None
+        self.handled: Counter[str] = Counter()  # commands served, by operation (tests, bench)
         self.address = address
         self.identity = identity
         self._stop = threading.Event()
@@ -153,6 +161,15 @@ class Uplink:
             else:
                 self._stop.wait(0.2)
 
+    def release(self) -> None:
+        """Ends ``hold``: what was held goes now, in order."""
+        with self._hold_lock:
+            self.hold = False
+            held, self._held = self._held, []
+            if self._push is not None:
+                for update in held:
+                    self._push(update)
+
     def stop(self) -> None:
         self._stop.set()
         call = self._call
@@ -169,10 +186,17 @@ class Uplink:
         unsubscribe: Callable[[], None] | None = None
 
         def push(update: InventoryUpdate) -> None:
-            if not update.snapshot and self.drop_deltas > 0:
-                self.drop_deltas -= 1
-                return
-            outbox.put(pb.AgentMessage(inventory=codec.inventory_to_pb(update)))
+            with self._hold_lock:
+                if self.hold:
+                    self._held.append(update)
+                    return
+                self._sent_seq = update.seq
+                if not update.snapshot and self.drop_deltas > 0:
+                    self.drop_deltas -= 1
+                    return
+                outbox.put(pb.AgentMessage(inventory=codec.inventory_to_pb(update)))
+
+        self._push = push
 
         with grpc.secure_channel(self.address, self.identity.credentials(),
                                  options=CLIENT_OPTIONS) as channel:
@@ -206,13 +230,14 @@ class Uplink:
                 yield outbox.get(timeout=limits.HEARTBEAT_INTERVAL_S)
             except queue.Empty:
                 yield pb.AgentMessage(heartbeat=pb.Heartbeat(
-                    sent=time.time(), inventory_seq=self.feed.seq if self.feed else 0))
+                    sent=time.time(), inventory_seq=self._sent_seq))
 
     # ---- commands ---------------------------------------------------------------------
 
     def _execute(self, command: pb.Command, outbox: queue.Queue[pb.AgentMessage],
                  stub: pb_grpc.AgentGatewayStub) -> None:
         op = command.WhichOneof("op")
+        self.handled[op or ""] += 1
         if command.deadline and time.time() > command.deadline + 1.0:
             log.warning("dropped %s command %d: its deadline passed before it arrived", op,
                         command.seq)
