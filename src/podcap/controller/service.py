@@ -13,6 +13,7 @@ own. The jobs it calls on each live in a file of their own:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -30,7 +31,14 @@ from podcap.controller.owners import Owners
 from podcap.controller.principal import Principal
 from podcap.controller.quotas import Quotas, default_node_buffer
 from podcap.controller.routing import Route, Router
-from podcap.errors import CaptureFailed, FailedPrecondition, Hidden, NotFound, Unavailable
+from podcap.errors import (
+    CaptureFailed,
+    FailedPrecondition,
+    Hidden,
+    NotFound,
+    PodcapError,
+    Unavailable,
+)
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
@@ -103,6 +111,8 @@ class CaptureService:
                 agent.view().observe(capture)  # listed at once; its deltas confirm it
         except CaptureFailed:
             self.start_failures += 1
+            with contextlib.suppress(PodcapError):  # its failed record: in the view at once
+                self.agents.get(placed.agent_id).sync()
             raise
         owned = OwnedCapture(capture, who.username, placed.workload.namespace)
         self._record("capture.start", who, owned, detail=capture.spec.filter)
@@ -185,18 +195,19 @@ class CaptureService:
         agent only when the view does not hold it yet); its last known state when the agent
         is away. Hidden from a caller who may not see its namespace."""
         route = self._router.route(cid)
+        t = route.transport
+        held = route.capture or t.view().capture(cid)
         try:
-            capture = route.capture or route.transport.view().capture(cid)
-            if capture is not None:  # the view's: stale when its node is away
-                owned = self.inventory.owned(capture, route.row,
-                                             stale=not route.transport.info().connected)
-            else:  # not pushed yet (placed by another start a moment ago): ask its agent
-                owned = self.inventory.owned(route.transport.get_capture(cid), route.row)
-        except Unavailable:
-            known = {c.id: c for c in route.transport.known_captures()}
-            if cid not in known:
+            if held is not None and t.info().connected and t.view().state().synced:
+                owned = self.inventory.owned(held, route.row)
+            else:  # not in its view yet, or the view is behind: its agent is asked, once
+                owned = self.inventory.owned(t.get_capture(cid), route.row)
+        except Unavailable:  # away: the view's last state, else the last answer seen
+            known = {c.id: c for c in t.known_captures()}
+            last = held or known.get(cid)
+            if last is None:
                 raise
-            owned = self.inventory.owned(known[cid], route.row, stale=True)
+            owned = self.inventory.owned(last, route.row, stale=True)
         if not who.can_see(owned.namespace):
             raise Hidden(f"capture {cid} not found", who.username)
         return owned, route

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -53,7 +54,9 @@ class RemoteAgent:
         self._view = NodeView()
         self.refused = ""  # why its last snapshot was refused (over a cap), shown in lists
         self.resyncs = 0  # snapshots asked for after a gap (metrics, tests)
+        self.commands: Counter[str] = Counter()  # commands sent, by operation (metrics)
         self._awaiting = False  # a snapshot was asked for and has not come yet
+        self._ready = False  # this session's first snapshot is in
 
     # ---- the session's life (called by the gateway and the registry) ---------------------
 
@@ -69,6 +72,7 @@ class RemoteAgent:
             old.close()
         self._view.unsynced()  # the new session begins with a snapshot
         self._awaiting = False
+        self._ready = False
 
     def detach(self, session: AgentSession, why: str) -> None:
         with self._lock:
@@ -90,7 +94,10 @@ class RemoteAgent:
     # ---- AgentTransport --------------------------------------------------------------
 
     def info(self) -> AgentInfo:
-        return dataclasses.replace(self._info, last_seen=self.last_seen)
+        """Connected once its session is open and its first snapshot is in: from then on its
+        view is what a list shows of it, so a node is never listed "connected" and empty."""
+        return dataclasses.replace(self._info, last_seen=self.last_seen,
+                                   connected=self._info.connected and self._ready)
 
     def list_workloads(self) -> list[Workload]:
         """Invalid entries are dropped (logged, counted); more than the cap is refused whole:
@@ -167,7 +174,10 @@ class RemoteAgent:
             tuple(self._valid(capture_id, m.captures_gone, "capture id")))
         if m.snapshot:
             self._awaiting = False
-        if not self._view.apply(update) and not self._awaiting:
+        applied = self._view.apply(update)
+        if applied and m.snapshot:
+            self._ready = True
+        if not applied and not self._awaiting:
             log.info("node %s: inventory update %d does not follow the last one; asking for "
                      "a snapshot", node, m.seq)
             self._resync(session)
@@ -226,6 +236,7 @@ class RemoteAgent:
             ago = f"; last seen {time.time() - self.last_seen:.0f} s ago" if self.last_seen \
                 else ""
             raise Unavailable(f"node {node} is disconnected{ago}")
+        self.commands[command.WhichOneof("op") or ""] += 1
         try:
             reply = session.call(command, timeout)
         except Unavailable as exc:

@@ -211,6 +211,8 @@ class Uplink:
                                  message.welcome.agent_id)
                         if self.feed is not None:  # the snapshot follows the Hello
                             unsubscribe = self.feed.subscribe(push)
+                        else:  # nothing to push: an empty inventory, said once
+                            push(InventoryUpdate(0, True))
                     elif kind == "command":
                         self._commands.submit(self._execute, message.command, outbox, stub)
                     elif kind == "resync" and self.feed is not None:
