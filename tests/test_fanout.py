@@ -36,6 +36,7 @@ class FakeAgent:
                                started=0.0)
         self.delay, self.down = delay, down
         self._view = NodeView()
+        self._pushed: InventoryUpdate | None = None
         self.workload = Workload(id=f"{agent_id}w", name=f"web-{node}", runtime="docker",
                                  node=node, state="running", pid=1, cap_sniff=True)
         self.capture = Capture(id="c" * 31 + agent_id[0], agent_id=agent_id,
@@ -69,7 +70,10 @@ class FakeAgent:
     def view(self) -> NodeView:
         """What this node pushed: its workload and capture as they are now (a snapshot)."""
         workloads, captures = self.pushed()
-        self._view.apply(InventoryUpdate(0, True, tuple(workloads), captures=tuple(captures)))
+        update = InventoryUpdate(0, True, tuple(workloads), captures=tuple(captures))
+        if update != self._pushed:  # a new snapshot only when something changed
+            self._pushed = update
+            self._view.apply(update)
         return self._view
 
     def pushed(self) -> tuple[list[Workload], list[Capture]]:

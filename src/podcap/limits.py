@@ -178,7 +178,9 @@ INVENTORY_RELIST_S: Final = 1.0
 INVENTORY_WATCHED_RELIST_S: Final = 30.0
 # A start naming what no view holds makes the controller ask the connected agents to look now
 # (once), at most this long, before it says "not found".
-INVENTORY_SYNC_S: Final = 2.0
+INVENTORY_SYNC_S: Final = 1.2  # as FANOUT_DEADLINE_S: the fan-out waits no longer
+# /api/workloads?limit=: at most this many a page (no limit given: all of them, as before).
+WORKLOADS_PAGE_MAX: Final = 1_000
 UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
 UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
 # A download with no chunk for this long fails (either side). PODCAP_UPLOAD_IDLE_S overrides it

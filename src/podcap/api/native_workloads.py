@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from podcap import limits
 from podcap.api import render
 from podcap.api.deps import Caller, Service
 from podcap.errors import InvalidArgument
@@ -13,9 +14,21 @@ router = APIRouter(prefix="/api", tags=["workloads"])
 
 
 @router.get("/workloads")
-def workloads(svc: Service, who: Caller, q: str = "") -> dict:
+def workloads(svc: Service, who: Caller, q: str = "",
+              offset: int = Query(0, ge=0),
+              limit: int = Query(0, ge=0, le=limits.WORKLOADS_PAGE_MAX),
+              since: str = "") -> dict:
+    """The workloads ``who`` may see whose text has every word of ``q``, ``limit`` of them
+    from ``offset`` (0: all), with ``total`` and a ``token``: a client that sends it back as
+    ``since`` gets ``{"unchanged": true}`` while no view has changed, for the price of
+    reading the views' versions (the UI's refresh every few seconds)."""
+    token = svc.workloads_token()
+    if since and since == token:
+        return {"unchanged": True, "token": token}
     listing = svc.workloads(who, q)
-    return {"workloads": [render.native_workload(p) for p in listing.items],
+    page = listing.items[offset:offset + limit] if limit else listing.items[offset:]
+    return {"workloads": [render.native_workload(p) for p in page],
+            "total": len(listing.items), "offset": offset, "token": token,
             "unreachable": render.unreachable(listing)}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.db import CaptureOwner
@@ -32,6 +32,14 @@ class PlacedWorkload:
     workload: Workload
     agent_id: str
     stale: bool = False  # its node's last view: the node is away now
+    text: str = field(default="", compare=False, repr=False)  # what a search looks in
+
+
+def placed(w: Workload, agent_id: str, stale: bool = False) -> PlacedWorkload:
+    """With its searchable text made once: name, image, namespace, pod, node, id, IPs."""
+    return PlacedWorkload(w, agent_id, stale, " ".join(
+        [w.name, w.image, w.namespace, w.pod_name, w.node, w.container_name, w.id,
+         *w.ips]).lower())
 
 
 @dataclass(frozen=True)
@@ -100,8 +108,9 @@ class Inventory:
                f"{len(views.states)}.{len(views.unreachable)}"
 
     def workloads(self) -> Listing[PlacedWorkload]:
-        """Every node's workloads, whoever asks: callers filter by namespace. Made again only
-        when a view changed (the homes and the duplicates are decided then)."""
+        """Every node's workloads, whoever asks (callers filter by namespace), sorted by
+        namespace, pod and name. Made again only when a view changed (the homes and the
+        duplicates are decided then): between changes a list costs a filter, no sort."""
         views = self.views()
         key = tuple(sorted((aid, s.version) for aid, s in views.states.items())) + \
             tuple(u.agent_id for u in views.unreachable)
@@ -115,9 +124,11 @@ class Inventory:
             for aid, w in twice:
                 self._agents.rejects.drop(aid, w.node, rejects.DUPLICATE_WORKLOAD,
                                           f"workload {w.id[:64]} is another node's")
-            listing = Listing([PlacedWorkload(self.namespaced(w), aid, aid in stale)
-                               for aid, s in views.states.items() for w in s.workloads],
-                              views.unreachable)
+            every = [placed(self.namespaced(w), aid, aid in stale)
+                     for aid, s in views.states.items() for w in s.workloads]
+            every.sort(key=lambda p: (p.workload.namespace, p.workload.pod_name,
+                                      p.workload.name))
+            listing = Listing(every, views.unreachable)
             self._placed = (key, listing)
             return listing
 
@@ -128,7 +139,7 @@ class Inventory:
     def node_workloads(self, agent_id: str) -> list[PlacedWorkload]:
         """The workloads of one node, from its view (``NotFound``: no such agent)."""
         t = self._agents.get(agent_id)
-        return [PlacedWorkload(self.namespaced(w), agent_id, not t.info().connected)
+        return [placed(self.namespaced(w), agent_id, not t.info().connected)
                 for w in t.view().state().workloads]
 
     def captures(self, only: str | None = None

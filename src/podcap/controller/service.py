@@ -40,7 +40,7 @@ from podcap.errors import (
     Unavailable,
 )
 from podcap.logs import capture_fields
-from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.base import AgentTransport
 
@@ -68,13 +68,19 @@ class CaptureService:
         return self.agents.infos()
 
     def workloads(self, who: Principal, query: str = "") -> Listing[PlacedWorkload]:
+        """Those ``who`` may see (sorted by namespace, pod, name), each of ``query``'s words
+        in its name, image, namespace, pod, node, id or an IP."""
         every = self.inventory.workloads()
         placed = [p for p in every.items if who.can_see(p.workload.namespace)]
-        if query:
-            q = query.lower()
-            placed = [p for p in placed if q in _haystack(p.workload)]
-        placed.sort(key=lambda p: (p.workload.namespace, p.workload.pod_name, p.workload.name))
+        words = query.lower().split()
+        if words:
+            placed = [p for p in placed if all(w in p.text for w in words)]
         return Listing(placed, every.unreachable)
+
+    def workloads_token(self) -> str:
+        """Changes whenever any workload list could (inventory.py): a client that holds it
+        needs no new list."""
+        return self.inventory.token()
 
     def workload(self, who: Principal, wid: str, agent_id: str | None = None) -> PlacedWorkload:
         """The workload ``wid`` names by the rule of controller/resolver.py, among those
@@ -240,7 +246,3 @@ def _last_word(agent: AgentTransport, placed: PlacedWorkload, spec: CaptureSpec,
             f"workload {placed.workload.name or placed.workload.id[:12]} is no longer on node "
             f"{placed.workload.node}: it went after it was listed; nothing was started "
             f"({exc.message})") from None
-
-
-def _haystack(w: Workload) -> str:
-    return " ".join([w.name, w.image, w.namespace, w.pod_name, w.id, *w.ips]).lower()
