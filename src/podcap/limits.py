@@ -192,7 +192,10 @@ if UPLOAD_IDLE_S <= FOLLOW_KEEPALIVE_S:
                      f"({FOLLOW_KEEPALIVE_S:g} s)")
 # gRPC message size limit, both directions: a workload list of a few thousand containers.
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
-GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads
+# Threads of the agent listener (made as needed): each connected agent's session holds one while
+# it is open, each download one more; 256 capped a controller at about 250 nodes, and bench
+# figure 11 connects 500 (simulated) plus real ones.
+GRPC_WORKERS: Final = 1_200
 
 # A joined node may be compromised (docs/CLUSTER.md, "A compromised node"): what one agent may
 # report and hold is bounded, so one node can neither slow nor fill the controller for everyone.
