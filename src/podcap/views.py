@@ -85,6 +85,7 @@ class ViewState:
     synced: bool  # a snapshot arrived and no gap is open
     synced_at: float  # wall clock of the last update applied (0: never)
     version: int
+    workloads_version: int  # moves only when the workloads do (counters move every second)
 
 
 class NodeView:
@@ -95,6 +96,7 @@ class NodeView:
         self._seq: int | None = None  # None: waiting for a snapshot
         self.synced_at = 0.0
         self.version = next_version()
+        self.workloads_version = self.version
         self.gaps = 0  # deltas refused because one before them was missing
         self.updates = 0  # updates applied
         self._state: ViewState | None = None
@@ -103,6 +105,8 @@ class NodeView:
         """False when ``update`` is a delta that does not follow the last one: the caller asks
         for a snapshot, and deltas are refused until it comes."""
         with self._lock:
+            if update.snapshot or update.workloads or update.workloads_gone:
+                self.workloads_version = next_version()
             if update.snapshot:
                 self._workloads = {w.id: w for w in update.workloads}
                 old, self._captures = self._captures, {}
@@ -156,7 +160,7 @@ class NodeView:
             if self._state is None:
                 self._state = ViewState(tuple(self._workloads.values()),
                                         tuple(self._captures.values()), self._seq is not None,
-                                        self.synced_at, self.version)
+                                        self.synced_at, self.version, self.workloads_version)
             return self._state
 
     @property

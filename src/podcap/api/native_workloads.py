@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from podcap import limits
@@ -13,23 +16,24 @@ from podcap.errors import InvalidArgument
 router = APIRouter(prefix="/api", tags=["workloads"])
 
 
-@router.get("/workloads")
+@router.get("/workloads", response_class=JSONResponse)
 def workloads(svc: Service, who: Caller, q: str = "",
               offset: int = Query(0, ge=0),
               limit: int = Query(0, ge=0, le=limits.WORKLOADS_PAGE_MAX),
-              since: str = "") -> dict:
+              since: str = "") -> Response:
     """The workloads ``who`` may see whose text has every word of ``q``, ``limit`` of them
     from ``offset`` (0: all), with ``total`` and a ``token``: a client that sends it back as
     ``since`` gets ``{"unchanged": true}`` while no view has changed, for the price of
     reading the views' versions (the UI's refresh every few seconds)."""
     token = svc.workloads_token()
     if since and since == token:
-        return {"unchanged": True, "token": token}
+        return JSONResponse({"unchanged": True, "token": token})
     listing = svc.workloads(who, q)
     page = listing.items[offset:offset + limit] if limit else listing.items[offset:]
-    return {"workloads": [render.native_workload(p) for p in page],
-            "total": len(listing.items), "offset": offset, "token": token,
-            "unreachable": render.unreachable(listing)}
+    tail = json.dumps({"total": len(listing.items), "offset": offset, "token": token,
+                       "unreachable": render.unreachable(listing)})
+    return Response(render.json_list("workloads", page, render.native_workload,
+                                     tail="," + tail[1:-1]), media_type="application/json")
 
 
 @router.get("/workloads/{wid}")
