@@ -129,14 +129,14 @@ def test_a_capture_s_end_reaches_the_view_unasked(bed: Bed) -> None:
 
 
 def test_a_lost_delta_is_seen_and_the_view_repaired_by_a_snapshot(bed: Bed) -> None:
-    resyncs = bed.remote.resyncs
+    resyncs = bed.remote.pushed.resyncs
     bed.uplink.drop_deltas = 1
     box = run_container(unique("inv-gap"), ["sleep", "300"])
     try:
         wait_for(lambda: bed.uplink.drop_deltas == 0, timeout=2.0, what="a delta dropped")
         # repaired by the next delta (its number skips one) or the next heartbeat (3 s)
         wait_for(lambda: box.name in bed.names(), timeout=4.0, what="listed after the gap")
-        assert bed.remote.resyncs == resyncs + 1
+        assert bed.remote.pushed.resyncs == resyncs + 1
         mine = {w.id for w in bed.agent.view().state().workloads}
         wait_for(lambda: {p.workload.id for p in bed.svc.workloads(ADMIN).items} == mine,
                  timeout=2.0, what="the view equal to the agent's own")

@@ -95,7 +95,8 @@ class Inventory:
                 away.append(Unreachable(aid, info.node, f"node {info.node} is disconnected{ago}",
                                         state.synced_at))
             elif not state.synced:
-                why = getattr(t, "refused", "") or "its inventory has not arrived yet"
+                why = getattr(getattr(t, "pushed", None), "refused", "") \
+                    or "its inventory has not arrived yet"
                 away.append(Unreachable(aid, info.node, f"node {info.node}: {why}",
                                         state.synced_at))
         return _Views(states, sorted(away, key=lambda u: u.node))

@@ -166,7 +166,7 @@ def _inventory(svc: CaptureService) -> Iterator[Metric]:
         node = t.info().node
         for op, n in sorted(getattr(t, "commands", {}).items()):
             commands.add_metric([aid, node, op], n)
-        resyncs.add_metric([aid, node], getattr(t, "resyncs", 0))
+        resyncs.add_metric([aid, node], getattr(getattr(t, "pushed", None), "resyncs", 0))
         synced.add_metric([aid, node], t.view().state().synced_at)
     yield from (commands, resyncs, synced)
 
