@@ -111,7 +111,7 @@ def run(ctx: Context) -> dict[str, Any]:
                            "loadavg_start": os.getloadavg()}
     box_a, _ = ctx.pair()
     with ExitStack() as stack:
-        bed = Bed(ctx, stack)
+        bed = Bed(ctx, stack, "inventory-cluster")
         bed.add_agents(1)
         real_pid = bed.agents[0].proc.pid
         real_id = bed.ids[bed.agents[0].node]
