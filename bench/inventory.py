@@ -197,7 +197,9 @@ def _ms(s: dict[str, float]) -> str:
 
 
 def _ok(flag: bool) -> str:
-    return "✅" if flag else "❌"
+    from bench.report import met  # the report's own words (it imports this module lazily)
+
+    return met(flag)
 
 
 def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
