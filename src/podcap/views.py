@@ -105,8 +105,6 @@ class NodeView:
         """False when ``update`` is a delta that does not follow the last one: the caller asks
         for a snapshot, and deltas are refused until it comes."""
         with self._lock:
-            if update.snapshot or update.workloads or update.workloads_gone:
-                self.workloads_version = next_version()
             if update.snapshot:
                 self._workloads = {w.id: w for w in update.workloads}
                 old, self._captures = self._captures, {}
@@ -126,6 +124,8 @@ class NodeView:
                 for c in update.captures:
                     self._captures[c.id] = _later(self._captures.get(c.id), c)
             self._seq = update.seq
+            if update.snapshot or update.workloads or update.workloads_gone:
+                self.workloads_version = next_version()
             self.synced_at = time.time()
             self.updates += 1
             self._changed()

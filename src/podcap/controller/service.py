@@ -123,6 +123,7 @@ class CaptureService:
         owned = OwnedCapture(capture, who.username, placed.workload.namespace)
         self._record("capture.start", who, owned, detail=capture.spec.filter)
         for old in capture.reclaimed:  # deleted by the agent to make room (--reclaim oldest)
+            self.agents.get(placed.agent_id).view().forget(old)
             row = self.owners.forget(old)
             self.audit.record("capture.reclaimed", username=who.username, source=who.source,
                               capture_id=old, namespace=row[1] if row else "",
