@@ -171,8 +171,9 @@ export class WorkloadTable {
     const key = rowKey(w);
     const reasonId = `reason-${key}`;
     const running = this.runningCount(w);
-    const reason = !w.cap_sniff ? w.cap_sniff_reason || "not capturable"
-      : !this.canWrite() ? "your account may only read" : "";
+    const reason = w.stale ? `node ${w.node || "?"} is not answering`
+      : !w.cap_sniff ? w.cap_sniff_reason || "not capturable"
+        : !this.canWrite() ? "your account may only read" : "";
     const podNs = [w.pod_name, w.namespace].filter(Boolean).join(" / ");
     const button = h("button", {
       type: "button", class: reason ? "" : "primary",
@@ -193,6 +194,8 @@ export class WorkloadTable {
         h("span", { class: "name" }, w.name),
         running ? h("span", { class: "badge running", title: "captures running now" },
           `● ${running} capturing`) : null,
+        w.stale ? h("span", { class: "badge stale", title: "its node is not answering" },
+          "last known") : null,
         h("div", { class: "muted mono small" }, (w.id || "").slice(0, 12))),
       h("td", { "data-label": "Image", class: "wrap" }, w.image || "—"),
       h("td", { "data-label": "Pod / namespace" }, podNs || h("span", { class: "muted" }, "—")),
