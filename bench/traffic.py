@@ -51,7 +51,9 @@ class Iperf:
 
     def run_client(self, client: Box, seconds: float, udp: bool, payload: int | None,
                    bitrate: str = "0") -> dict[str, Any]:
-        """Run the client to the end; retry while the server is not listening yet."""
+        """Run the client to the end; retry while the server is not listening yet (a try that
+        got as far as the server, then failed to connect its data stream on a busy machine,
+        ended the one-off server: it is started again)."""
         argv = self.client_argv(client, seconds, udp, payload, bitrate)
         for _ in range(50):
             done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30,
@@ -61,12 +63,15 @@ class Iperf:
             except json.JSONDecodeError:
                 result = {"error": done.stdout[-300:] + done.stderr[-300:]}
             if "error" in result and "connect" in str(result["error"]):
+                if self.proc.poll() is not None:  # a one-off server a failed try used up
+                    self.proc = self.procs.spawn(self.server_argv, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.STDOUT)
                 time.sleep(0.1)
                 continue
             if "error" in result:
                 raise RuntimeError(f"iperf3 client failed: {result['error']}")
             return result
-        raise RuntimeError("iperf3 server never accepted a connection")
+        raise RuntimeError(f"iperf3 server never accepted a connection: {result['error']}")
 
     def start_client(self, client: Box, seconds: float, udp: bool, payload: int | None,
                      bitrate: str = "0") -> subprocess.Popen[bytes]:

@@ -25,10 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# A Docker engine: use the one that answers, else start Debian's dockerd in the background.
+# A Docker engine: use the one that answers, else start Debian's dockerd in the background, in a
+# session of its own: in the caller's process group, a Ctrl-C of `make test` (or a tool ending
+# the job that ran setup) stopped the engine with it.
 if ! docker info >/dev/null 2>&1; then
   echo "setup: starting dockerd (log: /var/log/podcap-dockerd.log)"
-  nohup /usr/sbin/dockerd --pidfile /run/podcap-dockerd.pid >/var/log/podcap-dockerd.log 2>&1 &
+  setsid --fork /usr/sbin/dockerd --pidfile /run/podcap-dockerd.pid \
+    >>/var/log/podcap-dockerd.log 2>&1 </dev/null
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start"; tail -20 /var/log/podcap-dockerd.log; exit 1; }
 fi

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,8 @@ def _port_block() -> range:
 
 
 _port_counter = itertools.count(random.randrange(PORT_BLOCK))
+_ports_handed_out: list[int] = []
+_port_watchers: list[Callable[[int], None]] = []
 
 
 def free_port() -> int:
@@ -63,8 +65,24 @@ def free_port() -> int:
                 s.bind(("", port))
             except OSError:
                 continue
+        _ports_handed_out.append(port)
+        for watcher in _port_watchers:
+            watcher(port)
         return port
     raise RuntimeError(f"no free port in {block.start}-{block.stop - 1}")
+
+
+@contextmanager
+def watching_ports(watcher: Callable[[int], None]) -> Iterator[None]:
+    """Calls ``watcher`` with every port free_port has handed out, and every one it hands out
+    while the block lasts (the UI's relay listens on each: tests/ui/browser_netns.py)."""
+    for port in list(_ports_handed_out):
+        watcher(port)
+    _port_watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _port_watchers.remove(watcher)
 
 
 def unique(prefix: str) -> str:

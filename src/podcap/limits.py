@@ -75,6 +75,9 @@ FOLLOW_NICE: Final = 10  # a follower reads at this CPU priority: tcpdump always
 # long, and a document request waits this long for a snapshot still being taken.
 NETSTATE_COMMAND_TIMEOUT_S: Final = 5.0
 NETSTATE_OUTPUT_MAX_BYTES: Final = 4 * 1024 * 1024  # per command; more is cut, and said
+# A workload's addresses with their prefixes (/v1/workload's interfaces: agent/netstate/
+# addresses.py) are read with `ip -j addr` in its netns (~5 ms) and kept this long per netns.
+WORKLOAD_ADDRESSES_TTL_S: Final = 10.0
 NETSTATE_MAX_ROWS: Final = 2000  # per section (a busy proxy has many sockets); more is counted
 
 # Concurrency: captures running at once on one node.
@@ -255,6 +258,10 @@ GROUP_START_WORKERS: Final = 8  # member captures started at once
 GROUP_REORDER_WINDOW_S: Final = 1.5
 # Records read from members' live streams and not yet written, all members together.
 GROUP_FOLLOW_QUEUE_RECORDS: Final = 4096
+# Names in pcapng (pcap/names.py): while packets newer than the controller's last view of the
+# workloads keep coming, the view is asked again at most this often (a pod that appears is
+# looked up at once, on its first packet); each asking lists every node's workloads.
+NAMES_REFRESH_S: Final = 5.0
 
 # Metrics (podcap/api/metrics/, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
 # <= 100 ms) with room on both sides; a token shorter than this is a guessable password.

@@ -49,6 +49,9 @@ class Workload:
     network_mode: str = ""
     host_network: bool = False
     ips: tuple[str, ...] = ()
+    # (interface, address, prefix length) of every global address in its network namespace
+    # (``ip -j addr``, the agent's listing only; empty from a runtime, a start, a remote agent)
+    interfaces: tuple[tuple[str, str, int], ...] = ()
     labels: dict[str, str] = field(default_factory=dict, hash=False)
     pod_name: str = ""
     pod_id: str = ""
@@ -65,6 +68,7 @@ class Workload:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["ips"] = list(self.ips)
+        data["interfaces"] = [list(i) for i in self.interfaces]
         return data
 
 
@@ -207,6 +211,7 @@ class Capture:
     def from_dict(cls, data: dict[str, Any]) -> Capture:
         wl = dict(data["workload"])
         wl["ips"] = tuple(wl.get("ips", ()))
+        wl["interfaces"] = tuple((str(n), str(a), int(p)) for n, a, p in wl.get("interfaces", ()))
         return cls(
             id=data["id"],
             agent_id=data["agent_id"],

@@ -1,4 +1,4 @@
-"""Downloads from a remote agent: ~50 MB of real TCP captured on an agent that dialled a real
+"""Downloads from a remote agent: ~20 MB of real TCP captured on an agent that dialled a real
 controller, streamed agent → gRPC (1 MiB chunks) → controller → HTTP. The bytes are exactly the
 agent's ring in order, and a reader that goes away ends the agent's read."""
 
@@ -40,13 +40,15 @@ def bulk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bulk]:
             agent = AgentProc(cluster, socket.gethostname(), tmp / "agent")
             agent.start(cluster.join_token())
             try:
-                cid = cluster.server.sniff(sink.id, file_size_mb=20, file_number=5,
+                cid = cluster.server.sniff(sink.id, file_size_mb=4, file_number=8,
                                            filter="tcp port 5000")
                 source = run_container(unique("dl-src"), [
-                    "sh", "-c", f"dd if=/dev/zero bs=65536 count=800 | nc {container_ip(sink)} "
+                    "sh", "-c", f"dd if=/dev/zero bs=65536 count=320 | nc {container_ip(sink)} "
                                 "5000; sleep 3600"])
-                wait_for(lambda: cluster.server.sniffer(cid)["size"] > 50 * MB, timeout=30,
-                         what="50 MB captured")
+                # 21 MB sent; a few packets tcpdump may drop on a busy machine must not
+                # leave the wait short of its mark (the first version waited for 50 of 52 MB)
+                wait_for(lambda: cluster.server.sniffer(cid)["size"] > 16 * MB, timeout=30,
+                         what="16 MB captured")
                 cluster.server.stop_sniffer(cid)
                 files = ring.ring_files(agent.data_dir / "captures" / cid / "files",
                                         tcpdump.RING_PREFIX)
@@ -70,7 +72,7 @@ def test_download_is_the_agents_ring_byte_for_byte(bulk: Bulk) -> None:
     with bulk.cluster.server.client() as c, \
             c.stream("GET", f"/api/captures/{bulk.capture_id}/pcap") as r:
         assert r.status_code == 200
-        assert int(r.headers["content-length"]) == local.size > 50 * MB
+        assert int(r.headers["content-length"]) == local.size > 16 * MB
         for chunk in r.iter_bytes():
             got.update(chunk)
             size += len(chunk)
@@ -91,7 +93,7 @@ def test_a_reader_that_goes_away_ends_the_agents_read(bulk: Bulk) -> None:
             c.stream("GET", f"/api/captures/{bulk.capture_id}/pcap") as r:
         first = next(r.iter_raw(1024 * 1024))
         assert first[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
-    # The HTTP client closed after ~1 MB of ~50 MB: the controller drops the download and the
+    # The HTTP client closed after ~1 MB of ~21 MB: the controller drops the download and the
     # agent's Upload call ends early instead of reading the rest.
     wait_for(lambda: "ended early" in bulk.agent.log(), timeout=10,
              what="the agent to stop its read")

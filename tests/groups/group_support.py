@@ -117,8 +117,14 @@ def walk(path: Path) -> Blocks:
             found.order.append(("isb", {"iface": struct.unpack_from("<I", body)[0]}))
         elif kind == 6:
             iface, hi, lo, caplen, _ = struct.unpack_from("<IIIII", body)
+            opts = _options(body[20 + caplen + (-caplen % 4):])
+            flags = opts.get(2)
             found.order.append(("epb", {"iface": iface, "ts": (hi << 32) | lo,
-                                        "caplen": caplen}))
+                                        "caplen": caplen, "data": body[20:20 + caplen],
+                                        "flags": struct.unpack("<I", flags[0])[0]
+                                        if flags else None}))
+        elif kind == 4:
+            found.order.append(("nrb", {"names": _nrb_records(body)}))
         pos += length
     return found
 
@@ -133,6 +139,23 @@ def _options(raw: bytes) -> dict[int, list[bytes]]:
         opts.setdefault(code, []).append(raw[pos + 4:pos + 4 + length])
         pos += 4 + length + (-length % 4)
     return opts
+
+
+def _nrb_records(body: bytes) -> list[tuple[str, str]]:
+    """(address, name) of each IPv4/IPv6 record, read apart from podcap's writer."""
+    import ipaddress
+    found = []
+    pos = 0
+    while pos + 4 <= len(body):
+        kind, length = struct.unpack_from("<HH", body, pos)
+        if kind == 0:
+            break
+        value = body[pos + 4:pos + 4 + length]
+        size = 4 if kind == 1 else 16
+        found.append((str(ipaddress.ip_address(value[:size])),
+                      value[size:].split(b"\x00")[0].decode()))
+        pos += 4 + length + (-length % 4)
+    return found
 
 
 def _comments(raw: bytes) -> list[str]:

@@ -309,6 +309,8 @@ def test_conversation_filter_compiles_and_selects_it(pcap: Path, tmp_path: Path,
     (("tcp", "10.0.0.1", "10.0.0.2", None, 2), "a_port"),
     (("sctp or tcp", "10.0.0.1", "10.0.0.2"), "proto"),
     (("ip-256", "10.0.0.1", "10.0.0.2"), "proto"),
+    (("\u00b3", "10.0.0.1", "10.0.0.2"), "proto"),  # "³".isdigit(), and int("³") raised: a 500
+    (("ip-\u00b3", "10.0.0.1", "10.0.0.2"), "proto"),
     (("ip-6", "10.0.0.1", "10.0.0.2"), "a_port"),  # ip-6 is tcp: it built "port None"
     (("ip-17", "10.0.0.1", "10.0.0.2", 53, None), "b_port"),
     (("udp", "10.0.0.1", "fd00::2", 1, 2), "must both be"),

@@ -13,29 +13,31 @@ import pytest
 from docker.models.containers import Container
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
-from tests.support import ARTIFACTS, WebPair, remove_container, run_container, unique, web_pair
+from tests.support import (
+    ARTIFACTS,
+    WebPair,
+    remove_container,
+    run_container,
+    unique,
+    web_pair,
+)
+from tests.ui.browser_netns import isolated_chromium
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Chromium aborts every load in flight with net::ERR_NETWORK_CHANGED when the host's
-    network interfaces change (Chromium issue 41465264), and each container another test
-    starts adds a veth: under xdist the other worker does that all the time (a blank sign-in
-    page in 3 of 4 runs). So a UI test runs `alone` (tests/conftest.py): no other test runs
-    meanwhile, and its own containers are up before its page loads."""
-    for item in items:
-        if item.nodeid.startswith("tests/ui/"):
-            item.add_marker(pytest.mark.alone)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Chromium in a network namespace of its own (tests/ui/browser_netns.py says why), so a
+    UI test runs beside the other worker's containers."""
+    scratch = tmp_path_factory.mktemp("chromium")
+    with isolated_chromium(CHROMIUM, scratch) as executable, \
+            sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, headless=True,
+                                     args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

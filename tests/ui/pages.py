@@ -12,9 +12,9 @@ def sign_in(page: Page, server: Server, user: str = "admin", password: str | Non
     """Sign in, then wait for ``heading`` of the main page."""
     page.goto(server.url + "/")
     # the form shows once the app's modules loaded and its first request answered. A page that
-    # stays blank: Chromium aborted its module loads with net::ERR_NETWORK_CHANGED, which it
-    # does when the host's interfaces change (every container's veth, the beds' bridges, and
-    # more often beside another xdist worker); seen 3 times in 4 -n 2 runs, not fixed yet
+    # stayed blank was Chromium aborting its module loads with net::ERR_NETWORK_CHANGED when
+    # the host's interfaces changed; Chromium now has a network namespace of its own
+    # (browser_netns.py), and a blank page says which of its requests never ended
     try:
         expect(page.get_by_label("Username")).to_be_visible(timeout=30_000)
     except AssertionError as blank:  # say which of the page's requests never ended

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from podcap.agent.netstate.addresses import Addresses
 from podcap.errors import NotFound, Unavailable
 from podcap.ids import full_workload_id
 from podcap.model import Workload
@@ -81,6 +82,7 @@ class WorkloadView:
         self._lock = threading.Lock()
         self._cache: list[Workload] = []
         self._cache_began = -1.0  # when the refresh behind the cache started
+        self._addresses = Addresses()
 
     def list(self) -> list[Workload]:
         asked = time.monotonic()
@@ -93,7 +95,9 @@ class WorkloadView:
                         workloads += runtime.list()
                     except Unavailable as exc:
                         log.warning("runtime %s unavailable: %s", runtime.name, exc.message)
-                self._cache = [self._assess(w) for w in workloads]
+                addresses = self._addresses.of_all(workloads)
+                self._cache = [dataclasses.replace(self._assess(w), interfaces=addresses[w.id])
+                               for w in workloads]
                 self._cache_began = began
             return list(self._cache)
 

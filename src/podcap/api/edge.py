@@ -155,7 +155,7 @@ class Edge:
                           "this server (see --allowed-hosts)")
             return
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.BODY_MAX_BYTES:
+        if declared.isdecimal() and int(declared) > limits.BODY_MAX_BYTES:
             await _refuse(send_with_headers, path, 413, _too_large())
             return
         chunks: list[bytes] = []

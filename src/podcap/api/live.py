@@ -1,9 +1,13 @@
-"""Query parameters and answer of a followed download (``GET /api/captures/{id}/pcap?follow=true``).
+"""Query parameters and answer of a followed or pcapng download
+(``GET /api/captures/{id}/pcap?follow=true``, ``?format=pcapng``).
 
 A follow stream has no length (it ends when the capture does), so it is sent chunked without
-Content-Length or ranges. ``format=pcapng`` re-frames it so that data the ring overwrote before
-it was read shows as a packet comment (pcap/follow_pcapng.py); plain pcap carries the same
-notice as a marker frame (pcap/follow.py).
+Content-Length or ranges. ``format=pcapng`` re-frames a download or a follow
+(pcap/follow_pcapng.py): names for the workloads' addresses (NRBs, from the controller's view:
+controller/names.py), each packet's direction, the capture's identity on its interface (what
+podcap.lua reads), and data the ring overwrote before it was read as a packet comment; plain
+pcap carries the same notice as a marker frame (pcap/follow.py) and is otherwise the files'
+bytes, unchanged (NeuVector's clients read it). A pcapng has no fixed size: no ranges.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from fastapi.responses import StreamingResponse
 from podcap.api import streaming
 from podcap.controller.inventory import OwnedCapture
 from podcap.errors import InvalidArgument
+from podcap.pcap import pcapng
 from podcap.pcap.follow_pcapng import as_pcapng
+from podcap.pcap.names import Namer
 from podcap.streams import PcapRequest, PcapStream
 
 FORMATS = ("pcap", "pcapng")
@@ -32,8 +38,8 @@ def request(limit: int | None, follow: bool, start: str | None, fmt: str) -> Pca
     from_now = starts_now(start)
     if fmt not in FORMATS:
         raise InvalidArgument(f"format must be one of {', '.join(FORMATS)}, got {fmt[:20]!r}")
-    if not follow and (start is not None or fmt != "pcap"):
-        raise InvalidArgument("from and format=pcapng apply to follow=true only")
+    if not follow and start is not None:
+        raise InvalidArgument("from applies to follow=true only")
     if follow and limit is not None:
         raise InvalidArgument("limit does not apply to follow=true (the stream ends with the "
                               "capture); leave one of them out")
@@ -41,17 +47,23 @@ def request(limit: int | None, follow: bool, start: str | None, fmt: str) -> Pca
 
 
 def response(owned: OwnedCapture, pcap: PcapStream, fmt: str, filename: str,
-             netstate: str = "") -> StreamingResponse:
+             netstate: str = "", namer: Namer | None = None, follow: bool = True
+             ) -> StreamingResponse:
     """``filename``: the pcap's (``.pcapng`` for pcapng); ``netstate``: the snapshot's
-    comment, put on the pcapng interface (as group downloads do)."""
+    comment, put on the pcapng interface (as group downloads do); ``namer``: the names."""
     if fmt == "pcapng":
         capture = owned.capture
-        name = capture.workload.name
+        w = capture.workload
+        name = w.name
         if owned.namespace:
             name = f"{owned.namespace}/{name}"
-        body = as_pcapng(pcap, name, comment=f"podcap live follow of capture {capture.id}",
-                         interface_notes=[netstate] if netstate else [])
-        return streaming.send(streaming.paced(body), pcap.close, media_type=streaming.PCAPNG,
-                              filename=filename.removesuffix(".pcap") + ".pcapng", live=True)
+        what = "live follow" if follow else "download"
+        body = as_pcapng(pcap, name, pcapng.describe(
+            w.node, owned.namespace, w.pod_name, w.container_name or w.name),
+            comment=f"podcap {what} of capture {capture.id}",
+            interface_notes=[netstate] if netstate else [], namer=namer)
+        return streaming.send(streaming.paced(body) if follow else body, pcap.close,
+                              media_type=streaming.PCAPNG,
+                              filename=filename.removesuffix(".pcap") + ".pcapng", live=follow)
     return streaming.send(streaming.paced(pcap), pcap.close, media_type=streaming.PCAP,
                           filename=filename, live=True)

@@ -11,9 +11,11 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from podcap.api import live, ranges, render, streaming
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
+from podcap.controller import names
 from podcap.controller.netstate_note import netstate_note
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
+from podcap.pcap.names import Namer
 
 router = APIRouter(prefix="/api/captures", tags=["captures"])
 
@@ -90,7 +92,7 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
     request = live.request(limit, follow, from_, fmt)  # follow: api/live.py
     found = svc.download(who, cid)  # looked up once: 404 first, then 403
     chosen = ranges.WHOLE
-    if range_ and ranges.applies(request):  # a resume: api/ranges.py
+    if range_ and fmt == "pcap" and ranges.applies(request):  # a resume: api/ranges.py
         chosen = ranges.plan(found.owned.capture, range_, if_range)
     if chosen.unsatisfiable_size is not None:
         return ranges.not_satisfiable(chosen.unsatisfiable_size)
@@ -100,9 +102,11 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
         pcap.close()
         return ranges.not_satisfiable(chosen.start)
     name = render.download_name(owned)
+    if fmt == "pcapng":  # names, directions, identity: api/live.py
+        return live.response(owned, pcap, fmt, name, netstate_note(svc, who, cid),
+                             Namer(names.lookup(svc, who)), request.follow)
     if request.follow:
-        note = netstate_note(svc, who, cid) if fmt == "pcapng" else ""
-        return live.response(owned, pcap, fmt, name, note)
+        return live.response(owned, pcap, fmt, name)
     return streaming.send(pcap, pcap.close, media_type=streaming.PCAP, filename=name,
                           status_code=206 if chosen.partial else 200,
                           headers=ranges.headers(owned.capture, request, chosen, pcap))

@@ -11,7 +11,7 @@ from typing import Any
 from podcap.api import streaming
 from podcap.controller.fanout import Listing
 from podcap.controller.inventory import OwnedCapture, PlacedWorkload
-from podcap.model import AgentInfo
+from podcap.model import AgentInfo, Workload
 
 
 def stats(owned: OwnedCapture) -> dict[str, int]:
@@ -64,7 +64,7 @@ def v1_workload(placed: PlacedWorkload, brief: bool = False) -> dict[str, Any]:
         "image": w.image,
         "network_mode": w.network_mode,
         "platform_role": "",
-        "interfaces": {"eth0": [{"ip": ip, "ip_prefix": 0} for ip in w.ips]} if w.ips else {},
+        "interfaces": v1_interfaces(w),
         "labels": w.labels,
         "created_at": _iso(w.created),
         "kind": w.kind,
@@ -91,6 +91,20 @@ def json_list(key: str, items: Sequence[PlacedWorkload], shape: Callable[[Placed
 
 def v1_workload_brief(placed: PlacedWorkload) -> dict[str, Any]:
     return v1_workload(placed, brief=True)
+
+
+def v1_interfaces(w: Workload) -> dict[str, list[dict[str, Any]]]:
+    """NeuVector's ``interfaces`` (only for a running workload): each interface's addresses
+    with their prefix lengths as the namespace has them (agent/netstate/addresses.py). A
+    remote agent does not send them yet: then the runtime's addresses, on eth0, prefix 0."""
+    if not w.running:
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, ip, prefix in w.interfaces:
+        found.setdefault(name, []).append({"ip": ip, "ip_prefix": prefix, "gateway": ""})
+    if not found and w.ips:
+        found["eth0"] = [{"ip": ip, "ip_prefix": 0, "gateway": ""} for ip in w.ips]
+    return found
 
 
 def v1_enforcer(agent: AgentInfo) -> dict[str, Any]:

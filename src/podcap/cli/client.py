@@ -165,11 +165,16 @@ class ApiClient:
         self.json("DELETE", f"/api/captures/{_segment(capture_id)}")
 
     def pcap(self, capture_id: str, limit: int | None = None,
-             headers: dict[str, str] | None = None) -> AbstractContextManager[httpx.Response]:
+             headers: dict[str, str] | None = None, fmt: str = "pcap"
+             ) -> AbstractContextManager[httpx.Response]:
         """The download as an open streaming response: memory stays flat whatever its size.
-        ``headers``: Range and If-Range for a resume (cli/download.py)."""
-        params = {"limit": limit} if limit is not None else None
-        return self.stream(f"/api/captures/{_segment(capture_id)}/pcap", params, headers)
+        ``headers``: Range and If-Range for a resume (cli/download.py); ``fmt`` "pcapng":
+        with names, directions and the workload's identity (docs/WIRESHARK.md)."""
+        params: dict[str, Any] = {} if limit is None else {"limit": limit}
+        if fmt != "pcap":
+            params["format"] = fmt
+        return self.stream(f"/api/captures/{_segment(capture_id)}/pcap", params or None,
+                           headers)
 
     @contextmanager
     def stream(self, url: str, params: dict[str, Any] | None = None,

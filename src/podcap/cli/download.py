@@ -10,6 +10,9 @@ the ETag it was started under: if the server's pcap is not that one any more, it
 the whole file and the partial one is dropped, so bytes of two different pcaps are never
 spliced. The last byte already held is asked for again and compared, a second check.
 ``--no-resume`` starts over. A running capture's pcap has no ETag: nothing is kept or resumed.
+``--pcapng`` asks for the pcapng form (names for the workloads' addresses, each packet's
+direction, the workload on its interface: docs/WIRESHARK.md); it has no fixed size, so it is
+never resumed.
 
 The file name the server suggests is made safe, and the body copied, by cli/saving.py.
 """
@@ -47,26 +50,30 @@ def get(
     resume: Annotated[bool, typer.Option(
         "--resume/--no-resume", help="Continue a download of this stopped capture that broke "
         "(its .part file in the target directory), checked by ETag.")] = True,
+    pcapng: Annotated[bool, typer.Option(
+        "--pcapng", help="Write pcapng: workload names for addresses (tshark -N n), each "
+        "packet's direction, the workload on its interface (podcap.lua's fields).")] = False,
 ) -> None:
     """Download a capture as one pcap (running captures too: what is on disk so far)."""
     api = ctx.obj.api
     capture_id = resolve(api, capture_id)
-    expected = api.capture(capture_id).get("size")
+    expected = None if pcapng else api.capture(capture_id).get("size")  # pcapng: another size
+    fmt = "pcapng" if pcapng else "pcap"
     if out == "-":
-        with api.pcap(capture_id, limit) as response:
+        with api.pcap(capture_id, limit, fmt=fmt) as response:
             saving.copy(response, sys.stdout.buffer, _total(response, expected, limit),
                         "stdout")
         sys.stdout.buffer.flush()
         return
     folder = _folder(out)
-    held = _held_part(folder, capture_id) if limit is None else None
+    held = _held_part(folder, capture_id) if limit is None and not pcapng else None
     if held is not None and not resume:
         held[0].unlink(missing_ok=True)
         held = None
     headers = {} if held is None else {"Range": f"bytes={held[1] - 1}-",
                                        "If-Range": f'"{held[2]}"'}
-    with api.pcap(capture_id, limit, headers) as response:
-        target = saving.target(out, saving.suggested_name(response, capture_id + ".pcap"),
+    with api.pcap(capture_id, limit, headers, fmt) as response:
+        target = saving.target(out, saving.suggested_name(response, f"{capture_id}.{fmt}"),
                                force)
         written = _receive(response, folder, capture_id, held, expected, limit, target)
     output.info(f"Saved {target} ({output.size(written)})")
@@ -148,10 +155,10 @@ def _total(response: httpx.Response, expected: object, limit: int | None,
     """The whole pcap's size: Content-Range's total on a resume, Content-Length when sent,
     else the size on disk (the merged pcap is at most that)."""
     whole = response.headers.get("content-range", "").rpartition("/")[2]
-    if response.status_code == 206 and whole.isdigit():
+    if response.status_code == 206 and whole.isdecimal():
         return int(whole)
     header = response.headers.get("content-length")
-    if header and header.isdigit():
+    if header and header.isdecimal():
         return int(header) + have
     if isinstance(expected, int) and expected > 0:
         return min(expected, limit) if limit else expected

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from podcap import __version__
+from podcap.controller import names
 from podcap.controller.group_members import Group, Member
 from podcap.controller.group_pcapng import Followed, Section, Source, merged
 from podcap.controller.netstate_note import netstate_note
@@ -21,6 +22,7 @@ from podcap.controller.principal import Principal
 from podcap.errors import InvalidArgument, NotFound, PodcapError
 from podcap.model import Status
 from podcap.pcap.format import DEFAULT_SNAPLEN
+from podcap.pcap.names import Namer
 from podcap.streams import PcapRequest, PcapStream
 
 if TYPE_CHECKING:
@@ -60,7 +62,8 @@ def pcapng(groups: GroupService, who: Principal, gid: str, follow: bool = False,
     who.require_download()
     if from_now and not follow:
         raise InvalidArgument("from=now applies to follow=true only")
-    section = Section(_section_comments(group), group.spec.snaplen or DEFAULT_SNAPLEN)
+    section = Section(_section_comments(group), group.spec.snaplen or DEFAULT_SNAPLEN,
+                      Namer(names.lookup(groups.service, who)))
     seen: set[str] = set()
 
     def open_new(current: Group, request: PcapRequest) -> list[tuple[Source, PcapStream]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.parse
 from dataclasses import dataclass, field
 
 from podcap import limits
@@ -28,6 +27,7 @@ from podcap.controller.selector import LabelSelector, parse
 from podcap.errors import InvalidArgument
 from podcap.ids import workload_id
 from podcap.model import CaptureSpec, Status
+from podcap.pcap import pcapng
 
 _GROUP_ID = re.compile(r"[0-9a-f]{24}")
 
@@ -110,9 +110,7 @@ class Member:
     @property
     def if_description(self) -> str:
         r = self.row
-        q = urllib.parse.quote
-        return (f"k8s.node={q(r.node)};k8s.namespace={q(r.namespace)};"
-                f"k8s.podName={q(r.pod)};k8s.containerName={q(r.container or r.name)}")
+        return pcapng.describe(r.node, r.namespace, r.pod, r.container or r.name)
 
 
 @dataclass(frozen=True)

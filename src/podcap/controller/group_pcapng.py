@@ -17,7 +17,8 @@
   and Inspektor Gadget's ``if_description``; members there at the start have their IDB up
   front, later ones right before their first packet. A member's netstate snapshot, when its
   agent keeps one, is a comment on its IDB; gaps a follower was told of become comments on the
-  next packet of that member.
+  next packet of that member. Addresses get names (NRBs, pcap/names.py) before the first packet
+  that carries them, and every packet its direction (``Section.packet``).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from podcap.errors import PodcapError
 from podcap.pcap import format, pcapng
 from podcap.pcap.format import LINKTYPE_LINUX_SLL2
 from podcap.pcap.gaps import gap_text
+from podcap.pcap.names import Namer
 from podcap.streams import PcapStream
 
 
@@ -55,10 +57,19 @@ class Section:
 
     comments: list[str]
     snaplen: int
+    namer: Namer = field(default_factory=lambda: Namer(None))
 
     def header(self) -> bytes:
         return pcapng.section_header(self.comments, userappl=f"podcap {__version__}",
                                      os_name="Linux")
+
+    def packet(self, iface: int, record: format.Record, comments: list[str] | None = None
+               ) -> bytes:
+        """A member's packet (LINUX_SLL2, checked by ``_records``): the names it needs first,
+        then its block with the direction the kernel recorded."""
+        return self.namer.before(record.ts_ns, record.data) + pcapng.packet(
+            iface, record.ts_ns, record.data, record.orig_len,
+            flags=pcapng.sll2_flags(record.data), comments=comments or ())
 
 
 @dataclass
@@ -109,7 +120,7 @@ def merged(section: Section, opened: list[tuple[Source, PcapStream]]
     while heads:
         _, index, record = heads[0]
         iface = ifaces.ensure(opened[index][0], out)  # a later member: its IDB comes first
-        block = pcapng.packet(iface, record.ts_ns, record.data, record.orig_len)
+        block = section.packet(iface, record)
         out.append(block)
         size += len(block)
         following = next(readers[index], None)
@@ -252,8 +263,7 @@ class Followed:
                         break  # a quiet member may still send something earlier
                     item = pending[key].popleft()
                     iface = ifaces.ensure(sources[key], out)
-                    out.append(pcapng.packet(iface, item.record.ts_ns, item.record.data,
-                                             item.record.orig_len, comments=item.notes))
+                    out.append(self._section.packet(iface, item.record, item.notes))
                 if not out and ifaces.ids and now - last_out >= self._keepalive:
                     out.append(pcapng.interface_statistics(0, time.time_ns()))
                 if out:

@@ -83,7 +83,7 @@ def _proto_number(proto: str) -> int:
         if name == proto:
             return number
     text = proto.removeprefix("ip-")
-    if text.isdigit() and 0 <= int(text) <= 255:
+    if text.isdecimal() and 0 <= int(text) <= 255:
         return int(text)
     raise InvalidArgument(f"proto must be tcp, udp, an IP protocol name or ip-N (0-255), "
                           f"not {proto[:20]!r}")

@@ -179,7 +179,7 @@ def _wrap(capture: Capture, paths: list[Path], total: Partial,
 
 def _index(path: Path) -> int:
     digits = path.name[len(tcpdump.RING_PREFIX):]
-    return int(digits) if digits.isdigit() else 0
+    return int(digits) if digits.isdecimal() else 0
 
 
 def _conversation(key: tuple[int, bytes, int, bytes, int], row: list[float]) -> dict[str, object]:

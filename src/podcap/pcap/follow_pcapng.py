@@ -1,10 +1,12 @@
-"""The pcapng form of a follow stream: one section, one interface, a comment where packets were
-lost.
+"""The pcapng form of one capture's stream (downloaded or followed): one section, one interface,
+names for its addresses, each packet's direction, a comment where packets were lost.
 
 A classic pcap cannot say "packets are missing here"; pcapng can (``opt_comment`` on a packet,
 shown by Wireshark as a packet comment and found with ``frame.comment``). The agent marks a
 gap in its pcap stream with a marker record (``gaps.py``); here that record becomes
-the comment of the next real packet. The conversion runs where the HTTP answer is made, so the
+the comment of the next real packet. Names come from ``names.Namer`` (NRBs before the packets
+that need them) and a LINUX_SLL2 packet's direction goes into its EPB flags, as in a group's
+merged file (controller/group_pcapng.py). The conversion runs where the HTTP answer is made, so the
 agent and both transports only ever carry pcap.
 """
 
@@ -22,10 +24,12 @@ from podcap.pcap.format import (
     take,
 )
 from podcap.pcap.gaps import gap_text
+from podcap.pcap.names import Namer
 
 
 def as_pcapng(chunks: Iterable[bytes], name: str, description: str = "",
-              comment: str = "", interface_notes: Iterable[str] = ()) -> Iterator[bytes]:
+              comment: str = "", interface_notes: Iterable[str] = (),
+              namer: Namer | None = None) -> Iterator[bytes]:
     """Re-frame a classic pcap byte stream as pcapng, record by record (memory: one chunk).
     An empty chunk in (a follower with nothing new) is passed on as an empty chunk out, so the
     caller can give its thread back while the capture is quiet."""
@@ -47,6 +51,8 @@ def as_pcapng(chunks: Iterable[bytes], name: str, description: str = "",
                            description=description, comments=interface_notes)
     if header is None:
         return  # the capture ended before writing any file: an empty section
+    sll2 = header.linktype == LINKTYPE_LINUX_SLL2
+    namer = namer if sll2 else None
     notes: list[str] = []
     for chunk in itertools.chain([b""], source):
         buf += chunk
@@ -56,7 +62,10 @@ def as_pcapng(chunks: Iterable[bytes], name: str, description: str = "",
             if text is not None:
                 notes.append(text)
                 continue
+            if namer is not None:
+                out.append(namer.before(record.ts_ns, record.data))
             out.append(pcapng.packet(0, record.ts_ns, record.data, record.orig_len,
+                                     flags=pcapng.sll2_flags(record.data) if sll2 else None,
                                      comments=notes))
             notes = []
         yield b"".join(out)

@@ -1,7 +1,8 @@
 """A small pcapng writer (draft-ietf-opsawg-pcapng); classic pcap is read by ``format.py``.
 
-Only what a merged group download needs: a Section Header Block, Interface Description Blocks
-with options, Enhanced Packet Blocks; little-endian, every block and option padded to 32 bits.
+What podcap's pcapng files hold: a Section Header Block, Interface Description Blocks with
+options, Name Resolution Blocks, Enhanced Packet Blocks (with the direction a LINUX_SLL2 packet
+went), Interface Statistics Blocks; little-endian, every block and option padded to 32 bits.
 Our own ~100 lines rather than a library: python-pcapng is unmaintained, scapy is heavy, and
 dpkt's writer cannot add interfaces after the first packet (WIRESHARK.md). Each function
 returns one block's bytes, so a writer is a generator and memory stays one packet.
@@ -9,11 +10,14 @@ returns one block's bytes, so a writer is a generator and memory stays one packe
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+import urllib.parse
 from collections.abc import Iterable
 
 SHB = 0x0A0D0D0A
 IDB = 0x00000001
+NRB = 0x00000004
 ISB = 0x00000005
 EPB = 0x00000006
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
@@ -28,6 +32,21 @@ IF_DESCRIPTION = 3
 IF_TSRESOL = 9
 IF_OS = 12
 EPB_FLAGS = 2
+NRB_END = 0
+NRB_IPV4 = 1
+NRB_IPV6 = 2
+
+# epb_flags bits 0-1: the direction; bits 2-4: the reception type (1 unicast, 2 multicast,
+# 3 broadcast, 4 promiscuous).
+INBOUND = 1
+OUTBOUND = 2
+# LINUX_SLL2's packet type (byte 10 of its 20-byte header, the kernel's PACKET_* values) ->
+# epb_flags. PACKET_OUTGOING is what the container sent; every other type it received.
+_SLL2_TYPE_FLAGS = {0: INBOUND | 1 << 2, 1: INBOUND | 3 << 2, 2: INBOUND | 2 << 2,
+                    3: INBOUND | 4 << 2, 4: OUTBOUND}
+SLL2_HEADER = 20
+_FLAG_OPTIONS = {flags: struct.pack("<HHIHH", EPB_FLAGS, 4, flags, OPT_END, 0)
+                 for flags in _SLL2_TYPE_FLAGS.values()}
 
 TSRESOL_NS = 9  # if_tsresol value: 10^-9 s; every IDB this module writes uses it
 
@@ -87,10 +106,14 @@ def interface(linktype: int, snaplen: int, name: str = "", description: str = ""
 def packet(interface_id: int, ts_ns: int, data: bytes, orig_len: int | None = None,
            flags: int | None = None, comments: Iterable[str] = ()) -> bytes:
     """One Enhanced Packet Block; ``flags`` bits 0-1: 1 inbound, 2 outbound."""
-    items = [(OPT_COMMENT, c.encode()) for c in comments]
-    if flags is not None:
-        items.append((EPB_FLAGS, struct.pack("<I", flags)))
-    opts = options(items)
+    if comments:
+        items = [(OPT_COMMENT, c.encode()) for c in comments]
+        if flags is not None:
+            items.append((EPB_FLAGS, struct.pack("<I", flags)))
+        opts = options(items)
+    else:  # the common case, at line rate: the flags option made once per value
+        opts = b"" if flags is None else _FLAG_OPTIONS.get(flags) or options(
+            [(EPB_FLAGS, struct.pack("<I", flags))])
     head = struct.pack("<IIIII", interface_id, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(data),
                        len(data) if orig_len is None else orig_len)
     return _block(EPB, head + _pad(data) + opts)
@@ -100,3 +123,31 @@ def interface_statistics(interface_id: int, ts_ns: int) -> bytes:
     """An Interface Statistics Block without counters: what a live stream sends while it has
     no packets, so proxies and readers see the connection alive (readers skip it)."""
     return _block(ISB, struct.pack("<III", interface_id, ts_ns >> 32, ts_ns & 0xFFFFFFFF))
+
+
+def sll2_flags(data: bytes) -> int | None:
+    """The epb_flags of a LINUX_SLL2 packet: its direction (and reception type) from the packet
+    type the kernel recorded; None when the header is cut or the type unknown (no flags)."""
+    if len(data) < SLL2_HEADER:
+        return None
+    return _SLL2_TYPE_FLAGS.get(data[10])
+
+
+def name_resolution(entries: Iterable[tuple[str, str]]) -> bytes:
+    """One Name Resolution Block: (IPv4 or IPv6 address, name) records, end record last. A name
+    is cut to what a record's 16-bit length holds; Wireshark shows it in place of the address."""
+    records = b""
+    for address, name in entries:
+        ip = ipaddress.ip_address(address)
+        value = ip.packed + name.encode()[:0xFFF0] + b"\x00"
+        kind = NRB_IPV4 if ip.version == 4 else NRB_IPV6
+        records += struct.pack("<HH", kind, len(value)) + _pad(value)
+    return _block(NRB, records + struct.pack("<HH", NRB_END, 0))
+
+
+def describe(node: str, namespace: str, pod: str, container: str) -> str:
+    """An IDB's ``if_description`` in Inspektor Gadget's form (values URL-escaped), which
+    podcap.lua and Gadget's own dissector read back as fields (WIRESHARK.md)."""
+    q = urllib.parse.quote
+    return (f"k8s.node={q(node)};k8s.namespace={q(namespace)};"
+            f"k8s.podName={q(pod)};k8s.containerName={q(container)}")

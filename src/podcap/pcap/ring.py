@@ -29,7 +29,7 @@ def ring_order(files_dir: Path, prefix: str) -> list[tuple[Path, float | None]]:
     """``ring_files`` with each file's first record timestamp (None: no record yet), read
     once: what orders the ring also tells a follower which files are newer."""
     found = [(p, first_timestamp(p)) for p in files_dir.glob(prefix + "*")
-             if p.name == prefix or p.name[len(prefix):].isdigit()]
+             if p.name == prefix or p.name[len(prefix):].isdecimal()]
     return sorted(found, key=_order_key)
 
 
@@ -64,7 +64,7 @@ def _order_key(entry: tuple[Path, float | None]) -> tuple[int, float, int]:
 def _suffix(path: Path) -> str:
     digits = ""
     for ch in reversed(path.name):
-        if not ch.isdigit():
+        if not ch.isdecimal():
             break
         digits = ch + digits
     return digits or "0"

@@ -77,7 +77,7 @@ def processes(field: str = "cmdline") -> Iterator[tuple[int, list[bytes]]]:
     """(pid, /proc/<pid>/<field> split at NULs) of every process that can be read now: its
     argv by default, or its ``environ``. Processes that end meanwhile are left out."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdecimal():
             continue
         try:
             yield int(entry.name), (entry / field).read_bytes().split(b"\0")

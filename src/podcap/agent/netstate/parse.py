@@ -49,8 +49,8 @@ def sockets(text: str) -> list[Doc]:
         procs = _PROCESS.findall(parts[6]) if len(parts) > 6 else []
         found.append({
             "proto": proto, "state": state, "local": local, "peer": peer,
-            "recv_q": int(recv_q) if recv_q.isdigit() else None,
-            "send_q": int(send_q) if send_q.isdigit() else None,
+            "recv_q": int(recv_q) if recv_q.isdecimal() else None,
+            "send_q": int(send_q) if send_q.isdecimal() else None,
             "processes": [{"name": name, "pid": int(pid), "fd": int(fd)}
                           for name, pid, fd in procs],
         })

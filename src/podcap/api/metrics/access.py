@@ -42,7 +42,7 @@ def check_access(token: str | None, listen: str | None) -> None:
 
 def split_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdecimal() or not 0 < int(port) < 65536:
         raise InvalidArgument(f"--metrics-listen must be HOST:PORT, e.g. 127.0.0.1:9464, got "
                               f"{listen[:80]!r}")
     return host.strip("[]") or "127.0.0.1", int(port)

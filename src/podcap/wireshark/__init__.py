@@ -1,0 +1,1 @@
+"""Files for Wireshark that podcap installs: ``podcap.lua`` (docs/WIRESHARK.md)."""
