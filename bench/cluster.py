@@ -255,9 +255,9 @@ def _curl_timed(url: str, token: str) -> tuple[float, int]:
 class Bed:
     """The controller, its agents and one keep-alive client of the controller's API."""
 
-    def __init__(self, ctx: Context, stack: ExitStack) -> None:
+    def __init__(self, ctx: Context, stack: ExitStack, name: str = "cluster") -> None:
         self.ctx = ctx
-        self.dir = ctx.sub("cluster")
+        self.dir = ctx.sub(name)
         self.cluster: Any = stack.enter_context(cluster_support.running_cluster(self.dir))
         self.agents: list[Any] = []
         stack.callback(self.stop_agents)

@@ -55,6 +55,9 @@ def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     ins = results["insight"]
     assert ins["throughput"]["runs"][0]["packets"] == run["config"]["insight_packets"]
     assert all(r["captured"] > 0 and r["sent"] > 0 for r in ins["capture"]["rows"])
+    inv = results["inventory"]
+    assert inv["workloads"] >= run["config"]["inv_nodes"] * run["config"]["inv_workloads"]
+    assert inv["commands_during_lists"] == {} and inv["storm"]["errors"] == []
     start = results["start"]
     assert start["filters"] and all(f["podcap_ms"]["n"] == f["raw_ms"]["n"] == start["starts"]
                                     for f in start["filters"].values())

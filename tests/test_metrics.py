@@ -106,6 +106,7 @@ def test_kernel_buffer_gauge_drops_back_when_a_capture_stops() -> None:
     from podcap.controller.fanout import Listing
     from podcap.controller.inventory import OwnedCapture
     from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
+    from podcap.views import NodeView
 
     agent = AgentInfo(id="a" * 16, node="n1", runtimes=("docker",), version="t", started=0.0)
     capture = Capture(id="c" * 32, agent_id=agent.id, spec=CaptureSpec(buffer_kib=2048),
@@ -115,7 +116,8 @@ def test_kernel_buffer_gauge_drops_back_when_a_capture_stops() -> None:
         start_failures=0, agent_infos=lambda: [agent],
         captures=lambda who: Listing([OwnedCapture(c, "admin", "") for c in held]),
         agents=SimpleNamespace(transports=lambda: {agent.id: SimpleNamespace(
-            info=lambda: agent)}, rejects=SimpleNamespace(snapshot=lambda: ({}, {}, {}, {}))),
+            info=lambda: agent, view=NodeView)},
+            rejects=SimpleNamespace(snapshot=lambda: ({}, {}, {}, {}))),
         audit=SimpleNamespace(suppressed={}), quotas=SimpleNamespace(node_buffer_bytes=0))
 
     def gauge() -> float | None:

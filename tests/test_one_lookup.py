@@ -1,10 +1,11 @@
 """A ranged download of a remote capture looks the capture up once on the controller (issue 18),
 fast: ``GET /api/captures/{id}/pcap`` with ``Range`` goes through the real application and
-service to agent stand-ins that count what they are asked. One question to the capture's agent
-for its record serves the visibility check, the range's plan, the headers and the stream's
-routing; then one download. It once asked the agent twice and routed three times (the plan's
-lookup, then ``stream_pcap``'s own, then its routing again). The agent's own look-up of the
-capture to send the bytes is on the agent's side, not counted here.
+service to agent stand-ins that count what they are asked. The record comes from the
+agent's view (views.py, issue 19) and serves the visibility check, the range's plan, the
+headers and the stream's routing; then one download. It once asked the agent twice and
+routed three times (the plan's lookup, then ``stream_pcap``'s own, then its routing
+again). The agent's own look-up of the capture to send the bytes is on the agent's side, not
+counted here.
 
 The same route through a real server and client: tests/test_range.py; over gRPC:
 tests/cluster/test_download.py."""
@@ -110,9 +111,9 @@ def ranged_get(svc: CaptureService, cid: str, first: int) -> tuple[int, dict[str
 def test_a_ranged_download_asks_the_capture_s_agent_once(
         svc: CaptureService, agents: tuple[CountingAgent, CountingOther],
         placed: bool) -> None:
-    """Placed by this controller (an owner row): routed by the row, the record asked once.
-    Started before the controller knew it (no row): every agent is asked once where it is,
-    and the holder's answer is the record."""
+    """Placed by this controller (an owner row): routed by the row. Started before the
+    controller knew it (no row): found in the views. Either way the record is the view's
+    (views.py): no agent is asked for it, and the holder is asked once, for the bytes."""
     holder, other = agents
     cid = holder.capture.id
     rows = Counter[str]()
@@ -130,6 +131,6 @@ def test_a_ranged_download_asks_the_capture_s_agent_once(
 
     assert (status, body) == (206, DATA[4000:])
     assert headers["content-range"] == f"bytes 4000-{len(DATA) - 1}/{len(DATA)}"
-    assert holder.asked == Counter(get_capture=1, stream_pcap=1)
-    assert other.asked == (Counter() if placed else Counter(get_capture=1))
+    assert holder.asked == Counter(stream_pcap=1)
+    assert other.asked == Counter()
     assert rows == Counter({"owners.get": 1})  # routed once

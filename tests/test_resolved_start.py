@@ -7,8 +7,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
+
+from podcap.errors import NotFound
 from podcap.ids import full_workload_id, new_capture_id
-from podcap.model import Capture, CaptureSpec
+from podcap.model import Capture, CaptureSpec, Workload
 from tests.test_fanout import ADMIN, FakeAgent, _service
 
 FULL = "a1b2c3d4e5f6" + "7" * 52
@@ -35,5 +38,35 @@ def test_the_agent_is_given_the_full_id_whatever_was_typed(tmp_path: Path) -> No
         for typed in ("web", FULL[:12], FULL[:20], FULL):
             assert svc.start(ADMIN, typed, CaptureSpec()).capture.workload.id == FULL
         assert agent.started == [FULL] * 4
+    finally:
+        svc.close()
+
+
+class LateAgent(StartAgent):
+    """Its view lacks the workload until it is asked to look (a container started a moment
+    ago, before its feed looked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = 0
+
+    def pushed(self) -> tuple[list[Workload], list[Capture]]:
+        return ([self.workload] if self.looked else []), []
+
+    def sync(self) -> None:
+        self.looked += 1
+
+
+def test_a_start_naming_what_no_view_holds_has_the_agents_look_once(tmp_path: Path) -> None:
+    agent = LateAgent()
+    svc = _service(tmp_path, agent)
+    try:
+        assert svc.workloads(ADMIN).items == []
+        assert agent.looked == 0  # a list never asks
+        assert svc.start(ADMIN, "web", CaptureSpec()).capture.workload.id == FULL
+        assert agent.looked == 1
+        with pytest.raises(NotFound, match="workload nothing not found"):
+            svc.start(ADMIN, "nothing", CaptureSpec())
+        assert agent.looked == 2
     finally:
         svc.close()

@@ -176,6 +176,21 @@ COMMAND_TIMEOUT_S: Final = 10.0  # start, stop, remove on a remote agent
 # A list asks every agent in parallel; one that has not answered by then is named as
 # unreachable and the list goes on without it (lists answer within 2 s during a partition).
 FANOUT_DEADLINE_S: Final = 1.2
+# The inventory (views.py, agent/feed.py): agents push, the controller answers lists from its
+# views (issue 19; a list that asked every node cost 110 ms p50 at 10 nodes, figure 6).
+INVENTORY_CAPTURE_POLL_S: Final = 0.2  # the agent's table looked at: status changes go at once
+INVENTORY_COUNTERS_S: Final = 1.0  # a running capture's counters are sent at most this often
+# A runtime with no event stream (CRI) is relisted this often, only differences sent: a new
+# container is listed within 2 s.
+INVENTORY_RELIST_S: Final = 1.0
+# A runtime whose events wake the feed (Docker) is relisted this often all the same, in case
+# an event was missed.
+INVENTORY_WATCHED_RELIST_S: Final = 30.0
+# A start naming what no view holds makes the controller ask the connected agents to look now
+# (once), at most this long, before it says "not found".
+INVENTORY_SYNC_S: Final = 1.2  # as FANOUT_DEADLINE_S: the fan-out waits no longer
+# /api/workloads?limit=: at most this many a page (no limit given: all of them, as before).
+WORKLOADS_PAGE_MAX: Final = 1_000
 UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
 UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
 # A download with no chunk for this long fails (either side). PODCAP_UPLOAD_IDLE_S overrides it
@@ -187,7 +202,10 @@ if UPLOAD_IDLE_S <= FOLLOW_KEEPALIVE_S:
                      f"({FOLLOW_KEEPALIVE_S:g} s)")
 # gRPC message size limit, both directions: a workload list of a few thousand containers.
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
-GRPC_WORKERS: Final = 256  # threads of the agent listener: 2 per connected agent + downloads
+# Threads of the agent listener (made as needed): each connected agent's session holds one while
+# it is open, each download one more; 256 capped a controller at about 250 nodes, and bench
+# figure 11 connects 500 (simulated) plus real ones.
+GRPC_WORKERS: Final = 1_200
 
 # A joined node may be compromised (docs/CLUSTER.md, "A compromised node"): what one agent may
 # report and hold is bounded, so one node can neither slow nor fill the controller for everyone.

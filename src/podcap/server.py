@@ -174,7 +174,7 @@ def run_agent(settings: Settings) -> None:
         agent = build_agent(settings, identity.agent_id, chunk=limits.UPLOAD_CHUNK_BYTES)
     except PodcapError as exc:
         sys.exit(f"podcap agent: {exc.message}")
-    uplink = Uplink(agent, settings.controller, identity)
+    uplink = Uplink(agent, settings.controller, identity, feed=agent.feed)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: uplink.stop())
     log.info("agent %s on node %s dialling %s", identity.agent_id, settings.node_name,

@@ -8,8 +8,10 @@ controller behind either: the next bed sweeps it with the nodes' processes."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,17 @@ import pytest
 from tests.cluster import netbed
 from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
 from tests.cri import cri_testbed
-from tests.support import WebPair, bed_or_skip, read_pcap, tcp_flows, wait_for, web_pair
+from tests.support import (
+    WebPair,
+    bed_or_skip,
+    read_pcap,
+    remove_container,
+    run_container,
+    tcp_flows,
+    unique,
+    wait_for,
+    web_pair,
+)
 
 pytestmark = pytest.mark.cri
 
@@ -33,6 +45,20 @@ class Nodes:
     pair: WebPair  # Docker containers: node A
     web_pod: cri_testbed.Pod  # CRI pod: node B
     tmp: Path
+    cri: cri_testbed.CriTestbed
+
+    def listed(self) -> dict[str, dict]:
+        """Every workload of /api/workloads by id (stale ones included)."""
+        return {w["id"]: w for w in self.v1("GET", "/api/workloads").json()["workloads"]}
+
+    def commands(self) -> Counter[tuple[str, str]]:
+        """Commands the controller sent to agents, by (node, operation), from /metrics."""
+        sent: Counter[tuple[str, str]] = Counter()
+        for line in self.v1("GET", "/metrics").text.splitlines():
+            if line.startswith("podcap_agent_commands_total{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                sent[(labels["node"], labels["op"])] = int(float(line.rsplit(" ", 1)[1]))
+        return sent
 
     def v1(self, method: str, path: str, **kwargs: object):  # type: ignore[no-untyped-def]
         with self.cluster.server.client() as c:
@@ -65,7 +91,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
         a.start(token)
         b.start(token)
         try:
-            yield Nodes(cluster, bed, a, b, pair, web, tmp)
+            yield Nodes(cluster, bed, a, b, pair, web, tmp, cri)
         finally:
             a.stop()
             b.stop()
@@ -85,6 +111,35 @@ def test_join_lists_both_nodes_with_their_workloads(nodes: Nodes) -> None:
     assert by_id[nodes.web_pod.container_id]["host_name"] == "node-b"
     assert by_id[nodes.web_pod.container_id]["enforcer_id"] == enforcers["node-b"]["id"]
     assert nodes.v1("GET", "/api/workloads").json()["unreachable"] == []
+
+
+def test_a_container_on_each_node_is_listed_and_gone_within_2_s_asking_no_agent(
+        nodes: Nodes) -> None:
+    """The inventory (issue 19): each agent pushes what its runtime reports (Docker's events on
+    node A, containerd relisted on node B), and every list is answered from the views: the
+    controller sends no command to any agent while dozens of lists run."""
+    before = nodes.commands()
+    box = run_container(unique("nodes-inv"), ["sleep", "300"])
+    began = time.monotonic()
+    pod = nodes.cri.run_pod("inventory", ["sleep", "300"])
+    took: dict[str, float] = {}
+    try:
+        for wid, what in ((box.id, "a"), (pod.container_id, "b")):
+            wait_for(lambda wid=wid: wid in nodes.listed(), timeout=2.0,
+                     interval=0.05, what=f"node {what}'s new container listed")
+            took[what] = time.monotonic() - began
+    finally:
+        remove_container(box)
+        gone_at = time.monotonic()
+        nodes.cri.remove_pod(pod.sandbox_id)
+    for wid, what in ((box.id, "a"), (pod.container_id, "b")):
+        wait_for(lambda wid=wid: wid not in nodes.listed(), timeout=2.0, interval=0.05,
+                 what=f"node {what}'s removed container gone")
+        took[f"{what} gone"] = time.monotonic() - gone_at
+    for path in ("/v1/workload", "/v1/sniffer", "/api/captures"):
+        assert nodes.v1("GET", path).status_code == 200
+    assert nodes.commands() == before  # not one command reached an agent
+    print("inventory: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
 
 
 def test_capture_on_each_node_and_download_through_the_controller(nodes: Nodes) -> None:
@@ -115,6 +170,8 @@ def test_capture_on_each_node_and_download_through_the_controller(nodes: Nodes) 
 def test_partition_of_node_b(nodes: Nodes) -> None:
     server = nodes.cluster.server
     cid = server.sniff(nodes.web_pod.container_id, duration=20, filter="tcp port 80")
+    doomed = nodes.cri.run_pod("doomed", ["sleep", "300"])
+    wait_for(lambda: doomed.container_id in nodes.listed(), timeout=2.0, what="doomed listed")
     node_b = nodes.bed.node("b")
     node_b.cut()
     cut_at = time.monotonic()
@@ -132,7 +189,13 @@ def test_partition_of_node_b(nodes: Nodes) -> None:
                                      nodes.v1("GET", "/v1/workload").json()["workloads"]]
         native = nodes.v1("GET", "/api/workloads").json()
         assert [u["node"] for u in native["unreachable"]] == ["node-b"]
-        assert nodes.web_pod.container_id not in [w["id"] for w in native["workloads"]]
+        assert native["unreachable"][0]["synced_at"] > time.time() - 60
+        listed = {w["id"]: w for w in native["workloads"]}  # B's last view, marked stale
+        assert listed[nodes.web_pod.container_id]["stale"] is True
+        assert listed[nodes.pair.web.id]["stale"] is False
+        born = nodes.cri.run_pod("born", ["sleep", "300"])  # while B's link is cut
+        nodes.cri.remove_pod(doomed.sandbox_id)
+        assert doomed.container_id in nodes.listed() and born.container_id not in nodes.listed()
         captures = {c["id"]: c for c in nodes.v1("GET", "/api/captures").json()["captures"]}
         assert captures[cid]["stale"] is True and captures[cid]["status"] == "running"
         r = nodes.v1("PATCH", f"/v1/sniffer/stop/{cid}")
@@ -146,6 +209,10 @@ def test_partition_of_node_b(nodes: Nodes) -> None:
     assert back <= 15
     print(f"partition: disconnected after {detected:.1f} s, slowest list {slowest:.2f} s, "
           f"connected again {back:.1f} s after the link returned")
+    listed = nodes.listed()  # B's view, resynced by the snapshot of its new session
+    assert born.container_id in listed and doomed.container_id not in listed
+    assert listed[born.container_id]["stale"] is False
+    nodes.cri.remove_pod(born.sandbox_id)
     sniffer = server.sniffer(cid)
     assert sniffer["status"] == "stopped" and sniffer["reason"] == "duration reached"
     assert sniffer["stale"] is False and sniffer["stats"]["captured"] > 0

@@ -1,6 +1,8 @@
 """A compromised node for tests: it joins with a real token and speaks the real protocol
 (the generated agent proto), then answers the controller's commands with whatever a test
-makes it say. Nothing here is mocked on the controller's side."""
+makes it say, and pushes as its inventory what it would answer to a list (a snapshot twice a
+second, as an agent's feed would after a resync). Nothing here is mocked on the controller's
+side."""
 
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ class Rogue:
     _outbox: queue.Queue = field(default_factory=queue.Queue)
     _channel: grpc.Channel | None = None
     _call: object = None
+    _answer: Answer = honest_nothing
+    _seq: int = 0
 
     def __post_init__(self) -> None:
         if self.identity is None:
@@ -62,6 +66,7 @@ class Rogue:
     def start(self, answer: Answer = honest_nothing, hello: pb.Hello | None = None,
               wait: bool = True) -> Rogue:
         hello = hello or pb.Hello(node=self.node, version="rogue", runtimes=["docker"])
+        self._answer = answer
         self._channel = self.channel()
         call = pb_grpc.AgentGatewayStub(self._channel).Session(self._upward(hello))
         self._call = call
@@ -91,12 +96,27 @@ class Rogue:
         yield pb.AgentMessage(hello=hello)
         while True:
             try:
-                message = self._outbox.get(timeout=1.0)
+                message = self._outbox.get(timeout=0.5)
             except queue.Empty:
-                message = pb.AgentMessage(heartbeat=pb.Heartbeat())
+                message = self.inventory() or pb.AgentMessage(heartbeat=pb.Heartbeat())
             if message is None:
                 return
             yield message
+
+    def inventory(self) -> pb.AgentMessage | None:
+        """A snapshot of what it would answer to the two lists (None: it would not)."""
+        try:
+            listed = [self._answer(pb.Command(list_workloads=pb.Empty())),
+                      self._answer(pb.Command(list_captures=pb.Empty()))]
+        except Exception:  # noqa: BLE001 - a test's liar must not stop lying
+            return None
+        w, c = listed
+        if w is None or c is None or not w.HasField("workloads") or not c.HasField("captures"):
+            return None
+        self._seq += 1
+        return pb.AgentMessage(inventory=pb.Inventory(
+            seq=self._seq, snapshot=True, workloads=w.workloads.items,
+            captures=c.captures.items))
 
     def close(self) -> None:
         self._outbox.put(None)

@@ -182,18 +182,22 @@ def watch_node_go_and_come_back(page: Page, server: Server, n3: AgentProc, name:
     banner = page.locator("#captures-unreachable")
     expect(banner).to_contain_text("Node n3 is not answering (", timeout=15_000)
     expect(banner).to_contain_text(
-        "— its workloads are missing and its captures show their last known state.")
+        "— its containers and captures show their last known state.")
     expect(node_row(page, "n3").locator(".badge")).to_have_text("disconnected")
     expect(page.locator("#nodes-count")).to_have_text("2 nodes · 1 disconnected.")
     expect(row.locator(".badge.stale")).to_have_text("last known")
     expect(stop).to_be_disabled()
     expect(stop).to_have_attribute("title", re.compile(r"Node n3 is not answering"))
     expect(row.get_by_role("button", name=f"Download pcap of {name}")).to_be_disabled()
-    # The containers list says it too (it refreshes every 5 s) and n3's copy is gone.
+    # The containers list says it too (it refreshes every 5 s); n3's copy stays, last known,
+    # and cannot be captured until n3 answers (issue 19: a node away keeps its last view).
     expect(page.locator("#workloads-unreachable")).to_contain_text(
         "Node n3 is not answering", timeout=10_000)
-    expect(workloads).to_have_count(1)
-    expect(workloads).to_have_attribute("data-node", "n1")
+    expect(workloads).to_have_count(2)
+    on_n3 = page.locator(f'#workloads-body tr[data-name="{name}"][data-node="n3"]')
+    expect(on_n3.locator(".badge.stale")).to_have_text("last known")
+    expect(on_n3.get_by_role("button", name=f"Capture traffic of {name}")).to_be_disabled()
+    expect(on_n3).to_contain_text("Cannot capture: node n3 is not answering")
     page.screenshot(path=str(ARTIFACTS / "ui-cluster-node-not-answering.png"), full_page=True)
 
     # The agent comes back (already joined: no token): the banners go, nothing is last-known.
@@ -202,6 +206,7 @@ def watch_node_go_and_come_back(page: Page, server: Server, n3: AgentProc, name:
     expect(node_row(page, "n3").locator(".badge")).to_have_text("connected")
     expect(page.locator("#captures-body .badge.stale")).to_have_count(0)
     expect(page.locator("#workloads-unreachable")).to_be_hidden(timeout=10_000)
+    expect(page.locator("#workloads-body .badge.stale")).to_have_count(0)
     # Back to normal: the capture runs on (the agent adopted its tcpdump) and Stop works.
     expect(stop).to_be_enabled()
     stop.click()

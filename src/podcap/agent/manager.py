@@ -21,6 +21,7 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.agent import budget, netstate
+from podcap.agent.feed import InventoryFeed
 from podcap.agent.following import Following
 from podcap.agent.recovery import recover
 from podcap.agent.store import CaptureStore
@@ -42,6 +43,7 @@ from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Status, Worklo
 from podcap.pcap import ring
 from podcap.runtime.base import process_alive
 from podcap.streams import PcapRequest, PcapStream
+from podcap.views import InventoryUpdate, NodeView
 
 log = logging.getLogger("podcap.agent")
 
@@ -89,6 +91,13 @@ class Agent:
         self.supervisor = Supervisor(self.table, self.series, node)
         self.watcher = Watcher(self.table, self.supervisor, self.series, self.insight,
                                min_free_bytes)
+        # What this node pushes (agent/feed.py): to its own view for ``podcap serve``, and to
+        # the controller's through the uplink for ``podcap agent``.
+        self.feed = InventoryFeed(
+            self.list_workloads, self.list_captures, workloads.watch,
+            limits.INVENTORY_WATCHED_RELIST_S if workloads.watched
+            else limits.INVENTORY_RELIST_S)
+        self._view = NodeView()
 
     # ---- life of the agent -------------------------------------------------------------
 
@@ -99,6 +108,9 @@ class Agent:
         self._monitor.start()
         threading.Thread(target=self._follow.run, args=(self.table.listening, self._closing),
                          name="podcap-flusher", daemon=True).start()
+        self.feed.subscribe(self._own_update)
+        threading.Thread(target=self.feed.run, args=(self._closing,), name="podcap-feed",
+                         daemon=True).start()
         return self
 
     def close(self, stop_captures: bool = True) -> None:
@@ -136,6 +148,19 @@ class Agent:
     def known_captures(self) -> list[Capture]:
         """The agent is its own authority: what it knows is what it has, never stale."""
         return self.table.all()
+
+    def view(self) -> NodeView:
+        """This node's inventory as its feed pushed it: what the controller's lists read,
+        exactly as they read a remote node's."""
+        return self._view
+
+    def sync(self) -> None:
+        """Look now: the view holds every change made before this call when it returns."""
+        self.feed.tick()
+
+    def _own_update(self, update: InventoryUpdate) -> None:
+        if not self._view.apply(update):
+            self.feed.resync(self._own_update)
 
     # ---- commands ----------------------------------------------------------------------
 

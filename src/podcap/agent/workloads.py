@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from podcap.agent.netstate.addresses import Addresses
@@ -111,6 +112,20 @@ class WorkloadView:
             except NotFound:
                 continue
         raise NotFound(f"workload {wid} not found")
+
+    @property
+    def watched(self) -> bool:
+        """Every runtime reports its events (Docker): the feed relists when woken."""
+        return all(callable(getattr(r, "watch", None)) for r in self.runtimes)
+
+    def watch(self, wake: Callable[[], None], closing: threading.Event) -> None:
+        """Each runtime that has an event stream wakes the feed (agent/feed.py) from a
+        thread of its own; the others are relisted on a timer."""
+        for runtime in self.runtimes:
+            watch = getattr(runtime, "watch", None)
+            if callable(watch):
+                threading.Thread(target=watch, args=(wake, closing), daemon=True,
+                                 name=f"podcap-events-{runtime.name}").start()
 
     def _assess(self, workload: Workload) -> Workload:
         return assess(workload, self._agent_netns, self._self_ids)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from podcap import limits
 from podcap.api import render
 from podcap.api.deps import Caller, Service
 from podcap.errors import InvalidArgument
@@ -12,11 +16,24 @@ from podcap.errors import InvalidArgument
 router = APIRouter(prefix="/api", tags=["workloads"])
 
 
-@router.get("/workloads")
-def workloads(svc: Service, who: Caller, q: str = "") -> dict:
+@router.get("/workloads", response_class=JSONResponse)
+def workloads(svc: Service, who: Caller, q: str = "",
+              offset: int = Query(0, ge=0),
+              limit: int = Query(0, ge=0, le=limits.WORKLOADS_PAGE_MAX),
+              since: str = "") -> Response:
+    """The workloads ``who`` may see whose text has every word of ``q``, ``limit`` of them
+    from ``offset`` (0: all), with ``total`` and a ``token``: a client that sends it back as
+    ``since`` gets ``{"unchanged": true}`` while no view has changed, for the price of
+    reading the views' versions (the UI's refresh every few seconds)."""
+    token = svc.workloads_token()
+    if since and since == token:
+        return JSONResponse({"unchanged": True, "token": token})
     listing = svc.workloads(who, q)
-    return {"workloads": [render.native_workload(p) for p in listing.items],
-            "unreachable": render.unreachable(listing)}
+    page = listing.items[offset:offset + limit] if limit else listing.items[offset:]
+    tail = json.dumps({"total": len(listing.items), "offset": offset, "token": token,
+                       "unreachable": render.unreachable(listing)})
+    return Response(render.json_list("workloads", page, render.native_workload,
+                                     tail="," + tail[1:-1]), media_type="application/json")
 
 
 @router.get("/workloads/{wid}")

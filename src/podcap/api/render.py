@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from podcap.api import streaming
@@ -71,6 +73,26 @@ def v1_workload(placed: PlacedWorkload, brief: bool = False) -> dict[str, Any]:
     return data
 
 
+def json_list(key: str, items: Sequence[PlacedWorkload], shape: Callable[[PlacedWorkload], Any],
+              head: str = "", tail: str = "") -> bytes:
+    """``{<head>"<key>":[…]<tail>}`` with each item's JSON made once and kept on it (its
+    ``rendered``, by ``shape``'s name): a list of 10,000 workloads is a join, not 10,000
+    encodings."""
+    name = shape.__name__
+    parts = []
+    for p in items:
+        text = p.rendered.get(name)
+        if text is None:
+            text = p.rendered[name] = json.dumps(shape(p), separators=(",", ":"),
+                                                 ensure_ascii=False)
+        parts.append(text)
+    return f'{{{head}"{key}":[{",".join(parts)}]{tail}}}'.encode()
+
+
+def v1_workload_brief(placed: PlacedWorkload) -> dict[str, Any]:
+    return v1_workload(placed, brief=True)
+
+
 def v1_interfaces(w: Workload) -> dict[str, list[dict[str, Any]]]:
     """NeuVector's ``interfaces`` (only for a running workload): each interface's addresses
     with their prefix lengths as the namespace has them (agent/netstate/addresses.py). A
@@ -99,10 +121,10 @@ def native_agent(agent: AgentInfo) -> dict[str, Any]:
             "last_seen": agent.last_seen or None, "connected": agent.connected}
 
 
-def unreachable(listing: Listing[Any]) -> list[dict[str, str]]:
-    """Nodes whose agent did not answer: their part of the list is missing or stale."""
-    return [{"agent_id": u.agent_id, "node": u.node, "reason": u.reason}
-            for u in listing.unreachable]
+def unreachable(listing: Listing[Any]) -> list[dict[str, Any]]:
+    """Nodes away: their part of the list is their last view, as of ``synced_at``."""
+    return [{"agent_id": u.agent_id, "node": u.node, "reason": u.reason,
+             "synced_at": u.synced_at or None} for u in listing.unreachable]
 
 
 def native_workload(placed: PlacedWorkload) -> dict[str, Any]:
@@ -110,6 +132,7 @@ def native_workload(placed: PlacedWorkload) -> dict[str, Any]:
     data.pop("pid_start", None)
     data.pop("netns", None)
     data["agent_id"] = placed.agent_id
+    data["stale"] = placed.stale
     return data
 
 

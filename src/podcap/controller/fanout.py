@@ -26,6 +26,7 @@ class Unreachable:
     agent_id: str
     node: str
     reason: str
+    synced_at: float = 0.0  # when its view last changed: what a list shows of it is that old
 
 
 @dataclass(frozen=True)

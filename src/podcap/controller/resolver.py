@@ -46,9 +46,20 @@ def resolve(query: str, candidates: Sequence[tuple[Workload, T]]) -> list[tuple[
 def find(inventory: Inventory, who: Principal, wid: str,
          agent_id: str | None = None) -> PlacedWorkload:
     """The workload ``wid`` names by the rule above, among those ``who`` may see (on
-    ``agent_id``'s node when given). Missing and hidden answer alike; a name on several nodes
-    is refused; a miss while nodes are away says which."""
+    ``agent_id``'s node when given), in the views. A miss has the connected agents look now
+    (a container started a moment ago, not pushed yet) and is looked for once more. Missing
+    and hidden answer alike; a name on several nodes is refused; a miss while nodes are away
+    says which."""
     wid = workload_id(wid)
+    try:
+        return _find(inventory, who, wid, agent_id)
+    except (NotFound, Unavailable):
+        inventory.sync()
+    return _find(inventory, who, wid, agent_id)
+
+
+def _find(inventory: Inventory, who: Principal, wid: str,
+          agent_id: str | None = None) -> PlacedWorkload:
     if agent_id is not None:  # the node was named: ask it alone first
         own = [p for p in inventory.node_workloads(agent_id)  # NotFound: no such enforcer
                if who.can_see(p.workload.namespace)]

@@ -102,14 +102,16 @@ def expire(service: CaptureService, cutoff: float, why: str
         c = owned.capture
         if owned.stale or c.status is Status.RUNNING or (c.stop_time or cutoff) >= cutoff:
             continue
+        agent = service.agents.get(aid)
         try:
-            service.agents.get(aid).remove(c.id)
+            agent.remove(c.id)
         except NotFound:
             pass  # gone already: forget it all the same
         except PodcapError as exc:
             log.warning("retention: capture %s not deleted now (%s); next sweep", c.id,
                         exc.message)
             continue
+        agent.view().forget(c.id)
         service.owners.forget(c.id)
         service.audit.record("capture.expired", source="retention", capture_id=c.id,
                              workload=c.workload.name, namespace=owned.namespace,

@@ -1,9 +1,9 @@
 """Which agent answers for a capture id.
 
 A capture placed by this controller (an owner row) is answered for by its own agent alone; one
-started before this controller knew it is looked for on every agent, and on the last known
-state of those away. A search that asked the agents hands on the record it was given, so the
-service does not ask that agent again.
+started before this controller knew it is looked for in every agent's view (views.py), and
+in the last known state of those away; the record found is handed on, so the service does not
+look again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.db import CaptureOwner
-from podcap.controller.fanout import FanOut
+from podcap.controller.inventory import Inventory
 from podcap.controller.owners import Owners
 from podcap.errors import NotFound
 from podcap.ids import capture_id
@@ -31,9 +31,9 @@ class Route:
 
 
 class Router:
-    def __init__(self, agents: AgentRegistry, fanout: FanOut, owners: Owners) -> None:
+    def __init__(self, agents: AgentRegistry, inventory: Inventory, owners: Owners) -> None:
         self._agents = agents
-        self._fanout = fanout
+        self._inventory = inventory
         self._owners = owners
 
     def route(self, cid: str) -> Route:
@@ -44,18 +44,11 @@ class Router:
             if row.agent_id in transports:
                 return Route(transports[row.agent_id], row)
             raise NotFound(f"capture {cid} not found: its agent {row.agent_id} is gone")
-        answers, unreachable = self._fanout.ask(lambda t: _found(t, cid))
-        for aid, found in answers.items():  # started before this controller knew it
+        for transport in transports.values():  # started before this controller knew it
+            found = transport.view().capture(cid)
             if found is not None:
-                return Route(transports[aid], row, found)
-        for away in unreachable:  # or on an agent away now: its last known state has it
+                return Route(transport, row, found)
+        for away in self._inventory.views().unreachable:  # away: its last known state
             if any(c.id == cid for c in transports[away.agent_id].known_captures()):
                 return Route(transports[away.agent_id], row)
         raise NotFound(f"capture {cid} not found")
-
-
-def _found(transport: AgentTransport, cid: str) -> Capture | None:
-    try:
-        return transport.get_capture(cid)
-    except NotFound:
-        return None

@@ -13,6 +13,7 @@ own. The jobs it calls on each live in a file of their own:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import tempfile
@@ -32,10 +33,18 @@ from podcap.controller.owners import Owners
 from podcap.controller.principal import Principal
 from podcap.controller.quotas import Quotas, default_node_buffer
 from podcap.controller.routing import Route, Router
-from podcap.errors import CaptureFailed, Hidden, Unavailable
+from podcap.errors import (
+    CaptureFailed,
+    FailedPrecondition,
+    Hidden,
+    NotFound,
+    PodcapError,
+    Unavailable,
+)
 from podcap.logs import capture_fields
-from podcap.model import AgentInfo, CaptureSpec, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec
 from podcap.streams import PcapRequest, PcapStream
+from podcap.transport.base import AgentTransport
 
 log = logging.getLogger("podcap.captures")
 
@@ -50,9 +59,9 @@ class CaptureService:
         self.quotas = quotas or Quotas(node_buffer_bytes=default_node_buffer())
         self.admission = Admission(self.quotas)
         self.owners = Owners(sessions)
-        self._fanout = FanOut(agents)
-        self.inventory = Inventory(agents, self._fanout, self.owners, trust_namespace_labels)
-        self._router = Router(agents, self._fanout, self.owners)
+        self._fanout = FanOut(agents)  # only to ask agents to look now (a start's miss)
+        self.inventory = Inventory(agents, self.owners, trust_namespace_labels, self._fanout)
+        self._router = Router(agents, self.inventory, self.owners)
         self.start_failures = 0  # tcpdump did not start (podcap_tcpdump_start_failures_total)
 
     # ---- agents and workloads -----------------------------------------------------------
@@ -61,13 +70,19 @@ class CaptureService:
         return self.agents.infos()
 
     def workloads(self, who: Principal, query: str = "") -> Listing[PlacedWorkload]:
+        """Those ``who`` may see (sorted by namespace, pod, name), each of ``query``'s words
+        in its name, image, namespace, pod, node, id or an IP."""
         every = self.inventory.workloads()
         placed = [p for p in every.items if who.can_see(p.workload.namespace)]
-        if query:
-            q = query.lower()
-            placed = [p for p in placed if q in _haystack(p.workload)]
-        placed.sort(key=lambda p: (p.workload.namespace, p.workload.pod_name, p.workload.name))
+        words = query.lower().split()
+        if words:
+            placed = [p for p in placed if all(w in p.text for w in words)]
         return Listing(placed, every.unreachable)
+
+    def workloads_token(self) -> str:
+        """Changes whenever any workload list could (inventory.py): a client that holds it
+        needs no new list."""
+        return self.inventory.token()
 
     def workload(self, who: Principal, wid: str, agent_id: str | None = None) -> PlacedWorkload:
         """The workload ``wid`` names by the rule of controller/resolver.py, among those
@@ -98,17 +113,21 @@ class CaptureService:
         try:
             with self.admission.admit(who.username, namespace, placed.agent_id, spec,
                                       self.inventory.held):
-                capture = self.agents.get(placed.agent_id).start(placed.workload.id, spec,
-                                                                 who.username)
+                agent = self.agents.get(placed.agent_id)
+                capture = _last_word(agent, placed, spec, who.username)
                 owned = OwnedCapture(capture, who.username, namespace)
                 self._record("capture.start", who, owned, detail=capture.spec.filter,
                              along=functools.partial(owners.put, cid=capture.id,
                                                      agent_id=placed.agent_id,
                                                      owner=who.username, namespace=namespace))
+                agent.view().observe(capture)  # listed at once; its deltas confirm it
         except CaptureFailed:
             self.start_failures += 1
+            with contextlib.suppress(PodcapError):  # its failed record: in the view at once
+                self.agents.get(placed.agent_id).sync()
             raise
         for old in capture.reclaimed:  # deleted by the agent to make room (--reclaim oldest)
+            self.agents.get(placed.agent_id).view().forget(old)
             row = self.owners.forget(old)
             self.audit.record("capture.reclaimed", username=who.username, source=who.source,
                               capture_id=old, namespace=row[1] if row else "",
@@ -138,7 +157,9 @@ class CaptureService:
     def stop(self, who: Principal, cid: str) -> OwnedCapture:
         owned, route = self._find(who, cid)
         who.require_write()
-        stopped = self.inventory.owned(route.transport.stop(owned.capture.id), route.row)
+        capture = route.transport.stop(owned.capture.id)
+        route.transport.view().observe(capture)
+        stopped = self.inventory.owned(capture, route.row)
         self._record("capture.stop", who, stopped)
         return stopped
 
@@ -146,6 +167,7 @@ class CaptureService:
         owned, route = self._find(who, cid)
         who.require_write()
         route.transport.remove(cid)
+        route.transport.view().forget(cid)
         self.owners.forget(cid)
         self._record("capture.delete", who, owned)
 
@@ -180,18 +202,23 @@ class CaptureService:
         return found.owned, found.open(request, length)
 
     def _find(self, who: Principal, cid: str) -> tuple[OwnedCapture, Route]:
-        """The capture and the agent that holds it, from one route and at most one question
-        to that agent (none when routing's search already asked it); its last known state
-        when the agent is away. Hidden from a caller who may not see its namespace."""
+        """The capture and the agent that holds it, from its view (one question to that
+        agent only when the view does not hold it yet); its last known state when the agent
+        is away. Hidden from a caller who may not see its namespace."""
         route = self._router.route(cid)
+        t = route.transport
+        held = route.capture or t.view().capture(cid)
         try:
-            capture = route.capture or route.transport.get_capture(cid)
-            owned = self.inventory.owned(capture, route.row)
-        except Unavailable:
-            known = {c.id: c for c in route.transport.known_captures()}
-            if cid not in known:
+            if held is not None and t.info().connected and t.view().state().synced:
+                owned = self.inventory.owned(held, route.row)
+            else:  # not in its view yet, or the view is behind: its agent is asked, once
+                owned = self.inventory.owned(t.get_capture(cid), route.row)
+        except Unavailable:  # away: the view's last state, else the last answer seen
+            known = {c.id: c for c in t.known_captures()}
+            last = held or known.get(cid)
+            if last is None:
                 raise
-            owned = self.inventory.owned(known[cid], route.row, stale=True)
+            owned = self.inventory.owned(last, route.row, stale=True)
         if not who.can_see(owned.namespace):
             raise Hidden(f"capture {cid} not found", who.username)
         return owned, route
@@ -213,5 +240,15 @@ class CaptureService:
                                       **({"bytes": nbytes} if event == "download" else {})))
 
 
-def _haystack(w: Workload) -> str:
-    return " ".join([w.name, w.image, w.namespace, w.pod_name, w.id, *w.ips]).lower()
+def _last_word(agent: AgentTransport, placed: PlacedWorkload, spec: CaptureSpec,
+               owner: str) -> Capture:
+    """The start, by the full id the view resolved: the agent looks the container up afresh
+    and has the last word. One gone since the view was made is a refusal (409 on /api,
+    NeuVector's 400 on /v1), never a capture of anything else."""
+    try:
+        return agent.start(placed.workload.id, spec, owner)
+    except NotFound as exc:
+        raise FailedPrecondition(
+            f"workload {placed.workload.name or placed.workload.id[:12]} is no longer on node "
+            f"{placed.workload.node}: it went after it was listed; nothing was started "
+            f"({exc.message})") from None

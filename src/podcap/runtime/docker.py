@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +16,8 @@ from podcap.errors import NotFound, Unavailable
 from podcap.ids import full_workload_id
 from podcap.model import Workload
 from podcap.runtime.base import netns_inode, proc_start_time, process_alive
+
+log = logging.getLogger("podcap.runtime")
 
 _POD_NAME = "io.kubernetes.pod.name"
 _POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -67,6 +72,23 @@ class DockerRuntime:
         if attrs.get("Id") != wid:
             raise NotFound(f"workload {wid} not found")
         return self._workload(attrs)
+
+    def watch(self, wake: Callable[[], None], closing: threading.Event) -> None:
+        """Until ``closing``: ``wake()`` at each container event Docker reports (start, die,
+        destroy, rename…), so the agent's feed relists at once instead of polling the engine
+        (a list cost Docker 77 ms of CPU in bench figure 6). A broken stream is opened again
+        after a second, and a wake then covers what it may have missed."""
+        while not closing.is_set():
+            try:
+                for _ in self._client.events(decode=True, filters={"type": "container"}):
+                    wake()
+                    if closing.is_set():
+                        return
+            except (docker.errors.DockerException, requests.exceptions.RequestException,
+                    OSError) as exc:
+                log.debug("docker events: %s", exc)
+            wake()
+            closing.wait(1.0)
 
     def close(self) -> None:
         self._client.close()

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
+from podcap.views import NodeView
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,16 @@ class AgentTransport(Protocol):
         """A JSON document the agent keeps or computes beside a capture's files (its
         summary, its network-state snapshot, its rate series): small, so it travels as
         one reply rather than an upload."""
+        ...
+
+    def view(self) -> NodeView:
+        """This node's inventory as it last pushed it (views.py): every list reads it, and
+        none asks the agent."""
+        ...
+
+    def sync(self) -> None:
+        """Have the agent look now: when this returns, the view holds every change made on
+        the node before the call. Asked only when a start names what no view holds."""
         ...
 
     def close(self) -> None: ...

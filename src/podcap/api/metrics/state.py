@@ -48,6 +48,7 @@ class StateCollector:
             suppressed.add_metric([event], count)
         yield suppressed
         yield from _rejects(svc)
+        yield from _inventory(svc)
         agents = svc.agent_infos()
         yield _gauge("podcap_agents", "Agents known to the controller, by state.", ["state"],
                      [(["connected"], sum(a.connected for a in agents)),
@@ -148,6 +149,27 @@ def _rejects(svc: CaptureService) -> Iterator[Metric]:
         for key, value in sorted(rows.items()):  # type: ignore[attr-defined]
             family.add_metric(list(key), value)
         yield family
+
+
+def _inventory(svc: CaptureService) -> Iterator[Metric]:
+    """The views agents push (views.py): what was asked of them, how often a view had to be
+    repaired, and how old each is. Lists ask no agent: ``op=list_*`` stays at 0."""
+    commands = CounterMetricFamily(
+        "podcap_agent_commands", "Commands the controller sent to a joined agent, by "
+        "operation (lists are answered from the views: none are sent).",
+        labels=["agent_id", "node", "op"])
+    resyncs = CounterMetricFamily(
+        "podcap_inventory_resyncs", "Snapshots asked of an agent because its view missed an "
+        "update.", labels=["agent_id", "node"])
+    synced = GaugeMetricFamily("podcap_inventory_synced_at_seconds", "When the agent's view "
+                               "last changed (Unix time; 0: never).", labels=["agent_id", "node"])
+    for aid, t in sorted(svc.agents.transports().items()):
+        node = t.info().node
+        for op, n in sorted(getattr(t, "commands", {}).items()):
+            commands.add_metric([aid, node, op], n)
+        resyncs.add_metric([aid, node], getattr(getattr(t, "pushed", None), "resyncs", 0))
+        synced.add_metric([aid, node], t.view().state().synced_at)
+    yield from (commands, resyncs, synced)
 
 
 def _gauge(name: str, what: str, labels: list[str],

@@ -16,6 +16,7 @@ from podcap.streams import PcapRequest
 from podcap.transport.base import AgentHello
 from podcap.transport.grpc import checks
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
+from podcap.views import InventoryUpdate
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(CaptureSpec)]
 _STATS_FIELDS = [f.name for f in dataclasses.fields(Stats)]
@@ -135,3 +136,11 @@ def hello_from_pb(m: pb.Hello) -> AgentHello:
         checks.one_of("reclaim", m.reclaim, limits.RECLAIM_POLICIES)
     return AgentHello(node=node, version=version, runtimes=runtimes, started=started,
                       disk_budget=disk_budget, reclaim=m.reclaim)
+
+
+def inventory_to_pb(u: InventoryUpdate) -> pb.Inventory:
+    return pb.Inventory(seq=u.seq, snapshot=u.snapshot,
+                        workloads=[workload_to_pb(w) for w in u.workloads],
+                        workloads_gone=list(u.workloads_gone),
+                        captures=[capture_to_pb(c) for c in u.captures],
+                        captures_gone=list(u.captures_gone))

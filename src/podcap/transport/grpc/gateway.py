@@ -135,7 +135,11 @@ class Gateway(pb_grpc.AgentGatewayServicer):
                             self.rejects.drop(agent_id, node, rejects.INVALID,
                                               f"reply {message.reply.seq} answers no open "
                                               "command")
-                    elif kind != "heartbeat":
+                    elif kind == "inventory":
+                        remote.on_inventory(session, message.inventory)
+                    elif kind == "heartbeat":
+                        remote.on_heartbeat(session, message.heartbeat)
+                    else:
                         self.rejects.drop(agent_id, node, rejects.INVALID,
                                           f"unexpected {kind} in a session; ignored")
                 why = "the agent ended its session"

@@ -1,4 +1,5 @@
-"""The controller's side of a remote agent: an ``AgentTransport`` over the agent's session.
+"""The controller's side of a remote agent: an ``AgentTransport`` over the agent's session,
+and the view its pushed inventory feeds (views.py).
 
 The agent dialled in and holds one gRPC stream open (``transport/grpc/gateway.py`` serves it;
 ``session.py`` carries commands and downloads over it). Each method of the interface is one
@@ -15,11 +16,13 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError, Unavailable
+from podcap.ids import capture_id, workload_id
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport import rejects
@@ -27,8 +30,10 @@ from podcap.transport.base import AgentHello
 from podcap.transport.grpc import codec
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.errors import from_wire
+from podcap.transport.grpc.pushed import Pushed
 from podcap.transport.grpc.session import AgentSession, Uploads
 from podcap.transport.rejects import Rejects
+from podcap.views import InventoryUpdate, NodeView
 
 log = logging.getLogger("podcap.controller.agents")
 
@@ -48,6 +53,8 @@ class RemoteAgent:
         self._known: dict[str, Capture] = {}
         self._lock = threading.Lock()
         self.last_seen = info.last_seen
+        self.pushed = Pushed()  # its inventory as received (pushed.py)
+        self.commands: Counter[str] = Counter()  # commands sent, by operation (metrics)
 
     # ---- the session's life (called by the gateway and the registry) ---------------------
 
@@ -61,6 +68,7 @@ class RemoteAgent:
             self.last_seen = time.time()
         if old is not None:
             old.close()
+        self.pushed.new_session()
 
     def detach(self, session: AgentSession, why: str) -> None:
         with self._lock:
@@ -69,6 +77,7 @@ class RemoteAgent:
             self._session = None
             self._info = dataclasses.replace(self._info, connected=False)
         session.close()
+        self.pushed.view.unsynced()  # its view is kept, marked stale, until a snapshot
         log.warning("agent %s on node %s disconnected: %s", self._info.id, self._info.node, why)
 
     def seen(self) -> None:
@@ -81,16 +90,22 @@ class RemoteAgent:
     # ---- AgentTransport --------------------------------------------------------------
 
     def info(self) -> AgentInfo:
-        return dataclasses.replace(self._info, last_seen=self.last_seen)
+        """Connected once its session is open and its first snapshot in (never "connected"
+        and empty)."""
+        return dataclasses.replace(self._info, last_seen=self.last_seen,
+                                   connected=self._info.connected and self.pushed.ready)
 
     def list_workloads(self) -> list[Workload]:
         """Invalid entries are dropped (logged, counted); more than the cap is refused whole:
         no real node runs that many, and reading them all slowed every list."""
         reply = self._call(pb.Command(list_workloads=pb.Empty()), limits.FANOUT_DEADLINE_S)
         self._cap(rejects.WORKLOADS, len(reply.workloads.items), limits.AGENT_WORKLOADS_MAX)
+        return self._workloads(reply.workloads.items)
+
+    def _workloads(self, items: Iterable[pb.Workload]) -> list[Workload]:
         node = self._info.node
         return [dataclasses.replace(w, node=node) if w.node != node else w  # speaks for itself
-                for w in self._valid(codec.workload_from_pb, reply.workloads.items, "workload")]
+                for w in self._valid(codec.workload_from_pb, items, "workload")]
 
     def check_filter(self, expression: str) -> None:
         self._call(pb.Command(check_filter=expression), limits.COMMAND_TIMEOUT_S)
@@ -111,8 +126,7 @@ class RemoteAgent:
     def list_captures(self) -> list[Capture]:
         reply = self._call(pb.Command(list_captures=pb.Empty()), limits.FANOUT_DEADLINE_S)
         self._cap(rejects.CAPTURES, len(reply.captures.items), limits.AGENT_CAPTURES_MAX)
-        captures = self._valid(lambda m: self._own(codec.capture_from_pb(m)),
-                               reply.captures.items, "capture")
+        captures = self._captures(reply.captures.items)
         with self._lock:
             self._known = {c.id: c for c in captures}
         return captures
@@ -124,6 +138,46 @@ class RemoteAgent:
     def known_captures(self) -> list[Capture]:
         with self._lock:
             return list(self._known.values())
+
+    def view(self) -> NodeView:
+        return self.pushed.view
+
+    def sync(self) -> None:
+        self._call(pb.Command(sync=pb.Empty()), limits.INVENTORY_SYNC_S)
+
+    # ---- the inventory it pushes (views.py; the gateway's session reader calls these) -----
+
+    def on_inventory(self, session: AgentSession, m: pb.Inventory) -> None:
+        """Checked as a list's answer was: invalid entries dropped and counted, its node's
+        name put on its workloads, another agent's captures refused; a snapshot over the caps
+        refused whole. A delta after a gap asks for a snapshot."""
+        try:
+            self._inventory(session, m)
+        except Exception as exc:  # a message that breaks a rule no check foresaw: this one
+            self.rejects.drop(self._info.id, self._info.node, rejects.INVALID,
+                              f"invalid inventory: {type(exc).__name__}: {exc}"[:300])
+
+    def _inventory(self, session: AgentSession, m: pb.Inventory) -> None:
+        if m.snapshot:
+            over = []
+            for what, n, high in (
+                    (rejects.WORKLOADS, len(m.workloads), limits.AGENT_WORKLOADS_MAX),
+                    (rejects.CAPTURES, len(m.captures), limits.AGENT_CAPTURES_MAX)):
+                try:
+                    self._cap(what, n, high)
+                except Unavailable as exc:
+                    over.append(exc.message)
+            if over:
+                self.pushed.refuse(over[0])
+                return
+        self.pushed.receive(session, self._info.node, InventoryUpdate(
+            m.seq, m.snapshot, tuple(self._workloads(m.workloads)),
+            tuple(self._valid(workload_id, m.workloads_gone, "workload id")),
+            tuple(self._captures(m.captures)),
+            tuple(self._valid(capture_id, m.captures_gone, "capture id"))))
+
+    def on_heartbeat(self, session: AgentSession, m: pb.Heartbeat) -> None:
+        self.pushed.heartbeat(session, self._info.node, m.inventory_seq)
 
     def document(self, capture_id: str, name: str, params: dict[str, str] | None = None,
                  ) -> dict[str, object]:
@@ -164,6 +218,7 @@ class RemoteAgent:
             ago = f"; last seen {time.time() - self.last_seen:.0f} s ago" if self.last_seen \
                 else ""
             raise Unavailable(f"node {node} is disconnected{ago}")
+        self.commands[command.WhichOneof("op") or ""] += 1
         try:
             reply = session.call(command, timeout)
         except Unavailable as exc:
@@ -171,6 +226,9 @@ class RemoteAgent:
         if reply.WhichOneof("result") == "error":
             raise from_wire(reply.error)
         return reply
+
+    def _captures(self, items: Iterable[pb.Capture]) -> list[Capture]:
+        return self._valid(lambda m: self._own(codec.capture_from_pb(m)), items, "capture")
 
     def _own(self, capture: Capture) -> Capture:
         """An agent speaks for its own captures only."""

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,6 +34,7 @@ from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import from_rpc, to_wire
 from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity
+from podcap.views import Feed, InventoryUpdate
 
 log = logging.getLogger("podcap.agent.uplink")
 
@@ -84,6 +86,11 @@ def _document(t: AgentTransport, c: pb.Command) -> Answer:
     return pb.Reply(document=codec.document_to_wire(body))
 
 
+def _sync(t: AgentTransport, _: pb.Command) -> Answer:
+    t.sync()  # the feed's delta is in the outbox before this reply
+    return pb.Reply(ok=pb.Empty())
+
+
 # Every operation of ``Command.op`` in agent.proto (a test keeps the two the same).
 OPERATIONS: dict[str, Handler] = {
     "list_workloads": _list_workloads,
@@ -95,6 +102,7 @@ OPERATIONS: dict[str, Handler] = {
     "get_capture": _get_capture,
     "download": _download,
     "document": _document,
+    "sync": _sync,
 }
 
 
@@ -116,8 +124,20 @@ class Uplink:
     ``transport`` (for no copy on the way, one whose streams read ``UPLOAD_CHUNK_BYTES`` at a
     time: larger blocks are cut, which copies them)."""
 
-    def __init__(self, transport: AgentTransport, address: str, identity: Identity) -> None:
+    def __init__(self, transport: AgentTransport, address: str, identity: Identity,
+                 feed: Feed | None = None) -> None:
         self.transport = transport
+        self.feed = feed  # the inventory each session pushes (None: a stand-in pushes none)
+        # Test hooks. ``drop_deltas``: this many of the next deltas are lost on the way out
+        # (counted as sent: the controller must see the gap and ask for a snapshot).
+        # ``hold``: updates wait here, as on a slow link, until ``release()``.
+        self.drop_deltas = 0
+        self.hold = False
+        self._held: list[InventoryUpdate] = []
+        self._hold_lock = threading.RLock()
+        self._sent_seq = 0  # the last update sent: what heartbeats say
+        self._push: Callable[[InventoryUpdate], None] | None = None
+        self.handled: Counter[str] = Counter()  # commands served, by operation (tests, bench)
         self.address = address
         self.identity = identity
         self._stop = threading.Event()
@@ -141,6 +161,15 @@ class Uplink:
             else:
                 self._stop.wait(0.2)
 
+    def release(self) -> None:
+        """Ends ``hold``: what was held goes now, in order."""
+        with self._hold_lock:
+            self.hold = False
+            held, self._held = self._held, []
+            if self._push is not None:
+                for update in held:
+                    self._push(update)
+
     def stop(self) -> None:
         self._stop.set()
         call = self._call
@@ -154,6 +183,21 @@ class Uplink:
     def _session(self) -> None:
         outbox: queue.Queue[pb.AgentMessage] = queue.Queue()
         done = threading.Event()
+        unsubscribe: Callable[[], None] | None = None
+
+        def push(update: InventoryUpdate) -> None:
+            with self._hold_lock:
+                if self.hold:
+                    self._held.append(update)
+                    return
+                self._sent_seq = update.seq
+                if not update.snapshot and self.drop_deltas > 0:
+                    self.drop_deltas -= 1
+                    return
+                outbox.put(pb.AgentMessage(inventory=codec.inventory_to_pb(update)))
+
+        self._push = push
+
         with grpc.secure_channel(self.address, self.identity.credentials(),
                                  options=CLIENT_OPTIONS) as channel:
             stub = pb_grpc.AgentGatewayStub(channel)
@@ -161,14 +205,24 @@ class Uplink:
             self._call = call
             try:
                 for message in call:
-                    if message.WhichOneof("msg") == "welcome":
+                    kind = message.WhichOneof("msg")
+                    if kind == "welcome":
                         log.info("connected to controller %s as agent %s", self.address,
                                  message.welcome.agent_id)
-                    elif message.WhichOneof("msg") == "command":
+                        if self.feed is not None:  # the snapshot follows the Hello
+                            unsubscribe = self.feed.subscribe(push)
+                        else:  # nothing to push: an empty inventory, said once
+                            push(InventoryUpdate(0, True))
+                    elif kind == "command":
                         self._commands.submit(self._execute, message.command, outbox, stub)
+                    elif kind == "resync" and self.feed is not None:
+                        log.info("controller asked for a snapshot of the inventory")
+                        self.feed.resync(push)
             finally:
                 done.set()
                 self._call = None
+                if unsubscribe is not None:
+                    unsubscribe()
 
     def _upward(self, outbox: queue.Queue[pb.AgentMessage],
                 done: threading.Event) -> Iterator[pb.AgentMessage]:
@@ -177,13 +231,15 @@ class Uplink:
             try:
                 yield outbox.get(timeout=limits.HEARTBEAT_INTERVAL_S)
             except queue.Empty:
-                yield pb.AgentMessage(heartbeat=pb.Heartbeat(sent=time.time()))
+                yield pb.AgentMessage(heartbeat=pb.Heartbeat(
+                    sent=time.time(), inventory_seq=self._sent_seq))
 
     # ---- commands ---------------------------------------------------------------------
 
     def _execute(self, command: pb.Command, outbox: queue.Queue[pb.AgentMessage],
                  stub: pb_grpc.AgentGatewayStub) -> None:
         op = command.WhichOneof("op")
+        self.handled[op or ""] += 1
         if command.deadline and time.time() > command.deadline + 1.0:
             log.warning("dropped %s command %d: its deadline passed before it arrived", op,
                         command.seq)

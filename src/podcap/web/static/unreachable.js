@@ -17,7 +17,7 @@ export function showUnreachable(el, nodes) {
         h("strong", { dataset: { part: "node" } }), " is not answering (",
         // The reason counts seconds ("last seen 3 s ago"): not re-announced at every refresh.
         h("span", { dataset: { part: "reason" }, "aria-live": "off" }),
-        ") — its workloads are missing and its captures show their last known state. ",
+        ") — its containers and captures show their last known state. ",
         h("a", { href: "#nodes-title" }, "See Nodes"));
       el.append(line);
     }

@@ -1,11 +1,14 @@
-// The containers table: search, grouping, and a Capture button per row (disabled, with the
-// server's reason, for containers podcap cannot capture).
+// The containers table: search, grouping, pages of PAGE_ROWS rows, and a Capture button per row
+// (disabled, with the server's reason, for containers podcap cannot capture). The list is
+// fetched again only when the server's token moved (GET /api/workloads?since=: the views
+// changed); otherwise a refresh costs one small answer, whatever the number of containers.
 
 import { describe, get } from "./api.js";
 import { $, h, keepingFocus, repeat, replaceChildren, say } from "./dom.js";
 import { showUnreachable } from "./unreachable.js";
 
 const REFRESH_MS = 5000;
+const PAGE_ROWS = 100; // rows drawn at once: 10,000 containers never make 10,000 rows
 
 const GROUPS = {
   "": null,
@@ -27,6 +30,8 @@ export class WorkloadTable {
     this.runningCount = runningCount;
     this.canWrite = canWrite;
     this.items = [];
+    this.token = ""; // the server's list token: sent back as `since`
+    this.page = 0;
     this.loaded = false;
     this.lastKey = "";
     this.halt = null; // ends the refresh loop (dom.js repeat)
@@ -36,10 +41,18 @@ export class WorkloadTable {
     this.error = $("#workloads-error");
     this.summary = $("#workloads-count");
     this.banner = $("#workloads-unreachable");
-    this.search.addEventListener("input", () => this.render(true));
+    this.search.addEventListener("input", () => { this.page = 0; this.render(true); });
     this.search.addEventListener("keydown", (e) => {
-      if (e.key === "Escape" && this.search.value) { this.search.value = ""; this.render(true); }
+      if (e.key === "Escape" && this.search.value) {
+        this.search.value = "";
+        this.page = 0;
+        this.render(true);
+      }
     });
+    this.pager = $("#workloads-pages");
+    this.pageLabel = $("#workloads-page");
+    $("#workloads-prev").addEventListener("click", () => this.turn(-1));
+    $("#workloads-next").addEventListener("click", () => this.turn(1));
     this.groupBy.value = localStorage.getItem("podcap.groupBy") || "";
     this.groupBy.addEventListener("change", () => {
       localStorage.setItem("podcap.groupBy", this.groupBy.value);
@@ -50,6 +63,7 @@ export class WorkloadTable {
 
   start() {
     this.stop();
+    this.token = ""; // a new sign-in: the list is another user's, fetched whole
     this.halt = repeat(REFRESH_MS, () => this.refresh());
   }
 
@@ -62,9 +76,15 @@ export class WorkloadTable {
     if (this.refreshing) return; // Refresh pressed while the timer's request is still out
     this.refreshing = true;
     try {
-      const { workloads, unreachable } = await get("/api/workloads");
-      this.items = workloads || [];
-      showUnreachable(this.banner, unreachable);
+      const since = this.token ? `?since=${encodeURIComponent(this.token)}` : "";
+      const answer = await get(`/api/workloads${since}`);
+      if (answer.unchanged) {
+        this.render(); // running counts may have changed; the list has not
+        return;
+      }
+      this.items = answer.workloads || [];
+      this.token = answer.token || "";
+      showUnreachable(this.banner, answer.unreachable);
       this.loaded = true;
       say(this.error, "");
       this.render();
@@ -89,17 +109,30 @@ export class WorkloadTable {
       (a.node || "").localeCompare(b.node || ""));
   }
 
-  /** Re-render when the data, the search or the grouping changed (or when `force`). */
-  render(force = false) {
-    const rows = this.visible();
-    const key = JSON.stringify([this.search.value, this.groupBy.value, this.canWrite(), rows,
-      rows.map((w) => this.runningCount(w))]);
-    if (!force && key === this.lastKey) return;
-    this.lastKey = key;
-    keepingFocus(() => this.draw(rows));
+  /** Another page of rows, `step` pages on. */
+  turn(step) {
+    this.page += step;
+    this.render(true);
   }
 
-  draw(rows) {
+  /** Re-render when the data, the search, the page or the grouping changed (or `force`). */
+  render(force = false) {
+    const matching = this.visible();
+    const pages = Math.max(1, Math.ceil(matching.length / PAGE_ROWS));
+    this.page = Math.min(Math.max(this.page, 0), pages - 1);
+    const rows = matching.slice(this.page * PAGE_ROWS, (this.page + 1) * PAGE_ROWS);
+    const key = JSON.stringify([this.search.value, this.groupBy.value, this.canWrite(),
+      this.page, matching.length, rows, rows.map((w) => this.runningCount(w))]);
+    if (!force && key === this.lastKey) return;
+    this.lastKey = key;
+    this.pager.hidden = pages < 2;
+    this.pageLabel.textContent = `Page ${this.page + 1} of ${pages}`;
+    $("#workloads-prev").disabled = this.page === 0;
+    $("#workloads-next").disabled = this.page >= pages - 1;
+    keepingFocus(() => this.draw(rows, matching.length));
+  }
+
+  draw(rows, matched) {
     const total = this.items.length;
     const query = this.search.value.trim();
     if (!this.loaded) {
@@ -109,7 +142,7 @@ export class WorkloadTable {
     } else if (!rows.length) {
       this.summary.textContent = `No container matches “${query}” (of ${total}).`;
     } else {
-      this.summary.textContent = query ? `${rows.length} of ${total} containers match “${query}”.`
+      this.summary.textContent = query ? `${matched} of ${total} containers match “${query}”.`
         : `${total} container${total === 1 ? "" : "s"}.`;
     }
     $("#workloads-table").hidden = !rows.length;
@@ -138,8 +171,9 @@ export class WorkloadTable {
     const key = rowKey(w);
     const reasonId = `reason-${key}`;
     const running = this.runningCount(w);
-    const reason = !w.cap_sniff ? w.cap_sniff_reason || "not capturable"
-      : !this.canWrite() ? "your account may only read" : "";
+    const reason = w.stale ? `node ${w.node || "?"} is not answering`
+      : !w.cap_sniff ? w.cap_sniff_reason || "not capturable"
+        : !this.canWrite() ? "your account may only read" : "";
     const podNs = [w.pod_name, w.namespace].filter(Boolean).join(" / ");
     const button = h("button", {
       type: "button", class: reason ? "" : "primary",
@@ -160,6 +194,8 @@ export class WorkloadTable {
         h("span", { class: "name" }, w.name),
         running ? h("span", { class: "badge running", title: "captures running now" },
           `● ${running} capturing`) : null,
+        w.stale ? h("span", { class: "badge stale", title: "its node is not answering" },
+          "last known") : null,
         h("div", { class: "muted mono small" }, (w.id || "").slice(0, 12))),
       h("td", { "data-label": "Image", class: "wrap" }, w.image || "—"),
       h("td", { "data-label": "Pod / namespace" }, podNs || h("span", { class: "muted" }, "—")),
