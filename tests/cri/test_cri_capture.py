@@ -22,9 +22,15 @@ pytestmark = pytest.mark.cri
 
 
 def test_workloads_list_pods_and_containers(cri_server: Server, pods: Pods) -> None:
-    with cri_server.client() as c:
-        v1 = {w["id"]: w for w in c.get("/v1/workload").json()["workloads"]}
-        native = {w["id"]: w for w in c.get("/api/workloads").json()["workloads"]}
+    def listed() -> bool:  # the lists read the pushed view: a new pod is there within 2 s
+        with cri_server.client() as c:
+            v1.update((w["id"], w) for w in c.get("/v1/workload").json()["workloads"])
+            native.update((w["id"], w) for w in c.get("/api/workloads").json()["workloads"])
+        return {pods.web.container_id, pods.web.sandbox_id, pods.hostnet.sandbox_id} <= \
+            v1.keys() | native.keys()
+    v1: dict[str, dict] = {}
+    native: dict[str, dict] = {}
+    wait_for(listed, timeout=5, what="the pods listed")
     ctr = v1[pods.web.container_id]
     assert (ctr["pod_name"], ctr["domain"], ctr["cap_sniff"]) == ("web", "podcap-test", True)
     pod = native[pods.web.sandbox_id]
