@@ -6,6 +6,7 @@ Shared by every test folder. Everything started here is ended here, by PID or by
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import secrets
@@ -343,3 +344,16 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.1, what: str 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def netns_addresses(pid: int) -> dict[str, list[tuple[str, int]]]:
+    """The global addresses with their prefix lengths in the network namespace of ``pid``,
+    by interface, as `ip -j addr` there says (what /v1/workload's interfaces must show)."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "addr"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    found: dict[str, list[tuple[str, int]]] = {}
+    for link in json.loads(out):
+        for a in link.get("addr_info", []):
+            if link["ifname"] != "lo" and a.get("scope") == "global":
+                found.setdefault(link["ifname"], []).append((a["local"], a["prefixlen"]))
+    return found

@@ -14,7 +14,8 @@ REAL = Workload(id="a" * 64, name="web", runtime="cri", node="node-1.example", k
                 image="busybox:1", state="running", pid=4242, pid_start=99, netns=4026532000,
                 ips=("10.1.2.3", "fd00::1"), namespace="shop", pod_name="web-0",
                 labels={"app": "web", "org.opencontainers.image.description": "two\nlines"},
-                created=-62135596800.0, cap_sniff=True)
+                created=-62135596800.0, cap_sniff=True,
+                interfaces=(("eth0", "10.1.2.3", 16), ("eth0", "fd00::1", 64)))
 CAPTURE = Capture(id="b" * 32, agent_id="c" * 16, workload=REAL, spec=CaptureSpec(filter="tcp"),
                   status=Status.STOPPED, reason="error: tcpdump: that; this", files=3,
                   args=["tcpdump", "-i", "any"], start_time=1.0, stop_time=2.0)
@@ -29,7 +30,11 @@ def test_real_answers_pass_unchanged() -> None:
     ("id", "../etc"), ("name", "a\nb"), ("runtime", "podman"), ("node", "x\ny"),
     ("node", '"quoted"'), ("kind", "vm"), ("state", "s" * 65), ("pid", -1), ("pid", 2**40),
     ("ips", ["not-an-ip"]), ("ips", ["10.0.0.1"] * 65), ("labels", {"k\x00": "v"}),
-    ("created", float("nan")), ("namespace", "ns\r"), ("image", "i" * 2000)])
+    ("created", float("nan")), ("namespace", "ns\r"), ("image", "i" * 2000),
+    ("interfaces", [pb.Interface(name="eth0", address="10.1.2.3", prefix=33)]),
+    ("interfaces", [pb.Interface(name="eth0\n", address="10.1.2.3", prefix=16)]),
+    ("interfaces", [pb.Interface(name="eth0", address="eth1", prefix=16)]),
+    ("interfaces", [pb.Interface(name="eth0", address="10.1.2.3", prefix=16)] * 65)])
 def test_each_lie_about_a_workload_names_its_field(field: str, value: object) -> None:
     m = codec.workload_to_pb(REAL)
     if isinstance(value, list):

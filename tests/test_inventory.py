@@ -36,7 +36,7 @@ from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
 from podcap.transport.grpc.join import Identity
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import Uplink
-from tests.support import remove_container, run_container, unique, wait_for
+from tests.support import netns_addresses, remove_container, run_container, unique, wait_for
 
 ADMIN = Principal("admin", "admin")
 NODE = "inventory-node"
@@ -99,6 +99,16 @@ def test_a_container_is_listed_within_2_s_and_gone_within_2_s_and_no_list_asks(b
     box = run_container(unique("inv"), ["sleep", "300"])
     try:
         wait_for(lambda: box.name in bed.names(), timeout=2.0, what="listed")
+        box.reload()  # its addresses and their prefixes (/v1/workload's interfaces) follow
+
+        def shown() -> dict[str, list[tuple[str, int]]]:
+            by_name: dict[str, list[tuple[str, int]]] = {}
+            for w in (p.workload for p in bed.svc.workloads(ADMIN).items):
+                for name, address, prefix in w.interfaces if w.name == box.name else ():
+                    by_name.setdefault(name, []).append((address, prefix))
+            return by_name
+        wait_for(shown, timeout=2.0, what="its addresses")
+        assert shown() == netns_addresses(box.attrs["State"]["Pid"]) != {}
     finally:
         remove_container(box)
     wait_for(lambda: box.name not in bed.names(), timeout=2.0, what="gone")

@@ -10,7 +10,6 @@ and read back.
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import threading
@@ -35,7 +34,15 @@ from tests.groups.group_support import (
     tshark_fields,
     walk,
 )
-from tests.support import PODCAP, ROOT, Server, remove_container, unique, wait_for
+from tests.support import (
+    PODCAP,
+    ROOT,
+    Server,
+    netns_addresses,
+    remove_container,
+    unique,
+    wait_for,
+)
 
 LUA = ROOT / "src" / "podcap" / "wireshark" / "podcap.lua"
 
@@ -250,17 +257,6 @@ def test_tcpdump_reads_every_pcapng_and_the_pcap_is_unchanged(scene: Scene) -> N
     assert scene.plain == (scene.ring, scene.ring)
 
 
-def _netns_addresses(pid: int) -> dict[str, list[tuple[str, int]]]:
-    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-j", "addr"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
-    found: dict[str, list[tuple[str, int]]] = {}
-    for link in json.loads(out):
-        for a in link.get("addr_info", []):
-            if link["ifname"] != "lo" and a.get("scope") == "global":
-                found.setdefault(link["ifname"], []).append((a["local"], a["prefixlen"]))
-    return found
-
-
 def test_v1_interfaces_are_the_namespace_addresses(wserver: Server) -> None:
     import os
     made = []
@@ -275,7 +271,7 @@ def test_v1_interfaces_are_the_namespace_addresses(wserver: Server) -> None:
                 assert r.status_code == 200, r.text
                 shown = {name: [(x["ip"], x["ip_prefix"]) for x in addrs]
                          for name, addrs in r.json()["workload"]["interfaces"].items()}
-                assert shown == _netns_addresses(pid) != {}, container.name
+                assert shown == netns_addresses(pid) != {}, container.name
     finally:
         for m in made:
             remove_container(m)

@@ -95,8 +95,9 @@ def v1_workload_brief(placed: PlacedWorkload) -> dict[str, Any]:
 
 def v1_interfaces(w: Workload) -> dict[str, list[dict[str, Any]]]:
     """NeuVector's ``interfaces`` (only for a running workload): each interface's addresses
-    with their prefix lengths as the namespace has them (agent/netstate/addresses.py). A
-    remote agent does not send them yet: then the runtime's addresses, on eth0, prefix 0."""
+    with their prefix lengths as the namespace has them (agent/netstate/addresses.py, pushed by
+    remote agents too). Before the namespace was read (a container just started): the
+    runtime's addresses, on eth0, prefix 0."""
     if not w.running:
         return {}
     found: dict[str, list[dict[str, Any]]] = {}

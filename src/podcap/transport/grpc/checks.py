@@ -80,6 +80,20 @@ def ips(values: list[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
+def interfaces(values: list[tuple[str, str, int]]) -> tuple[tuple[str, str, int], ...]:
+    """(interface, address, prefix length): a Linux interface name, an address, and a prefix
+    that fits it."""
+    items("interfaces", values, limits.AGENT_WORKLOAD_IPS_MAX)
+    for name, address, prefix in values:
+        text("an interface name", name, 15)  # IFNAMSIZ - 1
+        try:
+            ipaddress.ip_interface(f"{address}/{prefix}")
+        except ValueError:
+            raise InvalidArgument(f"interfaces holds {address[:60]!r}/{prefix}, not an address "
+                                  "with its prefix length") from None
+    return tuple(values)
+
+
 def labels(values: dict[str, str]) -> dict[str, str]:
     items("labels", values, limits.AGENT_WORKLOAD_LABELS_MAX)
     for key, value in values.items():

@@ -33,7 +33,8 @@ def workload_to_pb(w: Workload) -> pb.Workload:
         network_mode=w.network_mode, host_network=w.host_network, ips=list(w.ips),
         labels=w.labels, pod_name=w.pod_name, pod_id=w.pod_id, namespace=w.namespace,
         container_name=w.container_name, created=w.created, cap_sniff=w.cap_sniff,
-        cap_sniff_reason=w.cap_sniff_reason)
+        cap_sniff_reason=w.cap_sniff_reason,
+        interfaces=[pb.Interface(name=n, address=a, prefix=p) for n, a, p in w.interfaces])
 
 
 def workload_from_pb(m: pb.Workload) -> Workload:
@@ -51,7 +52,8 @@ def workload_from_pb(m: pb.Workload) -> Workload:
         pod_id=checks.text("pod_id", m.pod_id), namespace=checks.text("namespace", m.namespace),
         container_name=checks.text("container_name", m.container_name),
         created=checks.finite("created", m.created), cap_sniff=m.cap_sniff,
-        cap_sniff_reason=checks.text("cap_sniff_reason", m.cap_sniff_reason))
+        cap_sniff_reason=checks.text("cap_sniff_reason", m.cap_sniff_reason),
+        interfaces=checks.interfaces([(i.name, i.address, i.prefix) for i in m.interfaces]))
 
 
 def spec_to_pb(s: CaptureSpec) -> pb.CaptureSpec:
