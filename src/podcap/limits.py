@@ -183,6 +183,8 @@ INVENTORY_COUNTERS_S: Final = 1.0  # a running capture's counters are sent at mo
 # A runtime with no event stream (CRI) is relisted this often, only differences sent: a new
 # container is listed within 2 s.
 INVENTORY_RELIST_S: Final = 1.0
+# Deleted captures a view remembers, so an update older than the delete cannot list one again.
+VIEW_FORGOTTEN_MAX: Final = 10_000
 # A runtime whose events wake the feed (Docker) is relisted this often all the same, in case
 # an event was missed.
 INVENTORY_WATCHED_RELIST_S: Final = 30.0

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from podcap import limits
 from podcap.model import Capture, Status, Workload
 
 _VERSIONS = itertools.count(1)  # one clock for every view: a list's "changed since" token
@@ -100,6 +101,10 @@ class NodeView:
         self.gaps = 0  # deltas refused because one before them was missing
         self.updates = 0  # updates applied
         self._state: ViewState | None = None
+        # Captures deleted by a command: an update the agent made before it deleted one may
+        # still arrive and would list it again (a zombie that flickered in lists); ignored
+        # until an update says it is gone. Ids are never reused; oldest dropped past a bound.
+        self._forgotten: dict[str, None] = {}
 
     def apply(self, update: InventoryUpdate) -> bool:
         """False when ``update`` is a delta that does not follow the last one: the caller asks
@@ -108,8 +113,11 @@ class NodeView:
             if update.snapshot:
                 self._workloads = {w.id: w for w in update.workloads}
                 old, self._captures = self._captures, {}
+                held = {c.id for c in update.captures}
+                self._forgotten = {cid: None for cid in self._forgotten if cid in held}
                 for c in update.captures:
-                    self._captures[c.id] = _later(old.get(c.id), c)
+                    if c.id not in self._forgotten:
+                        self._captures[c.id] = _later(old.get(c.id), c)
             else:
                 if self._seq is None or update.seq != self._seq + 1:
                     if self._seq is not None:
@@ -121,8 +129,10 @@ class NodeView:
                 self._workloads.update((w.id, w) for w in update.workloads)
                 for cid in update.captures_gone:
                     self._captures.pop(cid, None)
+                    self._forgotten.pop(cid, None)
                 for c in update.captures:
-                    self._captures[c.id] = _later(self._captures.get(c.id), c)
+                    if c.id not in self._forgotten:
+                        self._captures[c.id] = _later(self._captures.get(c.id), c)
             self._seq = update.seq
             if update.snapshot or update.workloads or update.workloads_gone:
                 self.workloads_version = next_version()
@@ -138,7 +148,11 @@ class NodeView:
             self._changed()
 
     def forget(self, capture_id: str) -> None:
+        """A command deleted it: gone from lists now, whatever older updates still say."""
         with self._lock:
+            self._forgotten[capture_id] = None
+            while len(self._forgotten) > limits.VIEW_FORGOTTEN_MAX:
+                del self._forgotten[next(iter(self._forgotten))]
             if self._captures.pop(capture_id, None) is not None:
                 self._changed()
 

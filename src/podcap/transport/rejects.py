@@ -29,6 +29,9 @@ CAPTURES = "captures"
 SESSIONS = "sessions"
 UPLOADS = "uploads"
 NO_FIRST_MESSAGE = "no_first_message"  # no Hello / upload header in time
+# Not a refusal, logged as sparingly: a view repaired by a snapshot (counted by transport/grpc/
+# pushed.py as podcap_inventory_resyncs_total); a node that lies about its numbers asks often.
+RESYNC = "resync"
 
 
 class Rejects:
@@ -58,6 +61,10 @@ class Rejects:
         with self._lock:
             self.streams_refused[(agent_id, why)] += 1
         self._log(agent_id, why, f"agent {agent_id}: stream refused: {detail}", 1)
+
+    def note(self, agent_id: str, why: str, message: str) -> None:
+        """Logged as sparingly as a refusal, counted by the caller."""
+        self._log(agent_id, why, message, 1)
 
     def join(self, why: str) -> None:
         with self._lock:

@@ -9,17 +9,16 @@ view's own.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.session import AgentSession
 from podcap.views import InventoryUpdate, NodeView
 
-log = logging.getLogger("podcap.controller.agents")
-
 
 class Pushed:
-    def __init__(self) -> None:
+    def __init__(self, note: Callable[[str], None]) -> None:
+        self.note = note  # logs at a bounded rate (transport/rejects.py): a node may lie often
         self.view = NodeView()
         self.ready = False  # this session's first snapshot is in (or was refused whole)
         self.refused = ""  # why its last snapshot was refused (over a cap), shown in lists
@@ -43,16 +42,16 @@ class Pushed:
         if applied and update.snapshot:
             self.ready = True
         if not applied and not self._awaiting:
-            log.info("node %s: inventory update %d does not follow the last one; asking for "
-                     "a snapshot", node, update.seq)
+            self.note(f"node {node}: inventory update {update.seq} does not follow the last "
+                      "one; asking for a snapshot")
             self._resync(session)
 
     def heartbeat(self, session: AgentSession, node: str, last_sent: int) -> None:
         """A heartbeat names the agent's last update: a synced view at another number lost
         one (the last delta of a quiet spell), so it asks for a snapshot."""
         if last_sent and self.view.state().synced and self.view.seq != last_sent:
-            log.info("node %s: its last inventory update is %d, its view's %s; asking for a "
-                     "snapshot", node, last_sent, self.view.seq)
+            self.note(f"node {node}: its last inventory update is {last_sent}, its view's "
+                      f"{self.view.seq}; asking for a snapshot")
             self.view.unsynced()
             self._resync(session)
 

@@ -32,7 +32,7 @@ from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.errors import from_wire
 from podcap.transport.grpc.pushed import Pushed
 from podcap.transport.grpc.session import AgentSession, Uploads
-from podcap.transport.rejects import Rejects
+from podcap.transport.rejects import RESYNC, Rejects
 from podcap.views import InventoryUpdate, NodeView
 
 log = logging.getLogger("podcap.controller.agents")
@@ -53,7 +53,8 @@ class RemoteAgent:
         self._known: dict[str, Capture] = {}
         self._lock = threading.Lock()
         self.last_seen = info.last_seen
-        self.pushed = Pushed()  # its inventory as received (pushed.py)
+        self.pushed = Pushed(  # its inventory as received (pushed.py)
+            lambda message: self.rejects.note(info.id, RESYNC, message))
         self.commands: Counter[str] = Counter()  # commands sent, by operation (metrics)
 
     # ---- the session's life (called by the gateway and the registry) ---------------------
