@@ -136,7 +136,8 @@ def test_hostile_filters_are_refused_and_never_run(server: Server, pair: WebPair
         assert body["code"] == 6 and body["message"], (bad, body)
         assert "filter" in body["message"], (bad, body)
     with server.client() as c:
-        assert len(c.get("/v1/sniffer").json()["sniffers"]) == before  # nothing started
+        after = c.get("/v1/sniffer").json()["sniffers"]
+        assert len(after) == before, after  # nothing started
         check = c.post("/api/filter/check", json={"filter": "tcp port"}).json()
     assert check == {"ok": False,
                      "message": "invalid filter: can't parse filter expression: syntax error"}
