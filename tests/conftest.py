@@ -47,23 +47,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 # ---- both cores: pytest-xdist ---------------------------------------------------------------
-# `make test` runs `pytest -n 2` (the Makefile's PYTEST_ARGS). The unit of work handed to a
+# `make test` runs `pytest -n 3` (the Makefile's PYTEST_ARGS): three workers on two cores, as
+# the suite waits on real parts (containers, tcpdump, timers) about half of its time (-n 2:
+# 564 s, -n 3: 424 s on 2026-12-07). The unit of work handed to a
 # worker is a module: its tests and its module-scoped fixtures (a server, a container pair) stay
 # in one worker, as without xdist. The modules that enter a machine-wide test bed (BEDS:
 # tests/cri's containerd on the fixed bridge podcap-cri0, tests/cluster's net bed on
 # 10.231.0.0/24, each held under a file lock in /run/lock) are one unit: one worker runs them
 # all, one after another, rather than one worker waiting on the other's lock. Units are handed
-# out in collection order, the longest first (LONGEST_FIRST), so the two workers finish
-# together. (xdist's own `--dist loadgroup` cannot be used: it renames node ids through an
+# out in collection order, the longest first (LONGEST_FIRST), so the workers finish together.
+# (xdist's own `--dist loadgroup` cannot be used: it renames node ids through an
 # attribute pytest 9 no longer reads, and its groups are silently ignored.)
 BEDS = "beds"
 BED_MODULES = ("tests/cluster/test_netbed.py", "tests/cluster/test_nodes.py",
                "tests/cri/test_cri_capture.py", "tests/cri/test_cri_runtime.py",
                "tests/faults/test_cri_restart.py", "tests/groups/test_group_cluster.py")
-# Units over a minute in a -n 2 run (2026-12-07: beds 100 s, the image build and its pods 72 s,
-# the main UI 67 s, the benchmarks' smoke run 62 s; the next is 46 s, of 958 s in all).
-LONGEST_FIRST: tuple[str, ...] = (BEDS, "tests/image/test_image.py", "tests/ui/test_ui.py",
-                                  "tests/test_bench_smoke.py")
+# The longest units (2026-12-07, -n 2: beds 103 s, the benchmarks' smoke run 78 s, the rogue
+# agents 51 s, the main UI 42 s; the next is 39 s, of 1,086 s in all).
+LONGEST_FIRST: tuple[str, ...] = (BEDS, "tests/test_bench_smoke.py",
+                                  "tests/security/test_rogue_agent.py", "tests/ui/test_ui.py")
 
 
 def unit_of(nodeid: str) -> str:
@@ -103,8 +105,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # A test marked `alone` measures time on the wall clock against a bound (a p99, a median, a
-# ratio of two timings): under xdist it runs while the other worker runs no test (module
-# fixtures of the other worker, such as a container pair's 5 requests a second, go on). Every
+# ratio of two timings): under xdist it runs while no other worker runs a test (module
+# fixtures of the other workers, such as a container pair's 5 requests a second, go on). Every
 # other test holds the run's lock shared; an `alone` test holds it exclusively. A turnstile
 # taken first by both kinds keeps an `alone` test from waiting for ever behind a stream of
 # shared holders.

@@ -2,7 +2,7 @@
 
 Chromium aborts every load in flight with net::ERR_NETWORK_CHANGED when the interfaces of its
 network namespace change (Chromium issue 41465264; it watches netlink), and every container a
-test starts adds a veth to the host's. Under pytest-xdist the other worker starts containers
+test starts adds a veth to the host's. Under pytest-xdist other workers start containers
 all the time (a blank sign-in page in 3 of 4 runs when Chromium shared the host's namespace).
 In a namespace of its own Chromium sees no such change: only its loopback, on which a relay
 listens on every port this process hands out (tests.support.free_port) and carries each

@@ -32,7 +32,7 @@ DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """Chromium in a network namespace of its own (tests/ui/browser_netns.py says why), so a
-    UI test runs beside the other worker's containers."""
+    UI test runs beside the other workers' containers."""
     scratch = tmp_path_factory.mktemp("chromium")
     with isolated_chromium(CHROMIUM, scratch) as executable, \
             sync_playwright() as p:
