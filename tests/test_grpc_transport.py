@@ -6,7 +6,6 @@ of a real agent behind this wire are proven in tests/cluster."""
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -16,23 +15,14 @@ import grpc
 import pytest
 
 from podcap import errors, limits
-from podcap.controller.agents import AgentRegistry
-from podcap.controller.audit import Audit
-from podcap.controller.db import open_db
-from podcap.controller.join_tokens import JoinTokens
 from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
-from podcap.pki.ca import ClusterCA
-from podcap.pki.csr import new_key_and_csr
-from podcap.pki.listener import server_pair
-from podcap.pki.names import fingerprint
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import abort, from_rpc
-from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
-from podcap.transport.grpc.join import Identity
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import OPERATIONS, Uplink
+from tests.loopback_gateway import loopback_gateway
 from tests.support import wait_for
 
 NODE = "fake-node"
@@ -121,36 +111,21 @@ class Wire:
 
 @pytest.fixture
 def wire(tmp_path: Path) -> Iterator[Wire]:
-    sessions = open_db(None, tmp_path)
-    ca = ClusterCA.load_or_create(tmp_path / "ca")
-    registry = AgentRegistry(sessions)
-    gateway = Gateway(registry, JoinTokens(sessions, ca.fingerprint), ca, Audit(sessions))
-    server = grpc.server(futures.ThreadPoolExecutor(16), options=SERVER_OPTIONS)
-    pb_grpc.add_AgentGatewayServicer_to_server(gateway, server)
-    key, cert = server_pair(ca)
-    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca.cert_pem, require_client_auth=True))
-    server.start()
-    # What a join gives an agent, without the join port (tests/cluster joins for real).
-    agent_id = secrets.token_hex(8)
-    agent_key, csr = new_key_and_csr(NODE)
-    agent_cert = ca.sign_agent(csr, agent_id, NODE)
-    registry.joined(agent_id, NODE, fingerprint(agent_cert))
-    stand_in = StandIn(agent_id)
-    uplink = Uplink(stand_in, f"127.0.0.1:{port}",
-                    Identity(agent_id, agent_key, agent_cert, ca.cert_pem))
-    runner = threading.Thread(target=uplink.run, daemon=True)
-    runner.start()
-    try:
-        remote = registry.get(agent_id)
-        assert isinstance(remote, RemoteAgent)
-        wait_for(lambda: remote.info().connected, timeout=10)
-        yield Wire(stand_in, remote, server)
-    finally:
-        uplink.stop()
-        runner.join(10)
-        registry.close()
-        server.stop(0)
+    with loopback_gateway(tmp_path) as gw:
+        identity = gw.identity(NODE)
+        stand_in = StandIn(identity.agent_id)
+        uplink = Uplink(stand_in, gw.address, identity)
+        runner = threading.Thread(target=uplink.run, daemon=True)
+        runner.start()
+        try:
+            remote = gw.registry.get(identity.agent_id)
+            assert isinstance(remote, RemoteAgent)
+            wait_for(lambda: remote.info().connected, timeout=10)
+            yield Wire(stand_in, remote, gw.server)
+        finally:
+            uplink.stop()
+            runner.join(10)
+            gw.registry.close()
 
 
 def test_the_operation_table_serves_every_command_of_the_protocol() -> None:

@@ -7,35 +7,22 @@ partition) is tests/cluster/test_inventory_nodes.py."""
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from concurrent import futures
 
-import grpc
 import pytest
 
 from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
-from podcap.controller.agents import AgentRegistry
-from podcap.controller.audit import Audit
-from podcap.controller.db import open_db
-from podcap.controller.join_tokens import JoinTokens
 from podcap.controller.principal import Principal
 from podcap.controller.service import CaptureService
 from podcap.errors import FailedPrecondition, NotFound
 from podcap.model import CaptureSpec, Status
-from podcap.pki.ca import ClusterCA
-from podcap.pki.csr import new_key_and_csr
-from podcap.pki.listener import server_pair
-from podcap.pki.names import fingerprint
 from podcap.runtime.docker import DockerRuntime
-from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
-from podcap.transport.grpc.join import Identity
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import Uplink
+from tests.loopback_gateway import loopback_gateway
 from tests.support import netns_addresses, remove_container, run_container, unique, wait_for
 
 ADMIN = Principal("admin", "admin")
@@ -59,37 +46,24 @@ class Bed:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     tmp = tmp_path_factory.mktemp("inventory")
-    sessions = open_db(None, tmp)
-    ca = ClusterCA.load_or_create(tmp / "ca")
-    registry = AgentRegistry(sessions)
-    gateway = Gateway(registry, JoinTokens(sessions, ca.fingerprint), ca, Audit(sessions))
-    server = grpc.server(futures.ThreadPoolExecutor(16), options=SERVER_OPTIONS)
-    pb_grpc.add_AgentGatewayServicer_to_server(gateway, server)
-    key, cert = server_pair(ca)
-    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca.cert_pem, require_client_auth=True))
-    server.start()
-    agent_id = secrets.token_hex(8)  # what a join gives (tests/cluster joins for real)
-    agent_key, csr = new_key_and_csr(NODE)
-    agent_cert = ca.sign_agent(csr, agent_id, NODE)
-    registry.joined(agent_id, NODE, fingerprint(agent_cert))
-    agent = Agent(tmp / "agent", WorkloadView([DockerRuntime(node=NODE)]), NODE, agent_id).open()
-    uplink = Uplink(agent, f"127.0.0.1:{port}",
-                    Identity(agent_id, agent_key, agent_cert, ca.cert_pem), feed=agent.feed)
-    runner = threading.Thread(target=uplink.run, daemon=True)
-    runner.start()
-    svc = CaptureService(sessions, registry)
-    try:
-        remote = registry.get(agent_id)
-        assert isinstance(remote, RemoteAgent)
-        wait_for(lambda: remote.view().state().synced, timeout=10, what="the first snapshot")
-        yield Bed(agent, uplink, remote, svc)
-    finally:
-        uplink.stop()
-        runner.join(10)
-        svc.close()
-        agent.close()
-        server.stop(0)
+    with loopback_gateway(tmp) as gw:
+        identity = gw.identity(NODE)
+        agent = Agent(tmp / "agent", WorkloadView([DockerRuntime(node=NODE)]), NODE,
+                      identity.agent_id).open()
+        uplink = Uplink(agent, gw.address, identity, feed=agent.feed)
+        runner = threading.Thread(target=uplink.run, daemon=True)
+        runner.start()
+        svc = CaptureService(gw.sessions, gw.registry)
+        try:
+            remote = gw.registry.get(identity.agent_id)
+            assert isinstance(remote, RemoteAgent)
+            wait_for(lambda: remote.view().state().synced, timeout=10, what="the first snapshot")
+            yield Bed(agent, uplink, remote, svc)
+        finally:
+            uplink.stop()
+            runner.join(10)
+            svc.close()
+            agent.close()
 
 
 def test_a_container_is_listed_within_2_s_and_gone_within_2_s_and_no_list_asks(bed: Bed
