@@ -33,6 +33,15 @@ def test_a_deleted_capture_is_not_listed_again_by_an_update_older_than_the_delet
     assert listed(view) == [] and not view._forgotten  # said gone: nothing left to remember
 
 
+def test_a_stop_answered_after_the_remove_does_not_list_it_again() -> None:
+    view = NodeView()
+    one = "1" * 32
+    assert view.apply(InventoryUpdate(1, True, captures=(capture(one),)))
+    view.forget(one)
+    view.observe(capture(one, Status.STOPPED))  # a stop that crossed the remove
+    assert listed(view) == []
+
+
 def test_a_snapshot_without_a_deleted_capture_ends_its_memory() -> None:
     view = NodeView()
     one = "1" * 32

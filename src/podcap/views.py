@@ -142,8 +142,11 @@ class NodeView:
             return True
 
     def observe(self, capture: Capture) -> None:
-        """A command's answer about one capture: at least as new as the last update."""
+        """A command's answer about one capture: at least as new as the last update. An answer
+        about a removed one (a stop that crossed the remove) does not list it again."""
         with self._lock:
+            if capture.id in self._forgotten:
+                return
             self._captures[capture.id] = _later(self._captures.get(capture.id), capture)
             self._changed()
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support import PODCAP, Server, WebPair, wait_for
+from tests.support import PODCAP, Server, WebPair
 
 
 def env_for(server: Server, tmp_path) -> dict[str, str]:
@@ -73,7 +73,7 @@ def test_live_refuses_a_terminal_and_bad_filters(server: Server, pair: WebPair,
                          capture_output=True, text=True,
                          env=env_for(server, tmp_path), timeout=30)
     assert bad.returncode == 2 and "filter" in bad.stderr, bad.stderr
-    before = len(captures_of(server, pair.web.id))
+    before = captures_of(server, pair.web.id)
     # A pseudo-terminal as stdout: refused before anything starts.
     import pty
     leader, follower = pty.openpty()
@@ -85,7 +85,12 @@ def test_live_refuses_a_terminal_and_bad_filters(server: Server, pair: WebPair,
         os.close(follower)
         os.close(leader)
     assert tty.returncode == 2 and "stdout is a terminal" in tty.stderr, tty.stderr
-    wait_for(lambda: len(captures_of(server, pair.web.id)) == before, timeout=2)
+    deadline = time.monotonic() + 2
+    while len(after := captures_of(server, pair.web.id)) != len(before):
+        assert time.monotonic() < deadline, (
+            f"captures before: {[(c['id'], c['status']) for c in before]}; "
+            f"after: {[(c['id'], c['status'], c['reason']) for c in after]}")
+        time.sleep(0.1)
 
 
 def test_follow_an_existing_capture(server: Server, pair: WebPair, tmp_path) -> None:
