@@ -110,6 +110,7 @@ class CaptureService:
         placed = self.workload(who, wid, agent_id)
         who.require_write()
         namespace = placed.workload.namespace
+        agent: AgentTransport | None = None  # asked: a refusal before it asks no agent
         try:
             with self.admission.admit(who.username, namespace, placed.agent_id, spec,
                                       self.inventory.held):
@@ -121,10 +122,16 @@ class CaptureService:
                                                      agent_id=placed.agent_id,
                                                      owner=who.username, namespace=namespace))
                 agent.view().observe(capture)  # listed at once; its deltas confirm it
-        except CaptureFailed:
-            self.start_failures += 1
-            with contextlib.suppress(PodcapError):  # its failed record: in the view at once
-                self.agents.get(placed.agent_id).sync()
+        except PodcapError as exc:
+            if isinstance(exc, CaptureFailed):
+                self.start_failures += 1
+            # The agent's record as the failure left it, in the view before the answer: a
+            # failed one listed, a refused one (a filter tcpdump rejects) gone. A record is
+            # written while tcpdump boots, and the feed may have pushed it meanwhile: without
+            # this look a list right after the 400 showed it running (tests/live/test_live_cli).
+            if agent is not None:
+                with contextlib.suppress(PodcapError):
+                    agent.sync()
             raise
         for old in capture.reclaimed:  # deleted by the agent to make room (--reclaim oldest)
             self.agents.get(placed.agent_id).view().forget(old)
