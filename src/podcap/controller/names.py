@@ -105,6 +105,10 @@ def lookup(service: CaptureService, who: Principal) -> Callable[[], list[Name]]:
     def ask() -> list[Name]:
         found: list[Name] = []
         try:
+            # The Namer takes an answer to hold whatever ran before it was asked (a pod's first
+            # packet, then its name): the pushed views may lag by a relist, so every agent
+            # looks now first (a command each; asked on a new address, else every 5 s).
+            service.inventory.sync()
             found += [n for owned in service.captures(who).items for n in captured(owned)]
             found += names([p.workload for p in service.workloads(who).items])
         except PodcapError:
