@@ -69,6 +69,10 @@ class GroupService:
         who.require_write()
         listing = self.service.workloads(who)
         matched = [p for p in listing.items if candidate(p) and selector.matches(p)]
+        if not matched:  # as a start's miss: a container a moment old may not be pushed yet
+            self.service.inventory.sync()
+            listing = self.service.workloads(who)
+            matched = [p for p in listing.items if candidate(p) and selector.matches(p)]
         if not matched:
             away = ""
             if listing.unreachable:
