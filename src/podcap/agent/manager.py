@@ -93,10 +93,10 @@ class Agent:
                                min_free_bytes)
         # What this node pushes (agent/feed.py): to its own view for ``podcap serve``, and to
         # the controller's through the uplink for ``podcap agent``.
-        self.feed = InventoryFeed(
-            self.list_workloads, self.list_captures, workloads.watch,
-            limits.INVENTORY_WATCHED_RELIST_S if workloads.watched
-            else limits.INVENTORY_RELIST_S)
+        relist_s = limits.INVENTORY_WATCHED_RELIST_S if workloads.watched else \
+            limits.INVENTORY_RELIST_S
+        self.feed = InventoryFeed(self.list_workloads, self.list_captures, workloads.watch,
+                                  relist_s)
         self._view = NodeView()
 
     # ---- life of the agent -------------------------------------------------------------
@@ -145,9 +145,7 @@ class Agent:
     def get_capture(self, capture_id: str) -> Capture:
         return self.table.one(capture_id)
 
-    def known_captures(self) -> list[Capture]:
-        """The agent is its own authority: what it knows is what it has, never stale."""
-        return self.table.all()
+    known_captures = list_captures  # its own authority: what it knows is what it has
 
     def view(self) -> NodeView:
         """This node's inventory as its feed pushed it: what the controller's lists read,
