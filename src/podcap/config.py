@@ -72,8 +72,13 @@ class Settings(BaseSettings):
     join_listen: str | None = None  # default: agent_listen's host, port 10445
     ca_cert: Path | None = None  # the cluster CA; default: generated into data_dir
     ca_key: Path | None = None
+    # Several replicas on PostgreSQL (controller/leader.py): the background work's lease; the
+    # leader renews it every third of it, another replica takes over after it.
+    lease_ttl_s: float = Field(default=limits.LEASE_TTL_S, ge=1.0, le=120.0)
     # Agent side (`podcap agent`).
-    controller: str | None = None  # HOST:PORT of the controller's agent listener
+    # HOST:PORT of the controller's agent listener; several replicas: HOST:PORT,HOST:PORT, or
+    # one name that resolves to each of them (a headless Service), re-resolved (agent/uplinks)
+    controller: str | None = None
     join_token: str | None = None  # needed once; afterwards the certificate in data_dir
     join_address: str | None = None  # default: controller's host, port 10445
 
@@ -116,7 +121,8 @@ class Settings(BaseSettings):
             return self.join_address
         if not self.controller:
             raise ValueError("no controller address")
-        return f"{self.controller.rsplit(':', 1)[0]}:{limits.JOIN_PORT_DEFAULT}"
+        first = self.controller.split(",")[0].strip()
+        return f"{first.rsplit(':', 1)[0]}:{limits.JOIN_PORT_DEFAULT}"
 
     @property
     def trusted_hosts(self) -> list[str]:

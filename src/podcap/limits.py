@@ -171,6 +171,8 @@ HEARTBEAT_INTERVAL_S: Final = 3.0  # agent → controller when nothing else is s
 # No message for this long marks an agent disconnected; with the heartbeat above, a cut link
 # shows within 10-11 s (the issue asks for 15).
 HEARTBEAT_TIMEOUT_S: Final = 10.0
+AGENT_RECORDS_REFRESH_S: Final = 2.0  # a replica reads the agents table (joins, revocations)
+CONTROLLER_RESOLVE_S: Final = 5.0  # an agent looks its controllers' name up again this often
 RECONNECT_MAX_S: Final = 2.0  # an agent retries at most this far apart: back within seconds
 COMMAND_TIMEOUT_S: Final = 10.0  # start, stop, remove on a remote agent
 # A list asks every agent in parallel; one that has not answered by then is named as
@@ -258,6 +260,15 @@ SERIES_CAPTURES_MAX: Final = 512  # captures whose series are kept (oldest forgo
 LABEL_SELECTOR_MAX_CHARS: Final = 1024
 GROUP_WORKLOADS_MAX: Final = 100  # names in one group's workload list
 GROUP_MEMBERS_MAX: Final = 64  # captures in one group: each holds a kernel buffer and a ring
+# Several replicas (issue 20, controller/leader.py): background work runs on the replica
+# that holds the lease; another takes it over at most LEASE_TTL_S after the holder's last
+# renewal (renewed every LEASE_TTL_S / 3), so failover is within 10 s (bench figure 12).
+LEASE_TTL_S: Final = 6.0
+# Idempotent starts (controller/start_keys.py): a retry waits this long for the first try's
+# answer; a claim this old without a capture is void (its replica died); keys are kept a day.
+START_KEY_WAIT_S: Final = 15.0
+START_KEY_STALE_S: Final = 30.0
+START_KEY_KEEP_S: Final = 86_400.0
 GROUP_WATCH_INTERVAL_S: Final = 2.0  # how often a running group looks for new members
 GROUP_RETRY_S: Final = 10.0  # a member whose start failed (quota, node away) is tried again
 GROUP_START_WORKERS: Final = 8  # member captures started at once

@@ -35,9 +35,12 @@ from podcap.controller.auth import Auth
 from podcap.controller.db import open_db
 from podcap.controller.groups import GroupService
 from podcap.controller.join_tokens import JoinTokens
+from podcap.controller.leader import Solo, open_leader
 from podcap.controller.quotas import Quotas, default_node_buffer
 from podcap.controller.retention import Policy, RetentionSweeper
 from podcap.controller.service import CaptureService
+from podcap.controller.shared_ca import shared_ca
+from podcap.controller.sqlite_lock import hold_single_controller
 from podcap.errors import PodcapError
 from podcap.logs import setup as setup_logging
 from podcap.logs import uvicorn_log_config
@@ -47,7 +50,7 @@ from podcap.tls import ensure_self_signed, is_loopback
 from podcap.transport.base import AgentTransport
 from podcap.transport.grpc.gateway import Gateway, start_gateway
 from podcap.transport.grpc.join import Identity, join
-from podcap.transport.grpc.uplink import Uplink
+from podcap.transport.grpc.uplinks import Uplinks
 
 log = logging.getLogger("podcap")
 
@@ -89,7 +92,9 @@ def build(settings: Settings, *, local_agent: bool = True
     if not settings.insecure_http:
         cert, key = (settings.cert, settings.key) if settings.cert and settings.key else \
             ensure_self_signed(data_dir, settings.node_name, settings.host)
+    hold_single_controller(settings.database_url, data_dir)  # SQLite: one controller only
     sessions = open_db(settings.database_url, data_dir)
+    leader = open_leader(sessions, settings.lease_ttl_s)
     audit = Audit(sessions, data_dir / "audit.jsonl")
     auth = Auth(sessions, settings.token_idle_timeout, settings.token_max_age, audit)
     generated = auth.bootstrap_admin(settings.admin_password)
@@ -107,16 +112,19 @@ def build(settings: Settings, *, local_agent: bool = True
     stops: list[Callable[[], object]] = []
     tokens = None
     if settings.agent_listen:
-        ca = ClusterCA.load_or_create(data_dir, settings.ca_cert, settings.ca_key)
+        ca = ClusterCA.load_or_create(data_dir, settings.ca_cert, settings.ca_key) \
+            if isinstance(leader, Solo) else \
+            shared_ca(sessions, data_dir, settings.ca_cert, settings.ca_key)  # replicas share
         tokens = JoinTokens(sessions, ca.fingerprint)
         grpc_server = start_gateway(Gateway(registry, tokens, ca, audit), settings.agent_listen,
                                     settings.join_listen_address)
         stops.append(lambda: grpc_server.stop(grace=1).wait())
-    groups = GroupService(service, sessions)
+    groups = GroupService(service, sessions, leader=leader)
     stops.append(groups.close)
     if settings.retention_days:
         stops.append(RetentionSweeper(service, settings.retention_days,
-                                      settings.retention_sweep_s).start().stop)
+                                      settings.retention_sweep_s, leader=leader).start().stop)
+    stops.append(leader.close)  # after the loops: a graceful stop hands the lease over now
     stops.append(service.close)
 
     def shutdown() -> None:
@@ -130,6 +138,7 @@ def build(settings: Settings, *, local_agent: bool = True
                                          settings.metrics_token, settings.trusted_hosts))
     app.state.join_tokens = tokens
     app.state.groups = groups
+    app.state.leader = leader
     app.state.retention = Policy(settings.retention_days,
                                  settings.reclaim if local_agent else None)
     return app, cert, key
@@ -174,7 +183,7 @@ def run_agent(settings: Settings) -> None:
         agent = build_agent(settings, identity.agent_id, chunk=limits.UPLOAD_CHUNK_BYTES)
     except PodcapError as exc:
         sys.exit(f"podcap agent: {exc.message}")
-    uplink = Uplink(agent, settings.controller, identity, feed=agent.feed)
+    uplink = Uplinks(agent, settings.controller, identity, feed=agent.feed)  # every replica
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: uplink.stop())
     log.info("agent %s on node %s dialling %s", identity.agent_id, settings.node_name,

@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
 
 from podcap import __version__
 from podcap.api import (
@@ -34,6 +36,7 @@ from podcap.api.metrics.registry import Metrics
 from podcap.api.metrics.requests import RequestMetrics
 from podcap.controller.auth import Auth
 from podcap.controller.service import CaptureService
+from podcap.controller.start_keys import StartKeys
 from podcap.controller.tickets import Tickets
 
 STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -55,7 +58,8 @@ def create_app(service: CaptureService, auth: Auth,
                               "podcap's native API.")
     app.state.service = service
     app.state.auth = auth
-    app.state.tickets = Tickets(lambda token_hash: auth.token_alive(token_hash))
+    app.state.tickets = Tickets(auth.sessions, auth.session_principal)
+    app.state.start_keys = StartKeys(auth.sessions)
     errors.install(app)
     app.state.metrics = Metrics(service)
     app.state.metrics_access = MetricsAccess(metrics_token)
@@ -75,6 +79,18 @@ def create_app(service: CaptureService, auth: Auth,
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready to serve: the database answers (a replica that cannot reach it is taken out
+        of the load balancer's rotation and of the Service's endpoints, not restarted)."""
+        try:
+            with auth.sessions() as db:
+                db.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "database unavailable",
+                                 "error": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="ui")

@@ -16,6 +16,7 @@ from podcap import limits
 from podcap.controller.auth import Auth
 from podcap.controller.principal import Principal
 from podcap.controller.service import CaptureService
+from podcap.controller.start_keys import StartKeys
 from podcap.controller.tickets import Tickets
 
 
@@ -29,6 +30,10 @@ def auth(request: Request) -> Auth:
 
 def tickets(request: Request) -> Tickets:
     return request.app.state.tickets
+
+
+def start_keys(request: Request) -> StartKeys:
+    return request.app.state.start_keys
 
 
 def token(x_auth_token: Annotated[str | None, Header()] = None,
@@ -83,3 +88,4 @@ AuthDep = Annotated[Auth, Depends(auth)]
 Token = Annotated[str | None, Depends(token)]
 Caller = Annotated[Principal, Depends(principal)]
 TicketsDep = Annotated[Tickets, Depends(tickets)]
+StartKeysDep = Annotated[StartKeys, Depends(start_keys)]

@@ -39,7 +39,8 @@ _ALWAYS = [
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 _HSTS = (b"strict-transport-security", b"max-age=31536000")
-_NO_STORE_PREFIXES = ("/api/", "/v1/", "/api", "/v1", "/openapi.json", "/healthz")
+_NO_STORE_PREFIXES = ("/api/", "/v1/", "/api", "/v1", "/openapi.json", "/healthz",
+                      "/readyz")
 
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, create_model
 
 from podcap.api import live, ranges, render, streaming
-from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
+from podcap.api.deps import AuthDep, Caller, Service, StartKeysDep, TicketsDep, Token
 from podcap.controller import names
 from podcap.controller.netstate_note import netstate_note
 from podcap.errors import InvalidArgument
@@ -42,10 +42,15 @@ def list_captures(svc: Service, who: Caller, workload: str | None = None) -> dic
 
 
 @router.post("", status_code=201)
-def start(body: StartCapture, svc: Service, who: Caller) -> dict:
+def start(body: StartCapture, svc: Service, who: Caller, keys: StartKeysDep,
+          idempotency_key: Annotated[str | None, Header()] = None) -> dict:
+    """With ``Idempotency-Key``, a retry (on any replica) answers with the first try's
+    capture instead of starting another (controller/start_keys.py)."""
     spec = CaptureSpec.from_dict(body.model_dump(exclude={"workload_id", "agent_id"}))
-    return {"capture": render.native_capture(svc.start(who, body.workload_id, spec,
-                                                       body.agent_id))}
+    owned = keys.once(who, idempotency_key,
+                      lambda: svc.start(who, body.workload_id, spec, body.agent_id),
+                      lambda cid: svc.capture(who, cid))
+    return {"capture": render.native_capture(owned)}
 
 
 @router.get("/{cid}")

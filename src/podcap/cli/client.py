@@ -8,6 +8,8 @@ table in ``podcap.errors`` that the server answers by (``cli/errors.py``).
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -15,6 +17,8 @@ from typing import Any
 import httpx
 
 from podcap import errors
+
+START_RETRY_S = 10.0  # a start without an answer is sent again (same key) this long: a failover
 
 
 def error_from_response(response: httpx.Response) -> errors.PodcapError:
@@ -55,8 +59,9 @@ class ApiClient:
         return {"X-Auth-Token": self.token} if self.token else {}
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        kwargs.setdefault("headers", self._headers())
         try:
-            response = self.http.request(method, path, headers=self._headers(), **kwargs)
+            response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise _transport_error(self.server, exc) from exc
         if response.is_error:
@@ -155,8 +160,21 @@ class ApiClient:
         return dict(self.json("GET", f"/api/captures/{_segment(capture_id)}")["capture"])
 
     def start(self, workload_id: str, **spec: Any) -> dict[str, Any]:
+        """One capture, even through a failover: the request carries an Idempotency-Key and
+        is sent again (same key) while no server answers, for up to START_RETRY_S; a replica
+        that already began it answers with that capture (controller/start_keys.py)."""
         body = {"workload_id": workload_id, **{k: v for k, v in spec.items() if v is not None}}
-        return dict(self.json("POST", "/api/captures", json=body)["capture"])
+        key = {"Idempotency-Key": secrets.token_hex(16)}
+        deadline = time.monotonic() + START_RETRY_S
+        while True:
+            try:
+                return dict(self.json("POST", "/api/captures", json=body,
+                                      headers={**self._headers(), **key})["capture"])
+            except errors.Unavailable as exc:  # no answer at all: sent again; an answer stands
+                if not isinstance(exc.__cause__, httpx.TransportError) or \
+                        time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def stop(self, capture_id: str) -> dict[str, Any]:
         return dict(self.json("POST", f"/api/captures/{_segment(capture_id)}/stop")["capture"])

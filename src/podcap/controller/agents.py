@@ -4,7 +4,9 @@ joined over the network, connected or not.
 Agents come and go while the controller runs, so this is a registry, not a list fixed at start:
 a join adds one, a session attaches or detaches it, a revocation removes it and closes its
 stream at once. The database keeps who joined (id, node, certificate fingerprint, revoked) so a
-restarted controller knows its agents before they reconnect.
+restarted controller knows its agents before they reconnect. Several replicas share that
+table: each looks at it every ``AGENT_RECORDS_REFRESH_S``, so an agent joined through another
+replica is listed here too, and one revoked there has its session here closed.
 """
 
 from __future__ import annotations
@@ -144,10 +146,35 @@ class AgentRegistry:
 
     # ---- internals --------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Take in what other replicas did: agents they admitted, and revocations (whose
+        sessions with this replica are closed now)."""
+        with self._db() as db:
+            rows = {r.id: r for r in db.query(AgentRecord)}
+        gone: list[RemoteAgent] = []
+        with self._lock:
+            for agent_id, row in rows.items():
+                if not row.revoked and agent_id not in self._remote:
+                    self._remote[agent_id] = RemoteAgent(_info(row), self.uploads,
+                                                         self.rejects)
+                elif row.revoked and agent_id in self._remote:
+                    gone.append(self._remote.pop(agent_id))
+        for remote in gone:
+            if remote.session is not None:
+                remote.detach(remote.session, "revoked")
+            log.warning("agent %s revoked (by another replica)", remote.info().id)
+
     def _watch(self) -> None:
         """Marks silent agents disconnected, and keeps ``last_seen`` in the database."""
         saved: dict[str, float] = {}
+        looked = time.monotonic()
         while not self._closing.wait(1.0):
+            if time.monotonic() - looked >= limits.AGENT_RECORDS_REFRESH_S:
+                looked = time.monotonic()
+                try:
+                    self.refresh()
+                except Exception:  # the database may be briefly away; next round
+                    log.exception("could not read the agents' records")
             with self._lock:
                 remotes = list(self._remote.items())
             now = time.time()

@@ -105,6 +105,16 @@ class Auth(Users):
             row = db.get(Token, token_hash)
             return row is not None and not self._expired(row, time.time())
 
+    def session_principal(self, token_hash: str, source: str = "") -> Principal | None:
+        """Who the session ``token_hash`` is now; None when it ended or expired (a download
+        ticket is redeemed as its session, by any replica: tickets.py)."""
+        with self._sessions() as db:
+            row = db.get(Token, token_hash)
+            if row is None or self._expired(row, time.time()):
+                return None
+            user = db.get(User, row.username)
+        return None if user is None else _principal(user, token_hash, source)
+
     def purge_expired(self) -> int:
         now = self._purged = time.time()
         with self._sessions() as db, db.begin():

@@ -1,7 +1,8 @@
 """The controller's database: users, tokens, login failures, the audit log, and who owns which
 capture.
 
-SQLite in the data dir by default; any SQLAlchemy URL (PostgreSQL for several replicas) works.
+SQLite in the data dir by default (one controller: sqlite_lock.py refuses a second); any
+SQLAlchemy URL works, and PostgreSQL is the one for several replicas (docs/CLUSTER.md).
 Capture ownership is kept here, not read from the workload, so authorization never depends on
 the container still existing.
 """
@@ -19,12 +20,16 @@ from sqlalchemy import (
     Float,
     Integer,
     String,
+    Text,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+CONNECT_TIMEOUT_S = 5  # a server database that does not answer: /readyz fails, not hangs
+MIGRATION_LOCK_KEY = 0x706F64636170  # "podcap": the advisory lock held while migrating
 
 
 class Base(DeclarativeBase):
@@ -118,6 +123,9 @@ class GroupMember(Base):
     container: Mapped[str] = mapped_column(String(253), default="")
     reason: Mapped[str] = mapped_column(String(1024), default="")  # why not captured
     joined: Mapped[float] = mapped_column(Float)
+    # The leader's epoch (controller/leader.py) that claimed the member before starting it:
+    # a claim of an older epoch whose start never landed is void once another leader holds.
+    claim_epoch: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AgentRecord(Base):
@@ -147,13 +155,57 @@ class JoinToken(Base):
     created_by: Mapped[str] = mapped_column(String(64))
 
 
+class DownloadTicket(Base):
+    """A one-use download link (controller/tickets.py), as the SHA-256 of its secret: in the
+    database so a ticket issued by one replica works once on any."""
+
+    __tablename__ = "download_tickets"
+    ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))  # the session that asked for it
+    subject: Mapped[str] = mapped_column(String(64))  # a capture id, or group:<id>
+    expires: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Lease(Base):
+    """A named lease (controller/leader.py): who holds it, its epoch (raised by every new
+    holder: the fencing token) and when it ends, in the database's own time."""
+
+    __tablename__ = "leases"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class ClusterCARecord(Base):
+    """The cluster CA shared by every replica (controller/shared_ca.py): the first replica to start
+    stores it, the others load it, so any of them can admit a join."""
+
+    __tablename__ = "cluster_ca"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_pem: Mapped[str] = mapped_column(Text)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class StartKey(Base):
+    """An idempotent start (``Idempotency-Key``): the first request with a key claims it, the
+    capture it made is written beside it, and a retry through any replica gets that capture."""
+
+    __tablename__ = "start_keys"
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)  # user + client's key
+    capture_id: Mapped[str] = mapped_column(String(32), default="")
+    created: Mapped[float] = mapped_column(Float, index=True)
+
+
 def open_db(url: str | None, data_dir: Path) -> sessionmaker:
     url = url or f"sqlite:///{data_dir / 'podcap.db'}"
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:  # a server database: connections dropped by a restart or a proxy are replaced
-        engine = create_engine(url, pool_pre_ping=True)
+        fail_fast = {"connect_timeout": CONNECT_TIMEOUT_S} if url.startswith("postgres") else {}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=fail_fast)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -163,6 +215,9 @@ def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # replicas starting at once: one migrates
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

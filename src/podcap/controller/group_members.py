@@ -170,6 +170,7 @@ def split(placed: list[PlacedWorkload], seen: dict[tuple[str, int], str] | None 
 
 
 COULD_NOT_START = "could not start: "  # a member's reason that a later round retries
+STARTING = "starting"  # a member claimed by the leader, its start on the way (group_joins.py)
 
 
 def retryable(m: GroupMember, now: float) -> bool:

@@ -1,7 +1,8 @@
-"""The group watcher: a thread (one per controller) that every ``GROUP_WATCH_INTERVAL_S``
-ends groups past their duration and has newly matching containers join, with the rights the
-owner has at that moment (its user row is read each round, so it works after a restart and
-loses them when the owner is demoted or deleted).
+"""The group watcher: a thread that every ``GROUP_WATCH_INTERVAL_S`` ends groups past their
+duration and has newly matching containers join, with the rights the owner has at that moment
+(its user row is read each round, so it works after a restart and loses them when the owner is
+demoted or deleted). It runs on every replica and works on the one that leads
+(controller/leader.py); each member it starts is fenced there (group_joins.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from podcap.controller.db import CaptureGroup, User
 from podcap.controller.fanout import Listing
 from podcap.controller.group_joins import join
 from podcap.controller.inventory import PlacedWorkload
+from podcap.controller.leader import LostLease, loop
 from podcap.controller.principal import Principal
 from podcap.errors import PodcapError
 from podcap.model import CaptureSpec
@@ -33,21 +35,13 @@ class GroupWatcher:
         self._groups = groups
         self._interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="podcap-groups", daemon=True)
 
     def start(self) -> GroupWatcher:
-        self._thread.start()
+        loop(self._groups.leader, "groups", self._interval, self.tick, self._stop)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - the watcher must outlive one bad round
-                log.exception("capture group watcher round failed")
 
     def tick(self) -> None:
         """One round: end groups past their duration, start newly matching containers."""
@@ -71,6 +65,8 @@ class GroupWatcher:
                 join(groups, owner, group_row, members, spec, now, listings[owner.username])
             except PodcapError as exc:  # deleted meanwhile, a node away: the next round retries
                 log.warning("capture group %s: %s", row.id, exc.message)
+            except LostLease:
+                raise  # another replica leads now: this round ends here
 
     def _owner(self, username: str) -> Principal | None:
         """The owner's rights as they are now; None when it may no longer start captures."""

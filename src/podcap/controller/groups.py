@@ -43,6 +43,7 @@ from podcap.controller.group_members import (
 )
 from podcap.controller.group_watch import GroupWatcher
 from podcap.controller.inventory import OwnedCapture
+from podcap.controller.leader import Leader, Solo
 from podcap.controller.principal import Principal
 from podcap.controller.service import CaptureService
 from podcap.errors import FailedPrecondition, Hidden, InvalidArgument, NotFound, PodcapError
@@ -53,9 +54,11 @@ log = logging.getLogger("podcap.groups")
 
 class GroupService:
     def __init__(self, service: CaptureService, sessions: sessionmaker,
-                 watch_interval: float = limits.GROUP_WATCH_INTERVAL_S) -> None:
+                 watch_interval: float = limits.GROUP_WATCH_INTERVAL_S,
+                 leader: Leader | None = None) -> None:
         self.service = service
         self.sessions = sessions
+        self.leader: Leader = leader or Solo(sessions)  # whose watcher works (leader.py)
         self.lock = threading.Lock()  # one join round at a time: no member starts twice
         self.followers = Followers()
         self._watcher = GroupWatcher(self, watch_interval).start()
@@ -94,7 +97,8 @@ class GroupService:
                            spec=json.dumps(asdict(spec)), created=now, stopped=None,
                            stop_reason="")
         with self.lock:
-            rows, first_error = start_members(self, who, row, spec, capturable, now)
+            rows, first_error = start_members(self, who, row, spec, capturable, now,
+                                              fence=False)
             if not any(r.capture_id for r in rows):
                 raise first_error or FailedPrecondition("no member capture could start")
             rows += [member_row(row.id, p, "", why, now) for p, why in skipped]
@@ -173,7 +177,7 @@ class GroupService:
 
     def finish(self, gid: str, reason: str) -> None:
         with self.sessions() as db, db.begin():
-            row = db.get(CaptureGroup, gid)
+            row = db.get(CaptureGroup, gid, with_for_update=True)  # a join records after
             if row is not None and row.stopped is None:
                 row.stopped = time.time()
                 row.stop_reason = reason

@@ -6,7 +6,8 @@ it ended, not after it began); running captures are never touched. The sweep run
 controller, so one setting covers every node, and deletes through the service (the agent that
 holds the files removes them; the owner row goes; ``capture.expired`` is audited). An agent that
 does not answer keeps its captures until a sweep reaches it: its last known state is not enough
-to delete on.
+to delete on. With several replicas the sweep runs on the leader only, each deletion fenced
+(controller/leader.py): no capture is deleted twice, no ``capture.expired`` audited twice.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from podcap import limits
 from podcap.controller.fanout import Unreachable
 from podcap.controller.inventory import OwnedCapture
+from podcap.controller.leader import Leader, LostLease
 from podcap.controller.service import CaptureService
 from podcap.errors import NotFound, PodcapError
 from podcap.logs import capture_fields
@@ -45,8 +47,9 @@ class Policy:
 class RetentionSweeper:
     def __init__(self, service: CaptureService, days: float,
                  interval_s: float = limits.RETENTION_SWEEP_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, leader: Leader | None = None) -> None:
         self._service = service
+        self._leader = leader
         self.days = days
         self._interval = interval_s
         self._clock = clock  # tests may move time on
@@ -68,7 +71,8 @@ class RetentionSweeper:
     def sweep(self) -> list[str]:
         """One pass: the ids deleted."""
         why = f"stopped more than {self.days:g} days ago (--retention-days {self.days:g})"
-        expired, unreachable = expire(self._service, self._clock() - self.days * DAY_S, why)
+        expired, unreachable = expire(self._service, self._clock() - self.days * DAY_S, why,
+                                      self._leader)
         for owned in expired:
             c = owned.capture
             log.info("retention: capture %s of %s deleted: stopped %s, %s", c.id,
@@ -83,15 +87,20 @@ class RetentionSweeper:
 
     def _run(self) -> None:
         while True:  # the first pass at once: a restart after a long stop catches up
+            while self._leader is not None and not self._leader.is_leader:
+                if self._stopping.wait(1.0):  # another replica sweeps
+                    return
             try:
                 self.sweep()
+            except LostLease as exc:
+                log.info("retention: %s", exc)
             except Exception:  # the sweeper outlives any one bad pass
                 log.exception("retention sweep failed; retrying in %g s", self._interval)
             if self._stopping.wait(self._interval):
                 return
 
 
-def expire(service: CaptureService, cutoff: float, why: str
+def expire(service: CaptureService, cutoff: float, why: str, leader: Leader | None = None
            ) -> tuple[list[OwnedCapture], list[Unreachable]]:
     """Delete every stopped capture that stopped before ``cutoff``, audited as
     ``capture.expired``. Captures of agents that do not answer are left for the next call:
@@ -103,6 +112,8 @@ def expire(service: CaptureService, cutoff: float, why: str
         if owned.stale or c.status is Status.RUNNING or (c.stop_time or cutoff) >= cutoff:
             continue
         agent = service.agents.get(aid)
+        if leader is not None:  # LostLease ends the pass: the new leader sweeps
+            leader.check(f"retention delete of capture {c.id}")
         try:
             agent.remove(c.id)
         except NotFound:

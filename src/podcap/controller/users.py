@@ -38,7 +38,7 @@ class UserInfo:
 
 class Users:
     def __init__(self, sessions: sessionmaker, audit: Audit | None = None) -> None:
-        self._sessions = sessions
+        self._sessions = self.sessions = sessions
         self.audit = audit or Audit(sessions)
         self.throttle = Throttle(sessions)
         # An unknown user is checked against this, so it costs what a known one costs.

@@ -77,6 +77,22 @@ class ClusterCA:
         write_atomic(cert_path, new_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(data_dir, new_cert, new_ca_key)
 
+    @classmethod
+    def from_pem(cls, data_dir: Path, cert_pem: bytes, key_pem_bytes: bytes) -> ClusterCA:
+        """The CA the replicas share in the database (controller/shared_ca.py)."""
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            key = serialization.load_pem_private_key(key_pem_bytes, password=None)
+        except (ValueError, TypeError) as exc:
+            raise InvalidArgument(f"the cluster CA in the database cannot be read: {exc}") \
+                from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or \
+                key.public_key() != cert.public_key():
+            raise InvalidArgument("the cluster CA in the database: the key is not the "
+                                  "certificate's")
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cls(data_dir, cert, key)
+
     def sign_agent(self, csr_pem: bytes, agent_id: str, node: str = "") -> bytes:
         """Verify the CSR's signature (InvalidArgument if bad), ignore any subject/SAN it asks
         for, and issue a 1-year leaf cert: CN=agent_id, URI SAN AGENT_URI_PREFIX+agent_id
