@@ -61,7 +61,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 BEDS = "beds"
 BED_MODULES = ("tests/cluster/test_netbed.py", "tests/cluster/test_nodes.py",
                "tests/cri/test_cri_capture.py", "tests/cri/test_cri_runtime.py",
-               "tests/faults/test_cri_restart.py", "tests/groups/test_group_cluster.py")
+               "tests/faults/test_cri_restart.py", "tests/groups/test_group_cluster.py",
+               "tests/ha/test_failover.py")
 # The longest units (2026-12-07, -n 2: beds 103 s, the benchmarks' smoke run 78 s, the rogue
 # agents 51 s, the main UI 42 s; the next is 39 s, of 1,086 s in all).
 LONGEST_FIRST: tuple[str, ...] = (BEDS, "tests/test_bench_smoke.py",

@@ -72,7 +72,7 @@ def join(groups: GroupService, who: Principal, row: CaptureGroup, members: list[
         claimed = _claim(groups, row.id, capturable, epoch, now)
         if claimed is None:
             return
-        rows, _ = start_members(groups, who, row, spec, claimed, now)
+        rows, _ = start_members(groups, who, row, spec, claimed, now, epoch=epoch)
         for r in rows:
             r.claim_epoch = epoch
         rows += [member_row(row.id, p, "", why, now) for p, why in skipped]
@@ -99,7 +99,7 @@ def _claim(groups: GroupService, gid: str, placed: list[PlacedWorkload], epoch: 
     """Claim ``placed`` for this epoch (None when the group is gone or stopped): each a row
     that is new, void, or to retry; one held by a live claim or a capture is left alone."""
     mine: list[PlacedWorkload] = []
-    with groups.leader.fenced(f"claim members of group {gid}") as db:
+    with groups.leader.fenced(f"claim members of group {gid}", epoch) as db:
         current = db.get(CaptureGroup, gid)
         if current is None or current.stopped is not None:
             return None
@@ -120,7 +120,7 @@ def _record(groups: GroupService, who: Principal, gid: str, rows: list[GroupMemb
     gets its new captures removed, one stopped meanwhile gets them stopped."""
     undo: list[str] = []
     stop: list[str] = []
-    with groups.leader.fenced(f"record members of group {gid}") as db:
+    with groups.leader.fenced(f"record members of group {gid}", epoch) as db:
         current = db.get(CaptureGroup, gid, with_for_update=True)
         for r in rows:
             held = db.get(GroupMember, (gid, r.workload_id))
@@ -139,15 +139,16 @@ def _record(groups: GroupService, who: Principal, gid: str, rows: list[GroupMemb
 
 
 def start_members(groups: GroupService, who: Principal, row: CaptureGroup, spec: CaptureSpec,
-                  placed: list[PlacedWorkload], now: float, fence: bool = True
-                  ) -> tuple[list[GroupMember], PodcapError | None]:
+                  placed: list[PlacedWorkload], now: float, fence: bool = True,
+                  epoch: int | None = None) -> tuple[list[GroupMember], PodcapError | None]:
     """Start them a few at a time: each start is a round trip to its node. The watcher's are
     fenced by the leader just before each goes (controller/leader.py); a group's creation,
     which any replica serves, starts its first members itself."""
     def one(p: PlacedWorkload) -> GroupMember | PodcapError:
         try:
             if fence:
-                groups.leader.check(f"member start {p.workload.name} in group {row.id}")
+                groups.leader.check(f"member start {p.workload.name} in group {row.id}",
+                                    epoch)
             owned = groups.service.start(who, p.workload.id, spec, p.agent_id)
         except PodcapError as exc:
             return exc

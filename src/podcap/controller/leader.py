@@ -64,9 +64,10 @@ class Leader(Protocol):
     @property
     def epoch(self) -> int: ...
 
-    def check(self, what: str) -> int: ...
+    def check(self, what: str, epoch: int | None = None) -> int: ...
 
-    def fenced(self, what: str) -> contextlib.AbstractContextManager[Session]: ...
+    def fenced(self, what: str, epoch: int | None = None
+               ) -> contextlib.AbstractContextManager[Session]: ...
 
 
 class Solo:
@@ -79,11 +80,11 @@ class Solo:
     def __init__(self, sessions: sessionmaker) -> None:
         self._sessions = sessions
 
-    def check(self, what: str) -> int:
+    def check(self, what: str, epoch: int | None = None) -> int:
         return 1
 
     @contextlib.contextmanager
-    def fenced(self, what: str) -> Iterator[Session]:
+    def fenced(self, what: str, epoch: int | None = None) -> Iterator[Session]:
         with self._sessions() as db, db.begin():
             yield db
 
@@ -146,11 +147,12 @@ class Leadership:
     # ---- fencing ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def fenced(self, what: str) -> Iterator[Session]:
-        """A transaction in which this replica provably holds the lease with its epoch;
-        LostLease (nothing done) otherwise. Put the action's writes in it."""
-        _test_stall(what, self._epoch)
-        epoch = self._epoch
+    def fenced(self, what: str, epoch: int | None = None) -> Iterator[Session]:
+        """A transaction in which this replica provably holds the lease with ``epoch`` (the
+        one the action was decided under; default: the current one); LostLease (nothing done)
+        otherwise. Put the action's writes in it."""
+        epoch = self._epoch if epoch is None else epoch
+        _test_stall(what, epoch)
         with self._sessions() as db, db.begin():
             query = select(Lease).where(Lease.name == self.name)
             if db.get_bind().dialect.name == "postgresql":
@@ -166,10 +168,11 @@ class Leadership:
                 raise LostLease(f"{what}: lease {self.name} lost (epoch {epoch})")
             yield db
 
-    def check(self, what: str) -> int:
+    def check(self, what: str, epoch: int | None = None) -> int:
         """Fence an action that is not a database write: the epoch, or LostLease."""
-        with self.fenced(what):
-            return self._epoch
+        epoch = self._epoch if epoch is None else epoch
+        with self.fenced(what, epoch):
+            return epoch
 
     # ---- the lease ----------------------------------------------------------------------
 

@@ -185,13 +185,15 @@ class CaptureService:
         _, route = self._find(who, cid)
         return route.transport.document(cid, name, params)
 
-    def download(self, who: Principal, cid: str) -> download_audit.Download:
+    def download(self, who: Principal, cid: str, fresh: bool = False
+                 ) -> download_audit.Download:
         """The capture found once (404 before 403, then the download right), for a download
         whose request depends on the record (an HTTP range's plan): the stream it opens is
         audited when it closes as a ``download`` of the bytes the reader was sent, ``ok``
         when that is all it was meant to get; a ``length`` cuts it there
-        (download_audit.py)."""
-        owned, route = self._find(who, cid)
+        (download_audit.py). ``fresh``: the record from its agent, not the view (a view may
+        lag a change another replica made a moment ago)."""
+        owned, route = self._find(who, cid, fresh)
         who.require_download()
 
         def audit(sent: int, ok: bool) -> None:
@@ -208,7 +210,8 @@ class CaptureService:
         found = self.download(who, cid)
         return found.owned, found.open(request, length)
 
-    def _find(self, who: Principal, cid: str) -> tuple[OwnedCapture, Route]:
+    def _find(self, who: Principal, cid: str, fresh: bool = False
+              ) -> tuple[OwnedCapture, Route]:
         """The capture and the agent that holds it, from its view (one question to that
         agent only when the view does not hold it yet); its last known state when the agent
         is away. Hidden from a caller who may not see its namespace."""
@@ -216,7 +219,8 @@ class CaptureService:
         t = route.transport
         held = route.capture or t.view().capture(cid)
         try:
-            if held is not None and t.info().connected and t.view().state().synced:
+            if held is not None and t.info().connected and t.view().state().synced \
+                    and not fresh:
                 owned = self.inventory.owned(held, route.row)
             else:  # not in its view yet, or the view is behind: its agent is asked, once
                 owned = self.inventory.owned(t.get_capture(cid), route.row)
