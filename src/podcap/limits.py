@@ -260,15 +260,11 @@ SERIES_CAPTURES_MAX: Final = 512  # captures whose series are kept (oldest forgo
 LABEL_SELECTOR_MAX_CHARS: Final = 1024
 GROUP_WORKLOADS_MAX: Final = 100  # names in one group's workload list
 GROUP_MEMBERS_MAX: Final = 64  # captures in one group: each holds a kernel buffer and a ring
-# Several replicas (issue 20, controller/leader.py): background work runs on the replica
-# that holds the lease; another takes it over at most LEASE_TTL_S after the holder's last
-# renewal (renewed every LEASE_TTL_S / 3), so failover is within 10 s (bench figure 12).
+# Replicas (issue 20): the leader's lease (controller/leader.py; renewed every third, taken
+# over after it: failover within 10 s, bench figure 12); idempotent starts (start_keys.py): a
+# retry waits, a claim without a capture is void after, a key is kept.
 LEASE_TTL_S: Final = 6.0
-# Idempotent starts (controller/start_keys.py): a retry waits this long for the first try's
-# answer; a claim this old without a capture is void (its replica died); keys are kept a day.
-START_KEY_WAIT_S: Final = 15.0
-START_KEY_STALE_S: Final = 30.0
-START_KEY_KEEP_S: Final = 86_400.0
+START_KEY_WAIT_S, START_KEY_STALE_S, START_KEY_KEEP_S = 15.0, 30.0, 86_400.0
 GROUP_WATCH_INTERVAL_S: Final = 2.0  # how often a running group looks for new members
 GROUP_RETRY_S: Final = 10.0  # a member whose start failed (quota, node away) is tried again
 GROUP_START_WORKERS: Final = 8  # member captures started at once

@@ -189,7 +189,8 @@ def test_agent_dials_the_controller_service() -> None:
 def test_controller_is_non_root_with_a_read_only_root(overlay: str) -> None:
     ctl = find(render(overlay), "Deployment", "podcap-controller")
     spec = pod_spec(ctl)
-    assert ctl["spec"]["replicas"] == 1 and ctl["spec"]["strategy"]["type"] == "Recreate"
+    if overlay == "sqlite":  # one controller on SQLite (controller/sqlite_lock.py)
+        assert ctl["spec"]["replicas"] == 1 and ctl["spec"]["strategy"]["type"] == "Recreate"
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 10001  # the image's user
     assert spec["automountServiceAccountToken"] is False
@@ -237,9 +238,78 @@ def test_postgres_overlay_takes_url_and_ca_from_secrets() -> None:
     assert ref == {"name": "podcap-database", "key": "url"}
     volumes = {v["name"]: v for v in pod_spec(ctl)["volumes"]}
     assert volumes["data"] == {"name": "data", "emptyDir": {}}
-    # No claim keeps a generated CA across restarts, so the Secret is required.
-    assert volumes["cluster-ca"]["secret"] == {"secretName": "podcap-ca", "optional": False,
+    # The replicas share the cluster CA through the database: the Secret is optional.
+    assert volumes["cluster-ca"]["secret"] == {"secretName": "podcap-ca", "optional": True,
                                                "defaultMode": 0o440}
+    # One API certificate for both replicas.
+    assert volumes["api-tls"]["secret"]["secretName"] == "podcap-tls"
+    assert env["PODCAP_CERT"]["value"] == "/etc/podcap/tls/tls.crt"
+    mounts = {m["name"]: m["mountPath"] for m in container(ctl, "controller")["volumeMounts"]}
+    assert mounts["api-tls"] == "/etc/podcap/tls"
+
+
+def test_postgres_overlay_runs_two_replicas_that_survive_a_drain() -> None:
+    """Issue 20: two replicas rolled one at a time, a PodDisruptionBudget, readiness that
+    fails without the database, and a headless Service the agents resolve to every replica."""
+    objects = render("postgres")
+    ctl = find(objects, "Deployment", "podcap-controller")
+    assert ctl["spec"]["replicas"] == 2
+    assert ctl["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {
+        "maxUnavailable": 0, "maxSurge": 1}}
+    labels = ctl["spec"]["template"]["metadata"]["labels"]
+    pdb = find(objects, "PodDisruptionBudget", "podcap-controller")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    c = container(ctl, "controller")
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"  # the database answers
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"  # a lost database: no restart
+    headless = find(objects, "Service", "podcap-controller-agents")
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"].items() <= labels.items()
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"agents": 10444,
+                                                                         "join": 10445}
+    env = {e["name"]: e.get("value") for e in container(
+        find(objects, "DaemonSet", "podcap-agent"), "agent")["env"]}
+    assert env["PODCAP_CONTROLLER"] == "podcap-controller-agents:10444"
+    assert env["PODCAP_JOIN_ADDRESS"] == "podcap-controller:10445"
+    # The API Service still balances (not headless).
+    assert "clusterIP" not in find(objects, "Service", "podcap-controller")["spec"]
+
+
+def test_readiness_fails_while_the_database_is_away(tmp_path) -> None:
+    """What the postgres overlay's readinessProbe asks: /readyz answers 503 when the database
+    cannot be reached, /healthz (liveness) still 200, so the pod leaves the Service without
+    being restarted."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy.orm import sessionmaker
+
+    from podcap.api.app import create_app
+    from podcap.controller.auth import Auth
+    from podcap.controller.db import open_db
+    from podcap.controller.service import CaptureService
+
+    sessions = open_db(None, tmp_path)
+    auth = Auth(sessions)
+    app = create_app(CaptureService(sessions, _NoAgents()), auth)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        gone = sessions.kw["bind"].url.set(database=str(tmp_path / "gone" / "no.db"))
+        from sqlalchemy import create_engine
+        auth.sessions = sessionmaker(create_engine(gone))  # the database is away
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "database unavailable"
+        assert client.get("/healthz").status_code == 200
+
+
+class _NoAgents:
+    def transports(self) -> dict:
+        return {}
+
+    def infos(self) -> list:
+        return []
+
+    def close(self) -> None:
+        pass
 
 
 def _quantity(value: str | int) -> float:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from podcap.controller.audit import Audit
@@ -51,7 +52,10 @@ class Users:
             if db.get(User, "admin") is not None:
                 return None
         generated = None if password else secrets.token_urlsafe(15)
-        self.add_user("admin", password or generated or "", "admin", download=True)
+        try:
+            self.add_user("admin", password or generated or "", "admin", download=True)
+        except (AlreadyExists, IntegrityError):  # another replica, starting too, made it
+            return None
         if generated:  # a password the server chose is a default one until changed
             with self._sessions() as db, db.begin():
                 row = db.get(User, "admin")
