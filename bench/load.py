@@ -170,12 +170,13 @@ class Checker:
 
 
 def _probe_main(url: str, token: str, cids: list[str], deadline: float, pause: float,
-                out: Any) -> None:
+                out: Any, verify: bool = True) -> None:
     """In a child process: time API reads until ``deadline`` (time.time())."""
     lat: list[tuple[str, float]] = []
     codes: dict[int, int] = {}
     rng = random.Random()
-    with httpx.Client(base_url=url, timeout=30, headers={"X-Auth-Token": token}) as c:
+    with httpx.Client(base_url=url, timeout=30, headers={"X-Auth-Token": token},
+                      verify=verify) as c:
         while time.time() < deadline:
             template = rng.choice(PROBE_ROUTES)
             t = time.perf_counter()
@@ -191,11 +192,16 @@ def _probe_main(url: str, token: str, cids: list[str], deadline: float, pause: f
 
 def run_load(url: str, token: str, workload_ids: list[str], server_pid: int,
              cfg: LoadConfig, workdir: Path,
-             log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Start ``cfg.captures`` captures round-robin on ``workload_ids``, load, stop, check."""
+             log: Callable[[str], None] = lambda _: None, verify: bool = True,
+             rss_pids: list[int] | None = None) -> dict[str, Any]:
+    """Start ``cfg.captures`` captures round-robin on ``workload_ids``, load, stop, check.
+    ``rss_pids``: the server processes whose RSS is summed (default ``server_pid``: several
+    replicas in figure 12); ``verify=False`` for a self-signed HTTPS server."""
     tally = Tally()
+    pids = rss_pids or [server_pid]
     http = httpx.Client(base_url=url, timeout=60, headers={"X-Auth-Token": token},
-                        limits=httpx.Limits(max_connections=cfg.downloaders + 8))
+                        limits=httpx.Limits(max_connections=cfg.downloaders + 8),
+                        verify=verify)
     cids: list[str] = []
     rss: list[float] = []
     stop_sampling = threading.Event()
@@ -211,7 +217,7 @@ def run_load(url: str, token: str, workload_ids: list[str], server_pid: int,
 
         def sample() -> None:
             while not stop_sampling.wait(0.5):
-                rss.append(rss_mb(server_pid))
+                rss.append(sum(rss_mb(p) for p in pids))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -219,7 +225,7 @@ def run_load(url: str, token: str, workload_ids: list[str], server_pid: int,
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
         probers = [ctx.Process(target=_probe_main, args=(url, token, cids, deadline,
-                                                         cfg.probe_pause_s, queue))
+                                                         cfg.probe_pause_s, queue, verify))
                    for _ in range(cfg.probers)]
         for p in probers:
             p.start()
@@ -295,7 +301,7 @@ def run_load(url: str, token: str, workload_ids: list[str], server_pid: int,
             if got != captured:
                 mismatches.append({"id": cid, "file": got, "tcpdump": captured})
             path.unlink()
-        rss.append(rss_mb(server_pid))
+        rss.append(sum(rss_mb(p) for p in pids))
     finally:
         stop_sampling.set()
         for cid in cids:

@@ -297,7 +297,8 @@ def shared_certificate(directory: Path) -> tuple[Path, Path]:
 
 @contextmanager
 def ha_cluster(tmp: Path, database_url: str, host: str = "127.0.0.1", replicas: int = 2,
-               balance: str = "first", env: dict[str, str] | None = None) -> Iterator[HA]:
+               balance: str = "first", env: dict[str, str] | None = None,
+               lease_ttl_s: float = LEASE_TTL_S) -> Iterator[HA]:
     """``replicas`` controllers on ``database_url`` behind HAProxy; the first is started first
     (it leads, and makes the admin and the CA the others share)."""
     if shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists():
@@ -306,7 +307,7 @@ def ha_cluster(tmp: Path, database_url: str, host: str = "127.0.0.1", replicas: 
     password = secrets.token_urlsafe(12)
     cert, key = shared_certificate(tmp / "tls")
     common = {**(env or {}), OWNER: str(os.getpid()), "PODCAP_DATABASE_URL": database_url,
-              "PODCAP_ADMIN_PASSWORD": password, "PODCAP_LEASE_TTL_S": str(LEASE_TTL_S)}
+              "PODCAP_ADMIN_PASSWORD": password, "PODCAP_LEASE_TTL_S": str(lease_ttl_s)}
     made = [Replica(chr(ord("a") + i), tmp / f"replica-{chr(ord('a') + i)}", free_port(),
                     free_port(), free_port(), host, cert, key, common)
             for i in range(replicas)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -58,8 +59,9 @@ def create_app(service: CaptureService, auth: Auth,
                               "podcap's native API.")
     app.state.service = service
     app.state.auth = auth
-    app.state.tickets = Tickets(auth.sessions, auth.session_principal)
-    app.state.start_keys = StartKeys(auth.sessions)
+    sessions: Any = getattr(auth, "sessions", None)  # None: a test's stand-in, no database
+    app.state.tickets = Tickets(sessions, getattr(auth, "session_principal", lambda *_: None))
+    app.state.start_keys = StartKeys(sessions)
     errors.install(app)
     app.state.metrics = Metrics(service)
     app.state.metrics_access = MetricsAccess(metrics_token)

@@ -90,6 +90,9 @@ class CaptureOwner(Base):
     owner: Mapped[str] = mapped_column(String(64))
     namespace: Mapped[str] = mapped_column(String(253), default="")
     created: Mapped[float] = mapped_column(Float)
+    # When a replica stopped it (a stop command): another replica whose view still shows it
+    # running asks its agent instead (read-your-writes across replicas, service.py _find).
+    stopped: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class CaptureGroup(Base):

@@ -40,6 +40,13 @@ class Owners:
             return row.owner, row.namespace
 
 
+def mark_stopped(db: Session, cid: str) -> None:
+    """Said by the replica that stopped it, in the transaction of its audit row."""
+    row = db.get(CaptureOwner, cid)
+    if row is not None and row.stopped is None:
+        row.stopped = time.time()
+
+
 def put(db: Session, cid: str, agent_id: str, owner: str, namespace: str) -> None:
     """The row added to a transaction already open: a start commits it with its audit row."""
     db.add(CaptureOwner(capture_id=cid, agent_id=agent_id, owner=owner, namespace=namespace,

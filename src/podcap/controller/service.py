@@ -42,7 +42,7 @@ from podcap.errors import (
     Unavailable,
 )
 from podcap.logs import capture_fields
-from podcap.model import AgentInfo, Capture, CaptureSpec
+from podcap.model import AgentInfo, Capture, CaptureSpec, Status
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.base import AgentTransport
 
@@ -167,7 +167,8 @@ class CaptureService:
         capture = route.transport.stop(owned.capture.id)
         route.transport.view().observe(capture)
         stopped = self.inventory.owned(capture, route.row)
-        self._record("capture.stop", who, stopped)
+        self._record("capture.stop", who, stopped,
+                     along=functools.partial(owners.mark_stopped, cid=capture.id))
         return stopped
 
     def remove(self, who: Principal, cid: str) -> None:
@@ -218,6 +219,8 @@ class CaptureService:
         route = self._router.route(cid)
         t = route.transport
         held = route.capture or t.view().capture(cid)
+        fresh = fresh or (held is not None and held.status is Status.RUNNING and
+                          route.row is not None and route.row.stopped is not None)
         try:
             if held is not None and t.info().connected and t.view().state().synced \
                     and not fresh:

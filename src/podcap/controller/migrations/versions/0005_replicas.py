@@ -1,5 +1,6 @@
 """Several controller replicas on one database (issue 20): download tickets, leases, the
-shared cluster CA, idempotent starts, and the epoch that claimed a group member.
+shared cluster CA, idempotent starts, the epoch that claimed a group member, and when a
+replica stopped a capture.
 
 Revision ID: 0005
 Revises: 0004
@@ -47,9 +48,13 @@ def upgrade() -> None:
     with op.batch_alter_table("capture_group_members") as batch:
         batch.add_column(sa.Column("claim_epoch", sa.BigInteger, nullable=False,
                                    server_default="0"))
+    with op.batch_alter_table("capture_owners") as batch:
+        batch.add_column(sa.Column("stopped", sa.Float, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("capture_owners") as batch:
+        batch.drop_column("stopped")
     with op.batch_alter_table("capture_group_members") as batch:
         batch.drop_column("claim_epoch")
     op.drop_table("start_keys")
