@@ -25,6 +25,7 @@ from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
 from podcap.api.metrics.access import check_access
+from podcap.api.metrics.leader import LeaderCollector
 from podcap.api.metrics.listener import serve_separately
 from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.capture import tcpdump
@@ -139,6 +140,7 @@ def build(settings: Settings, *, local_agent: bool = True
     app.state.join_tokens = tokens
     app.state.groups = groups
     app.state.leader = leader
+    app.state.metrics.registry.register(LeaderCollector(leader))
     app.state.retention = Policy(settings.retention_days,
                                  settings.reclaim if local_agent else None)
     return app, cert, key

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, expect
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -36,6 +37,7 @@ from tests.cri import cri_testbed
 from tests.groups.group_support import pod, tag
 from tests.ha.ha_support import HA, LEASE_TTL_S, Replica, ha_cluster
 from tests.support import (
+    ARTIFACTS,
     PODCAP,
     WebPair,
     bed_or_skip,
@@ -46,6 +48,7 @@ from tests.support import (
     wait_for,
     web_pair,
 )
+from tests.ui.conftest import DESKTOP
 
 pytestmark = pytest.mark.cri
 
@@ -156,6 +159,55 @@ def test_a_ticket_from_one_replica_works_once_on_the_other(bed: Bed) -> None:
         assert plain.get(link).status_code == 401  # used, on the replica that took it
     with httpx.Client(base_url=a.url, verify=False, timeout=30) as plain:
         assert plain.get(link).status_code == 401  # and on the one that issued it
+
+
+def test_a_start_sent_again_to_the_other_replica_is_one_capture(bed: Bed) -> None:
+    """A client whose start got no answer sends it again with the same Idempotency-Key (the
+    CLI does): through whichever replica, it is the same capture."""
+    a, b = bed.ha.replicas
+    body = {"workload_id": bed.pair.client.id, "duration": 30}  # type: ignore[attr-defined]
+    key = {"Idempotency-Key": "retry-" + tag()}
+    with bed.ha.client(a.url) as c:
+        first = c.post("/api/captures", json=body, headers=key)
+    with bed.ha.client(b.url) as c:
+        again = c.post("/api/captures", json=body, headers=key)
+        other = c.post("/api/captures", json=body, headers={"Idempotency-Key": "x-" + tag()})
+    assert first.status_code == again.status_code == other.status_code == 201, first.text
+    assert first.json()["capture"]["id"] == again.json()["capture"]["id"]
+    assert other.json()["capture"]["id"] != first.json()["capture"]["id"]  # a new key: new
+    with bed.ha.client() as c:
+        for cid in {first.json()["capture"]["id"], other.json()["capture"]["id"]}:
+            c.post(f"/api/captures/{cid}/stop")
+
+
+def test_a_browser_through_the_balancer_stays_signed_in_across_a_failover(
+        bed: Bed, browser: Browser) -> None:
+    """The web UI through HAProxy: signed in, the replica serving it killed, a reload is
+    served by the other replica with the same session (it is the database's)."""
+    context = browser.new_context(viewport=DESKTOP, ignore_https_errors=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(bed.ha.url + "/")
+        page.get_by_label("Username").fill("admin")
+        page.get_by_label("Password", exact=True).fill(bed.ha.password)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Captures")).to_be_visible()
+        victim = bed.serving()
+        victim.kill()
+        page.reload()
+        expect(page.get_by_role("heading", name="Captures")).to_be_visible()
+        expect(page.get_by_label("Username")).to_have_count(0)  # not asked to sign in again
+        page.get_by_label("Search").fill(bed.pair.web.name)  # type: ignore[attr-defined]
+        expect(page.get_by_text(bed.pair.web.name).first).to_be_visible()  # type: ignore
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ha-ui-after-failover.png"), full_page=True)
+    finally:
+        context.close()
+    assert not errors, errors
+    bed.restart(victim)
 
 
 def test_bad_passwords_spread_over_both_replicas_throttle_as_one(bed: Bed) -> None:
