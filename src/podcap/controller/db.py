@@ -166,6 +166,7 @@ class DownloadTicket(Base):
     ticket_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64))  # the session that asked for it
     subject: Mapped[str] = mapped_column(String(64))  # a capture id, or group:<id>
+    source: Mapped[str] = mapped_column(String(64), default="")  # who asked: for the audit
     expires: Mapped[float] = mapped_column(Float, index=True)
 
 

@@ -41,7 +41,8 @@ class Tickets:
         with self._sessions() as db, db.begin():
             db.execute(delete(DownloadTicket).where(DownloadTicket.expires < now))
             db.add(DownloadTicket(ticket_hash=_hash(ticket), token_hash=who.token_hash,
-                                  subject=capture_id[:64], expires=now + TICKET_TTL_S))
+                                  subject=capture_id[:64], source=who.source[:64],
+                                  expires=now + TICKET_TTL_S))
         return ticket
 
     def link(self, who: Principal, subject: str, url: str, name: str) -> dict[str, Any]:
@@ -51,16 +52,17 @@ class Tickets:
         return {"url": f"{url}{'&' if '?' in url else '?'}ticket={ticket}", "name": name,
                 "expires_in": TICKET_TTL_S}
 
-    def redeem(self, ticket: str, capture_id: str, source: str = "") -> Principal:
+    def redeem(self, ticket: str, capture_id: str) -> Principal:
         key = _hash(ticket)
         who: Principal | None = None
         with self._sessions() as db, db.begin():
             # Spent only when meant for this capture; the DELETE is the one use.
             spent = db.execute(delete(DownloadTicket).where(
                 DownloadTicket.ticket_hash == key, DownloadTicket.subject == capture_id[:64]
-            ).returning(DownloadTicket.token_hash, DownloadTicket.expires)).first()
+            ).returning(DownloadTicket.token_hash, DownloadTicket.expires,
+                        DownloadTicket.source)).first()
         if spent is not None and spent.expires >= time.time():
-            who = self._principal_of(spent.token_hash, source)
+            who = self._principal_of(spent.token_hash, spent.source)  # audited as who asked
         if who is None:
             raise Unauthenticated("download ticket unknown, used or expired, or its session "
                                   "ended; ask for a new one")

@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("ticket_hash", sa.String(64), primary_key=True),
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("subject", sa.String(64), nullable=False),
+        sa.Column("source", sa.String(64), nullable=False),
         sa.Column("expires", sa.Float, nullable=False),
     )
     op.create_index("ix_download_tickets_expires", "download_tickets", ["expires"])
