@@ -701,22 +701,33 @@ MACHINE_HEADER = ["cores", "CPU", "memory", "kernel", "OS", "tcpdump", "libpcap"
 
 
 def machine_table(m: dict[str, Any], previous_rows: list[str], ran: str, kept: str) -> str:
-    """This run's machine; when kept figures were measured on a machine that differs (a newer
-    kernel, say), both rows, each saying which figures it measured."""
+    """This run's machine; when kept figures were measured on machines that differ (a newer
+    kernel, say), one row per machine, each saying which figures it measured (kept figures
+    measured on this run's machine join its row)."""
     row = [num(m["cores"]), m["cpu"], f"{m['memory_gib']} GiB", m["kernel"], m["os"],
            m["tcpdump"], m["libpcap"], m["iperf3"], m["docker"], m["python"]]
     kept_nums = set(re.findall(r"\d+", kept))
-    old: list[list[str]] = []
+    machines: list[tuple[set[str], list[str]]] = [(set(re.findall(r"\d+", ran)), row)]
     for line in previous_rows:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if set(cells) == {"---"} or len(cells) < len(MACHINE_HEADER):
             continue
         label = cells[0] if len(cells) > len(MACHINE_HEADER) else ""
-        if not label or kept_nums & set(re.findall(r"\d+", label)):
-            old.append(cells[-len(MACHINE_HEADER):])
-    if not old or old[0] == row:
+        figs = kept_nums & set(re.findall(r"\d+", label)) if label else set(kept_nums)
+        if not figs:
+            continue
+        machine = cells[-len(MACHINE_HEADER):]
+        same = next((f for f, known in machines if known == machine), None)
+        if same is not None:
+            same |= figs
+        else:
+            machines.append((figs, machine))
+    if len(machines) == 1:
         return table(MACHINE_HEADER, [row])
-    return table(["run", *MACHINE_HEADER], [[ran, *row], [kept, *old[0]]])
+    def label_of(figs: set[str]) -> str:
+        nums = sorted(figs, key=int)
+        return ("figure " if len(nums) == 1 else "figures ") + ", ".join(nums)
+    return table(["run", *MACHINE_HEADER], [[label_of(f), *known] for f, known in machines])
 
 
 def render(run_info: dict[str, Any], path: Path) -> str:

@@ -116,16 +116,20 @@ def _claim(groups: GroupService, gid: str, placed: list[PlacedWorkload], epoch: 
 
 def _record(groups: GroupService, who: Principal, gid: str, rows: list[GroupMember],
             epoch: int) -> None:
-    """Write the members' rows if this epoch still claims them; a group deleted meanwhile
-    gets its new captures removed, one stopped meanwhile gets them stopped."""
+    """Write the members' rows where this epoch's claim still stands (a row that meanwhile
+    holds a capture or a live claim of someone else is left alone, and a capture started for
+    it here removed); a group deleted meanwhile gets its new captures removed, one stopped
+    meanwhile gets them stopped."""
     undo: list[str] = []
     stop: list[str] = []
     with groups.leader.fenced(f"record members of group {gid}", epoch) as db:
         current = db.get(CaptureGroup, gid, with_for_update=True)
         for r in rows:
             held = db.get(GroupMember, (gid, r.workload_id))
-            if current is None or (r.capture_id and held is not None and
-                                   held.claim_epoch != epoch):
+            ours = held is not None and held.claim_epoch == epoch and not held.capture_id
+            taken = held is not None and not ours and (
+                bool(held.capture_id) or (held.reason == STARTING and not void(held, epoch)))
+            if current is None or taken:
                 if r.capture_id:
                     undo.append(r.capture_id)
                 continue
