@@ -1,12 +1,14 @@
 """The controller's view of one node (views.py) when commands and the agent's own updates
-cross: what a command did is never undone by an update the agent made before it."""
+cross: what a command did is never undone by an update the agent made before it; and the
+counters-only deltas the feed sends for running captures."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from podcap.model import Capture, CaptureSpec, Status, Workload
-from podcap.views import InventoryUpdate, NodeView
+from podcap.agent.feed import InventoryFeed
+from podcap.model import Capture, CaptureSpec, Stats, Status, Workload
+from podcap.views import Counters, InventoryUpdate, NodeView
 
 WORKLOAD = Workload(id="a" * 64, name="web", runtime="docker", node="n", kind="container")
 
@@ -58,3 +60,33 @@ def test_an_ended_capture_never_runs_again() -> None:
     view.observe(dataclasses.replace(capture(one), status=Status.STOPPED))  # the stop's answer
     assert view.apply(InventoryUpdate(2, False, captures=(capture(one),)))  # older: running
     assert [c.status for c in view.state().captures] == [Status.STOPPED]
+
+
+def test_counters_move_a_running_capture_and_never_an_ended_one() -> None:
+    view = NodeView()
+    one, two = "1" * 32, "2" * 32
+    assert view.apply(InventoryUpdate(1, True, captures=(capture(one), capture(two))))
+    view.observe(dataclasses.replace(capture(two, Status.STOPPED), stats=Stats(captured=9)))
+    assert view.apply(InventoryUpdate(2, False, counters=(
+        Counters(one, Stats(captured=5, bytes=400), 2), Counters(two, Stats(captured=3), 1),
+        Counters("3" * 32, Stats(captured=1), 1))))  # older numbers for the stopped one
+    held = {c.id: c for c in view.state().captures}
+    assert (held[one].stats, held[one].files) == (Stats(captured=5, bytes=400), 2)
+    assert held[one].status is Status.RUNNING and held[one].workload == WORKLOAD
+    assert held[two].stats == Stats(captured=9)  # its final numbers stand
+    assert set(held) == {one, two}  # counters of a capture the view does not hold list nothing
+
+
+def test_the_feed_sends_counters_alone_when_only_they_moved() -> None:
+    now = {"c": capture("1" * 32)}
+    feed = InventoryFeed(lambda: [], lambda: list(now.values()))
+    got: list[InventoryUpdate] = []
+    feed.subscribe(got.append)
+    now["c"] = dataclasses.replace(now["c"], stats=Stats(captured=7), files=1)
+    feed._counted.clear()  # its second has passed
+    feed.tick()
+    assert got[-1].counters == (Counters("1" * 32, Stats(captured=7), 1),)
+    assert got[-1].captures == ()
+    now["c"] = dataclasses.replace(now["c"], status=Status.STOPPED, stats=Stats(captured=8))
+    feed.tick()  # a status change goes whole and at once, within the second
+    assert got[-1].captures == (now["c"],) and got[-1].counters == ()

@@ -175,7 +175,8 @@ class RemoteAgent:
             m.seq, m.snapshot, tuple(self._workloads(m.workloads)),
             tuple(self._valid(workload_id, m.workloads_gone, "workload id")),
             tuple(self._captures(m.captures)),
-            tuple(self._valid(capture_id, m.captures_gone, "capture id"))))
+            tuple(self._valid(capture_id, m.captures_gone, "capture id")),
+            tuple(self._valid(codec.counters_from_pb, m.counters, "counters"))))
 
     def on_heartbeat(self, session: AgentSession, m: pb.Heartbeat) -> None:
         self.pushed.heartbeat(session, self._info.node, m.inventory_seq)
