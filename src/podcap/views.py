@@ -131,9 +131,10 @@ class NodeView:
                         self._captures[c.id] = _later(old.get(c.id), c)
             else:
                 if self._seq is None or update.seq != self._seq + 1:
-                    if self._seq is not None:
+                    if self._seq is not None:  # a gap: lists show it waiting from now on
                         self.gaps += 1
-                    self._seq = None
+                        self._seq = None
+                        self._changed()
                     return False
                 for wid in update.workloads_gone:
                     self._workloads.pop(wid, None)
