@@ -4,7 +4,6 @@ databases."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -259,7 +258,9 @@ def test_unknown_and_known_users_cost_the_same(auth: Auth) -> None:
     for i in range(8):
         times["known"].append(timed(f"known{i}"))
         times["unknown"].append(timed(f"ghost{i}"))
-    known, unknown = (statistics.median(times[k]) for k in ("known", "unknown"))
+    # The least of each kind: what the work itself costs. Load on the machine only adds to a
+    # try, and by chance more to one kind (medians of 8 on a loaded machine were 0.70 apart).
+    known, unknown = (min(times[k]) for k in ("known", "unknown"))
     assert 0.7 < unknown / known < 1.4, times
     assert unknown > 0.005  # a real hash ran (was 1.8 ms against 35 ms)
 
