@@ -191,3 +191,53 @@ def test_bad_recorder_settings_name_the_field(rserver: Server) -> None:
                              "alert_labels")]:
             r = c.post("/api/recorders", json=body)
             assert r.status_code == 400 and field in r.json()["message"], (body, r.text)
+
+
+def test_cli_and_metrics(rserver: Server, made: list, tmp_path, monkeypatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from podcap.cli.main import app
+    from tests.groups.test_group_cli import ISOLATED
+
+    monkeypatch.chdir(tmp_path)
+    env = {**ISOLATED, "PODCAP_CONFIG": str(tmp_path / "podcap.json"),
+           "PODCAP_SERVER": rserver.url, "PODCAP_USER": "admin",
+           "PODCAP_PASSWORD": rserver.password}
+
+    def cli(*args: str):
+        result = CliRunner().invoke(app, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    t = tag()
+    web = pod("rcli", {"app": t}, f"shop-{t}")
+    made.append(web)
+    rid = cli("recorder", "create", f"c-{t}", "-l", f"app={t}", "--window", "20",
+              "--bytes-mb", "2", "--after", "1", "--cooldown", "0").strip().splitlines()[-1]
+    with rserver.client() as c:
+        ring = members(c, rid, 1)[0]["capture_id"]
+    assert f"c-{t}" in cli("recorder", "ls")
+    sent = marker(ip_of(web))
+    time.sleep(0.3)
+    snaps = cli("recorder", "trigger", f"c-{t}").split()
+    assert snaps == [ring]
+    assert "triggered by admin" in cli("recorder", "show", rid[:8])
+    got = json.loads(cli("recorder", "show", rid, "-o", "json"))["recorder"]
+    assert got["snapshots"][0]["capture_id"] == ring
+    cli("capture", "get", ring, "-o", str(tmp_path / "snap.pcap"))
+    assert holds((tmp_path / "snap.pcap").read_bytes(), sent)
+    with rserver.client() as c:
+        wait_for(lambda: "triggered" not in str(recorder(c, rid)["members"]) and
+                 recorder(c, rid)["snapshots"][0]["source"] == "admin", timeout=10,
+                 what="the snapshot noted")
+        text = c.get("/metrics").text
+    assert f'podcap_recorder_members{{recorder="c-{t}"}} 1.0' in text
+    assert f'podcap_recorder_snapshots{{recorder="c-{t}"}} 1.0' in text
+    assert 'podcap_recorder_triggers_total{outcome="frozen",source="admin"}' in text
+    assert f'podcap_recorder_bytes{{kind="snapshot",recorder="c-{t}"}}' in text
+    cli("recorder", "rm", f"c-{t}")
+    with rserver.client() as c:
+        assert c.get(f"/api/recorders/{rid}").status_code == 404
+        assert c.get(f"/api/captures/{ring}").status_code == 200  # the snapshot stays
