@@ -93,7 +93,7 @@ class Agent:
         self.watcher = Watcher(self.table, self.supervisor, self.series, self.insight,
                                min_free_bytes)
         # recorders' rings: their freezes and their ends (agent/rings.py)
-        self.rings = Rings(self.table, self.supervisor, self._successor, workloads.exit_status)
+        self.rings = Rings(self.table, self.supervisor, self.start, workloads.exit_status)
         self.supervisor.on_end = self.rings.on_end
         self.watcher.rounds.append(self.rings.round)
         # What this node pushes (agent/feed.py): to its own view for ``podcap serve``, and to
@@ -182,10 +182,6 @@ class Agent:
     def freeze(self, capture_id: str, trigger: str, after: float) -> Capture:
         """Freeze a recorder's ring: a snapshot of its window and ``after`` seconds more."""
         return self.rings.trigger(checked_capture_id(capture_id), trigger, after)
-
-    def _successor(self, workload_id: str, spec: CaptureSpec, owner: str,
-                   recording: Recording, replacing: str) -> Capture:
-        return self.start(workload_id, spec, owner, recording, replacing)
 
     def start(self, workload_id: str, spec: CaptureSpec, owner: str = "",
               recording: Recording | None = None, replacing: str = "") -> Capture:
