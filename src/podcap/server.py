@@ -26,6 +26,7 @@ from podcap.agent.workloads import WorkloadView
 from podcap.api.app import create_app
 from podcap.api.metrics.access import check_access
 from podcap.api.metrics.listener import serve_separately
+from podcap.api.metrics.recorders import RecorderCollector
 from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.capture import tcpdump
 from podcap.config import Settings
@@ -36,6 +37,7 @@ from podcap.controller.db import open_db
 from podcap.controller.groups import GroupService
 from podcap.controller.join_tokens import JoinTokens
 from podcap.controller.quotas import Quotas, default_node_buffer
+from podcap.controller.recorders import RecorderService
 from podcap.controller.retention import Policy, RetentionSweeper
 from podcap.controller.service import CaptureService
 from podcap.errors import PodcapError
@@ -114,6 +116,8 @@ def build(settings: Settings, *, local_agent: bool = True
         stops.append(lambda: grpc_server.stop(grace=1).wait())
     groups = GroupService(service, sessions)
     stops.append(groups.close)
+    recorders = RecorderService(service, sessions)
+    stops.append(recorders.close)
     if settings.retention_days:
         stops.append(RetentionSweeper(service, settings.retention_days,
                                       settings.retention_sweep_s).start().stop)
@@ -130,6 +134,9 @@ def build(settings: Settings, *, local_agent: bool = True
                                          settings.metrics_token, settings.trusted_hosts))
     app.state.join_tokens = tokens
     app.state.groups = groups
+    app.state.recorders = recorders
+    app.state.alertmanager_token = settings.alertmanager_token
+    app.state.metrics.add(RecorderCollector(recorders))
     app.state.retention = Policy(settings.retention_days,
                                  settings.reclaim if local_agent else None)
     return app, cert, key

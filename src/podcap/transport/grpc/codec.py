@@ -11,7 +11,7 @@ import json
 from podcap import limits
 from podcap.errors import InvalidArgument
 from podcap.ids import agent_id, capture_id, workload_id
-from podcap.model import AgentInfo, Capture, CaptureSpec, Stats, Status, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Recording, Stats, Status, Workload
 from podcap.streams import PcapRequest
 from podcap.transport.base import AgentHello
 from podcap.transport.grpc import checks
@@ -74,7 +74,27 @@ def capture_to_pb(c: Capture) -> pb.Capture:
         owner=c.owner)
     if c.stop_time is not None:
         m.stop_time = c.stop_time
+    if c.recording is not None:
+        m.recording.CopyFrom(recording_to_pb(c.recording))
     return m
+
+
+def recording_to_pb(r: Recording) -> pb.Recording:
+    m = pb.Recording(recorder=r.recorder, window=r.window, trigger=r.trigger)
+    if r.triggered is not None:
+        m.triggered = r.triggered
+    if r.until is not None:
+        m.until = r.until
+    return m
+
+
+def recording_from_pb(m: pb.Recording) -> Recording:
+    return Recording(
+        recorder=checks.text("recorder", m.recorder, 32),
+        window=checks.count("window", m.window, limits.RECORDER_WINDOW_S_MAX),
+        triggered=checks.moment("triggered", m.triggered) if m.HasField("triggered") else None,
+        until=checks.moment("until", m.until) if m.HasField("until") else None,
+        trigger=checks.text("trigger", m.trigger))
 
 
 def capture_from_pb(m: pb.Capture) -> Capture:
@@ -93,7 +113,8 @@ def capture_from_pb(m: pb.Capture) -> Capture:
         files=checks.count("files", m.files, limits.FILE_NUMBER_MAX),
         args=[checks.text("args", a, limits.FILTER_MAX_CHARS) for a in m.args],
         start_time=checks.moment("start_time", m.start_time), stop_time=stop_time,
-        reclaimed=[capture_id(c) for c in m.reclaimed], owner=checks.text("owner", m.owner, 64))
+        reclaimed=[capture_id(c) for c in m.reclaimed], owner=checks.text("owner", m.owner, 64),
+        recording=recording_from_pb(m.recording) if m.HasField("recording") else None)
 
 
 def _stats_to_pb(s: Stats) -> pb.Stats:
