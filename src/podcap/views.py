@@ -146,12 +146,12 @@ class NodeView:
                     if c.id not in self._forgotten:
                         self._captures[c.id] = _later(self._captures.get(c.id), c)
                 for k in update.counters:
-                    held = self._captures.get(k.capture_id)
+                    counted = self._captures.get(k.capture_id)
                     # One that ended keeps its final numbers (these are older); one deleted is
                     # not listed again.
-                    if held is not None and held.status is Status.RUNNING:
+                    if counted is not None and counted.status is Status.RUNNING:
                         self._captures[k.capture_id] = dataclasses.replace(
-                            held, stats=k.stats, files=k.files)
+                            counted, stats=k.stats, files=k.files)
             self._seq = update.seq
             if update.snapshot or update.workloads or update.workloads_gone:
                 self.workloads_version = next_version()
