@@ -3,8 +3,9 @@ this machine's Docker engine, and ``inv_nodes`` simulated agents (bench/simagent
 process, real joins, own certificates, real mTLS sessions, ``inv_workloads`` synthetic
 workloads each, churn, one running capture each whose counters move every second).
 
-1. *Join storm*: every simulated agent joins at once (64 at a time; a join refused by the join
-   port's per-address rate limit is tried again and counted); then all their sessions open.
+1. *Join storm*: every simulated agent joins at once (64 at a time), each from a loopback
+   address of its own as real nodes would (``spread_joins``; a join refused by the join port's
+   per-address rate limit is tried again and counted); then all their sessions open.
 2. *Lists* (one keep-alive client, ``inv_lists`` each): ``GET /v1/workload`` (everything),
    ``/v1/workload?f_name=<one>``, ``/api/workloads?q=<one>``; CPU of the controller and of
    the agents (the simulated agents' process, the real agent) over the lists, and the
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,30 @@ def _appears(bed: Bed, ctx: Context) -> dict[str, float]:
             "docker_rm_s": removed}
 
 
+@contextmanager
+def spread_joins(join_address: str, sources: int) -> Iterator[None]:
+    """Each new connection to the join port comes from the next of ``sources`` loopback
+    addresses (127.1.x.y), as joins from that many nodes would: the join port's rate limit is
+    per address (``limits.JOIN_RATE_PER_S``), so from 127.0.0.1 alone 500 joins take 100 s by
+    design, which measures the limit and not the controller. iptables SNAT in a chain of our
+    own (``statistic --mode nth``: round robin), removed after."""
+    host, _, port = join_address.rpartition(":")
+    chain = f"PODCAP-JOINS-{os.getpid()}"
+    hook = ["POSTROUTING", "-p", "tcp", "-d", host, "--dport", port, "-j", chain]
+    rules = [f"-A {chain} -m statistic --mode nth --every {sources - i} --packet 0 -j SNAT "
+             f"--to-source 127.1.{(i + 1) // 256}.{(i + 1) % 256}" for i in range(sources)]
+    script = "\n".join(["*nat", f":{chain} - [0:0]", f"-A {' '.join(hook)}", *rules,
+                        "COMMIT", ""])
+    restore = shutil.which("iptables-restore") or "/usr/sbin/iptables-restore"
+    iptables = shutil.which("iptables") or "/usr/sbin/iptables"
+    subprocess.run([restore, "-w", "--noflush"], input=script.encode(), check=True)
+    try:
+        yield
+    finally:
+        for argv in (["-D", *hook], ["-F", chain], ["-X", chain]):
+            subprocess.run([iptables, "-w", "-t", "nat", *argv], check=False)
+
+
 def run(ctx: Context) -> dict[str, Any]:
     cfg: Any = ctx.cfg
     if not hasattr(cfg, "inv_nodes"):
@@ -125,6 +152,7 @@ def run(ctx: Context) -> dict[str, Any]:
                 "--churn-per-min", str(cfg.inv_churn_per_min), "--status", str(status)]
         ctx.record("11", " ".join(argv).replace(token, "<token>")
                    .replace(str(ctx.work.path), "$WORK"))
+        stack.enter_context(spread_joins(bed.cluster.join_address, cfg.inv_nodes))
         began = time.monotonic()
         log = (work / "sim.log").open("wb")
         stack.callback(log.close)
@@ -226,8 +254,8 @@ def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
          f"{real['listed_s']:.2f} s / {real['gone_s']:.2f} s (after `docker run` / `rm` "
          "returned)", "≤ 2 s each", t["real_node"]),
         (f"{res['nodes']} agents join at once", f"certificates in {storm['joined_s']:.1f} s "
-         f"({storm['join_refused']} joins refused by the join port's per-address rate limit "
-         "and retried: every simulated agent dials from 127.0.0.1), then all sessions "
+         f"(each node from a loopback address of its own; {storm['join_refused']} joins "
+         "refused by the join port's per-address rate limit and retried), then all sessions "
          f"connected and their snapshots in {storm['sessions_s']:.1f} s; "
          f"{storm['connected_s']:.1f} s in all; errors: {len(storm['errors'])}",
          "≤ 60 s, no error", t["storm"]),

@@ -91,6 +91,7 @@ TARGETS: tuple[Target, ...] = (
     Target("capture/tcpdump_log.py", ("tests/test_tcpdump_unit.py",),
            keyword="not real_tcpdump", only=("parse_stats", "exit_reason")),
     Target("pcap/pcapng.py", ("tests/groups/test_pcapng_writer.py",)),
+    Target("views.py", ("tests/test_views_unit.py",)),
     Target("pcap/gaps.py", ("tests/live/test_follow_unit.py",)),
     Target("pcap/follow.py", ("tests/live/test_follow_unit.py",),
            only=("RingFollower._gap", "RingFollower._marker", "RingFollower._ts")),

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(tcpdump docker.io busybox-static iperf3 iproute2 util-linux procps openssl
           containerd runc containernetworking-plugins chromium tshark debootstrap
-          haproxy)
+          prometheus-alertmanager haproxy)
 # kubectl renders the Kubernetes manifests (tests/k8s); Debian's client when there is none.
 command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 # PostgreSQL server binaries for the database tests (tests/pg.py), only when there are none:

@@ -17,7 +17,7 @@ def test_migrations_match_models(db_url: str, tmp_path) -> None:
     engine = sessions.kw["bind"]
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_revision() == "0005"
+        assert context.get_current_revision() == "0006"
         assert compare_metadata(context, Base.metadata) == []
     open_db(db_url, tmp_path).kw["bind"].dispose()  # a second start changes nothing
     engine.dispose()
@@ -39,7 +39,7 @@ def test_a_database_of_the_first_release_is_upgraded(db_url: str, tmp_path) -> N
     engine.dispose()
     sessions = open_db(db_url, tmp_path)
     with sessions.kw["bind"].connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0005"
+        assert MigrationContext.configure(conn).get_current_revision() == "0006"
     sessions.kw["bind"].dispose()
 
 

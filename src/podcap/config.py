@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # (Authorization: Bearer) or an admin's session; metrics_listen adds a plain listener that
     # answers /metrics alone (loopback unless metrics_token is set).
     metrics_token: str | None = None
+    # Flight recorders: the bearer token Alertmanager's webhook sends (http_config
+    # authorization); unset, POST /api/hooks/alertmanager answers 503.
+    alertmanager_token: str | None = None
     metrics_listen: str | None = None  # HOST:PORT, e.g. 127.0.0.1:9464
     # Cluster (docs/CLUSTER.md). Controller side: where agents dial in; None = no remote agents.
     agent_listen: str | None = None  # mutual TLS; `podcap controller` defaults to 0.0.0.0:10444
@@ -82,7 +85,7 @@ class Settings(BaseSettings):
     join_token: str | None = None  # needed once; afterwards the certificate in data_dir
     join_address: str | None = None  # default: controller's host, port 10445
 
-    @field_validator("metrics_token", "metrics_listen", mode="before")
+    @field_validator("metrics_token", "metrics_listen", "alertmanager_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """PODCAP_METRICS_TOKEN= (an empty variable, e.g. from a template) means: none."""

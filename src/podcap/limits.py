@@ -279,6 +279,32 @@ GROUP_FOLLOW_QUEUE_RECORDS: Final = 4096
 # looked up at once, on its first packet); each asking lists every node's workloads.
 NAMES_REFRESH_S: Final = 5.0
 
+# Flight recorders (controller/recorders.py, agent/rings.py): a ring per matching container,
+# frozen into a snapshot by a trigger.
+RECORDER_WINDOW_S_DEFAULT: Final = 60  # seconds of history a snapshot keeps before its trigger
+RECORDER_WINDOW_S_MAX: Final = 86_400
+RECORDER_AFTER_S_DEFAULT: Final = 5  # seconds after the trigger that the snapshot keeps too
+RECORDER_AFTER_S_MAX: Final = 600
+# A freeze in progress that triggers keep extending ends this long after its first trigger at
+# the latest: a trigger every second must not hold a ring's files for ever.
+RECORDER_HOLD_MAX_S: Final = 1_800
+RECORDER_BYTES_MB_DEFAULT: Final = 20  # the ring of one container (1 MB = 1,000,000 bytes)
+RECORDER_BYTES_MB_MIN: Final = 2  # two files: one being written, one kept whole
+RECORDER_BYTES_MB_MAX: Final = 10_000
+RECORDER_RING_FILES_MAX: Final = 10  # files of a ring: a snapshot drops whole files older than
+#                                      its window, so more files cut closer to it
+RECORDER_COOLDOWN_S_DEFAULT: Final = 60  # per recorder and container, from the end of a freeze
+RECORDER_COOLDOWN_S_MAX: Final = 86_400
+RECORDER_SNAPSHOTS_DEFAULT: Final = 10  # snapshots kept per recorder (oldest deleted first)
+RECORDER_SNAPSHOTS_MAX: Final = 1_000
+RECORDER_MEMBERS_MAX: Final = 256  # rings of one recorder, every node together
+RECORDER_WATCH_INTERVAL_S: Final = 1.0  # membership, snapshots and thresholds: every second
+RECORDER_RETRY_S: Final = 10.0  # a container whose ring did not start is tried again
+RECORDER_EXIT_WAIT_S: Final = 2.0  # how long the runtime may take to say how a container ended
+RECORDER_ALERT_KEYS_MAX: Final = 10_000  # alert deliveries remembered (Alertmanager retries)
+RECORDER_HOOK_BODY_MAX_BYTES: Final = 1024 * 1024  # an Alertmanager notification
+RECORDER_HOOK_ALERTS_MAX: Final = 1_000  # alerts in one notification
+
 # Metrics (podcap/api/metrics/, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
 # <= 100 ms) with room on both sides; a token shorter than this is a guessable password.
 METRICS_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,

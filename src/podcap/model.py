@@ -174,6 +174,29 @@ class Stats:
     bytes: int = 0
 
 
+TRIGGERED = "triggered"  # how a snapshot's reason begins: "triggered by admin", "triggered: ..."
+
+
+@dataclass
+class Recording:
+    """What makes a capture a recorder's ring (issue 21, controller/recorders.py): it keeps the
+    last ``window`` seconds of its container's packets until a trigger freezes it. A freeze in
+    progress has ``triggered`` (its first trigger) and ``until`` (the end of its after period);
+    a stopped capture with a ``trigger`` is a snapshot, whose reason that is."""
+
+    recorder: str  # the recorder's id
+    window: int  # seconds of history a snapshot keeps from before its trigger
+    triggered: float | None = None
+    until: float | None = None
+    trigger: str = ""  # "triggered by admin", "triggered: alert X", ...
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recording:
+        return cls(recorder=str(data["recorder"]), window=int(data["window"]),
+                   triggered=data.get("triggered"), until=data.get("until"),
+                   trigger=str(data.get("trigger", "")))
+
+
 @dataclass
 class Capture:
     """One capture as the agent knows it. The agent's store persists exactly this."""
@@ -195,6 +218,22 @@ class Capture:
     # Only on the answer to a start: ids of the stopped captures the agent deleted to make room
     # for this one (--reclaim oldest), so the controller can audit them. Never stored.
     reclaimed: list[str] = field(default_factory=list)
+    recording: Recording | None = None  # a recorder's ring, or a snapshot frozen from one
+
+    @property
+    def recording_now(self) -> bool:
+        """A recorder's ring that runs: listed with the status ``recording``."""
+        return self.recording is not None and self.status is Status.RUNNING
+
+    @property
+    def snapshot(self) -> bool:
+        """A recorder's ring frozen by a trigger (or whose freeze is under way)."""
+        return self.recording is not None and bool(self.recording.trigger)
+
+    @property
+    def shown_status(self) -> str:
+        """The status lists show: ``recording`` for a recorder's running ring."""
+        return "recording" if self.recording_now else str(self.status)
 
     @property
     def deadline(self) -> float | None:
@@ -205,6 +244,8 @@ class Capture:
         data["workload"] = self.workload.to_dict()
         data["status"] = str(self.status)
         del data["reclaimed"]
+        if self.recording is None:
+            del data["recording"]
         return data
 
     @classmethod
@@ -227,6 +268,7 @@ class Capture:
             pid=data.get("pid"),
             pid_start=data.get("pid_start"),
             owner=data.get("owner", ""),
+            recording=Recording.from_dict(data["recording"]) if data.get("recording") else None,
         )
 
 

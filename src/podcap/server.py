@@ -27,6 +27,7 @@ from podcap.api.app import create_app
 from podcap.api.metrics.access import check_access
 from podcap.api.metrics.leader import LeaderCollector
 from podcap.api.metrics.listener import serve_separately
+from podcap.api.metrics.recorders import RecorderCollector
 from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.capture import tcpdump
 from podcap.config import Settings
@@ -38,6 +39,7 @@ from podcap.controller.groups import GroupService
 from podcap.controller.join_tokens import JoinTokens
 from podcap.controller.leader import Solo, open_leader
 from podcap.controller.quotas import Quotas, default_node_buffer
+from podcap.controller.recorders import RecorderService
 from podcap.controller.retention import Policy, RetentionSweeper
 from podcap.controller.service import CaptureService
 from podcap.controller.shared_ca import shared_ca
@@ -122,6 +124,8 @@ def build(settings: Settings, *, local_agent: bool = True
         stops.append(lambda: grpc_server.stop(grace=1).wait())
     groups = GroupService(service, sessions, leader=leader)
     stops.append(groups.close)
+    recorders = RecorderService(service, sessions, leader=leader)
+    stops.append(recorders.close)
     if settings.retention_days:
         stops.append(RetentionSweeper(service, settings.retention_days,
                                       settings.retention_sweep_s, leader=leader).start().stop)
@@ -140,7 +144,10 @@ def build(settings: Settings, *, local_agent: bool = True
     app.state.join_tokens = tokens
     app.state.groups = groups
     app.state.leader = leader
-    app.state.metrics.registry.register(LeaderCollector(leader))
+    app.state.metrics.add(LeaderCollector(leader))
+    app.state.recorders = recorders
+    app.state.alertmanager_token = settings.alertmanager_token
+    app.state.metrics.add(RecorderCollector(recorders))
     app.state.retention = Policy(settings.retention_days,
                                  settings.reclaim if local_agent else None)
     return app, cert, key

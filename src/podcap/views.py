@@ -20,6 +20,7 @@ This module is a leaf: it knows the model and nothing of gRPC, the agent or the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -28,13 +29,22 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from podcap import limits
-from podcap.model import Capture, Status, Workload
+from podcap.model import Capture, Stats, Status, Workload
 
 _VERSIONS = itertools.count(1)  # one clock for every view: a list's "changed since" token
 
 
 def next_version() -> int:
     return next(_VERSIONS)
+
+
+@dataclass(frozen=True)
+class Counters:
+    """What moves every second in a running capture: sent alone when nothing else changed."""
+
+    capture_id: str
+    stats: Stats
+    files: int
 
 
 @dataclass(frozen=True)
@@ -50,11 +60,12 @@ class InventoryUpdate:
     workloads_gone: tuple[str, ...] = ()
     captures: tuple[Capture, ...] = ()
     captures_gone: tuple[str, ...] = ()
+    counters: tuple[Counters, ...] = ()  # a delta's running captures whose counters alone moved
 
     @property
     def empty(self) -> bool:
         return not (self.snapshot or self.workloads or self.workloads_gone or self.captures
-                    or self.captures_gone)
+                    or self.captures_gone or self.counters)
 
 
 Sink = Callable[[InventoryUpdate], None]
@@ -120,9 +131,10 @@ class NodeView:
                         self._captures[c.id] = _later(old.get(c.id), c)
             else:
                 if self._seq is None or update.seq != self._seq + 1:
-                    if self._seq is not None:
+                    if self._seq is not None:  # a gap: lists show it waiting from now on
                         self.gaps += 1
-                    self._seq = None
+                        self._seq = None
+                        self._changed()
                     return False
                 for wid in update.workloads_gone:
                     self._workloads.pop(wid, None)
@@ -133,6 +145,13 @@ class NodeView:
                 for c in update.captures:
                     if c.id not in self._forgotten:
                         self._captures[c.id] = _later(self._captures.get(c.id), c)
+                for k in update.counters:
+                    counted = self._captures.get(k.capture_id)
+                    # One that ended keeps its final numbers (these are older); one deleted is
+                    # not listed again.
+                    if counted is not None and counted.status is Status.RUNNING:
+                        self._captures[k.capture_id] = dataclasses.replace(
+                            counted, stats=k.stats, files=k.files)
             self._seq = update.seq
             if update.snapshot or update.workloads or update.workloads_gone:
                 self.workloads_version = next_version()

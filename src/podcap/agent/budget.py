@@ -4,6 +4,7 @@ captures must go to make room. ``make_room`` is pure, so the agent decides under
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -21,10 +22,13 @@ log = logging.getLogger("podcap.agent")
 
 
 def make_room(captures: Collection[Capture], spec: CaptureSpec, budget: int,
-              reclaim: str) -> list[Capture]:
+              reclaim: str, replacing: str = "") -> list[Capture]:
     """The stopped captures to delete (oldest stop first; none unless ``reclaim`` is
     "oldest"), or ``FailedPrecondition`` saying what to change. A running capture counts
-    with its whole ring (what it may still write), a stopped one with what it holds."""
+    with its whole ring (what it may still write), a stopped one with what it holds; so does
+    ``replacing``, a recorder's ring that stops as soon as its successor listens."""
+    captures = [dataclasses.replace(c, status=Status.STOPPED) if c.id == replacing else c
+                for c in captures]
     running = [c for c in captures if c.status is Status.RUNNING]
     if len(running) >= limits.MAX_RUNNING_CAPTURES:
         raise FailedPrecondition(
@@ -34,7 +38,8 @@ def make_room(captures: Collection[Capture], spec: CaptureSpec, budget: int,
                for c in captures)
     victims: list[Capture] = []
     if reclaim == "oldest":
-        stopped = sorted((c for c in captures if c.status is not Status.RUNNING),
+        stopped = sorted((c for c in captures if c.status is not Status.RUNNING
+                          and c.id != replacing),
                          key=lambda c: (c.stop_time or c.start_time, c.start_time))
         for old in stopped:
             if used + spec.max_bytes <= budget:
@@ -58,11 +63,11 @@ def disk_full(root: Path) -> bool:
 
 
 def reclaim(table: CaptureTable, series: LiveSeries, spec: CaptureSpec, for_cid: str,
-            budget: int, policy: str, node: str) -> list[str]:
+            budget: int, policy: str, node: str, replacing: str = "") -> list[str]:
     """Refuse a start that does not fit the node's disk budget, or with ``policy`` "oldest"
     first delete the oldest stopped captures (``make_room``). Hold ``table.lock``. Returns the
     ids deleted, so the controller can audit them."""
-    victims = make_room(list(table.captures.values()), spec, budget, policy)
+    victims = make_room(list(table.captures.values()), spec, budget, policy, replacing)
     for old in victims:  # only once the new capture is known to fit
         table.captures.pop(old.id, None)
         table.store.delete(old.id)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from podcap import limits
 from podcap.errors import PodcapError
 from podcap.model import Capture, Stats, Status, Workload
-from podcap.views import InventoryUpdate, Sink
+from podcap.views import Counters, InventoryUpdate, Sink
 
 log = logging.getLogger("podcap.agent")
 
@@ -123,34 +123,39 @@ class InventoryFeed:
             added = [w for wid, w in now.items() if self._workloads.get(wid) != w]
             gone = [wid for wid in self._workloads if wid not in now]
             self._workloads = now
-        changed, ended = self._capture_changes()
-        if not (added or gone or changed or ended):
+        changed, counted, ended = self._capture_changes()
+        if not (added or gone or changed or counted or ended):
             return
         self._seq += 1
         update = InventoryUpdate(self._seq, False, tuple(added), tuple(gone), tuple(changed),
-                                 tuple(ended))
+                                 tuple(ended), tuple(counted))
         for sink in list(self._sinks):
             try:
                 sink(update)
             except Exception:
                 log.exception("inventory subscriber failed")
 
-    def _capture_changes(self) -> tuple[list[Capture], list[str]]:
+    def _capture_changes(self) -> tuple[list[Capture], list[Counters], list[str]]:
+        """Captures new or changed (whole), running ones whose counters alone moved (their
+        numbers, at most once per ``INVENTORY_COUNTERS_S``), and the ids of those gone."""
         now = {c.id: c for c in self._list_captures()}
         moment = time.monotonic()
         changed: list[Capture] = []
+        counted: list[Counters] = []
         for cid, c in now.items():
             held = self._captures.get(cid)
             if held == c:
                 continue
-            if held is not None and _shape(held) == _shape(c) and c.status is Status.RUNNING \
-                    and moment - self._counted.get(cid, 0.0) < limits.INVENTORY_COUNTERS_S:
-                continue  # counters only, sent less than a second ago: next time
-            changed.append(c)
+            if held is not None and _shape(held) == _shape(c) and c.status is Status.RUNNING:
+                if moment - self._counted.get(cid, 0.0) < limits.INVENTORY_COUNTERS_S:
+                    continue  # sent less than a second ago: next time
+                counted.append(Counters(cid, c.stats, c.files))
+            else:
+                changed.append(c)
             self._captures[cid] = c
             self._counted[cid] = moment
         ended = [cid for cid in self._captures if cid not in now]
         for cid in ended:
             del self._captures[cid]
             self._counted.pop(cid, None)
-        return changed, ended
+        return changed, counted, ended

@@ -24,6 +24,7 @@ from podcap.agent import budget, netstate
 from podcap.agent.feed import InventoryFeed
 from podcap.agent.following import Following
 from podcap.agent.recovery import recover
+from podcap.agent.rings import Rings
 from podcap.agent.store import CaptureStore
 from podcap.agent.supervisor import Supervisor
 from podcap.agent.table import CaptureTable, Proc
@@ -39,7 +40,7 @@ from podcap.insight.filtered import filtered
 from podcap.insight.series import LiveSeries
 from podcap.insight.summary import Insight
 from podcap.logs import capture_fields
-from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Status, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Recording, Status, Workload
 from podcap.pcap import ring
 from podcap.runtime.base import process_alive
 from podcap.streams import PcapRequest, PcapStream
@@ -91,6 +92,10 @@ class Agent:
         self.supervisor = Supervisor(self.table, self.series, node)
         self.watcher = Watcher(self.table, self.supervisor, self.series, self.insight,
                                min_free_bytes)
+        # recorders' rings: their freezes and their ends (agent/rings.py)
+        self.rings = Rings(self.table, self.supervisor, self.start, workloads.exit_status)
+        self.supervisor.on_end = self.rings.on_end
+        self.watcher.rounds.append(self.rings.round)
         # What this node pushes (agent/feed.py): to its own view for ``podcap serve``, and to
         # the controller's through the uplink for ``podcap agent``.
         relist_s = limits.INVENTORY_WATCHED_RELIST_S if workloads.watched else \
@@ -162,10 +167,28 @@ class Agent:
 
     # ---- commands ----------------------------------------------------------------------
 
-    def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture:
+    def record(self, workload_id: str, spec: CaptureSpec, owner: str,
+               recording: Recording) -> Capture:
+        """A recorder's ring for the container (agent/rings.py): a start, unless that recorder
+        already has a ring running for it (a command repeated), which is the answer then."""
+        with self.table.lock:
+            for c in self.table.captures.values():
+                if c.recording_now and c.workload.id == workload_id and c.recording \
+                        and c.recording.recorder == recording.recorder:
+                    return self.table.snapshot(c)
+        return self.start(workload_id, spec, owner,
+                          Recording(recording.recorder, recording.window))
+
+    def freeze(self, capture_id: str, trigger: str, after: float) -> Capture:
+        """Freeze a recorder's ring: a snapshot of its window and ``after`` seconds more."""
+        return self.rings.trigger(checked_capture_id(capture_id), trigger, after)
+
+    def start(self, workload_id: str, spec: CaptureSpec, owner: str = "",
+              recording: Recording | None = None, replacing: str = "") -> Capture:
         """Checks, the record, then tcpdump (capture/runner.py): the record is written while
         tcpdump boots, and tcpdump is told its argv by the runner alone. ``workload_id`` is a
-        full id, as the controller resolved it; a name or a short id is ``InvalidArgument``."""
+        full id, as the controller resolved it; a name or a short id is ``InvalidArgument``.
+        ``recording``: a recorder's ring; ``replacing``: the ring it takes over from."""
         workload = self.workloads.get(workload_id)
         if not workload.cap_sniff:
             raise FailedPrecondition(
@@ -183,10 +206,11 @@ class Agent:
         table = self.table
         with table.lock:
             reclaimed = budget.reclaim(table, self.series, spec, cid, self.disk_budget,
-                                       self.reclaim, self._info.node)
+                                       self.reclaim, self._info.node, replacing)
             run = TcpdumpRun(spec, self.store.files_dir(cid), self.store.log_path(cid))
             capture = Capture(id=cid, agent_id=self._info.id, workload=workload, spec=spec,
-                              args=run.args, start_time=time.time(), owner=owner)
+                              args=run.args, start_time=time.time(), owner=owner,
+                              recording=recording)
             self.store.dir(cid).mkdir(mode=0o700)  # the record is written while tcpdump boots
             self.store.files_dir(cid).mkdir(mode=0o700)
             table.captures[cid] = capture

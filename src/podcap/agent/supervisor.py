@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from podcap import limits
 from podcap.agent.table import CaptureTable, Proc
@@ -18,7 +19,7 @@ from podcap.capture import signals
 from podcap.capture.tcpdump_log import exit_reason, parse_stats
 from podcap.insight.series import LiveSeries
 from podcap.logs import capture_fields
-from podcap.model import Reason, Status
+from podcap.model import TRIGGERED, Reason, Status
 from podcap.pcap.repair import repair_tail
 
 log = logging.getLogger("podcap.agent")
@@ -33,6 +34,9 @@ class Supervisor:
         self.table = table
         self.series = series
         self.node = node
+        # (capture id, reason) -> the reason its end is recorded with, asked once its tcpdump
+        # is gone: a recorder's ring says what triggered it (agent/rings.py)
+        self.on_end: Callable[[str, str], str] | None = None
 
     def stop(self, cid: str, reason: str, drain: bool = True) -> None:
         """Drain (every packet received before now reaches the file), SIGINT, then record."""
@@ -50,7 +54,10 @@ class Supervisor:
                     signals.drain(proc.pid, table.store.log_path(cid))
                 signals.terminate(proc.pid, alive=proc.alive)
             _wait_reaped(proc)
-        self.finish(cid, reason)
+        whole = reason in _SIGINT_ENDS or str(reason).startswith(TRIGGERED)
+        if self.on_end is not None:
+            reason = self.on_end(cid, reason)
+        self.finish(cid, reason, whole=whole)
 
     def stop_all(self, stops: list[tuple[str, str]]) -> None:
         """Stops in parallel: each drain may take a second, and they overlap."""
@@ -65,8 +72,9 @@ class Supervisor:
         self.finish(cid, reason, Status.FAILED if failed else Status.STOPPED)
 
     def finish(self, cid: str, reason: str, status: Status = Status.STOPPED,
-               stop_time: float | None = None) -> None:
-        """Record the end of a capture once: final statistics, file count, reason."""
+               stop_time: float | None = None, whole: bool | None = None) -> None:
+        """Record the end of a capture once: final statistics, file count, reason. ``whole``:
+        tcpdump ended by podcap's SIGINT, which flushes whole records (default: by reason)."""
         table = self.table
         with table.lock:
             capture = table.captures.get(cid)
@@ -76,7 +84,7 @@ class Supervisor:
             final = parse_stats(table.store.log_path(cid))
             if final is not None:
                 capture.stats = final
-            if reason not in _SIGINT_ENDS:  # killed, or a full disk: a record may be cut
+            if not (reason in _SIGINT_ENDS if whole is None else whole):  # killed, a full disk
                 self._repair_newest(cid)
             table.refresh_files(capture)
             capture.status, capture.reason = status, str(reason)

@@ -58,7 +58,9 @@ class CaptureTable:
 
     @staticmethod
     def snapshot(capture: Capture) -> Capture:
-        return dataclasses.replace(capture, stats=dataclasses.replace(capture.stats))
+        return dataclasses.replace(capture, stats=dataclasses.replace(capture.stats),
+                                   recording=dataclasses.replace(capture.recording)
+                                   if capture.recording is not None else None)
 
     def all(self) -> list[Capture]:
         with self.lock:

@@ -11,6 +11,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 
 from podcap import limits
 from podcap.agent.supervisor import Supervisor
@@ -33,6 +34,7 @@ class Watcher:
         self.series = series
         self.insight = insight
         self.min_free_bytes = min_free_bytes
+        self.rounds: list[Callable[[], None]] = []  # also looked at every round (rings' freezes)
 
     def run(self, closing: threading.Event) -> None:
         """The thread's loop, until ``closing`` is set."""
@@ -43,6 +45,8 @@ class Watcher:
                 if now - last_stats >= limits.STATS_INTERVAL_S:
                     self.refresh_live()
                     last_stats = now
+                for look in self.rounds:
+                    look()
                 due = self.due()
                 if due:  # in the background: the watcher keeps its pace while they drain
                     threading.Thread(target=self.supervisor.stop_all, args=(due,),

@@ -20,7 +20,7 @@ from podcap.agent.netstate.addresses import Addresses
 from podcap.errors import NotFound, Unavailable
 from podcap.ids import full_workload_id
 from podcap.model import Workload
-from podcap.runtime.base import ContainerRuntime
+from podcap.runtime.base import ContainerRuntime, ExitStatus
 
 log = logging.getLogger("podcap.agent")
 
@@ -112,6 +112,21 @@ class WorkloadView:
             except NotFound:
                 continue
         raise NotFound(f"workload {wid} not found")
+
+    def exit_status(self, workload_id: str) -> ExitStatus | None:
+        """How the container stands now, from the runtime that knows it (None: none does, or
+        its runtime cannot tell)."""
+        for runtime in self.runtimes:
+            ask = getattr(runtime, "exit_status", None)
+            if not callable(ask):
+                continue
+            try:
+                status = ask(workload_id)
+            except (NotFound, Unavailable):
+                continue
+            if isinstance(status, ExitStatus):
+                return status
+        return None
 
     @property
     def watched(self) -> bool:

@@ -17,6 +17,7 @@ from podcap import __version__
 from podcap.api import (
     docs,
     errors,
+    hooks,
     native_agents,
     native_audit,
     native_captures,
@@ -24,6 +25,7 @@ from podcap.api import (
     native_insight,
     native_metrics,
     native_netstate,
+    native_recorders,
     native_session,
     native_users,
     native_workloads,
@@ -67,9 +69,11 @@ def create_app(service: CaptureService, auth: Auth,
     app.state.metrics_access = MetricsAccess(metrics_token)
     app.state.join_tokens = None  # set by the wiring when agents may join (server.py)
     app.state.groups = None  # the capture groups' service, set by the wiring (server.py)
+    app.state.recorders = None  # the flight recorders' service, set by the wiring
+    app.state.alertmanager_token = None  # the webhook's bearer token (--alertmanager-token)
     for module in (v1_auth, v1_workload, v1_sniffer, native_session, native_workloads,
                    native_captures, native_netstate, native_agents, native_users, native_audit,
-                   native_groups, native_metrics, native_insight):
+                   native_groups, native_metrics, native_insight, native_recorders, hooks):
         app.include_router(module.router)
 
     app.add_middleware(Edge, allowed_hosts=allowed_hosts)

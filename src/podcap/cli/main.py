@@ -13,7 +13,17 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from podcap.cli import agents, auth, capture, extcap, groups, output, users, workloads
+from podcap.cli import (
+    agents,
+    auth,
+    capture,
+    extcap,
+    groups,
+    output,
+    recorders,
+    users,
+    workloads,
+)
 from podcap.cli.errors import exit_code
 from podcap.cli.serve import agent, controller, serve
 from podcap.cli.session import DEFAULT_SERVER, Connection, Session
@@ -88,6 +98,8 @@ app.command("ps")(workloads.ps)
 app.add_typer(capture.app, name="capture", help="Start, list, stop, download, remove captures.")
 app.add_typer(groups.app, name="group", help="Capture groups: one selector, every node, one "
               "merged pcapng.")
+app.add_typer(recorders.app, name="recorder", help="Flight recorders: rings of recent "
+              "packets, frozen into snapshots by a trigger.")
 app.add_typer(agents.agents, name="agents", help="The agents (nodes); `agents rm ID` revokes one.")
 app.add_typer(agents.tokens, name="token", help="Join tokens for new agents.")
 app.add_typer(users.app, name="user", help="Users: add, ls, set, rm, passwd, unlock.")

@@ -60,6 +60,10 @@ MetricsListen = Annotated[str | None, Opt(help="host:port of a plain listener an
                                           "/metrics only, e.g. 127.0.0.1:9464 "
                                           "[PODCAP_METRICS_LISTEN]; not loopback: needs "
                                           "--metrics-token.")]
+AlertmanagerToken = Annotated[str | None, Opt(
+    help="Bearer token Alertmanager's webhook sends to POST /api/hooks/alertmanager "
+    "[PODCAP_ALERTMANAGER_TOKEN]; prefer the variable. Without it the webhook is off.",
+    show_default=False)]
 AgentListen = Annotated[str | None, Opt(help="host:port where agents dial in, mutual TLS "
                                         "[PODCAP_AGENT_LISTEN].")]
 JoinListen = Annotated[str | None, Opt(help="host:port where new agents join with a token "
@@ -96,7 +100,8 @@ def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, ke
           trust_namespace_labels: TrustLabels = None, log_format: LogFormat = None,
           metrics_token: MetricsToken = None, metrics_listen: MetricsListen = None,
           retention_days: RetentionDays = None, reclaim: Reclaim = None,
-          trusted_proxies: TrustedProxies = None) -> None:
+          trusted_proxies: TrustedProxies = None,
+          alertmanager_token: AlertmanagerToken = None) -> None:
     """Run the controller with an in-process agent (one host); --agent-listen also admits
     remote agents."""
     from podcap.server import serve as run
@@ -116,7 +121,8 @@ def controller(data_dir: DataDir = None, listen: Listen = None, cert: Cert = Non
                log_format: LogFormat = None, metrics_token: MetricsToken = None,
                metrics_listen: MetricsListen = None,
                retention_days: RetentionDays = None,
-               trusted_proxies: TrustedProxies = None) -> None:
+               trusted_proxies: TrustedProxies = None,
+               alertmanager_token: AlertmanagerToken = None) -> None:
     """Run the controller: API, UI, database and the agent listeners; no local agent."""
     from podcap.server import serve as run
 

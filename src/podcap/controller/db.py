@@ -131,6 +131,63 @@ class GroupMember(Base):
     claim_epoch: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class Recorder(Base):
+    """A flight recorder (controller/recorders.py): a selector whose running containers each
+    keep a ring of their recent packets, and how triggers freeze it. Its rings and snapshots
+    are captures on the agents (``Capture.recording`` names the recorder)."""
+
+    __tablename__ = "recorders"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    selector: Mapped[str] = mapped_column(String(8192))  # JSON: workloads, namespace, labels
+    spec: Mapped[str] = mapped_column(String(8192))  # JSON: the rings' CaptureSpec
+    window_s: Mapped[int] = mapped_column(Integer)
+    after_s: Mapped[int] = mapped_column(Integer)
+    cooldown_s: Mapped[int] = mapped_column(Integer)
+    max_snapshots: Mapped[int] = mapped_column(Integer)
+    rate_pps: Mapped[int] = mapped_column(Integer, default=0)  # 0: no rate trigger
+    drops_per_s: Mapped[int] = mapped_column(Integer, default=0)  # 0: no drop trigger
+    alerts: Mapped[str] = mapped_column(String(8192))  # JSON: alert label map, alert names
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class RecorderSnapshot(Base):
+    """A snapshot a recorder made: an ordinary stopped capture (its own owner row), and what
+    froze it."""
+
+    __tablename__ = "recorder_snapshots"
+    capture_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    recorder_id: Mapped[str] = mapped_column(String(32), index=True)
+    agent_id: Mapped[str] = mapped_column(String(64))
+    workload_id: Mapped[str] = mapped_column(String(255))
+    workload_name: Mapped[str] = mapped_column(String(255))
+    namespace: Mapped[str] = mapped_column(String(253), default="")
+    node: Mapped[str] = mapped_column(String(253), default="")
+    source: Mapped[str] = mapped_column(String(16))  # admin | alert | exit | rate | drops
+    reason: Mapped[str] = mapped_column(String(1024))
+    triggered: Mapped[float] = mapped_column(Float)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class RecorderTrigger(Base):
+    """One trigger of a recorder and what came of it on each member it named: frozen,
+    extended (a freeze under way), cooldown, duplicate (an alert delivered again)."""
+
+    __tablename__ = "recorder_triggers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    recorder_id: Mapped[str] = mapped_column(String(32), index=True)
+    time: Mapped[float] = mapped_column(Float, index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    workload_id: Mapped[str] = mapped_column(String(255), default="")
+    workload_name: Mapped[str] = mapped_column(String(255), default="")
+    capture_id: Mapped[str] = mapped_column(String(32), default="")
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(String(1024), default="")
+    key: Mapped[str] = mapped_column(String(255), default="", index=True)
+
+
 class AgentRecord(Base):
     """A joined agent (cluster mode). Its certificate's fingerprint is kept so a revoked agent
     stays refused even though its certificate is still signed by the CA."""

@@ -42,7 +42,7 @@ from podcap.errors import (
     Unavailable,
 )
 from podcap.logs import capture_fields
-from podcap.model import AgentInfo, Capture, CaptureSpec, Status
+from podcap.model import AgentInfo, Capture, CaptureSpec, Recording, Status
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.base import AgentTransport
 
@@ -106,7 +106,8 @@ class CaptureService:
     # ---- captures -----------------------------------------------------------------------
 
     def start(self, who: Principal, wid: str, spec: CaptureSpec,
-              agent_id: str | None = None) -> OwnedCapture:
+              agent_id: str | None = None, recording: Recording | None = None) -> OwnedCapture:
+        """``recording``: a recorder's ring (controller/recorders.py) rather than a capture."""
         placed = self.workload(who, wid, agent_id)
         who.require_write()
         namespace = placed.workload.namespace
@@ -115,9 +116,11 @@ class CaptureService:
             with self.admission.admit(who.username, namespace, placed.agent_id, spec,
                                       self.inventory.held):
                 agent = self.agents.get(placed.agent_id)
-                capture = _last_word(agent, placed, spec, who.username)
+                capture = _last_word(agent, placed, spec, who.username, recording)
                 owned = OwnedCapture(capture, who.username, namespace)
-                self._record("capture.start", who, owned, detail=capture.spec.filter,
+                self._record("capture.start", who, owned,
+                             detail=capture.spec.filter if recording is None else
+                             f"ring of recorder {recording.recorder}; {capture.spec.filter}",
                              along=functools.partial(owners.put, cid=capture.id,
                                                      agent_id=placed.agent_id,
                                                      owner=who.username, namespace=namespace))
@@ -255,11 +258,13 @@ class CaptureService:
 
 
 def _last_word(agent: AgentTransport, placed: PlacedWorkload, spec: CaptureSpec,
-               owner: str) -> Capture:
+               owner: str, recording: Recording | None = None) -> Capture:
     """The start, by the full id the view resolved: the agent looks the container up afresh
     and has the last word. One gone since the view was made is a refusal (409 on /api,
     NeuVector's 400 on /v1), never a capture of anything else."""
     try:
+        if recording is not None:
+            return agent.record(placed.workload.id, spec, owner, recording)
         return agent.start(placed.workload.id, spec, owner)
     except NotFound as exc:
         raise FailedPrecondition(

@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from podcap.model import Workload
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a container stands after its process went (a recorder's exit trigger): what the
+    runtime says now. ``reason`` is the runtime's word: ``OOMKilled`` (Docker's
+    ``State.OOMKilled``, CRI's ``reason``), ``Error``, ``Completed`` or empty."""
+
+    running: bool
+    pid: int | None = None
+    exit_code: int | None = None
+    reason: str = ""
 
 
 class ContainerRuntime(Protocol):
@@ -30,6 +43,9 @@ class ContainerRuntime(Protocol):
     def get(self, workload_id: str) -> Workload: ...
 
     def close(self) -> None: ...
+
+    # Optional (looked up with getattr): ``exit_status(workload_id) -> ExitStatus``, how a
+    # container ended (``NotFound`` once it is gone); ``watch(wake, closing)``, its events.
 
 
 def proc_start_time(pid: int) -> int | None:

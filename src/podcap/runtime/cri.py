@@ -21,7 +21,7 @@ import grpc
 from podcap.errors import NotFound, Unavailable
 from podcap.ids import full_workload_id
 from podcap.model import Workload
-from podcap.runtime.base import netns_inode, proc_start_time
+from podcap.runtime.base import ExitStatus, netns_inode, proc_start_time
 
 try:
     from podcap.runtime.cri_proto import api_pb2 as pb
@@ -87,6 +87,17 @@ class CriRuntime:
         except NotFound:
             raise NotFound(
                 f"no CRI container or pod {workload_id!r} on node {self.node}") from None
+
+    def exit_status(self, workload_id: str) -> ExitStatus:
+        """``ContainerStatus``: its state, ``exit_code`` and ``reason`` (``OOMKilled``,
+        ``Error``, ``Completed``)."""
+        resp = self._call("ContainerStatus",
+                          pb.ContainerStatusRequest(container_id=full_workload_id(workload_id)),
+                          what=f"container {workload_id!r}")
+        status = resp.status
+        running = status.state == pb.CONTAINER_RUNNING
+        return ExitStatus(running=running, pid=None,
+                          exit_code=None if running else status.exit_code, reason=status.reason)
 
     def close(self) -> None:
         self._channel.close()

@@ -15,7 +15,7 @@ import requests.exceptions
 from podcap.errors import NotFound, Unavailable
 from podcap.ids import full_workload_id
 from podcap.model import Workload
-from podcap.runtime.base import netns_inode, proc_start_time, process_alive
+from podcap.runtime.base import ExitStatus, netns_inode, proc_start_time, process_alive
 
 log = logging.getLogger("podcap.runtime")
 
@@ -93,6 +93,18 @@ class DockerRuntime:
                 log.debug("docker events: %s", exc)
             wake()
             closing.wait(1.0)
+
+    def exit_status(self, workload_id: str) -> ExitStatus:
+        """From ``inspect``: ``State.ExitCode``, and ``OOMKilled`` when the kernel's OOM killer
+        ended it (Docker's ``oom`` event comes before ``die``; the state keeps both)."""
+        try:
+            state = self._inspect(full_workload_id(workload_id)).get("State") or {}
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise Unavailable(f"Docker engine error: {exc}") from exc
+        return ExitStatus(running=bool(state.get("Running")), pid=state.get("Pid") or None,
+                          exit_code=state.get("ExitCode"),
+                          reason="OOMKilled" if state.get("OOMKilled") else
+                          ("Error" if state.get("ExitCode") else ""))
 
     def close(self) -> None:
         self._client.close()

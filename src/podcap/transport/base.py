@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Recording, Workload
 from podcap.streams import PcapRequest, PcapStream
 from podcap.views import NodeView
 
@@ -42,6 +42,16 @@ class AgentTransport(Protocol):
     def check_filter(self, expression: str) -> None: ...
 
     def start(self, workload_id: str, spec: CaptureSpec, owner: str = "") -> Capture: ...
+
+    def record(self, workload_id: str, spec: CaptureSpec, owner: str,
+               recording: Recording) -> Capture:
+        """A recorder's ring for the container (the running one when there is one)."""
+        ...
+
+    def freeze(self, capture_id: str, trigger: str, after: float) -> Capture:
+        """Freeze a recorder's ring into a snapshot of its window plus ``after`` seconds
+        (agent/rings.py); the ring as it is now."""
+        ...
 
     def stop(self, capture_id: str) -> Capture: ...
 

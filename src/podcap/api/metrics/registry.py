@@ -38,6 +38,10 @@ class Metrics:
                                  registry=self.registry)
         self.registry.register(StateCollector(service))
 
+    def add(self, collector: object) -> None:
+        """Another scrape-time collector (the recorders', wired in server.py)."""
+        self.registry.register(collector)  # type: ignore[arg-type]
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in METHODS else "other"
         self.requests.labels(method, route, str(status)).inc()

@@ -11,12 +11,12 @@ import json
 from podcap import limits
 from podcap.errors import InvalidArgument
 from podcap.ids import agent_id, capture_id, workload_id
-from podcap.model import AgentInfo, Capture, CaptureSpec, Stats, Status, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Recording, Stats, Status, Workload
 from podcap.streams import PcapRequest
 from podcap.transport.base import AgentHello
 from podcap.transport.grpc import checks
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
-from podcap.views import InventoryUpdate
+from podcap.views import Counters, InventoryUpdate
 
 _SPEC_FIELDS = [f.name for f in dataclasses.fields(CaptureSpec)]
 _STATS_FIELDS = [f.name for f in dataclasses.fields(Stats)]
@@ -69,12 +69,32 @@ def capture_to_pb(c: Capture) -> pb.Capture:
     m = pb.Capture(
         id=c.id, agent_id=c.agent_id, workload=workload_to_pb(c.workload),
         spec=spec_to_pb(c.spec), status=str(c.status), reason=c.reason,
-        stats=pb.Stats(**{name: getattr(c.stats, name) for name in _STATS_FIELDS}),
+        stats=_stats_to_pb(c.stats),
         files=c.files, args=c.args, start_time=c.start_time, reclaimed=c.reclaimed,
         owner=c.owner)
     if c.stop_time is not None:
         m.stop_time = c.stop_time
+    if c.recording is not None:
+        m.recording.CopyFrom(recording_to_pb(c.recording))
     return m
+
+
+def recording_to_pb(r: Recording) -> pb.Recording:
+    m = pb.Recording(recorder=r.recorder, window=r.window, trigger=r.trigger)
+    if r.triggered is not None:
+        m.triggered = r.triggered
+    if r.until is not None:
+        m.until = r.until
+    return m
+
+
+def recording_from_pb(m: pb.Recording) -> Recording:
+    return Recording(
+        recorder=checks.text("recorder", m.recorder, 32),
+        window=checks.count("window", m.window, limits.RECORDER_WINDOW_S_MAX),
+        triggered=checks.moment("triggered", m.triggered) if m.HasField("triggered") else None,
+        until=checks.moment("until", m.until) if m.HasField("until") else None,
+        trigger=checks.text("trigger", m.trigger))
 
 
 def capture_from_pb(m: pb.Capture) -> Capture:
@@ -89,12 +109,21 @@ def capture_from_pb(m: pb.Capture) -> Capture:
         id=capture_id(m.id), agent_id=agent_id(m.agent_id), workload=workload_from_pb(m.workload),
         spec=spec_from_pb(m.spec), status=Status(m.status),
         reason=checks.text("reason", m.reason),
-        stats=Stats(**{name: checks.count(name, getattr(m.stats, name))
-                       for name in _STATS_FIELDS}),
+        stats=_stats_from_pb(m.stats),
         files=checks.count("files", m.files, limits.FILE_NUMBER_MAX),
         args=[checks.text("args", a, limits.FILTER_MAX_CHARS) for a in m.args],
         start_time=checks.moment("start_time", m.start_time), stop_time=stop_time,
-        reclaimed=[capture_id(c) for c in m.reclaimed], owner=checks.text("owner", m.owner, 64))
+        reclaimed=[capture_id(c) for c in m.reclaimed], owner=checks.text("owner", m.owner, 64),
+        recording=recording_from_pb(m.recording) if m.HasField("recording") else None)
+
+
+def _stats_to_pb(s: Stats) -> pb.Stats:
+    return pb.Stats(**{name: getattr(s, name) for name in _STATS_FIELDS})
+
+
+def _stats_from_pb(m: pb.Stats) -> Stats:
+    """Counters whole and bounded."""
+    return Stats(**{name: checks.count(name, getattr(m, name)) for name in _STATS_FIELDS})
 
 
 def download_to_pb(capture_id: str, r: PcapRequest, download_id: str) -> pb.Download:
@@ -145,4 +174,12 @@ def inventory_to_pb(u: InventoryUpdate) -> pb.Inventory:
                         workloads=[workload_to_pb(w) for w in u.workloads],
                         workloads_gone=list(u.workloads_gone),
                         captures=[capture_to_pb(c) for c in u.captures],
-                        captures_gone=list(u.captures_gone))
+                        captures_gone=list(u.captures_gone),
+                        counters=[pb.Counters(capture_id=k.capture_id, stats=_stats_to_pb(k.stats),
+                                              files=k.files) for k in u.counters])
+
+
+def counters_from_pb(m: pb.Counters) -> Counters:
+    """Checked as a whole capture's counters are."""
+    return Counters(capture_id(m.capture_id), _stats_from_pb(m.stats),
+                    checks.count("files", m.files, limits.FILE_NUMBER_MAX))

@@ -23,7 +23,7 @@ from typing import TypeVar
 from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError, Unavailable
 from podcap.ids import capture_id, workload_id
-from podcap.model import AgentInfo, Capture, CaptureSpec, Workload
+from podcap.model import AgentInfo, Capture, CaptureSpec, Recording, Workload
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport import rejects
 from podcap.transport.base import AgentHello
@@ -116,6 +116,19 @@ class RemoteAgent:
                                                    spec=codec.spec_to_pb(spec), owner=owner))
         return self._remember(self._call(command, limits.COMMAND_TIMEOUT_S))
 
+    def record(self, workload_id: str, spec: CaptureSpec, owner: str,
+               recording: Recording) -> Capture:
+        command = pb.Command(record=pb.RecordCapture(
+            start=pb.StartCapture(workload_id=workload_id, spec=codec.spec_to_pb(spec),
+                                  owner=owner),
+            recorder=recording.recorder, window=recording.window))
+        return self._remember(self._call(command, limits.COMMAND_TIMEOUT_S))
+
+    def freeze(self, capture_id: str, trigger: str, after: float) -> Capture:
+        command = pb.Command(freeze=pb.Freeze(capture_id=capture_id, trigger=trigger,
+                                              after_s=after))
+        return self._remember(self._call(command, limits.COMMAND_TIMEOUT_S))
+
     def stop(self, capture_id: str) -> Capture:
         return self._remember(self._call(pb.Command(stop=capture_id), limits.COMMAND_TIMEOUT_S))
 
@@ -175,7 +188,8 @@ class RemoteAgent:
             m.seq, m.snapshot, tuple(self._workloads(m.workloads)),
             tuple(self._valid(workload_id, m.workloads_gone, "workload id")),
             tuple(self._captures(m.captures)),
-            tuple(self._valid(capture_id, m.captures_gone, "capture id"))))
+            tuple(self._valid(capture_id, m.captures_gone, "capture id")),
+            tuple(self._valid(codec.counters_from_pb, m.counters, "counters"))))
 
     def on_heartbeat(self, session: AgentSession, m: pb.Heartbeat) -> None:
         self.pushed.heartbeat(session, self._info.node, m.inventory_seq)

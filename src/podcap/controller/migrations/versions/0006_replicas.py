@@ -2,15 +2,15 @@
 shared cluster CA, idempotent starts, the epoch that claimed a group member, and when a
 replica stopped a capture.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
