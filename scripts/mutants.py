@@ -103,6 +103,8 @@ TARGETS: tuple[Target, ...] = (
                                        "test_conversation_fields_refused")),
     Target("pki/listener.py", ("tests/test_pki.py",), keyword="not mutual_tls and not join_port",
            only=("server_pair", "_is_current")),
+    Target("transport/grpc/uplinks.py", ("tests/ha/test_uplinks_unit.py",),
+           only=("targets", "resolve_name", "Uplinks._converge")),
 )
 
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}

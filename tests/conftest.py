@@ -137,3 +137,27 @@ def _run_locks(config: pytest.Config) -> tuple[object, object]:
         config._podcap_run_locks = tuple(  # type: ignore[attr-defined]
             open(shared / name, "a") for name in ("alone-turnstile.lock", "alone.lock"))
     return config._podcap_run_locks  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Debian's Chromium driven by Playwright (no browser download), in a network namespace of
+    its own (tests/ui/browser_netns.py says why), so a UI test runs beside the other workers'
+    containers. One per session: the UI suite and tests/ha's browser test share it (the
+    namespace is named after this process)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui.browser_netns import isolated_chromium
+
+    scratch = tmp_path_factory.mktemp("chromium")
+    with isolated_chromium(CHROMIUM, scratch) as executable, \
+            sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, headless=True,
+                                     args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]

@@ -1,5 +1,5 @@
-"""Fixtures for the web UI tests: Debian's Chromium driven by Playwright (no browser download),
-a host-network container, and one screenshot per test in test-artifacts/.
+"""Fixtures for the web UI tests: a page of Debian's Chromium (the session's `browser`, from
+tests/conftest.py), a host-network container, and one screenshot per test in test-artifacts/.
 
 `server` (a real `podcap serve`) comes from tests/conftest.py.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from docker.models.containers import Container
-from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize
 
 from tests.support import (
     ARTIFACTS,
@@ -21,25 +21,8 @@ from tests.support import (
     unique,
     web_pair,
 )
-from tests.ui.browser_netns import isolated_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-
-
-@pytest.fixture(scope="session")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """Chromium in a network namespace of its own (tests/ui/browser_netns.py says why), so a
-    UI test runs beside the other workers' containers."""
-    scratch = tmp_path_factory.mktemp("chromium")
-    with isolated_chromium(CHROMIUM, scratch) as executable, \
-            sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, headless=True,
-                                     args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
