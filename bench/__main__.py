@@ -25,6 +25,7 @@ from bench import (
     inventory,
     latency,
     machine,
+    recorder,
     report,
     scale,
     stopfid,
@@ -40,7 +41,7 @@ FIGURES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "fidelity": fidelity.run, "latency": latency.run, "stop": stopfid.run,
     "download": download.run, "scale": scale.run, "cluster": cluster.run,
     "insight": insight.run, "start": start_figure.run, "load": load_figure.run,
-    "live": live_figure.run, "inventory": inventory.run,
+    "live": live_figure.run, "inventory": inventory.run, "recorder": recorder.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

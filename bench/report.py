@@ -447,24 +447,33 @@ def live_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     return section(res, cfg)
 
 
+def recorder_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    from bench.recorder import section  # figure 13 renders itself (bench/recorder.py)
+
+    return section(res, cfg)
+
+
 SECTIONS = {"fidelity": fidelity_section, "latency": latency_section, "stop": stop_section,
             "download": download_section, "scale": scale_section, "cluster": cluster_section,
             "live": live_section, "insight": insight_section, "start": start_section,
-            "load": load_section, "inventory": inventory_section}
+            "load": load_section, "inventory": inventory_section,
+            "recorder": recorder_section}
 HEADINGS = {"fidelity": "## 1. Capture fidelity", "latency": "## 2. Start latency",
             "stop": "## 3. Stop fidelity", "download": "## 4. Download",
             "scale": "## 5. Scale on one node", "cluster": "## 6. Cluster",
             "insight": "## 8. Insight (what a capture holds)",
             "start": "## 9. Start path: podcap ÷ raw tcpdump", "load": "## 10. Load",
-            "live": "## 7. Live follow", "inventory": "## 11. Inventory at 500 nodes"}
+            "live": "## 7. Live follow", "inventory": "## 11. Inventory at 500 nodes",
+            "recorder": "## 13. Flight recorder"}
 NUMBERS = {"fidelity": "1", "latency": "2", "stop": "3", "download": "4", "scale": "5",
            "cluster": "6", "insight": "8", "start": "9", "load": "10",
-           "live": "7", "inventory": "11"}
+           "live": "7", "inventory": "11", "recorder": "13"}
 # Configuration fields of each figure, by name prefix (the rest, e.g. "smoke", is shared).
 CONFIG_PREFIXES = {"fidelity": ("fid_", "sweep"), "latency": ("start_", "probe_"),
                    "stop": ("stop_",), "download": ("download_",), "scale": ("scale_",),
                    "cluster": ("cluster_",), "insight": ("insight_",), "start": ("start_",),
-                   "load": ("load_",), "live": ("live_",), "inventory": ("inv_",)}
+                   "load": ("load_",), "live": ("live_",), "inventory": ("inv_",),
+                   "recorder": ("rec_",)}
 
 
 TARGETS_HEADER = ["figure", "result (median)", "target", ""]
@@ -560,6 +569,8 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
                      "≤ 100 ms, ≤ 300 MB, 0, 0, 0", met(ld["target_met"])])
     from bench.inventory import target_rows as inventory_rows
     rows += inventory_rows(results.get("inventory", {}))
+    from bench.recorder import target_rows as recorder_rows
+    rows += recorder_rows(results.get("recorder", {}))
     for name, res in results.items():
         if "error" in res:
             rows.append([name, "failed: " + res["error"].strip().splitlines()[-1][:120], "", "–"])
