@@ -579,6 +579,8 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
 
 _VARYING = [
     (re.compile(r"(iperf3 .*?-p )\d+"), r"\g<1><port>"),
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<container id>"),
+    (re.compile(r"\b(bench-(?:sat|win|idle)-|podcap-bench-rec=)[0-9a-f]{6,8}\b"), r"\g<1><tag>"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"\$WORK/(fid|lat|stop)-\d+"), r"$WORK/\g<1>-<n>"),
     (re.compile(r"limit=\d+"), "limit=<size + 1>"),
@@ -701,22 +703,36 @@ MACHINE_HEADER = ["cores", "CPU", "memory", "kernel", "OS", "tcpdump", "libpcap"
 
 
 def machine_table(m: dict[str, Any], previous_rows: list[str], ran: str, kept: str) -> str:
-    """This run's machine; when kept figures were measured on a machine that differs (a newer
-    kernel, say), both rows, each saying which figures it measured."""
+    """This run's machine; when kept figures were measured on machines that differ (a newer
+    kernel, say), a row for each, each saying which figures it measured (kept figures measured
+    on this run's machine join its row)."""
     row = [num(m["cores"]), m["cpu"], f"{m['memory_gib']} GiB", m["kernel"], m["os"],
            m["tcpdump"], m["libpcap"], m["iperf3"], m["docker"], m["python"]]
     kept_nums = set(re.findall(r"\d+", kept))
-    old: list[list[str]] = []
+    same: set[str] = set()
+    differ: list[tuple[set[str], list[str]]] = []
     for line in previous_rows:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if set(cells) == {"---"} or len(cells) < len(MACHINE_HEADER):
             continue
         label = cells[0] if len(cells) > len(MACHINE_HEADER) else ""
-        if not label or kept_nums & set(re.findall(r"\d+", label)):
-            old.append(cells[-len(MACHINE_HEADER):])
-    if not old or old[0] == row:
+        nums = kept_nums & set(re.findall(r"\d+", label)) if label else set(kept_nums)
+        if not nums:
+            continue
+        if cells[-len(MACHINE_HEADER):] == row:
+            same |= nums
+        else:
+            differ.append((nums, cells[-len(MACHINE_HEADER):]))
+    if not differ:
         return table(MACHINE_HEADER, [row])
-    return table(["run", *MACHINE_HEADER], [[ran, *row], [kept, *old[0]]])
+    return table(["run", *MACHINE_HEADER], [[_numbers_label(set(re.findall(r"\d+", ran)) |
+                                                            same), *row]] +
+                 [[_numbers_label(nums), *cells] for nums, cells in differ])
+
+
+def _numbers_label(nums: set[str]) -> str:
+    ordered = sorted(nums, key=int)
+    return ("figure " if len(ordered) == 1 else "figures ") + ", ".join(ordered)
 
 
 def render(run_info: dict[str, Any], path: Path) -> str:
