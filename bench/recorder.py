@@ -133,8 +133,7 @@ def _saturation_once(ctx: Context, bed: Bed, aid: str, arm: str,
             other = str(bed.start(a.id, aid)["id"])
         if arm != "ring alone":
             cid = str(bed.start(a.id, aid)["id"])
-        time.sleep(1.2)  # the agent reads a running capture's counters once a second
-        other0 = bed.capture(other)["stats"] if other else {}
+        other0 = bed.capture(other)["stats"] if other else {}  # A is idle until the load
         results = [it.run_client(b, seconds, udp=True, payload=payload) for it in servers]
         for it in servers:
             ctx.record("13", "[load] " + " ".join(it.client_argv(b, seconds, True, payload)))
@@ -146,9 +145,14 @@ def _saturation_once(ctx: Context, bed: Bed, aid: str, arm: str,
                                timeout=30, interval=0.05, what="the capture's final counters")
             bed.delete(cid)
         other_stats = {}
-        if other:
-            time.sleep(1.2)
-            now = bed.capture(other)["stats"]
+        if other:  # its counters, read by the agent once a second, once they cover the load
+            sent, deadline = sum(udp_sent_packets(r) for r in results), time.monotonic() + 3
+            while True:  # datagrams lost on the way never arrive: 3 s at most, then as is
+                now = bed.capture(other)["stats"]
+                if now.get("received", 0) - other0.get("received", 0) >= sent or \
+                        time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             other_stats = {k: int(now.get(k, 0)) - int(other0.get(k, 0))
                            for k in ("captured", "received", "dropped")}
     finally:
