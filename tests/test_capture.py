@@ -164,7 +164,7 @@ def test_filter_starting_with_a_dash_is_a_filter(server: Server, pair: WebPair) 
     server.stop_sniffer(cid)
     final = server.sniffer(cid)
     assert (final["status"], final["reason"]) == ("stopped", "stopped by user")
-    assert final["args"].endswith("-- '-1 = -1 and tcp port 80'")
+    assert final["args"].endswith("-- 'link[10] != 3 and (-1 = -1 and tcp port 80)'")
     _, packets = read_pcap(server.pcap(cid))
     assert len(packets) == final["stats"]["captured"] > 5
     assert tcp_flows(packets) == {(pair.client_ip, pair.web_ip), (pair.web_ip, pair.client_ip)}
@@ -257,3 +257,32 @@ def test_stop_keeps_the_packets_of_the_last_second(server: Server, pair: WebPair
     assert len(late) >= 60, f"only {len(late)} datagrams of the last 200 ms reached the file"
     numbers = [n for n, t in sent if t < stopped_at]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "gap before the stop"
+
+
+def test_frames_flooded_for_another_host_are_not_captured(server: Server, pair: WebPair) -> None:
+    """A bridge floods a frame whose destination MAC it has not learned to every port: the
+    container's interface receives other hosts' traffic (PACKET_OTHERHOST), which a capture of
+    this container must not hold (another namespace's pods on a shared bridge). The host sends
+    to an address whose neighbour entry names a MAC no port has, and to the container itself;
+    only the second is captured."""
+    import socket
+    import subprocess
+
+    stray, port = "172.17.255.250", 39999  # far above what Docker hands out first
+    cid = server.sniff(pair.web.id, filter=f"udp port {port}")
+    neigh = ["ip", "neigh", "replace", stray, "lladdr", "02:00:00:00:00:99", "dev", "docker0",
+             "nud", "permanent"]
+    subprocess.run(neigh, check=True, timeout=10)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(3):
+                s.sendto(b"flooded", (stray, port))
+                s.sendto(b"for-web", (pair.web_ip, port))
+        wait_for(lambda: server.sniffer(cid)["stats"]["captured"] >= 3, what="3 datagrams")
+    finally:
+        subprocess.run(["ip", "neigh", "del", stray, "dev", "docker0"], timeout=10, check=False)
+    server.stop_sniffer(cid)
+    _, packets = read_pcap(server.pcap(cid))
+    import dpkt
+    seen = [socket.inet_ntoa(dpkt.sll2.SLL2(buf).data.dst) for _, buf in packets]
+    assert seen == [pair.web_ip] * 3

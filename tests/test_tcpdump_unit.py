@@ -25,17 +25,17 @@ def test_capture_argv_is_exact_and_the_filter_comes_after_double_dash() -> None:
     assert command.tcpdump_args(spec, FILES) == [
         "/usr/bin/tcpdump", "-s", "96", "-i", "any", "-n", "-Z", "root", "-B", "1024",
         "-C", "4", "-W", "3", "-w", "/data/captures/c0ffee/files/capture.pcap",
-        "--", "-1 = -1 and tcp port 80",
+        "--", "link[10] != 3 and (-1 = -1 and tcp port 80)",
     ]
 
 
 def test_filter_that_looks_like_an_option_stays_one_argument_after_double_dash() -> None:
     for hostile in ("-w /etc/x", "-z /bin/sh", "--help", "-r /etc/shadow"):
         args = command.tcpdump_args(CaptureSpec(filter=hostile), FILES)
-        assert args[-2:] == ["--", hostile]
+        assert args[-2:] == ["--", f"link[10] != 3 and ({hostile})"]
         assert args.count("--") == 1 and args.count("-w") == 1
-    # No filter: nothing after the options, not even "--".
-    assert command.tcpdump_args(CaptureSpec(), FILES)[-2:] == ["-w", str(FILES / "capture.pcap")]
+    # No filter: only the refusal of frames addressed to another host.
+    assert command.tcpdump_args(CaptureSpec(), FILES)[-2:] == ["--", "link[10] != 3"]
 
 
 def test_real_tcpdump_runs_a_filter_that_starts_with_a_dash(tmp_path: Path) -> None:

@@ -95,9 +95,11 @@ def test_manual_trigger_freezes_the_window_and_the_after_period(rserver: Server,
 
 def test_exit_and_oom_freeze_their_own_rings(rserver: Server, made: list) -> None:
     t = tag()
-    crash = pod("rcrash", {"app": t}, f"shop-{t}", ["sh", "-c", "sleep 4; exit 1"])
+    # Each waits for /go before it ends, so its ring is up first however slow the machine.
+    wait = "while [ ! -e /go ]; do sleep 0.1; done; "
+    crash = pod("rcrash", {"app": t}, f"shop-{t}", ["sh", "-c", wait + "exit 1"])
     oom = pod("room", {"app": t}, f"shop-{t}",
-              ["sh", "-c", "sleep 4; x=$(head -c 64000000 /dev/zero | tr '\\0' a)"],
+              ["sh", "-c", wait + "x=$(head -c 64000000 /dev/zero | tr '\\0' a)"],
               mem_limit="16m", memswap_limit="16m")
     made += [crash, oom]
     ip = ip_of(crash)
@@ -106,6 +108,8 @@ def test_exit_and_oom_freeze_their_own_rings(rserver: Server, made: list) -> Non
                      cooldown_s=0)
         rings = {m["workload_name"]: m["capture_id"] for m in members(c, rec["id"], 2)}
         sent = marker(ip)
+        for box in (crash, oom):
+            box.exec_run(["touch", "/go"])
         crashed = snapshot(rserver, c, rings[crash.name], timeout=20)
         assert crashed["reason"] == "triggered: container exited 1"
         assert holds(crashed["pcap"], sent)

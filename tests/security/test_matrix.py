@@ -19,13 +19,22 @@ import pytest
 
 from podcap.api.app import create_app
 from tests.security.route_table import api_routes
-from tests.support import Server, free_port, remove_container, run_container, running_server, unique
+from tests.support import (
+    Server,
+    free_port,
+    remove_container,
+    run_container,
+    running_server,
+    unique,
+    wait_for,
+)
 
 ALLOW, UNAUTH, DENY, HIDE = "allow", 401, 403, 404
 LOGOUTS = {("DELETE", "/v1/auth"), ("POST", "/api/logout")}
 
 # (method, path) -> policy. Policies: public, login, session, read, write, download, admin,
-# self (a user's own record; others are admins' only).
+# self (a user's own record; others are admins' only), hook (a webhook's own bearer token: no
+# session opens it; tests/recorders test the token).
 POLICY: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "public",
     ("GET", "/openapi.json"): "public",
@@ -79,7 +88,16 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/api/agent-tokens"): "admin",
     ("GET", "/api/users/{name}"): "self",
     ("POST", "/api/users/{name}/password"): "self",
+    ("GET", "/api/recorders"): "session",
+    ("POST", "/api/recorders"): "write",
+    ("GET", "/api/recorders/{rid}"): "read",
+    ("GET", "/api/recorders/{rid}/snapshots"): "read",
+    ("PATCH", "/api/recorders/{rid}"): "write",
+    ("DELETE", "/api/recorders/{rid}"): "write",
+    ("POST", "/api/recorders/{rid}/trigger"): "write",
+    ("POST", "/api/hooks/alertmanager"): "hook",  # Alertmanager's bearer token, no session
 }
+HOOK_TOKEN = secrets.token_urlsafe(16)
 
 
 @dataclass
@@ -112,7 +130,7 @@ OWN, FOREIGN = "team-a", ""  # the scoped operator's namespace, and plain Docker
 def expected(policy: str, caller: Caller, namespace: str, target_self: bool) -> object:
     if policy == "public":
         return ALLOW
-    if caller.anonymous:
+    if caller.anonymous or policy == "hook":
         return UNAUTH
     if policy in ("login", "session"):
         return ALLOW
@@ -149,6 +167,7 @@ class Bed:
     tokens: dict[str, str] = field(default_factory=dict)
     captures: dict[str, str] = field(default_factory=dict)  # namespace -> a capture
     groups: dict[str, str] = field(default_factory=dict)  # namespace -> a capture group
+    recorders: dict[str, str] = field(default_factory=dict)  # namespace -> a recorder
 
     def token(self, caller: Caller) -> str | None:
         if caller.anonymous:
@@ -174,6 +193,19 @@ class Bed:
             self.groups[namespace] = r.json()["group"]["id"]
         return self.groups[namespace]
 
+    def recorder(self, namespace: str) -> str:
+        """A recorder of the namespace's workload (admin's), made anew once deleted."""
+        if namespace not in self.recorders:
+            with self.server.client() as c:
+                r = c.post("/api/recorders", json=recorder_body(self.workloads[namespace],
+                                                                namespace))
+                assert r.status_code == 201, r.text
+                rid = r.json()["recorder"]["id"]
+                wait_for(lambda: c.get(f"/api/recorders/{rid}").json()["recorder"]["members"],
+                         timeout=30, what="the recorder's ring")  # a trigger needs one
+            self.recorders[namespace] = rid
+        return self.recorders[namespace]
+
     def user(self) -> str:
         name = f"m-target-{secrets.token_hex(3)}"
         with self.server.client() as c:
@@ -191,7 +223,8 @@ def bed(tmp_path_factory) -> Iterator[Bed]:
     try:
         with running_server(tmp_path_factory.mktemp("matrix"), extra_args=[
                 "--trust-namespace-labels", "--agent-listen", f"127.0.0.1:{ports[0]}",
-                "--join-listen", f"127.0.0.1:{ports[1]}"]) as server:
+                "--join-listen", f"127.0.0.1:{ports[1]}", "--alertmanager-token", HOOK_TOKEN]
+                ) as server:
             with server.client() as c:
                 for caller in CALLERS[1:]:
                     caller.password = f"{caller.name}-password"
@@ -207,6 +240,11 @@ def bed(tmp_path_factory) -> Iterator[Bed]:
         remove_container(foreign)
 
 
+def recorder_body(wid: str, namespace: str) -> dict:
+    return {"name": f"m-rec-{secrets.token_hex(4)}", "workloads": [wid], "namespace": namespace,
+            "window_s": 5, "bytes_mb": 2, "after_s": 0, "cooldown_s": 0}
+
+
 def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str,
                 target_self: bool) -> tuple[str, dict]:
     """The concrete URL and request arguments for one cell."""
@@ -217,6 +255,8 @@ def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str
         url = url.replace("{cid}", bed.capture(namespace))
     if "{gid}" in path:
         url = url.replace("{gid}", bed.group(namespace))
+    if "{rid}" in path:
+        url = url.replace("{rid}", bed.recorder(namespace))
     url = url.replace("{wid}", wid).replace("{aid}", "0123456789abcdef")
     if "{name}" in path:
         if path.endswith("/password") or method == "GET":
@@ -231,6 +271,10 @@ def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str
         ("POST", "/api/captures"): {"workload_id": wid, "duration": 1},
         ("POST", "/api/capture-groups"): {"workloads": [wid], "duration": 1},
         ("POST", "/api/filter/check"): {"filter": "tcp"},
+        ("POST", "/api/recorders"): recorder_body(wid, namespace),
+        ("PATCH", "/api/recorders/{rid}"): {"after_s": 0},
+        ("POST", "/api/recorders/{rid}/trigger"): {},
+        ("POST", "/api/hooks/alertmanager"): {"alerts": []},
         ("POST", "/api/users"): {"username": f"m-new-{secrets.token_hex(3)}",
                                  "password": "new-user-password"},
         ("PATCH", "/api/users/{name}"): {"download": False},
@@ -256,9 +300,8 @@ def request_for(bed: Bed, caller: Caller, method: str, path: str, namespace: str
 
 CELLS = [(m, p, c, ns, me) for (m, p), c, ns, me in itertools.product(
     sorted(POLICY), CALLERS, (OWN, FOREIGN), (True, False))
-    if (ns == OWN or any(k in p for k in ("{cid}", "{wid}", "{gid}")) or p in ("/v1/sniffer",
-                                                                     "/api/captures")
-        and m == "POST")
+    if (ns == OWN or any(k in p for k in ("{cid}", "{wid}", "{gid}", "{rid}"))
+        or p in ("/v1/sniffer", "/api/captures") and m == "POST")
     and (me or "{name}" in p)]
 
 
@@ -284,6 +327,8 @@ def test_matrix(bed: Bed, method: str, path: str, caller: Caller, namespace: str
         bed.captures.pop(namespace)
     if "{gid}" in path and method == "DELETE" and 200 <= r.status_code < 300:
         bed.groups.pop(namespace)
+    if "{rid}" in path and method == "DELETE" and 200 <= r.status_code < 300:
+        bed.recorders.pop(namespace)
     if path.endswith("/password") and r.status_code == 204 and target_self:
         bed.tokens.pop(caller.name)  # its sessions ended; back to the known password
         with bed.server.client() as c:

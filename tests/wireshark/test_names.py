@@ -267,11 +267,15 @@ def test_v1_interfaces_are_the_namespace_addresses(wserver: Server) -> None:
         web.reload()
         with wserver.client() as c:
             for container, pid in ((web, web.attrs["State"]["Pid"]), (host, os.getpid())):
-                r = c.get(f"/v1/workload/{container.id}")
-                assert r.status_code == 200, r.text
-                shown = {name: [(x["ip"], x["ip_prefix"]) for x in addrs]
-                         for name, addrs in r.json()["workload"]["interfaces"].items()}
-                assert shown == netns_addresses(pid) != {}, container.name
+                def shown(container=container) -> dict | None:
+                    r = c.get(f"/v1/workload/{container.id}")
+                    assert r.status_code == 200, r.text
+                    return {name: [(x["ip"], x["ip_prefix"]) for x in addrs]
+                            for name, addrs in r.json()["workload"]["interfaces"].items()}
+                # The view may hold the container as created, not yet running, for a moment
+                # (the inventory is pushed: docs/CLUSTER.md); a running one has interfaces.
+                wait_for(shown, timeout=10, what=f"{container.name} listed as running")
+                assert shown() == netns_addresses(pid) != {}, container.name
     finally:
         for m in made:
             remove_container(m)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Header, Request
 from podcap.api.deps import source_address
 from podcap.api.native_recorders import Recorders
 from podcap.controller import alertmanager
-from podcap.errors import Unauthenticated, Unavailable
+from podcap.errors import NotFound, Unauthenticated
 
 router = APIRouter(prefix="/api/hooks", tags=["recorders"])
 
@@ -25,8 +25,8 @@ def alertmanager_hook(request: Request, recorders: Recorders,
                       body: Annotated[Any, Body()] = None,
                       authorization: Annotated[str | None, Header()] = None) -> dict:
     expected = getattr(request.app.state, "alertmanager_token", None)
-    if not expected:
-        raise Unavailable("the Alertmanager webhook is off: start podcap with "
+    if not expected:  # a 404, as for any route that is not there: nothing the caller did wrong
+        raise NotFound("the Alertmanager webhook is off: start podcap with "
                           "--alertmanager-token (PODCAP_ALERTMANAGER_TOKEN)")
     given = authorization[7:].strip() if authorization and \
         authorization.lower().startswith("bearer ") else ""
