@@ -66,7 +66,7 @@ STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
 STOP_DRAIN_MAX_S: Final = 1.3
 MONITOR_INTERVAL_S: Final = 0.5  # duration end, container exit, disk floor
 STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
-# tcpdump's log gains a counters line (~90 bytes) on each SIGUSR1: 7.8 MB a day, outside any
+# tcpdump's log gains a counters line (~88 bytes) on each SIGUSR1: 7.6 MB a day, outside any
 # budget, for a recorder's ring that runs for weeks. Past this it is emptied but for its last
 # counters (capture/tcpdump_log.keep_short).
 TCPDUMP_LOG_MAX_BYTES: Final = 1024 * 1024
