@@ -26,6 +26,7 @@ from bench import (
     inventory,
     latency,
     machine,
+    recorder,
     report,
     scale,
     stopfid,
@@ -42,6 +43,7 @@ FIGURES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "download": download.run, "scale": scale.run, "cluster": cluster.run,
     "insight": insight.run, "start": start_figure.run, "load": load_figure.run,
     "live": live_figure.run, "inventory": inventory.run, "failover": failover.run,
+    "recorder": recorder.run,
 }
 RESULTS = ROOT / "bench" / "results"
 

@@ -255,10 +255,12 @@ def _curl_timed(url: str, token: str) -> tuple[float, int]:
 class Bed:
     """The controller, its agents and one keep-alive client of the controller's API."""
 
-    def __init__(self, ctx: Context, stack: ExitStack, name: str = "cluster") -> None:
+    def __init__(self, ctx: Context, stack: ExitStack, name: str = "cluster",
+                 env: dict[str, str] | None = None) -> None:
         self.ctx = ctx
         self.dir = ctx.sub(name)
-        self.cluster: Any = stack.enter_context(cluster_support.running_cluster(self.dir))
+        self.cluster: Any = stack.enter_context(cluster_support.running_cluster(self.dir,
+                                                                                env=env))
         self.agents: list[Any] = []
         stack.callback(self.stop_agents)
         self.http = httpx.Client(base_url=self.cluster.server.url, timeout=120,

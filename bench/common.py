@@ -179,11 +179,13 @@ class Containers:
         self.client = docker.from_env(timeout=120)
         self.mine: dict[str, str] = {}  # id -> name
 
-    def run(self, role: str, lifetime_s: int = 3600) -> Box:
+    def run(self, role: str, lifetime_s: int = 3600,
+            labels: dict[str, str] | None = None) -> Box:
         name = f"{NAME_PREFIX}-{role}-{secrets.token_hex(4)}"
         # `sleep` ends by itself: a container left behind by a crash still goes away.
         c = self.client.containers.run(IMAGE, ["sleep", str(lifetime_s)], name=name,
-                                       detach=True, labels={"podcap.bench": "1"})
+                                       detach=True, labels={"podcap.bench": "1",
+                                                            **(labels or {})})
         self.mine[c.id] = name
         c.reload()
         pid = int(c.attrs["State"]["Pid"])

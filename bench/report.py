@@ -453,27 +453,34 @@ def live_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     return section(res, cfg)
 
 
+def recorder_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
+    from bench.recorder import section  # figure 13 renders itself (bench/recorder.py)
+
+    return section(res, cfg)
+
+
 SECTIONS = {"fidelity": fidelity_section, "latency": latency_section, "stop": stop_section,
             "download": download_section, "scale": scale_section, "cluster": cluster_section,
             "live": live_section, "insight": insight_section, "start": start_section,
             "load": load_section, "inventory": inventory_section,
-            "failover": failover_section}
+            "failover": failover_section, "recorder": recorder_section}
 HEADINGS = {"fidelity": "## 1. Capture fidelity", "latency": "## 2. Start latency",
             "stop": "## 3. Stop fidelity", "download": "## 4. Download",
             "scale": "## 5. Scale on one node", "cluster": "## 6. Cluster",
             "insight": "## 8. Insight (what a capture holds)",
             "start": "## 9. Start path: podcap ÷ raw tcpdump", "load": "## 10. Load",
             "live": "## 7. Live follow", "inventory": "## 11. Inventory at 500 nodes",
-            "failover": "## 12. No single point of failure"}
+            "failover": "## 12. No single point of failure",
+            "recorder": "## 13. Flight recorder"}
 NUMBERS = {"fidelity": "1", "latency": "2", "stop": "3", "download": "4", "scale": "5",
            "cluster": "6", "insight": "8", "start": "9", "load": "10",
-           "live": "7", "inventory": "11", "failover": "12"}
+           "live": "7", "inventory": "11", "failover": "12", "recorder": "13"}
 # Configuration fields of each figure, by name prefix (the rest, e.g. "smoke", is shared).
 CONFIG_PREFIXES = {"fidelity": ("fid_", "sweep"), "latency": ("start_", "probe_"),
                    "stop": ("stop_",), "download": ("download_",), "scale": ("scale_",),
                    "cluster": ("cluster_",), "insight": ("insight_",), "start": ("start_",),
                    "load": ("load_",), "live": ("live_",), "inventory": ("inv_",),
-                   "failover": ("failover_",)}
+                   "failover": ("failover_",), "recorder": ("rec_",)}
 
 
 TARGETS_HEADER = ["figure", "result (median)", "target", ""]
@@ -571,6 +578,8 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
     rows += inventory_rows(results.get("inventory", {}))
     from bench.failover import target_rows as failover_rows
     rows += failover_rows(results.get("failover", {}))
+    from bench.recorder import target_rows as recorder_rows
+    rows += recorder_rows(results.get("recorder", {}))
     for name, res in results.items():
         if "error" in res:
             rows.append([name, "failed: " + res["error"].strip().splitlines()[-1][:120], "", "–"])
@@ -579,6 +588,8 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
 
 _VARYING = [
     (re.compile(r"(iperf3 .*?-p )\d+"), r"\g<1><port>"),
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<container id>"),
+    (re.compile(r"\b(bench-(?:sat|win|idle)-|podcap-bench-rec=)[0-9a-f]{6,8}\b"), r"\g<1><tag>"),
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"\$WORK/(fid|lat|stop)-\d+"), r"$WORK/\g<1>-<n>"),
     (re.compile(r"limit=\d+"), "limit=<size + 1>"),
@@ -702,32 +713,35 @@ MACHINE_HEADER = ["cores", "CPU", "memory", "kernel", "OS", "tcpdump", "libpcap"
 
 def machine_table(m: dict[str, Any], previous_rows: list[str], ran: str, kept: str) -> str:
     """This run's machine; when kept figures were measured on machines that differ (a newer
-    kernel, say), one row per machine, each saying which figures it measured (kept figures
-    measured on this run's machine join its row)."""
+    kernel, say), a row for each, each saying which figures it measured (kept figures measured
+    on this run's machine join its row)."""
     row = [num(m["cores"]), m["cpu"], f"{m['memory_gib']} GiB", m["kernel"], m["os"],
            m["tcpdump"], m["libpcap"], m["iperf3"], m["docker"], m["python"]]
     kept_nums = set(re.findall(r"\d+", kept))
-    machines: list[tuple[set[str], list[str]]] = [(set(re.findall(r"\d+", ran)), row)]
+    same: set[str] = set()
+    differ: list[tuple[set[str], list[str]]] = []
     for line in previous_rows:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if set(cells) == {"---"} or len(cells) < len(MACHINE_HEADER):
             continue
         label = cells[0] if len(cells) > len(MACHINE_HEADER) else ""
-        figs = kept_nums & set(re.findall(r"\d+", label)) if label else set(kept_nums)
-        if not figs:
+        nums = kept_nums & set(re.findall(r"\d+", label)) if label else set(kept_nums)
+        if not nums:
             continue
-        machine = cells[-len(MACHINE_HEADER):]
-        same = next((f for f, known in machines if known == machine), None)
-        if same is not None:
-            same |= figs
+        if cells[-len(MACHINE_HEADER):] == row:
+            same |= nums
         else:
-            machines.append((figs, machine))
-    if len(machines) == 1:
+            differ.append((nums, cells[-len(MACHINE_HEADER):]))
+    if not differ:
         return table(MACHINE_HEADER, [row])
-    def label_of(figs: set[str]) -> str:
-        nums = sorted(figs, key=int)
-        return ("figure " if len(nums) == 1 else "figures ") + ", ".join(nums)
-    return table(["run", *MACHINE_HEADER], [[label_of(f), *known] for f, known in machines])
+    return table(["run", *MACHINE_HEADER], [[_numbers_label(set(re.findall(r"\d+", ran)) |
+                                                            same), *row]] +
+                 [[_numbers_label(nums), *cells] for nums, cells in differ])
+
+
+def _numbers_label(nums: set[str]) -> str:
+    ordered = sorted(nums, key=int)
+    return ("figure " if len(ordered) == 1 else "figures ") + ", ".join(ordered)
 
 
 def render(run_info: dict[str, Any], path: Path) -> str:

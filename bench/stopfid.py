@@ -90,7 +90,12 @@ def tcpdump_once(ctx: Context, probe: Probe, system: str) -> dict[str, Any]:
         args = neuvector_args(d, "0123456789abcdef", filter_expr=FILTER)
     else:
         mode = "imm" if system == IMMEDIATE else "U"
-        args = [*podcap_argv(limits.BUFFER_KIB_DEFAULT, 0, mode, d), "--", FILTER]
+        args = podcap_argv(limits.BUFFER_KIB_DEFAULT, 0, mode, d)
+        if "--" in args:  # podcap's argv ends with its own filter: the probe's joins it there
+            from podcap.capture.command import capture_filter
+            args = [*args[:args.index("--")], "--", capture_filter(FILTER)]
+        else:
+            args = [*args, "--", FILTER]
     td = Tcpdump(ctx.procs, a, args)
     td.wait_listening()
     t_ready = time.time_ns()

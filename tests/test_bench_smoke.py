@@ -13,10 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster", "insight", "start",
-           "load", "live")
+           "load", "live", "recorder")
 HEADINGS = ("## 1. Capture fidelity", "## 2. Start latency", "## 3. Stop fidelity",
             "## 4. Download", "## 5. Scale on one node", "## 6. Cluster", "## 7. Live follow",
             "## 8. Insight (what a capture holds)", "## 9. Start path", "## 10. Load",
+            "## 13. Flight recorder",
             "## Machine", "## Exact commands")
 
 
@@ -69,6 +70,13 @@ def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     assert {r["follower"] for r in live["saturation"]} == {False, True}
     assert all(r["sent"] > 0 and r["captured"] > 0 for r in live["saturation"])
     assert all(r["followed_bytes"] > 0 for r in live["saturation"] if r["follower"])
+    rec = results["recorder"]
+    assert {r["arm"] for r in rec["saturation"]["rows"]} == {
+        "capture alone", "capture + recorder", "capture + a second capture", "ring alone"}
+    assert all(r["sent"] > 0 and r["received"] > 0 for r in rec["saturation"]["rows"])
+    assert rec["idle"]["with"]["tcpdump_processes"] >= rec["idle"]["members"]
+    assert rec["window"]["rows"] and all(r["reference_in_window"] > 0 and r["size"] > 24
+                                         for r in rec["window"]["rows"])
     assert run["commands"]
 
     text = out.read_text()

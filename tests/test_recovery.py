@@ -116,3 +116,34 @@ def test_tcpdump_whose_start_time_does_not_match_is_not_adopted(tmp_path: Path) 
         assert after.status is not Status.RUNNING
         assert after.reason == "tcpdump ended while the agent was down"
         assert proc.wait(5) is not None  # the stray writer was stopped, not left running
+
+
+def test_a_long_running_tcpdumps_log_stays_short(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each counters request adds a line to tcpdump's log (a recorder's ring runs for weeks):
+    past the limit the log is emptied but for the last counters, tcpdump goes on appending to
+    it, the live counters are still read, and the stop still gets tcpdump's final ones."""
+    from podcap import limits
+
+    monkeypatch.setattr(limits, "TCPDUMP_LOG_MAX_BYTES", 600)
+    data = tmp_path / "data"
+    store = CaptureStore(data / "captures")
+    cid = running_record(store, None, None)
+    log = store.log_path(cid)
+    with orphan_tcpdump(store.files_dir(cid) / "capture.pcap") as proc, \
+            restarted_agent(data) as agent:
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _ in range(5):
+                s.sendto(b"x", ("127.0.0.1", 7996))
+        sizes = []
+        for _ in range(20):  # ~20 lines of ~90 bytes: three times the limit
+            agent.watcher.refresh_live()
+            sizes.append(log.stat().st_size)
+        assert max(sizes) <= 600 + 200 and min(sizes) < 300, sizes
+        assert b"listening on" not in log.read_bytes()  # emptied at least once
+        wait_for(lambda: (agent.watcher.refresh_live(), agent.get_capture(cid).stats)[1]
+                 .captured == 5, timeout=10, what="the counters read from the short log")
+        stopped = agent.stop(cid)
+        assert stopped.stats.captured == 5 and stopped.reason == "stopped by user"
+        assert proc.wait(5) is not None

@@ -66,6 +66,10 @@ STOP_GRACE_S: Final = 3.0  # SIGINT, then SIGKILL after this
 STOP_DRAIN_MAX_S: Final = 1.3
 MONITOR_INTERVAL_S: Final = 0.5  # duration end, container exit, disk floor
 STATS_INTERVAL_S: Final = 1.0  # SIGUSR1 for live counters
+# tcpdump's log gains a counters line (~88 bytes) on each SIGUSR1: 7.6 MB a day, outside any
+# budget, for a recorder's ring that runs for weeks. Past this it is emptied but for its last
+# counters (capture/tcpdump_log.keep_short).
+TCPDUMP_LOG_MAX_BYTES: Final = 1024 * 1024
 # Live follow (pcap/follow.py): SIGUSR2 flushes tcpdump's stdio buffer this often, only while
 # someone follows; followers poll the ring this often; a quiet follow stream sends an empty
 # keepalive chunk this often so remote uploads (UPLOAD_IDLE_S) and proxies never cut it.
@@ -301,8 +305,6 @@ RECORDER_MEMBERS_MAX: Final = 256  # rings of one recorder, every node together
 RECORDER_WATCH_INTERVAL_S: Final = 1.0  # membership, snapshots and thresholds: every second
 RECORDER_RETRY_S: Final = 10.0  # a container whose ring did not start is tried again
 RECORDER_EXIT_WAIT_S: Final = 2.0  # how long the runtime may take to say how a container ended
-RECORDER_ALERT_KEYS_MAX: Final = 10_000  # alert deliveries remembered (Alertmanager retries)
-RECORDER_HOOK_BODY_MAX_BYTES: Final = 1024 * 1024  # an Alertmanager notification
 RECORDER_HOOK_ALERTS_MAX: Final = 1_000  # alerts in one notification
 
 # Metrics (podcap/api/metrics/, docs/OPERATIONS.md). Latency buckets span the API's goal (p99

@@ -221,6 +221,47 @@ def test_partition_of_node_b(nodes: Nodes) -> None:
     assert len(read_pcap(data)[1]) == sniffer["stats"]["captured"]
 
 
+def test_recorder_on_node_b_freezes_while_its_link_is_cut(nodes: Nodes) -> None:
+    """A recorder on the CRI node behind its own veth (issue 21, "the same on a remote node"):
+    the member's container exits while node B's link is cut, so the agent freezes the ring on
+    its own; once the link is back the controller shows the snapshot, reason and packets."""
+    import json
+    import secrets
+    import socket
+
+    from tests.recorders.rec_support import create, holds, members, recorder, snapshot
+
+    name = f"far-{secrets.token_hex(3)}"
+    crash = nodes.cri.run_pod(name, ["sh", "-c", "nc -l -p 9 >/dev/null; exit 5"])
+    server = nodes.cluster.server
+    node_b = nodes.bed.node("b")
+    try:
+        with server.client() as c:
+            rec = create(c, name=f"nb-{name}", labels=f"app={name}", window_s=30, bytes_mb=2,
+                         after_s=0, cooldown_s=0)
+            ring = members(c, rec["id"], 1)[0]
+            assert (ring["node"], ring["workload_id"]) == ("node-b", crash.container_id)
+            record = nodes.b.data_dir / "captures" / ring["capture_id"] / "capture.json"
+            node_b.cut()
+            try:
+                payload = f"podcap-far-{secrets.token_hex(8)}".encode()
+                with socket.create_connection((crash.ip, 9), timeout=5) as conn:
+                    conn.sendall(payload)  # the container exits once this closes
+                frozen = wait_for(lambda: (r := json.loads(record.read_text()))["status"] ==
+                                  "stopped" and r, timeout=15, what="the agent's own freeze")
+                assert frozen["reason"] == "triggered: container exited 5"
+            finally:
+                node_b.heal()
+            snap = snapshot(server, c, ring["capture_id"], timeout=30)
+            assert snap["reason"] == "triggered: container exited 5"
+            assert holds(snap["pcap"], payload)
+            wait_for(lambda: [s["source"] for s in recorder(c, rec["id"])["snapshots"]] ==
+                     ["exit"], timeout=10, what="the snapshot noted")
+            assert c.delete(f"/api/recorders/{rec['id']}").status_code == 204
+    finally:
+        nodes.cri.remove_pod(crash.sandbox_id)
+
+
 def test_agent_sigkill_on_node_b_readopts_without_a_token(nodes: Nodes) -> None:
     server = nodes.cluster.server
     cid = server.sniff(nodes.web_pod.container_id, filter="tcp port 80")

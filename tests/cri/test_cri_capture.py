@@ -3,9 +3,13 @@ real tcpdump, through NeuVector's /v1 API and the native one."""
 
 from __future__ import annotations
 
+import secrets
+import socket
+
 import pytest
 
 from tests.cri.cri_testbed import Pods
+from tests.recorders.rec_support import create, holds, members, snapshot
 from tests.support import Server, read_pcap, tcp_flows, wait_for
 
 pytestmark = pytest.mark.cri
@@ -91,3 +95,28 @@ def test_deleted_pod_stops_capture_and_keeps_files(cri_server: Server, pods: Pod
     assert (later["status"], later["container_id"]) == ("stopped", doomed.sandbox_id)
     assert later["stats"] == final["stats"]
     assert read_pcap(cri_server.pcap(cid))[1] == packets
+
+
+def test_a_container_exit_freezes_its_recorder_ring(cri_server: Server, pods: Pods) -> None:
+    """A recorder on the CRI (issue 21): a member container that exits non-zero freezes its
+    own ring, the reason in ContainerStatus's words. The container ends when the test's TCP
+    connection (the marker) closes, so the marker is the last thing before the exit."""
+    bed = pods.bed
+    name = f"crash-{secrets.token_hex(3)}"
+    crash = bed.run_pod(name, ["sh", "-c", "nc -l -p 9 >/dev/null; exit 3"])
+    try:
+        with cri_server.client() as c:
+            rec = create(c, name=f"cri-{name}", labels=f"app={name}", window_s=30, bytes_mb=2,
+                         after_s=0, cooldown_s=0)
+            ring = members(c, rec["id"], 1)[0]
+            assert ring["workload_id"] == crash.container_id
+            payload = f"podcap-cri-exit-{secrets.token_hex(8)}".encode()
+            with socket.create_connection((crash.ip, 9), timeout=5) as conn:
+                conn.sendall(payload)
+            snap = snapshot(cri_server, c, ring["capture_id"], timeout=20)
+            assert snap["reason"] == "triggered: container exited 3"
+            assert holds(snap["pcap"], payload)
+            assert c.delete(f"/api/recorders/{rec['id']}").status_code == 204
+    finally:
+        bed.remove_pod(crash.sandbox_id)
+

@@ -5,8 +5,14 @@ the webhook's refusals. The real Alertmanager is in test_alertmanager.py."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -245,3 +251,92 @@ def test_cli_and_metrics(rserver: Server, made: list, tmp_path, monkeypatch) -> 
     with rserver.client() as c:
         assert c.get(f"/api/recorders/{rid}").status_code == 404
         assert c.get(f"/api/captures/{ring}").status_code == 200  # the snapshot stays
+
+
+def _flood(ip: str, stop: threading.Event, per_burst: int, pause: float,
+           payload: bytes = b"f" * 16, bursts: int = 3000) -> int:
+    """UDP datagrams to port 9 of ``ip``: ``bursts`` bursts, or fewer if ``stop`` is set."""
+    sent = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for _ in range(bursts):
+            if stop.is_set():
+                break
+            for _ in range(per_burst):
+                s.sendto(payload, (ip, 9))
+            sent += per_burst
+            if pause:
+                time.sleep(pause)
+    return sent
+
+
+def _tcpdump_of(capture_id: str) -> int:
+    """The pid of the tcpdump writing capture ``capture_id`` (its -w path names it)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "tcpdump" and \
+                    capture_id in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no tcpdump for capture {capture_id}")
+
+
+def test_a_flood_past_the_rate_threshold_freezes_the_member(rserver: Server,
+                                                            made: list) -> None:
+    t = tag()
+    web = pod("rrate", {"app": t}, f"shop-{t}")
+    made.append(web)
+    ip = ip_of(web)
+    with rserver.client() as c:
+        rec = create(c, name=f"p-{t}", labels=f"app={t}", window_s=30, bytes_mb=4, after_s=0,
+                     cooldown_s=300, rate_pps=400, filter="udp port 9")
+        ring = members(c, rec["id"], 1)[0]["capture_id"]
+        time.sleep(1.5)  # a second of quiet counted: the threshold is crossed by the flood
+        assert c.get(f"/api/captures/{ring}").json()["capture"]["status"] == "recording"
+        sent = marker(ip)
+        stop = threading.Event()
+        flood = threading.Thread(target=_flood, args=(ip, stop, 20, 0.01), daemon=True)
+        flood.start()  # ~1,500 datagrams/s
+        try:
+            snap = snapshot(rserver, c, ring, timeout=20)
+        finally:
+            stop.set()
+            flood.join(5)
+        assert re.fullmatch(r"triggered: \d+ packets/s \(threshold 400\)", snap["reason"]), snap
+        assert holds(snap["pcap"], sent)  # the packets from before the flood are kept
+        view = wait_for(lambda: (v := recorder(c, rec["id"]))["snapshots"] and
+                        v["snapshots"][0]["source"] and v, timeout=10, what="the snapshot noted")
+        assert view["snapshots"][0]["source"] == "rate"
+        assert [(x["source"], x["outcome"]) for x in view["triggers"]] == [("rate", "frozen")]
+        c.delete(f"/api/recorders/{rec['id']}")
+
+
+def test_kernel_drops_past_the_threshold_freeze_the_member(rserver: Server,
+                                                           made: list) -> None:
+    """Real kernel drops: the ring's tcpdump is held still (SIGSTOP) while a burst larger than
+    its kernel buffer arrives; once it runs again its counters say what the kernel dropped."""
+    t = tag()
+    web = pod("rdrop", {"app": t}, f"shop-{t}")
+    made.append(web)
+    ip = ip_of(web)
+    with rserver.client() as c:
+        rec = create(c, name=f"d-{t}", labels=f"app={t}", window_s=30, bytes_mb=2, after_s=0,
+                     cooldown_s=300, drops_per_s=100, filter="udp port 9")
+        ring = members(c, rec["id"], 1)[0]["capture_id"]
+        time.sleep(1.5)  # the ring's counters read once before the drops
+        pid = _tcpdump_of(ring)
+        os.kill(pid, signal.SIGSTOP)
+        try:  # 16 MB of datagrams into the 8 MiB buffer of a tcpdump that reads nothing
+            _flood(ip, threading.Event(), 12_000, 0, payload=b"d" * 1400, bursts=1)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        snap = snapshot(rserver, c, ring, timeout=20)
+        assert re.fullmatch(r"triggered: \d+ kernel drops/s \(threshold 100\)",
+                            snap["reason"]), snap
+        assert snap["stats"]["dropped"] > 0
+        view = wait_for(lambda: (v := recorder(c, rec["id"]))["snapshots"] and
+                        v["snapshots"][0]["source"] and v, timeout=10, what="the snapshot noted")
+        assert view["snapshots"][0]["source"] == "drops"
+        c.delete(f"/api/recorders/{rec['id']}")

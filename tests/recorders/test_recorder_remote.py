@@ -24,7 +24,9 @@ def test_recorder_on_a_remote_node(tmp_path: Path) -> None:
     ns = f"far-{t}"
     env = {"PODCAP_ALERTMANAGER_TOKEN": TOKEN, "PODCAP_TRUST_NAMESPACE_LABELS": "true"}
     web = pod("frweb", {"app": t}, ns)
-    crash = pod("frcrash", {"app": t}, ns, ["sh", "-c", "sleep 6; exit 3"])
+    # ends once told (/go), so its ring is up first however slow the machine
+    crash = pod("frcrash", {"app": t}, ns,
+                ["sh", "-c", "while [ ! -e /go ]; do sleep 0.1; done; exit 3"])
     try:
         with running_cluster(tmp_path, env=env) as cluster:
             agent = AgentProc(cluster, "far-node", tmp_path / "agent")
@@ -55,6 +57,7 @@ def test_recorder_on_a_remote_node(tmp_path: Path) -> None:
                     snap = snapshot(srv, c, target["capture_id"])
                     assert snap["reason"] == "triggered: alert FarAway"
                     assert holds(snap["pcap"], sent)
+                    crash.exec_run(["touch", "/go"])
                     crashed = snapshot(srv, c, rings[crash.name]["capture_id"], timeout=20)
                     assert crashed["reason"] == "triggered: container exited 3"
                     members(c, rec["id"], 1)  # the web member records on, on a new ring

@@ -6,7 +6,8 @@ processes it left running, or records truthfully that they ended. This file is t
 and the order of each command; the jobs behind it have their own rooms: the table in memory
 (agent/table.py), the end of a tcpdump (agent/supervisor.py), the watcher thread
 (agent/watcher.py), the disk budget (agent/budget.py), recovery (agent/recovery.py), followers
-(agent/following.py), and tcpdump itself (capture/runner.py).
+(agent/following.py), a start past its checks (agent/boot.py), and tcpdump itself
+(capture/runner.py).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from pathlib import Path
 
 from podcap import limits
 from podcap.agent import budget, netstate
+from podcap.agent.boot import boot, save_running
 from podcap.agent.feed import InventoryFeed
 from podcap.agent.following import Following
 from podcap.agent.recovery import recover
 from podcap.agent.rings import Rings
 from podcap.agent.store import CaptureStore
 from podcap.agent.supervisor import Supervisor
-from podcap.agent.table import CaptureTable, Proc
+from podcap.agent.table import CaptureTable
 from podcap.agent.watcher import Watcher
 from podcap.agent.workloads import WorkloadView
 from podcap.capture.filters import compile_filter
@@ -42,7 +44,6 @@ from podcap.insight.summary import Insight
 from podcap.logs import capture_fields
 from podcap.model import AgentInfo, Capture, CaptureSpec, Reason, Recording, Status, Workload
 from podcap.pcap import ring
-from podcap.runtime.base import process_alive
 from podcap.streams import PcapRequest, PcapStream
 from podcap.views import InventoryUpdate, NodeView
 
@@ -169,15 +170,8 @@ class Agent:
 
     def record(self, workload_id: str, spec: CaptureSpec, owner: str,
                recording: Recording) -> Capture:
-        """A recorder's ring for the container (agent/rings.py): a start, unless that recorder
-        already has a ring running for it (a command repeated), which is the answer then."""
-        with self.table.lock:
-            for c in self.table.captures.values():
-                if c.recording_now and c.workload.id == workload_id and c.recording \
-                        and c.recording.recorder == recording.recorder:
-                    return self.table.snapshot(c)
-        return self.start(workload_id, spec, owner,
-                          Recording(recording.recorder, recording.window))
+        """A recorder's ring for the container (agent/rings.py)."""
+        return self.rings.record(workload_id, spec, owner, recording)
 
     def freeze(self, capture_id: str, trigger: str, after: float) -> Capture:
         """Freeze a recorder's ring: a snapshot of its window and ``after`` seconds more."""
@@ -215,7 +209,7 @@ class Agent:
             self.store.files_dir(cid).mkdir(mode=0o700)
             table.captures[cid] = capture
         try:
-            proc = self._run(capture, run)
+            proc = boot(table, self.empty_pcap, capture, run)
         except InvalidArgument:  # a filter tcpdump refused: nothing ran, nothing is kept
             with table.lock:
                 table.captures.pop(cid, None)
@@ -236,7 +230,7 @@ class Agent:
                 # The record written while tcpdump booted already says "running" (recovery
                 # finds tcpdump by its -w path); adding the pid is no reason to make the caller
                 # wait for an fsync.
-                self._records.submit(self._save_running, cid)
+                self._records.submit(save_running, table, cid)
                 self.netstate.take(cid, proc.popen)  # in the background, never fails a start
                 log.info("capture %s started on %s (%s), tcpdump pid %d", cid, workload.name,
                          workload.id[:12], proc.pid,
@@ -291,32 +285,6 @@ class Agent:
         if provider is None:
             raise NotFound(f"no document {name[:40]!r}; known: {', '.join(sorted(self.documents))}")
         return provider(capture, params or {})
-
-    # ---- the start, past the checks ---------------------------------------------------
-
-    def _run(self, capture: Capture, run: TcpdumpRun) -> Proc:
-        """tcpdump spawned, the record written while it boots, then its "listening on"."""
-        workload = capture.workload
-        pid, pid_start = workload.pid or 0, workload.pid_start
-        popen = run.spawn(pid, lambda: process_alive(pid, pid_start), workload.name)
-        try:
-            with self.table.lock:  # tcpdump takes ~15 ms to listen: the record is written now
-                if capture.id in self.table.captures:
-                    self.store.save(capture)
-            run.wait_listening(self.empty_pcap)
-        except BaseException:
-            run.abandon()
-            raise
-        return Proc.child(popen)
-
-    def _save_running(self, cid: str) -> None:
-        with self.table.lock:  # after a stop or remove, the record is theirs to write or delete
-            capture = self.table.captures.get(cid)
-            if capture is not None and capture.status is Status.RUNNING:
-                try:
-                    self.store.save(capture)
-                except OSError:
-                    log.exception("capture %s: record not updated", cid)
 
 
 def _version() -> str:

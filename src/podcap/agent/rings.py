@@ -71,6 +71,18 @@ class Rings:
         self._completing: set[str] = set()
         self._lock = threading.Lock()
 
+    def record(self, workload_id: str, spec: CaptureSpec, owner: str,
+               recording: Recording) -> Capture:
+        """A ring for the container: a start, unless this recorder already has a ring running
+        for it (a command repeated), which is the answer then."""
+        with self.table.lock:
+            for c in self.table.captures.values():
+                if c.recording_now and c.workload.id == workload_id and c.recording \
+                        and c.recording.recorder == recording.recorder:
+                    return self.table.snapshot(c)
+        return self._start(workload_id, spec, owner,
+                           Recording(recording.recorder, recording.window), "")
+
     # ---- a trigger ---------------------------------------------------------------------
 
     def trigger(self, cid: str, trigger: str, after: float) -> Capture:

@@ -1,6 +1,7 @@
 """The watcher thread: every 0.5 s it ends the captures that are due (duration reached,
 container gone, tcpdump ended by itself, disk below the floor or full); every second it asks
-each running tcpdump for its counters and keeps them (the record, the rate series, insight).
+each running tcpdump for its counters and keeps them (the record, the rate series, insight),
+and keeps its log short (it gains a line each time).
 
 Stops it finds run in a background thread, so the watcher keeps its pace while they drain.
 """
@@ -17,7 +18,7 @@ from podcap import limits
 from podcap.agent.supervisor import Supervisor
 from podcap.agent.table import CaptureTable
 from podcap.capture import signals
-from podcap.capture.tcpdump_log import parse_stats
+from podcap.capture.tcpdump_log import keep_short, parse_stats
 from podcap.insight.series import LiveSeries
 from podcap.insight.summary import Insight
 from podcap.model import Reason, Stats, Status
@@ -91,7 +92,12 @@ class Watcher:
                 capture = table.captures.get(cid)
                 if capture is None or capture.status is not Status.RUNNING:
                     continue
-                stats = parse_stats(table.store.log_path(cid)) or Stats()
+                log_path = table.store.log_path(cid)
+                stats = parse_stats(log_path) or Stats()
+                proc = table.procs.get(cid)
+                # a stop marks itself under this lock before its drain reads the log
+                if proc is not None and not proc.stopping:
+                    keep_short(log_path, limits.TCPDUMP_LOG_MAX_BYTES)
                 stats.bytes = capture.stats.bytes
                 capture.stats = stats
                 table.refresh_files(capture)

@@ -49,6 +49,25 @@ def parse_stats(log_path: Path, offset: int = 0) -> Stats | None:
     return Stats(captured=captured, received=received, dropped=dropped)
 
 
+def keep_short(log_path: Path, limit: int) -> None:
+    """Empty a log longer than ``limit`` bytes but for its last counters. tcpdump appends to
+    it (O_APPEND: capture/runner.py), so its next line lands at the new end. The caller makes
+    sure no drain is reading counters from an offset meanwhile (agent/watcher.py)."""
+    try:
+        with open(log_path, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size <= limit:
+                return
+            fh.seek(max(0, size - 4096))
+            last = list(_STATS.finditer(fh.read()))
+            fh.truncate(0)
+        if last:
+            with open(log_path, "ab") as fh:
+                fh.write(last[-1].group(0) + b"\n")
+    except OSError:
+        return
+
+
 def exit_reason(returncode: int | None, log_path: Path) -> tuple[str, bool]:
     """Why a tcpdump ended by itself, and whether that is a failure: a full file system
     ("disk full", not a failure: the files hold everything up to it), a signal named by number

@@ -9,11 +9,8 @@ Each round, for every recorder:
   ``RECORDER_RETRY_S``); a ring whose container no longer matches, or whose recorder is
   disabled, deleted or lost its owner's rights, is removed; a container that stops takes its
   ring with it (the agent ends it);
-- **snapshots**: a stopped ring with a trigger is a snapshot: noted (a row, an audit line),
-  given an owner row when the agent made it (a successor ring, too, gets one); one the agent
-  froze by itself (a container's exit) inside the member's cooldown is deleted again; past
-  ``max_snapshots`` the oldest go, audited; a ring that ended without a trigger (a clean exit,
-  a shutdown) is removed;
+- **snapshots** (recorder_snapshots.py): stopped rings with a trigger noted, owned, and kept
+  to ``max_snapshots``; a ring that ended without a trigger is removed;
 - **thresholds**: a ring whose packets/s or kernel drops/s reached the recorder's threshold
   (from the counters its agent pushes each second) is frozen.
 """
@@ -25,17 +22,17 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from podcap import limits
-from podcap.controller.db import Recorder, RecorderSnapshot, RecorderTrigger, User
+from podcap.controller.db import Recorder, RecorderTrigger, User
 from podcap.controller.group_members import candidate, split
-from podcap.controller.inventory import OwnedCapture
 from podcap.controller.leader import loop
 from podcap.controller.principal import Principal
 from podcap.controller.recorder_model import RecorderConfig
+from podcap.controller.recorder_snapshots import SnapshotKeeper
 from podcap.errors import PodcapError
-from podcap.model import Recording, Status
+from podcap.model import Recording
 
 if TYPE_CHECKING:
     from podcap.controller.recorders import RecorderService, RecorderView
@@ -55,6 +52,7 @@ class RecorderWatcher:
         self._failed: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._skipped: dict[str, list[tuple[str, str]]] = {}
         self._counts: dict[str, tuple[float, int, int]] = {}  # ring -> (time, captured, drops)
+        self.snapshots = SnapshotKeeper(self)  # noted, owned, limited (recorder_snapshots.py)
 
     def start(self) -> RecorderWatcher:
         loop(self._r.leader, "recorders", self._interval, self.tick, self._stop)
@@ -63,7 +61,7 @@ class RecorderWatcher:
     def stop(self) -> None:
         self._stop.set()
 
-    def _fence(self, what: str) -> None:
+    def fence(self, what: str) -> None:
         """LostLease (the round ends) when another replica leads now."""
         self._r.leader.check(what)
 
@@ -91,8 +89,7 @@ class RecorderWatcher:
         r = self._r
         view = r._view(row)
         owner = owner_of(r.sessions, row.owner)
-        self._note_owners(view)
-        self._note_snapshots(view, owner or KEEPER)
+        self.snapshots.note(view, owner or KEEPER)
         if not row.enabled or owner is None:
             for ring in view.rings:
                 self.drop_ring(ring.capture_id, owner or KEEPER)
@@ -126,11 +123,11 @@ class RecorderWatcher:
         for key, ids in have.items():
             for extra in ids[:-1]:  # two rings for one container (a freeze cut short): one
                 if extra not in freezing:
-                    self._fence(f"recorder ring removal {extra}")
+                    self.fence(f"recorder ring removal {extra}")
                     self.drop_ring(extra, owner)
             if key not in wanted and key in listed and key[0] not in stale \
                     and ids[-1] not in freezing:
-                self._fence(f"recorder ring removal {ids[-1]}")
+                self.fence(f"recorder ring removal {ids[-1]}")
                 self.drop_ring(ids[-1], owner)  # no longer matches
         now = time.time()
         spec = view.config.spec()
@@ -143,7 +140,7 @@ class RecorderWatcher:
             if failed is not None and now - failed[0] < limits.RECORDER_RETRY_S:
                 notes.append((p.workload.name, failed[1]))
                 continue
-            self._fence(f"recorder ring start {p.workload.name} in {view.row.name}")
+            self.fence(f"recorder ring start {p.workload.name} in {view.row.name}")
             try:
                 r.service.start(owner, p.workload.id, spec, p.agent_id,
                                 recording=Recording(view.id, view.config.window_s))
@@ -170,104 +167,13 @@ class RecorderWatcher:
             drops = (c.stats.dropped - before[2]) / elapsed
             if (config.rate_pps and rate >= config.rate_pps) or \
                     (config.drops_per_s and drops >= config.drops_per_s):
-                self._fence(f"recorder freeze of ring {c.id}")
+                self.fence(f"recorder freeze of ring {c.id}")
             if config.rate_pps and rate >= config.rate_pps:
                 self._r.freeze(view, [ring], "rate", f"triggered: {rate:.0f} packets/s "
                                f"(threshold {config.rate_pps})", "rate threshold")
             elif config.drops_per_s and drops >= config.drops_per_s:
                 self._r.freeze(view, [ring], "drops", f"triggered: {drops:.0f} kernel drops/s "
                                f"(threshold {config.drops_per_s})", "drop threshold")
-
-    # ---- snapshots and owner rows ------------------------------------------------------
-
-    def _note_owners(self, view: RecorderView) -> None:
-        """Rings the agent started (a successor) have no owner row yet: the recorder's."""
-        owners = self._r.service.owners
-        for ring in view.rings:
-            if not ring.owned.owner:
-                owners.add(ring.capture_id, ring.agent_id, view.row.owner, ring.owned.namespace)
-
-    def _note_snapshots(self, view: RecorderView, who: Principal) -> None:
-        r = self._r
-        every, _ = r.service.inventory.captures()
-        for aid, owned in every:
-            c = owned.capture
-            if c.recording is None or c.recording.recorder != view.id or c.recording_now:
-                continue
-            if not c.snapshot:  # a ring that ended without a trigger: nothing to keep
-                if c.status is not Status.RUNNING:
-                    self.drop_ring(c.id, who)
-                continue
-            if not owned.owner:
-                r.service.owners.add(c.id, aid, view.row.owner, owned.namespace)
-            if any(row is not None and row.capture_id == c.id for row, _ in view.snapshots):
-                continue
-            self._new_snapshot(view, aid, owned, who)
-        self._keep_limit(view, who)
-
-    def _new_snapshot(self, view: RecorderView, aid: str, owned: OwnedCapture,
-                      who: Principal) -> None:
-        r = self._r
-        c = owned.capture
-        rec = c.recording
-        assert rec is not None
-        now = time.time()
-        with r.sessions() as db:
-            froze = db.scalar(select(RecorderTrigger).where(
-                RecorderTrigger.capture_id == c.id, RecorderTrigger.outcome == "frozen"))
-        source = froze.source if froze is not None else "exit"
-        if froze is None:  # the agent froze it by itself (the container ended)
-            cooling = self.cooling(view, c.workload.id, rec.triggered or now)
-            with r.sessions() as db, db.begin():
-                db.add(RecorderTrigger(recorder_id=view.id, time=rec.triggered or now,
-                                       source="exit", workload_id=c.workload.id,
-                                       workload_name=c.workload.name[:255], capture_id=c.id,
-                                       outcome="cooldown" if cooling else "frozen",
-                                       detail=rec.trigger[:1024]))
-            r.triggers[("exit", "cooldown" if cooling else "frozen")] += 1
-            if cooling:
-                self.drop_ring(c.id, who)
-                r.service.audit.record("recorder.suppressed", username="(container event)",
-                                       capture_id=c.id, workload=c.workload.name,
-                                       namespace=owned.namespace,
-                                       detail=f"recorder {view.id}: {rec.trigger}: inside the "
-                                       f"cooldown of {view.config.cooldown_s} s; deleted")
-                return
-        with r.sessions() as db, db.begin():
-            db.merge(RecorderSnapshot(
-                capture_id=c.id, recorder_id=view.id, agent_id=aid, workload_id=c.workload.id,
-                workload_name=c.workload.name[:255], namespace=owned.namespace,
-                node=c.workload.node[:253], source=source, reason=rec.trigger[:1024],
-                triggered=rec.triggered or now, created=now))
-        view.snapshots.append((None, owned))
-        r.service.audit.record("recorder.snapshot", username=view.row.owner, capture_id=c.id,
-                               workload=c.workload.name, namespace=owned.namespace,
-                               nbytes=c.stats.bytes,
-                               detail=f"recorder {view.id} ({view.row.name}): {rec.trigger}")
-
-    def _keep_limit(self, view: RecorderView, who: Principal) -> None:
-        r = self._r
-        with r.sessions() as db:
-            rows = list(db.scalars(select(RecorderSnapshot).where(
-                RecorderSnapshot.recorder_id == view.id).order_by(RecorderSnapshot.triggered)))
-        held = {o.capture.id: o for _, o in view.snapshots}
-        rows = [s for s in rows if s.capture_id in held]
-        for old in rows[:max(0, len(rows) - view.config.max_snapshots)]:
-            self._fence(f"recorder snapshot deletion {old.capture_id}")
-            try:
-                r.service.remove(who, old.capture_id)
-            except PodcapError as exc:
-                log.warning("recorder %s: snapshot %s not deleted: %s", view.row.name,
-                            old.capture_id, exc.message)
-                continue
-            with r.sessions() as db, db.begin():
-                db.execute(delete(RecorderSnapshot).where(
-                    RecorderSnapshot.capture_id == old.capture_id))
-            r.service.audit.record("recorder.snapshot.delete", username=view.row.owner,
-                                   capture_id=old.capture_id, workload=old.workload_name,
-                                   namespace=old.namespace,
-                                   detail=f"recorder {view.id}: more than "
-                                   f"{view.config.max_snapshots} snapshots; the oldest goes")
 
     def _orphans(self, known: set[str]) -> None:
         """Rings of recorders that are gone (deleted while a node was away)."""
@@ -276,7 +182,7 @@ class RecorderWatcher:
             rec = owned.capture.recording
             if rec is not None and rec.recorder not in known and owned.capture.recording_now \
                     and not owned.stale:
-                self._fence(f"recorder ring removal {owned.capture.id}")
+                self.fence(f"recorder ring removal {owned.capture.id}")
                 self.drop_ring(owned.capture.id, KEEPER)
 
     # ---- shared with the service -------------------------------------------------------

@@ -27,10 +27,9 @@ import grpc
 
 from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError
-from podcap.model import Recording
 from podcap.streams import PcapStream
 from podcap.transport.base import AgentTransport
-from podcap.transport.grpc import checks, codec
+from podcap.transport.grpc import codec, recorder_ops
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import from_rpc, to_wire
@@ -57,22 +56,6 @@ def _check_filter(t: AgentTransport, c: pb.Command) -> Answer:
 
 def _start(t: AgentTransport, c: pb.Command) -> Answer:
     capture = t.start(c.start.workload_id, codec.spec_from_pb(c.start.spec), c.start.owner)
-    return pb.Reply(capture=codec.capture_to_pb(capture))
-
-
-def _record(t: AgentTransport, c: pb.Command) -> Answer:
-    start = c.record.start
-    capture = t.record(start.workload_id, codec.spec_from_pb(start.spec), start.owner,
-                       Recording(checks.text("recorder", c.record.recorder, 32),
-                                 checks.count("window", c.record.window,
-                                              limits.RECORDER_WINDOW_S_MAX)))
-    return pb.Reply(capture=codec.capture_to_pb(capture))
-
-
-def _freeze(t: AgentTransport, c: pb.Command) -> Answer:
-    after = checks.finite("after_s", c.freeze.after_s)
-    capture = t.freeze(c.freeze.capture_id, checks.text("trigger", c.freeze.trigger),
-                       min(max(after, 0.0), float(limits.RECORDER_AFTER_S_MAX)))
     return pb.Reply(capture=codec.capture_to_pb(capture))
 
 
@@ -113,8 +96,8 @@ OPERATIONS: dict[str, Handler] = {
     "list_workloads": _list_workloads,
     "check_filter": _check_filter,
     "start": _start,
-    "record": _record,
-    "freeze": _freeze,
+    "record": recorder_ops.record,
+    "freeze": recorder_ops.freeze,
     "stop": _stop,
     "remove": _remove,
     "list_captures": _list_captures,
