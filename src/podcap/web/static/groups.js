@@ -6,68 +6,24 @@
 
 import { del, describe, get, post, request } from "./api.js";
 import { confirmDialog } from "./confirm.js";
-import { $, h, keepingFocus, repeat, replaceChildren, say } from "./dom.js";
+import { $, h, replaceChildren, say } from "./dom.js";
 import { bytes, count, when } from "./format.js";
+import { notify, PolledList } from "./polled-list.js";
 import { picked, rowKey } from "./workloads.js";
 
-const REFRESH_MS = 3000;
-
-class GroupList {
+class GroupList extends PolledList {
   constructor() {
-    this.items = [];
-    this.open = new Set(); // ids of the groups shown expanded
-    this.halt = null; // ends the refresh loop (dom.js repeat)
-    this.active = false; // false once stopped, even while start() awaits
-    this.me = null;
-    this.lastKey = "";
-    this.body = $("#groups-body");
-    this.error = $("#groups-error");
+    super({ body: "#groups-body", error: "#groups-error", path: "/api/capture-groups",
+            key: "groups", what: "capture groups" });
   }
 
-  canWrite() { return this.me !== null && this.me.role !== "reader"; }
-  canDownload() { return this.me !== null && Boolean(this.me.download); }
+  ready() { $("#group-open").disabled = !this.canWrite(); }
 
-  async start() {
-    this.stop();
-    this.active = true;
-    try {
-      this.me = await get("/api/whoami");
-    } catch (err) {
-      if (!err.unauthorized) say(this.error, describe(err, "read your account"), "error");
-      return;
-    }
-    $("#group-open").disabled = !this.canWrite();
-    if (this.active) this.halt = repeat(REFRESH_MS, () => this.refresh());
-  }
-
-  stop() {
-    this.active = false;
-    this.halt?.();
-    this.halt = null;
-  }
-
-  async refresh() {
-    try {
-      const { groups } = await get("/api/capture-groups");
-      this.items = groups || [];
-      say(this.error, "");
-      this.render();
-    } catch (err) {
-      if (!err.unauthorized) say(this.error, describe(err, "list the capture groups"), "error");
-    }
-  }
+  shown() { $("#groups-section").hidden = !this.items.length; }
 
   add(group) {
     this.items = [group, ...this.items.filter((g) => g.id !== group.id)];
     this.render(true);
-  }
-
-  render(force = false) {
-    const key = JSON.stringify([this.items, [...this.open]]);
-    if (!force && key === this.lastKey) return;
-    this.lastKey = key;
-    $("#groups-section").hidden = !this.items.length;
-    keepingFocus(() => replaceChildren(this.body, this.items.map((g) => this.rows(g))));
   }
 
   rows(g) {
@@ -243,15 +199,6 @@ class GroupDialog {
   }
 }
 
-function notify(text, kind = "ok") {
-  say($("#notice"), text, kind);
-}
-
 const list = new GroupList();
 new GroupDialog(list);
-// Follow the signed-in view: app.js shows #app-view after a sign-in and hides it after a
-// sign-out, so the list runs exactly while someone is signed in.
-const view = $("#app-view");
-const follow = () => (view.hidden ? list.stop() : list.start());
-new MutationObserver(follow).observe(view, { attributes: true, attributeFilter: ["hidden"] });
-if (!view.hidden) follow();
+list.followSignIn();

@@ -3,67 +3,25 @@
 // download) and its last triggers; "Trigger" freezes every member now. A small form makes a
 // new one. Self-contained like groups.js: it runs while the signed-in view shows.
 
-import { del, describe, get, post } from "./api.js";
+import { del, describe, post } from "./api.js";
 import { confirmDialog } from "./confirm.js";
-import { $, h, keepingFocus, repeat, replaceChildren, say } from "./dom.js";
+import { $, h, say } from "./dom.js";
 import { savePcap } from "./download.js";
 import { bytes, count, when } from "./format.js";
+import { notify, PolledList } from "./polled-list.js";
 
-const REFRESH_MS = 3000;
-
-class RecorderList {
+class RecorderList extends PolledList {
   constructor() {
-    this.items = [];
-    this.open = new Set();
-    this.halt = null;
-    this.active = false;
-    this.me = null;
-    this.lastKey = "";
-    this.body = $("#recorders-body");
-    this.error = $("#recorders-error");
+    super({ body: "#recorders-body", error: "#recorders-error", path: "/api/recorders",
+            key: "recorders", what: "recorders" });
     $("#rf-form").addEventListener("submit", (e) => { e.preventDefault(); this.create(); });
   }
 
-  canWrite() { return this.me !== null && this.me.role !== "reader"; }
-  canDownload() { return this.me !== null && Boolean(this.me.download); }
+  ready() { $("#rf-form").hidden = !this.canWrite(); }
 
-  async start() {
-    this.stop();
-    this.active = true;
-    try {
-      this.me = await get("/api/whoami");
-    } catch (err) {
-      if (!err.unauthorized) say(this.error, describe(err, "read your account"), "error");
-      return;
-    }
-    $("#rf-form").hidden = !this.canWrite();
-    if (this.active) this.halt = repeat(REFRESH_MS, () => this.refresh());
-  }
-
-  stop() {
-    this.active = false;
-    this.halt?.();
-    this.halt = null;
-  }
-
-  async refresh() {
-    try {
-      const { recorders } = await get("/api/recorders");
-      this.items = recorders || [];
-      say(this.error, "");
-      this.render();
-    } catch (err) {
-      if (!err.unauthorized) say(this.error, describe(err, "list the recorders"), "error");
-    }
-  }
-
-  render(force = false) {
-    const key = JSON.stringify([this.items, [...this.open]]);
-    if (!force && key === this.lastKey) return;
-    this.lastKey = key;
+  shown() {
     $("#recorders-empty").hidden = this.items.length > 0;
     $("#recorders-table").hidden = !this.items.length;
-    keepingFocus(() => replaceChildren(this.body, this.items.map((r) => this.rows(r))));
   }
 
   rows(r) {
@@ -189,12 +147,4 @@ class RecorderList {
   }
 }
 
-function notify(text, kind = "ok") {
-  say($("#notice"), text, kind);
-}
-
-const list = new RecorderList();
-const view = $("#app-view");
-const follow = () => (view.hidden ? list.stop() : list.start());
-new MutationObserver(follow).observe(view, { attributes: true, attributeFilter: ["hidden"] });
-if (!view.hidden) follow();
+new RecorderList().followSignIn();
