@@ -1,6 +1,6 @@
 """Figure 12: no single point of failure (issue 20) — several controllers on one PostgreSQL
 behind a real HAProxy (Debian's, TCP mode, health checks on ``/readyz`` every 0.5 s, ``fall 2
-rise 2``, ``balance roundrobin``, ``option redispatch``), one real agent (Docker, this machine)
+rise 2``, ``balance roundrobin``, ``option redispatch 1``), one real agent (Docker, this machine)
 holding a session with each replica; tests/ha/ha_support.py builds it, as for the tests.
 
 - **Failover seen by a client**: a loop of ``GET /api/captures`` through HAProxy on one
@@ -133,7 +133,7 @@ def run(ctx: Any) -> dict[str, Any]:
                "127.0.0.1:<port> --cert <shared> --key <shared> --agent-listen ... (x 2)")
     ctx.record("12", "[balancer] haproxy -f haproxy.cfg -db (mode tcp; balance roundrobin; "
                "option httpchk GET /readyz, check-ssl verify none, inter 500ms fall 2 rise 2; "
-               "option redispatch; retries 3)")
+               "option redispatch 1; retries 3)")
     out: dict[str, Any] = {"config": {**asdict(cfg), "load": asdict(load)},
                            "lease_ttl_s": limits.LEASE_TTL_S}
     with private_postgres(Path(tempfile.gettempdir())) as url:
@@ -179,7 +179,7 @@ def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     lines = [head, "",
              "Two `podcap controller` replicas on one PostgreSQL behind HAProxy (TCP mode, "
              "health checks on `/readyz` every 0.5 s, `fall 2 rise 2`, `balance roundrobin`, "
-             "`option redispatch`), one real agent holding a session with each "
+             "`option redispatch 1`), one real agent holding a session with each "
              f"(bench/failover.py). The leading replica killed with SIGKILL {len(rounds)} "
              f"time(s) while a client loops `GET /api/captures` through HAProxy; lease "
              f"{res['lease_ttl_s']:g} s (the default).", "",

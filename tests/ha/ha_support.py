@@ -6,10 +6,10 @@ tests and the bench.
   loopback). Each has its own data dir; everything shared is in the database.
 - **HAProxy** (Debian's package, as in production) runs as a child process in TCP mode (TLS
   passes through to the replicas) with an HTTP health check over TLS on ``/readyz`` every
-  0.5 s (``fall 2 rise 2``), ``option redispatch`` and ``retries 3`` so a new connection to a
-  dead replica goes to a live one. ``balance first`` (the default here) sends every
-  connection to the first healthy replica: the replica that serves is known, so a test can kill
-  it; ``roundrobin`` spreads them (the bench).
+  0.5 s (``fall 2 rise 2``), ``option redispatch 1`` (every retry to another server) and
+  ``retries 3`` so a new connection to a dead replica goes to a live one. ``balance first``
+  (the default here) sends every connection to the first healthy replica: the replica that
+  serves is known, so a test can kill it; ``roundrobin`` spreads them (the bench).
 - The leader is read from the ``leases`` row: its holder names the replica's pid.
 
 Every process carries the cluster suite's owner mark (``PODCAP_TEST_OWNER``), so a run killed
@@ -149,7 +149,7 @@ class HAProxy:
             "global", "    maxconn 2000",
             f"    stats socket {self.directory / 'haproxy.sock'} mode 600 level user",
             "defaults", "    mode tcp", "    timeout connect 1s", "    timeout client 120s",
-            "    timeout server 120s", "    option redispatch", "    retries 3",
+            "    timeout server 120s", "    option redispatch 1", "    retries 3",
             "frontend api", f"    bind 127.0.0.1:{self.port}",
             "    default_backend controllers",
             "backend controllers", f"    balance {self.balance}",
