@@ -17,7 +17,7 @@ from podcap.api.deps import Caller, Service
 from podcap.api.v1_body import json_object
 from podcap.errors import InvalidArgument, NotEnoughFilter
 from podcap.model import CaptureSpec
-from podcap.streams import PcapRequest, PcapStream
+from podcap.streams import PcapRequest
 
 router = APIRouter(prefix="/v1/sniffer", tags=["v1 (NeuVector)"])
 
@@ -82,9 +82,8 @@ def download(cid: str, svc: Service, who: Caller,
     tail = f"\r\n--{boundary}--\r\n".encode()
     headers = {} if pcap.size is None else {"Content-Length": str(len(head) + pcap.size +
                                                                   len(tail))}
-    body = streaming.body(pcap)
-    parts = multipart(head, body, tail) if isinstance(body, PcapStream) else \
-        amultipart(head, body, tail)
+    parts = multipart(head, pcap, tail) if pcap.achunks is None else \
+        amultipart(head, pcap.achunks, tail)  # a remote agent's, on the event loop
     return streaming.send(parts, pcap.close, headers=headers,
                           media_type=f"multipart/form-data; boundary={boundary}")
 
