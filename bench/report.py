@@ -255,6 +255,9 @@ def _first_list_note(points: list[dict[str, Any]]) -> str:
 def cluster_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     if (err := _error(res)) is not None:
         return "## 6. Cluster\n\n" + err
+    if "scale" not in res:  # cluster_download_only: its numbers are in the JSON, for notes
+        return ("## 6. Cluster\n\nDownload part only (`cluster_download_only`): remote ÷ "
+                f"in-process {num(res['download']['time_ratio']['median'], 2)}.")
     d, idle, points = res["download"], res["idle"], res["scale"]
     last = points[-1]
     n_agents = last["agents"]
@@ -528,7 +531,7 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
             f"{p} p99 {num(v['p99'])} ms" for p, v in s["latency_ms"].items()), "≤ 100 ms",
             met(s["target_latency_met"])])
     c = results.get("cluster", {})
-    if "download" in c:
+    if "download" in c and "scale" in c:  # not a download-only run (cluster_download_only)
         d, last = c["download"], c["scale"][-1]
         rows.append(["6 cluster download time", f"remote ÷ in-process (per byte) "
                      f"{num(d['time_ratio']['median'], 2)}; {num(d['remote_mbps']['median'], 0)}"
