@@ -29,15 +29,19 @@ containers = N × C workloads in the controller's lists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import math
 import os
 import shlex
+import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -84,6 +88,12 @@ class ClusterConfig(Config):
     cluster_starts: int = 30
     cluster_idle_s: float = 30.0
     cluster_idle_captures: int = 10
+    # Part 1 alone (no containers, no scale or idle part): a quick before/after of the
+    # remote download (issue 23); its JSON is for the notes, not for --render.
+    cluster_download_only: bool = False
+    # When set: py-spy (in the venv: pip install py-spy) records the controller and the agent
+    # during each remote download into this directory (collapsed stacks, one file a process).
+    cluster_profile_dir: str = ""
 
     @classmethod
     def smoke_config(cls) -> ClusterConfig:
@@ -248,6 +258,27 @@ def _curl_timed(url: str, token: str) -> tuple[float, int]:
     return elapsed, int(size)
 
 
+@contextlib.contextmanager
+def profiled(out_dir: str, repeat: int, pids: dict[str, int]) -> Iterator[None]:
+    """py-spy on each of ``pids`` (all threads, native frames off) while the block runs."""
+    if not out_dir:
+        yield
+        return
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    procs = [subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format",
+                               "raw", "--threads", "-o", f"{out_dir}/{name}-{repeat}.txt"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name, pid in pids.items()]
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait(60)
+
+
 # --------------------------------------------------------------------------------------------
 # The cluster
 
@@ -404,7 +435,9 @@ def download_part(ctx: Context, bed: Bed) -> dict[str, Any]:
                 else:
                     cpu0 = cpu_seconds(bed.controller_pid), cpu_seconds(agent_pid)
                     with RssSampler({"controller": bed.controller_pid,
-                                     "agent": agent_pid}) as s:
+                                     "agent": agent_pid}) as s, \
+                            profiled(cfg.cluster_profile_dir, i, {"controller": bed.controller_pid,
+                                                                  "agent": agent_pid}):
                         secs, size = _curl_timed(r_url, bed.token)
                     row.update(remote_s=secs, remote_bytes=size,
                                controller_cpu_s_per_gb=(cpu_seconds(bed.controller_pid)
@@ -599,6 +632,13 @@ def run(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"loadavg_start": os.getloadavg()}
     srv = ctx.server()
     ctx.pair()
+    if cfg.cluster_download_only:
+        with ExitStack() as stack:
+            bed = Bed(ctx, stack)
+            bed.add_agents(1)
+            out["download"] = download_part(ctx, bed)
+        out["loadavg_end"] = os.getloadavg()
+        return out
     t = time.perf_counter()
     boxes: list[Box] = []
     try:

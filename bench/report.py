@@ -255,6 +255,9 @@ def _first_list_note(points: list[dict[str, Any]]) -> str:
 def cluster_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     if (err := _error(res)) is not None:
         return "## 6. Cluster\n\n" + err
+    if "scale" not in res:  # cluster_download_only: its numbers are in the JSON, for notes
+        return ("## 6. Cluster\n\nDownload part only (`cluster_download_only`): remote ÷ "
+                f"in-process {num(res['download']['time_ratio']['median'], 2)}.")
     d, idle, points = res["download"], res["idle"], res["scale"]
     last = points[-1]
     n_agents = last["agents"]
@@ -401,7 +404,7 @@ def start_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         "alternating; each podcap start is divided by the raw start beside it and the ratios' "
         "p50/p95 are shown (bench/start_latency.py). Milliseconds.", "",
         table(["filter", "podcap p50", "podcap p95", "raw p50", "raw p95",
-               "ratio p50", "ratio p95", "target ≤ 1.3"],
+               "ratio p50", "ratio p95", "target p50 ≤ 1.5"],
               [[f"`{name}`" if name != "(none)" else name, num(r["podcap_ms"]["median"]),
                 num(r["podcap_ms"]["p95"]), num(r["raw_ms"]["median"]), num(r["raw_ms"]["p95"]),
                 num(r["ratio"]["median"], 2), num(r["ratio"]["p95"], 2), met(r["target_met"])]
@@ -425,8 +428,17 @@ def load_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
             ["final packet counts = tcpdump's", f"{res['count_mismatches']} mismatches of "
              f"{res['captures']}", "0", met(res["count_mismatches"] == 0)],
             ["HTTP 5xx", num(res["errors_5xx"], 0), "0", met(res["errors_5xx"] == 0)],
-            ["API probe latency", f"p50 {num(lat['median'])}, p99 {num(lat['p99'])} ms "
-             f"({lat['n']} requests)", "p99 ≤ 100 ms", met(res["target_latency_met"])],
+            ["API probe latency" + (", download loops at nice "
+                                    f"{res['generators_nice']}" if res.get("generators_nice")
+                                    else ""),
+             f"p50 {num(lat['median'])}, p99 {num(lat['p99'])} ms ({lat['n']} requests; load "
+             f"average at the end {num(res.get('loadavg_end', [math.nan])[0], 1)})",
+             "p99 ≤ 100 ms", met(res["target_latency_met"])],
+            *([["API probe latency, download loops at nice 0", f"p50 "
+                f"{num(res['as_is']['api_ms']['median'])}, p99 "
+                f"{num(res['as_is']['api_ms']['p99'])} ms ({res['as_is']['api_ms']['n']} "
+                f"requests; {res['as_is']['downloads']} downloads)", "(for comparison)", ""]]
+              if "as_is" in res else []),
             ["server RSS", f"peak {num(res['rss_peak_mb'])} MB", "≤ 300 MB",
              met(res["target_rss_met"])],
         ])]
@@ -535,7 +547,7 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
             f"{p} p99 {num(v['p99'])} ms" for p, v in s["latency_ms"].items()), "≤ 100 ms",
             met(s["target_latency_met"])])
     c = results.get("cluster", {})
-    if "download" in c:
+    if "download" in c and "scale" in c:  # not a download-only run (cluster_download_only)
         d, last = c["download"], c["scale"][-1]
         rows.append(["6 cluster download time", f"remote ÷ in-process (per byte) "
                      f"{num(d['time_ratio']['median'], 2)}; {num(d['remote_mbps']['median'], 0)}"
@@ -567,7 +579,7 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
     sp = results.get("start", {})
     if "ratio_p50" in sp:
         rows.append(["9 start path (no filter)", f"podcap ÷ raw p50 {num(sp['ratio_p50'], 2)}, "
-                     f"p95 {num(sp['ratio_p95'], 2)}", "≤ 1.3", met(sp["target_met"])])
+                     f"p95 {num(sp['ratio_p95'], 2)}", "p50 ≤ 1.5", met(sp["target_met"])])
     ld = results.get("load", {})
     if "api_ms" in ld:
         rows.append(["10 load", f"API p99 {num(ld['api_ms']['p99'])} ms, RSS "

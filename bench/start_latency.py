@@ -27,6 +27,7 @@ from bench.context import Context
 
 MIN_STARTS = 30
 FILTERS = ("", "tcp port 80")
+TARGET_P50 = 1.5  # issue 23: the start's p50 within 1.5 × raw tcpdump's, in the same run
 _n = itertools.count()
 
 
@@ -79,7 +80,7 @@ def run(ctx: Context) -> dict[str, Any]:
         res = {"podcap_ms": summary(pod), "raw_ms": summary(raw), "ratio": summary(ratios),
                "podcap_rows_ms": pod, "raw_rows_ms": raw,
                "overhead_p50_ms": percentile(pod, 50) - percentile(raw, 50)}
-        res["target_met"] = res["ratio"]["median"] <= 1.3 and res["ratio"]["p95"] <= 1.3
+        res["target_met"] = res["ratio"]["median"] <= TARGET_P50
         out["filters"][filter_expr or "(none)"] = res
     first = out["filters"]["(none)"]
     out["ratio_p50"] = first["ratio"]["median"]

@@ -7,7 +7,7 @@ agent's read, so whoever holds the stream last closes it, and closing is safe tw
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 
@@ -32,6 +32,10 @@ class PcapStream:
     chunks: Iterator[bytes]
     size: int | None
     on_close: Callable[[], None] | None = field(default=None, repr=False)
+    # The same chunks read on the event loop, where a source has them there (a remote agent's
+    # upload, transport/grpc/session.py): an HTTP response then takes each without a worker
+    # thread's round trip. A reader uses one of ``chunks`` and ``achunks``, never both.
+    achunks: AsyncIterator[bytes] | None = field(default=None, repr=False)
 
     def __iter__(self) -> Iterator[bytes]:
         try:

@@ -80,6 +80,25 @@ def test_download_is_the_agents_ring_byte_for_byte(bulk: Bulk) -> None:
     assert got.hexdigest() == expected.hexdigest()
 
 
+def test_neuvectors_download_and_a_range_carry_the_same_bytes(bulk: Bulk) -> None:
+    # Both read the agent's chunks on the controller's event loop (api/streaming.py): the
+    # form part is the whole pcap, and a range cut inside a chunk is that slice exactly.
+    whole = b"".join(ring.merged(bulk.files))
+    start, end = 1_000_003, 3_500_001  # inside the second chunk, inside the fourth
+    with bulk.cluster.server.client() as c:
+        v1 = c.get(f"/v1/sniffer/{bulk.capture_id}/pcap", params={"limit": len(whole) + 1})
+        part = c.get(f"/api/captures/{bulk.capture_id}/pcap",
+                     headers={"Range": f"bytes={start}-{end}"})
+    assert v1.status_code == 200
+    boundary = v1.headers["content-type"].split("boundary=")[1].encode()
+    body = v1.content
+    assert body.startswith(b"--" + boundary) and body.endswith(b"\r\n--" + boundary + b"--\r\n")
+    assert body[body.index(b"\r\n\r\n") + 4:-len(boundary) - 8] == whole
+    assert int(v1.headers["content-length"]) == len(body)
+    assert part.status_code == 206
+    assert part.content == whole[start:end + 1]
+
+
 def test_the_remote_agent_knows_whose_capture_it_is(bulk: Bulk) -> None:
     # The start carries the user over gRPC; the agent keeps it in its record and puts it on its
     # own log events (owner), so a node's logs say whose capture filled its disk.

@@ -25,6 +25,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
+from podcap.streams import PcapStream
 
 PCAP: Final = "application/vnd.tcpdump.pcap"
 PCAPNG: Final = "application/x-pcapng"
@@ -51,6 +52,13 @@ def send(body: Iterable[bytes] | AsyncIterator[bytes], close: Callable[[], None]
         out.update(LIVE_HEADERS)
     return StreamingResponse(body, status_code, out, media_type=media_type,
                              background=BackgroundTask(close))
+
+
+def body(pcap: PcapStream) -> Iterable[bytes] | AsyncIterator[bytes]:
+    """What a response sends of ``pcap``: its chunks on the event loop where its source has
+    them there (a remote agent's upload: no worker-thread round trip per chunk, figure 6),
+    else the chunks themselves (Starlette reads each in a worker thread)."""
+    return pcap.achunks if pcap.achunks is not None else pcap
 
 
 async def paced(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -82,7 +82,9 @@ def download(cid: str, svc: Service, who: Caller,
     tail = f"\r\n--{boundary}--\r\n".encode()
     headers = {} if pcap.size is None else {"Content-Length": str(len(head) + pcap.size +
                                                                   len(tail))}
-    return streaming.send(multipart(head, pcap, tail), pcap.close, headers=headers,
+    parts = multipart(head, pcap, tail) if pcap.achunks is None else \
+        amultipart(head, pcap.achunks, tail)  # a remote agent's, on the event loop
+    return streaming.send(parts, pcap.close, headers=headers,
                           media_type=f"multipart/form-data; boundary={boundary}")
 
 
@@ -90,4 +92,13 @@ def multipart(head: bytes, chunks: Iterable[bytes], tail: bytes) -> Iterator[byt
     """NeuVector's answer: one form part named ``pcap``, streamed, never held in memory."""
     yield head
     yield from chunks
+    yield tail
+
+
+async def amultipart(head: bytes, chunks: AsyncIterator[bytes], tail: bytes
+                     ) -> AsyncIterator[bytes]:
+    """``multipart`` of chunks read on the event loop (a remote agent's: api/streaming.py)."""
+    yield head
+    async for chunk in chunks:
+        yield chunk
     yield tail

@@ -9,7 +9,7 @@ agent's figure, from the request's offset to the end, which a range's Content-Ra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from podcap.controller.inventory import OwnedCapture
@@ -50,8 +50,19 @@ def counted(stream: PcapStream, length: int | None,
             if length is not None and sent >= length:
                 return
 
+    async def achunks(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        nonlocal sent  # as chunks() above, for a source read on the event loop
+        async for chunk in source:
+            if length is not None:
+                chunk = chunk[:length - sent]
+            yield chunk
+            sent += len(chunk)
+            if length is not None and sent >= length:
+                return
+
     def done() -> None:
         stream.close()
         audit(sent, meant is None or sent == meant)
 
-    return PcapStream(chunks(), stream.size, done)
+    return PcapStream(chunks(), stream.size, done,
+                      None if stream.achunks is None else achunks(stream.achunks))

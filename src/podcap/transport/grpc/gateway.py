@@ -186,10 +186,11 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             for chunk in request_iterator:
                 part = chunk.WhichOneof("part")
                 if part == "data":
-                    if len(chunk.data) > limits.UPLOAD_CHUNK_BYTES:
-                        raise InvalidArgument(f"chunk of {len(chunk.data)} bytes exceeds "
+                    data = chunk.data  # each read of the field is a copy of its bytes
+                    if len(data) > limits.UPLOAD_CHUNK_BYTES:
+                        raise InvalidArgument(f"chunk of {len(data)} bytes exceeds "
                                               f"{limits.UPLOAD_CHUNK_BYTES}")
-                    if not upload.put(chunk.data):
+                    if not upload.put(data):
                         log.info("agent %s: download %s cancelled by its reader", agent_id,
                                  upload.id)
                         context.cancel()

@@ -217,7 +217,7 @@ class RemoteAgent:
             self._uploads.forget(upload)
             raise
         return PcapStream(upload.chunks(self._info.node), upload.size,
-                          on_close=upload.cancelled.set)
+                          on_close=upload.cancelled.set, achunks=upload.achunks(self._info.node))
 
     def close(self) -> None:
         session = self._session

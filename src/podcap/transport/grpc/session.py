@@ -9,12 +9,14 @@ reader that goes away ends the agent's read.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import itertools
 import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -75,7 +77,12 @@ class AgentSession:
 
 
 class IncomingUpload:
-    """One download on its way from an agent: the header's size, then chunks, then the end."""
+    """One download on its way from an agent: the header's size, then chunks, then the end.
+
+    The gateway's Upload thread puts; the reader takes, either from a thread (``chunks``) or
+    on the event loop (``achunks``: an HTTP response awaits each chunk where it runs, with no
+    worker-thread round trip per chunk; issue 23, figure 6). At most
+    ``limits.UPLOAD_QUEUE_CHUNKS`` wait here: a slow reader slows the agent."""
 
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
@@ -83,7 +90,9 @@ class IncomingUpload:
         self.size: int | None = None
         self.started = threading.Event()
         self.cancelled = threading.Event()
-        self._chunks: queue.Queue[object] = queue.Queue(limits.UPLOAD_QUEUE_CHUNKS)
+        self._items: collections.deque[object] = collections.deque()
+        self._cond = threading.Condition()
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
 
     # -- the gateway's Upload handler feeds it --
     def begin(self, size: int) -> None:
@@ -93,14 +102,21 @@ class IncomingUpload:
     def put(self, item: object) -> bool:
         """Blocks while the reader is behind; False once the reader is gone."""
         deadline = time.monotonic() + limits.UPLOAD_IDLE_S
-        while not self.cancelled.is_set():
-            try:
-                self._chunks.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                if time.monotonic() > deadline:
+        with self._cond:
+            while len(self._items) >= limits.UPLOAD_QUEUE_CHUNKS:
+                if self.cancelled.is_set():
+                    return False
+                if not self._cond.wait(0.2) and time.monotonic() > deadline:
                     self.cancelled.set()
-        return False
+            if self.cancelled.is_set():
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            loop, future = waiter
+            loop.call_soon_threadsafe(_wake, future)
+        return True
 
     def finish(self, error: PodcapError | None = None) -> None:
         self.put(error if error is not None else _END)
@@ -112,27 +128,77 @@ class IncomingUpload:
         no server thread between reads (api/live.py); readers skip empty chunks."""
         idle_since = time.monotonic()
         while True:
-            try:
-                item = self._chunks.get(timeout=limits.FOLLOW_POLL_S * 5)
-            except queue.Empty:
-                if time.monotonic() - idle_since > limits.UPLOAD_IDLE_S:
-                    raise Unavailable(f"node {node} sent nothing for {limits.UPLOAD_IDLE_S:g} "
-                                      "s during a download") from None
+            with self._cond:
+                if not self._items:
+                    self._cond.wait(limits.FOLLOW_POLL_S * 5)
+                item = self._take()
+            if item is _NOTHING:
+                _idle(node, idle_since)
                 yield b""
                 continue
             idle_since = time.monotonic()
             if item is _END:
                 return
-            if isinstance(item, PodcapError):
-                raise item
-            assert isinstance(item, bytes)
-            yield item
+            yield _chunk(item)
+
+    async def achunks(self, node: str) -> AsyncIterator[bytes]:
+        """``chunks`` read on the event loop: it waits for the gateway's thread to wake it."""
+        loop = asyncio.get_running_loop()
+        idle_since = time.monotonic()
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            with self._cond:
+                item = self._take()
+                if item is _NOTHING:
+                    self._waiter = (loop, future)
+            if item is _NOTHING:
+                try:
+                    await asyncio.wait_for(future, limits.FOLLOW_POLL_S * 5)
+                except TimeoutError:
+                    with self._cond:
+                        self._waiter = None
+                    _idle(node, idle_since)
+                    yield b""
+                continue
+            idle_since = time.monotonic()
+            if item is _END:
+                return
+            yield _chunk(item)
+
+    def _take(self) -> object:
+        """The next item, or ``_NOTHING``; the caller holds ``_cond``."""
+        if not self._items:
+            return _NOTHING
+        item = self._items.popleft()
+        self._cond.notify_all()
+        return item
 
     def first_error(self) -> PodcapError | None:
         """An error the agent sent before any byte (e.g. the capture vanished)."""
-        with self._chunks.mutex:
-            head = self._chunks.queue[0] if self._chunks.queue else None
+        with self._cond:
+            head = self._items[0] if self._items else None
         return head if isinstance(head, PodcapError) else None
+
+
+_NOTHING = object()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _idle(node: str, since: float) -> None:
+    if time.monotonic() - since > limits.UPLOAD_IDLE_S:
+        raise Unavailable(f"node {node} sent nothing for {limits.UPLOAD_IDLE_S:g} s during a "
+                          "download")
+
+
+def _chunk(item: object) -> bytes:
+    if isinstance(item, PodcapError):
+        raise item
+    assert isinstance(item, bytes)
+    return item
 
 
 class Uploads:
