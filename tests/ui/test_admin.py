@@ -54,15 +54,23 @@ def test_admin_manages_users_and_reads_the_audit_log(page: Page, server: Server)
     page.get_by_label("Event").select_option("user.unlock")
     expect(audit.locator("tr")).to_have_count(1)
     expect(audit.locator("tr").first).to_contain_text("user ui-carol")
+    # The answer for "login" alone (every user's logins) is held back until the one for
+    # "login" by ui-carol has been shown: answers that cross must not show the older filter's
+    # (a loaded run showed 9, admin's login counted, once the crossing happened by itself).
+    held: list = []
+    page.route("**/api/audit?*", lambda route: held.append(route)
+               if "username=" not in route.request.url else route.continue_())
     page.get_by_label("Event").select_option("login")
     page.locator("#audit-user").fill("ui-carol")
     page.locator("#audit-user").press("Enter")
     expect(audit.locator("tr.failed-event, tr td.failed-event").first).to_be_visible()
-    with server.client() as c:  # what the page counts, with the rows if it is not 8
-        events = c.get("/api/audit", params={"event": "login", "username": "ui-carol"}).json()
-    assert events["total"] == 8, [(e["ok"], e["source"], e["detail"], e["time"])
-                                  for e in events["events"]]
     expect(page.locator("#audit-count")).to_contain_text("of 8")  # 7 failed + 1 good
+    assert held, "the page asked for the unfiltered page first"
+    for route in held:
+        route.continue_()
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#audit-count")).to_contain_text("of 8")
+    page.unroute("**/api/audit?*")
     page.get_by_label("Event").select_option("")
 
     row.get_by_role("button", name="Remove ui-carol").click()

@@ -41,12 +41,14 @@ def read(netns_fd: int) -> Interfaces:
 
 
 class Addresses:
-    """Each namespace's answer, by its inode, for ``WORKLOAD_ADDRESSES_TTL_S``."""
+    """Each namespace's answer, by its inode and holder, for ``WORKLOAD_ADDRESSES_TTL_S``."""
 
     def __init__(self, ttl: float = limits.WORKLOAD_ADDRESSES_TTL_S) -> None:
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._cache: dict[int, tuple[float, Interfaces]] = {}
+        # By the namespace's inode and the process that holds it: the kernel reuses a gone
+        # namespace's inode, and a new container's namespace was shown the old one's addresses.
+        self._cache: dict[tuple[int, int, int | None], tuple[float, Interfaces]] = {}
 
     def of(self, w: Workload) -> Interfaces:
         """The workload's interfaces; () when it is not running or its namespace cannot be read
@@ -54,8 +56,9 @@ class Addresses:
         if not w.running or w.netns is None or w.pid is None:
             return ()
         now = time.monotonic()
+        key = (w.netns, w.pid, w.pid_start)
         with self._lock:
-            held = self._cache.get(w.netns)
+            held = self._cache.get(key)
         if held is not None and now - held[0] < self._ttl:
             return held[1]
         try:
@@ -73,7 +76,7 @@ class Addresses:
             os.close(fd)
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self._ttl}
-            self._cache[w.netns] = (now, found)
+            self._cache[key] = (now, found)
         return found
 
     def of_all(self, workloads: list[Workload]) -> dict[str, Interfaces]:

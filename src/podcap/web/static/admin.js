@@ -18,6 +18,7 @@ export class AdminPage {
     Object.assign(this, { notify, isAdmin, me });
     this.offset = 0;
     this.total = 0;
+    this.auditAsked = 0; // the newest audit request: an older answer arriving later is dropped
     this.section = $("#admin-section");
     for (const event of EVENTS) $("#audit-event").append(h("option", { value: event }, event));
     $("#refresh-users").addEventListener("click", () => this.refresh());
@@ -126,8 +127,12 @@ export class AdminPage {
     const params = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
     if ($("#audit-event").value) params.set("event", $("#audit-event").value);
     if ($("#audit-user").value.trim()) params.set("username", $("#audit-user").value.trim());
+    const asked = ++this.auditAsked;
     try {
       const page = await get(`/api/audit?${params}`);
+      // Answers can cross (a filter changed while the last page loaded): only the newest
+      // request's is shown, else an older filter's count stays on screen.
+      if (asked !== this.auditAsked) return;
       this.offset = offset;
       this.total = page.total;
       say($("#audit-error"), "");
