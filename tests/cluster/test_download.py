@@ -42,11 +42,14 @@ def bulk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bulk]:
             try:
                 cid = cluster.server.sniff(sink.id, file_size_mb=4, file_number=8,
                                            filter="tcp port 5000")
+                # 42 MB in bursts of 1 MB 50 ms apart: one 21 MB burst at full speed overran
+                # tcpdump's buffer on a quiet machine (the sender is fastest then) and the wait
+                # stayed short of 16 MB; a burst fits the buffer, and twice the mark is sent
+                # (the ring of 32 MB may wrap: the tests compare whatever it holds).
                 source = run_container(unique("dl-src"), [
-                    "sh", "-c", f"dd if=/dev/zero bs=65536 count=320 | nc {container_ip(sink)} "
-                                "5000; sleep 3600"])
-                # 21 MB sent; a few packets tcpdump may drop on a busy machine must not
-                # leave the wait short of its mark (the first version waited for 50 of 52 MB)
+                    "sh", "-c", "for i in $(seq 1 40); do dd if=/dev/zero bs=65536 count=16 "
+                                f"2>/dev/null; sleep 0.05; done | nc {container_ip(sink)} 5000; "
+                                "sleep 3600"])
                 wait_for(lambda: cluster.server.sniffer(cid)["size"] > 16 * MB, timeout=30,
                          what="16 MB captured")
                 cluster.server.stop_sniffer(cid)
