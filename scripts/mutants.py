@@ -16,7 +16,7 @@ mutant (it rewrites the source file in place and starts the test command anew): 
 mutants would spend over half an hour starting pytest alone, where mutmut's whole run takes
 about 7 minutes. cosmic-ray editing the work tree in place is a second reason: an interrupted
 run leaves a mutated file behind. mutmut mutates inside functions only: module-level
-constants (most of limits.py) are out of its reach, and are checked by the tests that read
+constants (most of limits/) are out of its reach, and are checked by the tests that read
 them instead.
 
 Each module runs in its own work directory (build/mutants/<name>/) with a generated
@@ -74,7 +74,7 @@ TARGETS: tuple[Target, ...] = (
                                       "test_a_full_id_is_exact_whatever_its_shape",
                                       "tests/test_resolver_unit.py")),
     Target("controller/selector.py", ("tests/groups/test_selector.py",)),
-    Target("limits.py", ("tests/test_limits.py",)),
+    Target("limits/__init__.py", ("tests/test_limits.py",)),
     Target("api/ranges.py", ("tests/test_ranges_unit.py",)),
     Target("pcap/ring.py", (
         "tests/test_ring.py",

@@ -316,23 +316,24 @@ class Unusable(Exception):
     beds (RuntimeError), never this."""
 
 
-def skip_for(lack: Unusable) -> NoReturn:
-    """The suite's one skip: this machine lacks what a test bed needs (root, a kernel
-    feature), a fact outside the project that ``lack`` names; never a missing install step."""
+def fail_for(lack: Unusable) -> NoReturn:
+    """This machine lacks what a test bed needs (root, a kernel feature), a fact outside the
+    project that ``lack`` names. The test fails rather than skips: a suite that could not run a
+    bed has not proven what the bed tests, and must not look green."""
     import pytest
-    pytest.skip(f"this machine cannot host the test bed, a reason outside the project: {lack}")
+    pytest.fail(f"this machine cannot host the test bed (a reason outside the project): {lack}")
 
 
 @contextmanager
-def bed_or_skip(bed: AbstractContextManager[T]) -> Iterator[T]:
-    """Enter a test bed (``with bed_or_skip(netbed.net_bed()) as b:``), or skip the test when
-    this machine cannot host it. Only entering is guarded: what the test raises inside is its
-    own."""
+def enter_bed(bed: AbstractContextManager[T]) -> Iterator[T]:
+    """Enter a test bed (``with enter_bed(netbed.net_bed()) as b:``), failing the test with the
+    reason when this machine cannot host it. Only entering is guarded: what the test raises
+    inside is its own."""
     with ExitStack() as stack:
         try:
             entered = stack.enter_context(bed)
         except Unusable as lack:
-            skip_for(lack)
+            fail_for(lack)
         yield entered
 
 

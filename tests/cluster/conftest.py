@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster import netbed
-from tests.support import bed_or_skip
+from tests.support import enter_bed
 
 
 @pytest.fixture
 def bed() -> Iterator[netbed.NetBed]:
     """A fresh bed (bridge only; add nodes with ``bed.add_node``), torn down after the test."""
-    with bed_or_skip(netbed.net_bed()) as b:
+    with enter_bed(netbed.net_bed()) as b:
         yield b

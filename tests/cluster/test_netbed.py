@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import netbed
-from tests.support import ROOT, Unusable, bed_or_skip, skip_for
+from tests.support import ROOT, Unusable, enter_bed, fail_for
 
 PY = sys.executable
 
@@ -215,7 +215,7 @@ def test_cut_stalls_a_connection_and_heal_resumes_it(bed: netbed.NetBed, sink: S
 
 def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
     stack = contextlib.ExitStack()
-    bed = stack.enter_context(bed_or_skip(netbed.net_bed()))
+    bed = stack.enter_context(enter_bed(netbed.net_bed()))
     try:
         a, b = bed.add_node("a"), bed.add_node("b")
         plain = a.popen(["sleep", "1000"], log=tmp_path / "a.log")
@@ -263,7 +263,7 @@ def test_a_sigkilled_run_is_swept(sweeper: str, tmp_path: Path) -> None:
     try:
         netbed.check_usable()
     except Unusable as lack:
-        skip_for(lack)
+        fail_for(lack)
     child = subprocess.Popen([PY, "-c", CHILD, str(tmp_path / "a.log")], cwd=ROOT,
                              stdout=subprocess.PIPE, start_new_session=True)
     left: dict = {}

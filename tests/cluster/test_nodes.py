@@ -23,7 +23,7 @@ from tests.cluster.cluster_support import AgentProc, Cluster, running_cluster
 from tests.cri import cri_testbed
 from tests.support import (
     WebPair,
-    bed_or_skip,
+    enter_bed,
     read_pcap,
     remove_container,
     run_container,
@@ -73,7 +73,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterat
     from tests.pg import new_database
 
     tmp = tmp_path_factory.mktemp("nodes")
-    with bed_or_skip(netbed.net_bed()) as bed, bed_or_skip(cri_testbed.cri_testbed()) as cri, \
+    with enter_bed(netbed.net_bed()) as bed, enter_bed(cri_testbed.cri_testbed()) as cri, \
             web_pair("nodes") as pair, \
             running_cluster(tmp, host=bed.controller_ip, database_url=new_database(postgres_url),
                             env={netbed.ENV_MARK: f"{netbed.NETNS_PREFIX}{bed.tag}-ctl"}

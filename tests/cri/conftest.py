@@ -10,12 +10,12 @@ import pytest
 
 from tests.cri import cri_testbed
 from tests.cri.cri_testbed import Pods
-from tests.support import Server, bed_or_skip, running_server
+from tests.support import Server, enter_bed, running_server
 
 
 @pytest.fixture(scope="module")
 def cri_bed() -> Iterator[cri_testbed.CriTestbed]:
-    with bed_or_skip(cri_testbed.cri_testbed()) as bed:
+    with enter_bed(cri_testbed.cri_testbed()) as bed:
         yield bed
 
 

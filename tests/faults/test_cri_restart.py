@@ -21,14 +21,14 @@ import pytest
 
 from podcap.runtime.cri_proto import api_pb2 as pb
 from tests.cri import cri_testbed
-from tests.support import Server, bed_or_skip, running_server, wait_for
+from tests.support import Server, enter_bed, running_server, wait_for
 
 pytestmark = pytest.mark.cri
 
 
 @pytest.fixture()
 def bed() -> Iterator[cri_testbed.CriTestbed]:
-    with bed_or_skip(cri_testbed.cri_testbed()) as b:
+    with enter_bed(cri_testbed.cri_testbed()) as b:
         yield b
 
 

@@ -20,7 +20,7 @@ from tests.groups.group_support import (
     tshark_fields,
     walk,
 )
-from tests.support import bed_or_skip, read_pcap, remove_container, wait_for
+from tests.support import enter_bed, read_pcap, remove_container, wait_for
 
 pytestmark = pytest.mark.cri
 
@@ -29,7 +29,7 @@ def test_one_group_two_nodes_one_pcapng(tmp_path: Path) -> None:
     t = tag()
     made = []
     try:
-        with bed_or_skip(cri_testbed.cri_testbed()) as cri, \
+        with enter_bed(cri_testbed.cri_testbed()) as cri, \
                 running_cluster(tmp_path) as cluster:
             web_b = cri.run_pod(f"xweb-{t}", ["httpd", "-f", "-p", "80", "-h", "/www"],
                                 pod_labels={"grp": t})

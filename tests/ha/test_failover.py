@@ -41,8 +41,8 @@ from tests.support import (
     ARTIFACTS,
     PODCAP,
     WebPair,
-    bed_or_skip,
     container_ip,
+    enter_bed,
     remove_container,
     run_container,
     unique,
@@ -103,7 +103,7 @@ def bed(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator
     from tests.pg import new_database
 
     tmp = tmp_path_factory.mktemp("ha")
-    with bed_or_skip(netbed.net_bed()) as nb, bed_or_skip(cri_testbed.cri_testbed()) as cri, \
+    with enter_bed(netbed.net_bed()) as nb, enter_bed(cri_testbed.cri_testbed()) as cri, \
             web_pair("ha") as pair, \
             ha_cluster(tmp, new_database(postgres_url), host=nb.controller_ip,
                        env={netbed.ENV_MARK: f"{netbed.NETNS_PREFIX}{nb.tag}-ctl"}) as ha:

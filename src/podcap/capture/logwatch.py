@@ -53,7 +53,7 @@ class LogWatch:
         return self._fd >= 0
 
     def wait(self) -> None:
-        """Until a write, or ``START_POLL_S`` at most (limits.py says why)."""
+        """Until a write, or ``START_POLL_S`` at most (limits/capture.py says why)."""
         if self._fd < 0:
             time.sleep(limits.START_POLL_S)
             return

@@ -23,7 +23,7 @@ INVALID = "invalid"  # a field broke a rule (transport/checks.py)
 NOT_ITS_CAPTURE = "not_its_capture"  # a capture the controller placed on another agent
 # a workload id another node reported first: listed under its node, never what the id resolves to
 DUPLICATE_WORKLOAD = "duplicate_workload"
-# Caps (limits.py): what one agent may report or hold open.
+# Caps (limits/cluster.py): what one agent may report or hold open.
 WORKLOADS = "workloads"
 CAPTURES = "captures"
 SESSIONS = "sessions"
@@ -52,7 +52,7 @@ class Rejects:
         self._log(agent_id, why, f"node {node}: dropped {n} message(s) ({why}): {detail}", n)
 
     def limit(self, agent_id: str, node: str, what: str, detail: str) -> None:
-        """A per-agent cap of limits.py was reached."""
+        """A per-agent cap of limits/cluster.py was reached."""
         with self._lock:
             self.limits_hit[(agent_id, node, what)] += 1
         self._log(agent_id, what, f"node {node}: {detail}", 1)
