@@ -22,13 +22,13 @@ from podcap.agent.manager import Agent
 from podcap.agent.recovery import find_tcpdumps
 from podcap.agent.workloads import WorkloadView
 from podcap.capture import filters, tcpdump, tcpdump_log
-from podcap.errors import InvalidArgument, NotFound
-from podcap.model import CaptureSpec
+from podcap.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from podcap.model import CaptureSpec, Recording, Status
 from podcap.pcap import format
 from podcap.pcap.repair import repair_tail
 from podcap.runtime.docker import DockerRuntime
 from podcap.transport.base import AgentTransport
-from tests.support import remove_container, run_container, unique
+from tests.support import remove_container, run_container, unique, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +190,19 @@ def test_a_removed_capture_leaves_no_rate_series(agent: Agent, box: str) -> None
         time.sleep(0.2)
     agent.remove(capture.id)
     assert capture.id not in agent.series._series
+
+
+def test_a_trigger_after_the_freeze_closed_is_told_so_not_failed(agent: Agent, box: str) -> None:
+    """The controller sends a trigger while it sees a freeze open; if the freeze closed on the
+    way, the answer is AlreadyExists (counted as cooldown), not a failure (agent/rings.py)."""
+    spec = CaptureSpec(file_number=2, file_size_mb=1)
+    ring = agent.record(box, spec, "admin", Recording("rec-1", 30))
+    agent.freeze(ring.id, "triggered by admin", 0.3)
+    agent.freeze(ring.id, "triggered by admin", 0.3)  # open: extended
+    wait_for(lambda: agent.get_capture(ring.id).status is not Status.RUNNING, what="the snapshot")
+    with pytest.raises(AlreadyExists, match="has ended; its snapshot is kept"):
+        agent.freeze(ring.id, "triggered: alert X", 0.3)
+    plain = agent.start(box, spec)
+    agent.stop(plain.id)
+    with pytest.raises(FailedPrecondition, match="not a recorder's ring"):
+        agent.freeze(plain.id, "triggered by admin", 0.3)

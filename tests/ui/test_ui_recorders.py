@@ -33,7 +33,10 @@ def test_recorder_page_records_triggers_and_downloads_a_snapshot(
         page.locator("#rf-bytes").fill("2")
         page.get_by_role("button", name="New recorder").click()
         row = page.locator("#recorders-body tr.recorder-row", has_text=label)
-        expect(row.locator("[data-field=members]")).to_contain_text("1 recording")
+        # The ring starts on the watcher's next round (1 s) and answers once tcpdump listens;
+        # the page polls: on a busy machine that took longer than Playwright's 5 s default.
+        expect(row.locator("[data-field=members]")).to_contain_text("1 recording",
+                                                                    timeout=15_000)
         rid = row.get_attribute("data-recorder-id")
         member = page.locator(f'#recorders-body tr.member-row[data-member-of="{rid}"]')
         expect(member.locator(".badge")).to_have_text("recording")

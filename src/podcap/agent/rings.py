@@ -49,7 +49,7 @@ from podcap import limits
 from podcap.agent.supervisor import Supervisor
 from podcap.agent.table import CaptureTable, Proc
 from podcap.capture.tcpdump import RING_PREFIX
-from podcap.errors import FailedPrecondition, PodcapError
+from podcap.errors import AlreadyExists, FailedPrecondition, PodcapError
 from podcap.model import Capture, CaptureSpec, Reason, Recording, Status
 from podcap.runtime.base import ExitStatus, proc_state
 
@@ -57,6 +57,7 @@ log = logging.getLogger("podcap.agent")
 
 HELD_BASE = 1_000_000  # held files' numbers: longer than any ring index tcpdump writes
 SNAPSHOT_FILES_MAX = limits.FILE_NUMBER_MAX  # what a capture record may list
+SIGKILLED = 128 + 9  # the exit code of a process killed by SIGKILL: the OOM killer's, or a person's
 
 Starter = Callable[[str, CaptureSpec, str, Recording, str], Capture]
 
@@ -95,9 +96,14 @@ class Rings:
             proc = table.procs.get(cid)
             if rec is None:
                 raise FailedPrecondition(f"capture {cid} is not a recorder's ring")
-            if capture.status is not Status.RUNNING or proc is None or proc.stopping:
-                raise FailedPrecondition(f"the ring {cid} has ended; it cannot be frozen")
             now = time.time()
+            ending = capture.status is not Status.RUNNING or proc is None or proc.stopping
+            if rec.triggered is not None and (ending or rec.until is None or rec.until <= now):
+                # The controller saw the freeze open; it closed before this reached the node
+                # (its snapshot is being made or made): too late to extend, not a failure.
+                raise AlreadyExists(f"the freeze of ring {cid} has ended; its snapshot is kept")
+            if ending or proc is None:
+                raise FailedPrecondition(f"the ring {cid} has ended; it cannot be frozen")
             if rec.until is not None and rec.triggered is not None:
                 rec = dataclasses.replace(rec, until=min(
                     max(rec.until, now + after), rec.triggered + limits.RECORDER_HOLD_MAX_S))
@@ -186,7 +192,10 @@ class Rings:
             status = self._exit_status(capture.workload.id)
             if status is None:
                 return ""  # removed already: nothing says how it ended
-            if not status.running:
+            # A SIGKILL (137) is often the OOM killer's, and the runtime may learn that after
+            # the exit (Docker's oom event and its die event race on a busy node): ask again.
+            oom_may_follow = status.exit_code == SIGKILLED and time.monotonic() < deadline
+            if not status.running and not (oom_may_follow and status.reason != "OOMKilled"):
                 code = "" if status.exit_code is None else f" {status.exit_code}"
                 if status.reason == "OOMKilled":
                     return f"triggered: container exited{code} (OOMKilled)"

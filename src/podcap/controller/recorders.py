@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
 
-from podcap import limits
+from podcap import errors, limits
 from podcap.controller.db import Recorder, RecorderSnapshot, RecorderTrigger
 from podcap.controller.inventory import OwnedCapture
 from podcap.controller.leader import Leader, Solo
@@ -222,6 +222,8 @@ class RecorderService:
                            f"frozen less than {view.config.cooldown_s} s ago")
         try:
             ring_now = self.service.agents.get(ring.agent_id).freeze(c.id, reason, after_s)
+        except errors.AlreadyExists:  # the freeze closed on its way: its cooldown has begun
+            return Outcome(c.id, name, "cooldown", "its freeze ended as this trigger came")
         except PodcapError as exc:
             return Outcome(c.id, name, "failed", exc.message)
         self.service.agents.get(ring.agent_id).view().observe(ring_now)

@@ -56,7 +56,8 @@ RECORDER_SNAPSHOTS_MAX: Final = 1_000
 RECORDER_MEMBERS_MAX: Final = 256  # rings of one recorder, every node together
 RECORDER_WATCH_INTERVAL_S: Final = 1.0  # membership, snapshots and thresholds: every second
 RECORDER_RETRY_S: Final = 10.0  # a container whose ring did not start is tried again
-RECORDER_EXIT_WAIT_S: Final = 2.0  # how long the runtime may take to say how a container ended
+RECORDER_EXIT_WAIT_S: Final = 3.0  # how long the runtime may take to say how a container ended
+#                                    (an OOM kill may be known only after the exit: agent/rings.py)
 RECORDER_HOOK_ALERTS_MAX: Final = 1_000  # alerts in one notification
 
 # Metrics (podcap/api/metrics/, docs/OPERATIONS.md). Latency buckets span the API's goal (p99
