@@ -13,11 +13,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("fidelity", "latency", "stop", "download", "scale", "cluster", "insight", "start",
-           "load", "live", "recorder")
+           "load", "live", "inventory", "failover", "recorder")
 HEADINGS = ("## 1. Capture fidelity", "## 2. Start latency", "## 3. Stop fidelity",
             "## 4. Download", "## 5. Scale on one node", "## 6. Cluster", "## 7. Live follow",
             "## 8. Insight (what a capture holds)", "## 9. Start path", "## 10. Load",
-            "## 13. Flight recorder",
+            "## 11. Inventory at", "## 12. No single point of failure", "## 13. Flight recorder",
             "## Machine", "## Exact commands")
 
 
@@ -70,6 +70,10 @@ def test_bench_smoke_produces_every_figure(tmp_path: Path) -> None:
     assert {r["follower"] for r in live["saturation"]} == {False, True}
     assert all(r["sent"] > 0 and r["captured"] > 0 for r in live["saturation"])
     assert all(r["followed_bytes"] > 0 for r in live["saturation"] if r["follower"])
+    fo = results["failover"]
+    assert fo["rounds"] and all(r["requests"] > 0 and r["new_leader"] != r["killed"]
+                                for r in fo["rounds"])
+    assert all(fo[arm]["api_ms"]["n"] > 0 and fo[arm]["invalid"] == 0 for arm in ("one", "two"))
     rec = results["recorder"]
     assert {r["arm"] for r in rec["saturation"]["rows"]} == {
         "capture alone", "capture + recorder", "capture + a second capture", "ring alone"}
