@@ -11,6 +11,7 @@ from functools import partial
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.controller.auth import Auth
@@ -86,6 +87,14 @@ def principal(request: Request, tok: Annotated[str | None, Depends(token)]) -> P
     who = request.app.state.auth.authenticate(tok, source_address(request))
     request.state.principal = who
     return who
+
+
+async def as_caller(request: Request, tok: str | None, work: Callable[[Principal], T]) -> T:
+    """``work(caller)`` in one worker-thread hop, the caller authenticated first in that same
+    thread by ``principal``'s rule (its refusals first, then ``work``'s): for a route that goes
+    to a worker thread anyway, which a ``Caller`` dependency would cost a second round trip
+    through the event loop (~0.2-0.4 ms of a start here: BENCHMARKS.md §9)."""
+    return await run_in_threadpool(lambda: work(principal(request, tok)))
 
 
 Service = Annotated[CaptureService, Depends(service)]
