@@ -130,7 +130,7 @@ def test_an_answer_about_another_process_is_not_a_confirmation(agent: Agent, box
     for field, other in (("pid", (fresh.pid or 0) + 1), ("pid_start", (fresh.pid_start or 0) + 1),
                          ("netns", (fresh.netns or 0) + 1)):
         used = dataclasses.replace(fresh, **{field: other})
-        lookup = StartLookup(used, agent.workloads.lookup(box.id)._fresh)
+        lookup = StartLookup(used, lambda: fresh)
         with pytest.raises(Unconfirmed) as refused:
             lookup.confirm(used)
         assert "restarted while the capture started" in refused.value.error.message

@@ -14,10 +14,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from podcap import limits
 from podcap.agent.lookup import StartLookup
 from podcap.agent.netstate.addresses import Addresses
 from podcap.errors import NotFound, Unavailable
@@ -86,9 +84,6 @@ class WorkloadView:
         self._cache: list[Workload] = []
         self._cache_began = -1.0  # when the refresh behind the cache started
         self._addresses = Addresses()
-        # A start's fresh lookup runs here while the start spawns tcpdump (agent/lookup.py).
-        self._lookups = ThreadPoolExecutor(limits.START_LOOKUP_WORKERS,
-                                           thread_name_prefix="podcap-lookup")
 
     def list(self) -> list[Workload]:
         asked = time.monotonic()
@@ -120,15 +115,14 @@ class WorkloadView:
         raise NotFound(f"workload {wid} not found")
 
     def lookup(self, workload_id: str) -> StartLookup:
-        """A start's workload (agent/lookup.py): the runtime asked now, in a kept thread, and
-        the last listing's entry when it may be captured and its process lives on."""
+        """A start's workload (agent/lookup.py): the last listing's entry when it may be
+        captured and its process lives on, and the runtime's fresh answer when asked."""
         wid = full_workload_id(workload_id)
-        fresh = self._lookups.submit(self.get, wid)
         listed = next((w for w in self._cache if w.id == wid), None)  # a list swapped whole
         if listed is None or not listed.cap_sniff or not listed.pid or \
                 not process_alive(listed.pid, listed.pid_start):
             listed = None
-        return StartLookup(listed, fresh)
+        return StartLookup(listed, lambda: self.get(wid))
 
     def exit_status(self, workload_id: str) -> ExitStatus | None:
         """How the container stands now, from the runtime that knows it (None: none does, or
@@ -163,7 +157,6 @@ class WorkloadView:
         return assess(workload, self._agent_netns, self._self_ids)
 
     def close(self) -> None:
-        self._lookups.shutdown(wait=True)
         for runtime in self.runtimes:
             runtime.close()
 

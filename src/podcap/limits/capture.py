@@ -82,8 +82,6 @@ NETSTATE_OUTPUT_MAX_BYTES: Final = 4 * 1024 * 1024  # per command; more is cut, 
 # Snapshots taken at once: their threads are kept (a start hands its snapshot over without
 # starting a thread, which costs the start's answer ~0.3 ms of a busy machine).
 NETSTATE_WORKERS: Final = 4
-# Starts' fresh runtime lookups at once (agent/lookup.py): each runs while its tcpdump boots.
-START_LOOKUP_WORKERS: Final = 4
 # A workload's addresses with their prefixes (/v1/workload's interfaces: agent/netstate/
 # addresses.py) are read with `ip -j addr` in its netns (~5 ms) and kept this long per netns.
 WORKLOAD_ADDRESSES_TTL_S: Final = 10.0
