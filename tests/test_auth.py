@@ -13,6 +13,18 @@ def test_no_token(server: Server) -> None:
         assert r.status_code == 401 and r.json()["code"] == 3, (path, r.text)
 
 
+def test_a_start_asks_who_first(server: Server) -> None:
+    """``POST /v1/sniffer`` checks its caller in the thread where it starts (api/deps.py
+    ``as_caller``): still before its body, its filter or its workload is looked at."""
+    for token in (None, "not-a-token"):
+        headers = {"X-Auth-Token": token} if token else {}
+        for params, body in ((None, b"{not json"), ({"f_workload": "nothing"}, b"[]"),
+                             ({"f_workload": "nothing"}, b'{"sniffer": {"file_number": 0}}')):
+            r = httpx.post(server.url + "/v1/sniffer", params=params, content=body,
+                           headers=headers)
+            assert r.status_code == 401 and r.json()["code"] == 3, (token, body, r.text)
+
+
 def test_bad_password(server: Server) -> None:
     r = httpx.post(server.url + "/v1/auth",
                    json={"password": {"username": "admin", "password": "wrong-password"}})

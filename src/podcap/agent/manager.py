@@ -25,6 +25,7 @@ from podcap.agent import budget, netstate
 from podcap.agent.boot import boot, save_running
 from podcap.agent.feed import InventoryFeed
 from podcap.agent.following import Following
+from podcap.agent.lookup import Unconfirmed, capturable
 from podcap.agent.recovery import recover
 from podcap.agent.rings import Rings
 from podcap.agent.store import CaptureStore
@@ -183,11 +184,8 @@ class Agent:
         tcpdump boots, and tcpdump is told its argv by the runner alone. ``workload_id`` is a
         full id, as the controller resolved it; a name or a short id is ``InvalidArgument``.
         ``recording``: a recorder's ring; ``replacing``: the ring it takes over from."""
-        workload = self.workloads.get(workload_id)
-        if not workload.cap_sniff:
-            raise FailedPrecondition(
-                f"Unable to capture the container traffic: {workload.name} is "
-                f"{workload.cap_sniff_reason}")
+        lookup = self.workloads.lookup(workload_id)  # the runtime's word while it boots
+        workload = capturable(lookup.first())
         # The capture's own tcpdump compiles the filter (capture/runner.py). Only a start that
         # may delete old captures compiles it first: a typo must never cost a capture.
         if self.reclaim != "none":
@@ -209,11 +207,13 @@ class Agent:
             self.store.files_dir(cid).mkdir(mode=0o700)
             table.captures[cid] = capture
         try:
-            proc = boot(table, self.empty_pcap, capture, run)
-        except InvalidArgument:  # a filter tcpdump refused: nothing ran, nothing is kept
-            with table.lock:
+            proc = boot(table, self.empty_pcap, capture, run, lookup.confirm)
+        except (InvalidArgument, Unconfirmed) as exc:  # a filter tcpdump refused, a workload
+            with table.lock:                           # the runtime refused: nothing is kept
                 table.captures.pop(cid, None)
                 self.store.delete(cid)
+            if isinstance(exc, Unconfirmed):
+                raise exc.error from None
             raise
         except Exception as exc:
             with table.lock:

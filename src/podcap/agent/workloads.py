@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from podcap.agent.lookup import StartLookup
 from podcap.agent.netstate.addresses import Addresses
 from podcap.errors import NotFound, Unavailable
 from podcap.ids import full_workload_id
 from podcap.model import Workload
-from podcap.runtime.base import ContainerRuntime, ExitStatus
+from podcap.runtime.base import ContainerRuntime, ExitStatus, process_alive
 
 log = logging.getLogger("podcap.agent")
 
@@ -112,6 +113,16 @@ class WorkloadView:
             except NotFound:
                 continue
         raise NotFound(f"workload {wid} not found")
+
+    def lookup(self, workload_id: str) -> StartLookup:
+        """A start's workload (agent/lookup.py): the last listing's entry when it may be
+        captured and its process lives on, and the runtime's fresh answer when asked."""
+        wid = full_workload_id(workload_id)
+        listed = next((w for w in self._cache if w.id == wid), None)  # a list swapped whole
+        if listed is None or not listed.cap_sniff or not listed.pid or \
+                not process_alive(listed.pid, listed.pid_start):
+            listed = None
+        return StartLookup(listed, lambda: self.get(wid))
 
     def exit_status(self, workload_id: str) -> ExitStatus | None:
         """How the container stands now, from the runtime that knows it (None: none does, or

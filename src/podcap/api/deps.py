@@ -11,6 +11,7 @@ from functools import partial
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.controller.auth import Auth
@@ -19,25 +20,30 @@ from podcap.controller.service import CaptureService
 from podcap.controller.start_keys import StartKeys
 from podcap.controller.tickets import Tickets
 
+# The dependencies that only read what the app holds (or a header) are ``async``: FastAPI runs a
+# plain ``def`` dependency in a worker thread, a round trip through the event loop per
+# dependency per request (two on a start, the service and the token: ~0.1-0.3 ms each here).
+# One that reads the database (``principal``) stays a ``def``: never on the event loop.
 
-def service(request: Request) -> CaptureService:
+
+async def service(request: Request) -> CaptureService:
     return request.app.state.service
 
 
-def auth(request: Request) -> Auth:
+async def auth(request: Request) -> Auth:
     return request.app.state.auth
 
 
-def tickets(request: Request) -> Tickets:
+async def tickets(request: Request) -> Tickets:
     return request.app.state.tickets
 
 
-def start_keys(request: Request) -> StartKeys:
+async def start_keys(request: Request) -> StartKeys:
     return request.app.state.start_keys
 
 
-def token(x_auth_token: Annotated[str | None, Header()] = None,
-          authorization: Annotated[str | None, Header()] = None) -> str | None:
+async def token(x_auth_token: Annotated[str | None, Header()] = None,
+                authorization: Annotated[str | None, Header()] = None) -> str | None:
     if x_auth_token:
         return x_auth_token
     if authorization and authorization.lower().startswith("bearer "):
@@ -81,6 +87,14 @@ def principal(request: Request, tok: Annotated[str | None, Depends(token)]) -> P
     who = request.app.state.auth.authenticate(tok, source_address(request))
     request.state.principal = who
     return who
+
+
+async def as_caller(request: Request, tok: str | None, work: Callable[[Principal], T]) -> T:
+    """``work(caller)`` in one worker-thread hop, the caller authenticated first in that same
+    thread by ``principal``'s rule (its refusals first, then ``work``'s): for a route that goes
+    to a worker thread anyway, which a ``Caller`` dependency would cost a second round trip
+    through the event loop (~0.2-0.4 ms of a start here: BENCHMARKS.md §9)."""
+    return await run_in_threadpool(lambda: work(principal(request, tok)))
 
 
 Service = Annotated[CaptureService, Depends(service)]

@@ -19,7 +19,7 @@ from podcap.model import CaptureSpec
 router = APIRouter(prefix="/api/capture-groups", tags=["capture groups"])
 
 
-def _groups(request: Request) -> GroupService:
+async def _groups(request: Request) -> GroupService:
     groups = getattr(request.app.state, "groups", None)
     if groups is None:
         raise Unavailable("capture groups are not enabled on this server")

@@ -17,7 +17,7 @@ from podcap.errors import InvalidArgument, Unavailable
 router = APIRouter(prefix="/api/recorders", tags=["recorders"])
 
 
-def _recorders(request: Request) -> RecorderService:
+async def _recorders(request: Request) -> RecorderService:
     recorders = getattr(request.app.state, "recorders", None)
     if recorders is None:
         raise Unavailable("recorders are not enabled on this server")

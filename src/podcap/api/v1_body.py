@@ -12,7 +12,11 @@ from podcap.errors import InvalidArgument
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    return parse_object(await request.body())
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """``json_object`` of a body already read (the edge buffered it: api/edge.py)."""
     try:
         body = json.loads(raw)
     except ValueError as exc:

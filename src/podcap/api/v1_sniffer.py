@@ -9,12 +9,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.api import render, streaming
-from podcap.api.deps import Caller, Service
-from podcap.api.v1_body import json_object
+from podcap.api.deps import Caller, Service, Token, as_caller
+from podcap.api.v1_body import parse_object
+from podcap.controller.inventory import OwnedCapture
+from podcap.controller.principal import Principal
 from podcap.errors import InvalidArgument, NotEnoughFilter
 from podcap.model import CaptureSpec
 from podcap.streams import PcapRequest
@@ -32,15 +33,19 @@ def list_sniffers(svc: Service, who: Caller, f_workload: str | None = None,
 
 
 @router.post("")
-async def start_sniffer(request: Request, svc: Service, who: Caller,
+async def start_sniffer(request: Request, svc: Service, tok: Token,
                         f_workload: str | None = None, f_enforcer: str | None = None) -> dict:
-    body = await json_object(request)
-    if not isinstance(body.get("sniffer"), dict):
-        raise InvalidArgument('request body must be {"sniffer": {...}}')
-    if not f_workload:
-        raise NotEnoughFilter("Enforcer or workload filter must be provided")
-    spec = spec_from_body(body)
-    owned = await run_in_threadpool(svc.start, who, f_workload, spec, f_enforcer)
+    raw = await request.body()
+
+    def start(who: Principal) -> OwnedCapture:  # the caller checked first, in one hop
+        body = parse_object(raw)
+        if not isinstance(body.get("sniffer"), dict):
+            raise InvalidArgument('request body must be {"sniffer": {...}}')
+        if not f_workload:
+            raise NotEnoughFilter("Enforcer or workload filter must be provided")
+        return svc.start(who, f_workload, spec_from_body(body), f_enforcer)
+
+    owned = await as_caller(request, tok, start)
     return {"result": {"id": owned.capture.id}}
 
 
