@@ -129,7 +129,8 @@ def running_cluster(tmp_path: Path, host: str = "127.0.0.1", database_url: str |
     server = Server(data_dir=tmp_path / "controller", port=free_port(),
                     password=secrets.token_urlsafe(12), command="controller", env=env,
                     extra_args=["--agent-listen", f"{host}:{agent_port}",
-                                "--join-listen", f"{host}:{join_port}"])
+                                "--join-listen", f"{host}:{join_port}",
+                                "--data-listen", f"{host}:{free_port()}"])
     server.start()
     try:
         yield Cluster(server, host, agent_port, join_port)
