@@ -12,6 +12,7 @@ the bytes in the socket, and TCP slows the agent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 import time
@@ -23,6 +24,8 @@ from podcap import limits
 from podcap.errors import NotFound, PermissionDenied, Unavailable
 from podcap.transport.data import wire
 from podcap.transport.data.conn import AsyncTLS, Closed, Idle
+
+log = logging.getLogger("podcap.controller.data")
 
 
 class IncomingUpload:
@@ -39,6 +42,7 @@ class IncomingUpload:
         self._release: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._cancelled = False
+        self._ended = False  # the agent's END or ERROR came: nothing was cut off
 
     def attach(self, conn: AsyncTLS, size: int | None, release: Callable[[], None]) -> bool:
         """On the loop; False when the reader has gone already."""
@@ -57,6 +61,9 @@ class IncomingUpload:
             conn, self._conn = self._conn, None
             release, self._release = self._release, None
         if conn is not None:
+            if not self._ended:
+                log.info("agent %s: download %s cancelled by its reader", self.agent_id,
+                         self.id)
             conn.close_soon()
         if release is not None:
             release()
@@ -77,15 +84,20 @@ class IncomingUpload:
                         # it is; ``bytes()`` of it would copy every megabyte once more.
                         yield memoryview(await conn.read_exactly(n, idle))  # type: ignore[misc]
                 elif kind == wire.END and n == 0:
+                    self._ended = True
                     return
                 elif kind == wire.ERROR and n <= wire.ERROR_MAX_BYTES:
-                    raise wire.error_from(bytes(await conn.read_exactly(n, idle)))
+                    payload = await conn.read_exactly(n, idle)
+                    self._ended = True
+                    raise wire.error_from(bytes(payload))
                 else:
                     raise Unavailable(f"node {node} sent an invalid frame ({kind!r}, {n} "
                                       "bytes) in a download")
         except Closed:
+            self._ended = True
             raise Unavailable(f"node {node}: the download broke off") from None
         except Idle:
+            self._ended = True
             raise Unavailable(f"node {node} sent nothing for {idle:g} s during a "
                               "download") from None
         finally:
