@@ -159,7 +159,9 @@ def test_an_expired_ticket_is_refused(bed: Bed) -> None:
 @pytest.mark.parametrize("tls", [True, False], ids=["inside-tls", "plain-tcp"])
 def test_garbage_is_refused(bed: Bed, tls: bool) -> None:
     upload = bed.gw.registry.uploads.expect(bed.a.agent_id)
-    junk = os.urandom(wire.HEADER.size + 64)
+    # Text first (what a mistaken HTTP client sends: it decodes, only the magic is wrong),
+    # then random bytes.
+    junk = b"GET / HTTP/1.1\r\nHost: podcap\r\n" + b"X" * wire.HEADER.size + os.urandom(64)
     with socket.create_connection(("127.0.0.1", bed.port)) as raw:
         conn = bed.ctx(bed.a).wrap_socket(raw, server_hostname=CONTROLLER_NAME) if tls else raw
         try:
