@@ -93,6 +93,9 @@ def serve(mode: str, d: Path) -> None:
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cadata=keys["ca"].decode())
         ctx.load_cert_chain(d / "server_cert.pem", d / "server_key.pem")
+        # No session tickets: unread by the sender, they made its close a reset that lost the
+        # last bytes (as transport/data/wire.py's server_context says).
+        ctx.num_tickets = 0
     buf = bytearray(limits.UPLOAD_CHUNK_BYTES)
     while True:
         conn, _ = listener.accept()
