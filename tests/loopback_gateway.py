@@ -74,6 +74,11 @@ def loopback_gateway(tmp: Path) -> Iterator[LoopbackGateway]:
         yield LoopbackGateway(sessions, ca, registry, server, f"127.0.0.1:{port}", data, loop)
     finally:
         server.stop(0)
-        loop.call_soon_threadsafe(data.close)
+
+        async def stop() -> None:
+            data.close()
+            await asyncio.sleep(0.05)  # the cancelled tasks end
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)

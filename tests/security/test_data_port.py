@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from podcap import limits
 from podcap.pki.ca import ClusterCA
 from podcap.pki.csr import new_key_and_csr
 from podcap.pki.names import CONTROLLER_NAME
@@ -175,3 +176,30 @@ def test_garbage_is_refused(bed: Bed, tls: bool) -> None:
         wait_for(lambda: bed.refused("", rejects.UNAUTHENTICATED) == 1, timeout=5)
     assert not upload.started.is_set()
     _whole_download_intact(bed)
+
+
+def test_one_certificate_holds_at_most_its_cap_of_data_connections(
+        bed: Bed, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limits, "AGENT_UPLOADS_MAX", 2)
+    hold = threading.Event()
+
+    def slow() -> Iterator[bytes]:
+        yield b"x"
+        hold.wait(20)
+
+    uploads = [bed.gw.registry.uploads.expect(bed.a.agent_id) for _ in range(3)]
+    senders = [threading.Thread(target=sender.send, daemon=True, args=(
+        bed.ctx(bed.a), "127.0.0.1", bed.port, u.id, PcapStream(slow(), None), 5))
+        for u in uploads]
+    try:
+        for t in senders:
+            t.start()
+        wait_for(lambda: bed.refused(bed.a.agent_id, rejects.UPLOADS) == 1, timeout=5)
+        assert sum(u.started.is_set() for u in uploads) == 2
+        assert bed.gw.data.open_connections(bed.a.agent_id) == 2
+    finally:
+        hold.set()
+        for u in uploads:
+            u.cancel()
+    # Closed by their readers: the certificate's count is back to none.
+    wait_for(lambda: bed.gw.data.open_connections(bed.a.agent_id) == 0, timeout=5)

@@ -45,9 +45,10 @@ class DataListener:
         key, cert = server_pair(ca)
         self.ctx = wire.server_context(key, cert, ca.cert_pem)
         host, _, port = listen.rpartition(":")
+        host = host.strip("[]") or "0.0.0.0"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            self.sock = socket.create_server((host.strip("[]") or "0.0.0.0", int(port)),
-                                             backlog=128)
+            self.sock = socket.create_server((host, int(port)), family=family, backlog=128)
         except (OSError, ValueError) as exc:
             raise InvalidArgument(f"cannot listen for agents' data on {listen}: {exc}") from exc
         self.sock.setblocking(False)
