@@ -9,7 +9,7 @@ containers = N × C workloads in the controller's lists.
    server) and one on a remote agent, both of container A, filled at the same time by one
    iperf3 TCP stream B → A until each ring holds ``cluster_download_bytes``. Then, alternating,
    ``curl -o /dev/null`` of ``GET /api/captures/<id>/pcap`` from ``podcap serve`` and from the
-   controller (which streams it from the agent over gRPC). Peak RSS growth: VmRSS of the
+   controller (which reads it from the agent's data connection). Peak RSS growth: VmRSS of the
    controller and of the agent process sampled every 50 ms during the download, peak − the
    sample just before. The remote download's bytes are checked against the agent's files:
    size = files − the 24-byte headers of all but the first, sha256 of the download = sha256 of

@@ -284,8 +284,9 @@ def cluster_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         "then stopped. Each of "
         f"{cfg['cluster_download_repeats']} repeats (order alternating, page cache warm): "
         "`curl -o /dev/null` of `GET /api/captures/<id>/pcap` from `podcap serve`, and from "
-        "the controller, which streams it from the agent over gRPC (1 MiB chunks, 4-chunk "
-        "queue). *time ratio* = remote ÷ in-process seconds per byte (= in-process MB/s ÷ "
+        "the controller, which reads it from the agent's data connection (mutual TLS, 1 MiB "
+        "frames, read on the event loop as the client takes them). *time ratio* = remote ÷ "
+        "in-process seconds per byte (= in-process MB/s ÷ "
         "remote MB/s). Peak RSS growth: VmRSS of the process sampled every 50 ms during the "
         "download, peak − the sample just before. Median [min–max].",
         "",

@@ -1,9 +1,12 @@
 """A controller's agent gateway on loopback, with mutual TLS, and agent identities it admits:
-what a join gives an agent, without the join port (tests/cluster joins for real)."""
+what a join gives an agent, without the join port (tests/cluster joins for real). Its data
+port runs on an event loop of its own thread, where a controller runs it on the HTTP server's."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -21,6 +24,7 @@ from podcap.pki.ca import ClusterCA
 from podcap.pki.csr import new_key_and_csr
 from podcap.pki.listener import server_pair
 from podcap.pki.names import fingerprint
+from podcap.transport.data.listener import DataListener
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
 from podcap.transport.grpc.join import Identity
@@ -33,6 +37,8 @@ class LoopbackGateway:
     registry: AgentRegistry
     server: grpc.Server
     address: str
+    data: DataListener
+    loop: asyncio.AbstractEventLoop
 
     def identity(self, node: str) -> Identity:
         """A new agent on ``node``, joined: its key, its certificate, the CA."""
@@ -55,7 +61,24 @@ def loopback_gateway(tmp: Path) -> Iterator[LoopbackGateway]:
     port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca.cert_pem, require_client_auth=True))
     server.start()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="data-loop", daemon=True)
+    thread.start()
+    data = DataListener(registry.uploads, registry.rejects, ca, "127.0.0.1:0")
+
+    async def start() -> None:
+        data.start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(5)
     try:
-        yield LoopbackGateway(sessions, ca, registry, server, f"127.0.0.1:{port}")
+        yield LoopbackGateway(sessions, ca, registry, server, f"127.0.0.1:{port}", data, loop)
     finally:
         server.stop(0)
+
+        async def stop() -> None:
+            data.close()
+            await asyncio.sleep(0.05)  # the cancelled tasks end
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)

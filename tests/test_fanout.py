@@ -17,10 +17,11 @@ from podcap.controller.service import CaptureService
 from podcap.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from podcap.model import AgentInfo, Capture, CaptureSpec, Status, Workload
 from podcap.transport.base import AgentHello
+from podcap.transport.data.incoming import Uploads
 from podcap.transport.grpc import codec
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.remote import RemoteAgent
-from podcap.transport.grpc.session import AgentSession, Uploads
+from podcap.transport.grpc.session import AgentSession
 from podcap.transport.rejects import Rejects
 from podcap.views import InventoryUpdate, NodeView
 

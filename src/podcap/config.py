@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     # Cluster (docs/CLUSTER.md). Controller side: where agents dial in; None = no remote agents.
     agent_listen: str | None = None  # mutual TLS; `podcap controller` defaults to 0.0.0.0:10444
     join_listen: str | None = None  # default: agent_listen's host, port 10445
+    data_listen: str | None = None  # downloads' bytes; default: agent_listen's host, port 10446
     ca_cert: Path | None = None  # the cluster CA; default: generated into data_dir
     ca_key: Path | None = None
     # Several replicas on PostgreSQL (controller/leader.py): the background work's lease; the
@@ -117,6 +118,12 @@ class Settings(BaseSettings):
         if self.join_listen or not self.agent_listen:
             return self.join_listen
         return f"{self.agent_listen.rsplit(':', 1)[0]}:{limits.JOIN_PORT_DEFAULT}"
+
+    @property
+    def data_listen_address(self) -> str | None:
+        if self.data_listen or not self.agent_listen:
+            return self.data_listen
+        return f"{self.agent_listen.rsplit(':', 1)[0]}:{limits.DATA_PORT_DEFAULT}"
 
     @property
     def join_dial_address(self) -> str:

@@ -51,6 +51,7 @@ from podcap.pki.ca import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
 from podcap.transport.base import AgentTransport
+from podcap.transport.data.listener import DataListener
 from podcap.transport.grpc.gateway import Gateway, start_gateway
 from podcap.transport.grpc.join import Identity, join
 from podcap.transport.grpc.uplinks import Uplinks
@@ -113,12 +114,17 @@ def build(settings: Settings, *, local_agent: bool = True
                              settings.trust_namespace_labels,
                              tcpdump.write_empty_pcap(data_dir / "empty-sll2.pcap"))
     stops: list[Callable[[], object]] = []
+    starts: list[Callable[[], object]] = []
     tokens = None
     if settings.agent_listen:
         ca = ClusterCA.load_or_create(data_dir, settings.ca_cert, settings.ca_key) \
             if isinstance(leader, Solo) else \
             shared_ca(sessions, data_dir, settings.ca_cert, settings.ca_key)  # replicas share
         tokens = JoinTokens(sessions, ca.fingerprint)
+        data = DataListener(registry.uploads, registry.rejects, ca,
+                            settings.data_listen_address or "")
+        starts.append(data.start)  # on the HTTP server's loop: no thread between the two
+        stops.append(data.close)
         grpc_server = start_gateway(Gateway(registry, tokens, ca, audit), settings.agent_listen,
                                     settings.join_listen_address)
         stops.append(lambda: grpc_server.stop(grace=1).wait())
@@ -136,8 +142,13 @@ def build(settings: Settings, *, local_agent: bool = True
         for stop in stops:
             stop()
 
-    app = create_app(service, auth, on_shutdown=shutdown, allowed_hosts=settings.trusted_hosts,
-                     api_docs=settings.api_docs, metrics_token=settings.metrics_token)
+    def startup() -> None:
+        for start in starts:
+            start()
+
+    app = create_app(service, auth, on_startup=startup, on_shutdown=shutdown,
+                     allowed_hosts=settings.trusted_hosts, api_docs=settings.api_docs,
+                     metrics_token=settings.metrics_token)
     if settings.metrics_listen:
         stops.insert(0, serve_separately(app.state.metrics, settings.metrics_listen,
                                          settings.metrics_token, settings.trusted_hosts))
@@ -205,7 +216,7 @@ def run_agent(settings: Settings) -> None:
 
 
 def _few_malloc_arenas() -> None:
-    """Download chunks are allocated on gRPC threads and freed on HTTP threads; with glibc's
+    """Download chunks are allocated on one thread and freed on another; with glibc's
     default of 8 arenas per core that memory stays with the process (measured: RSS +39 MB per
     1 GB download through the controller; +1 MB with 2 arenas, BENCHMARKS.md)."""
     try:

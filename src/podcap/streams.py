@@ -33,7 +33,7 @@ class PcapStream:
     size: int | None
     on_close: Callable[[], None] | None = field(default=None, repr=False)
     # The same chunks read on the event loop, where a source has them there (a remote agent's
-    # upload, transport/grpc/session.py): an HTTP response then takes each without a worker
+    # download, transport/data/incoming.py): an HTTP response then takes each without a worker
     # thread's round trip. A reader uses one of ``chunks`` and ``achunks``, never both.
     achunks: AsyncIterator[bytes] | None = field(default=None, repr=False)
 

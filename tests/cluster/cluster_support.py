@@ -54,6 +54,7 @@ class Cluster:
     host: str
     agent_port: int
     join_port: int
+    data_port: int = 0
 
     @property
     def agent_address(self) -> str:
@@ -123,15 +124,16 @@ class AgentProc:
 def running_cluster(tmp_path: Path, host: str = "127.0.0.1", database_url: str | None = None,
                     env: dict[str, str] | None = None) -> Iterator[Cluster]:
     sweep_orphans()
-    agent_port, join_port = free_port(), free_port()
+    agent_port, join_port, data_port = free_port(), free_port(), free_port()
     env = {**(env or {}), OWNER: str(os.getpid()),
            **({"PODCAP_DATABASE_URL": database_url} if database_url else {})}
     server = Server(data_dir=tmp_path / "controller", port=free_port(),
                     password=secrets.token_urlsafe(12), command="controller", env=env,
                     extra_args=["--agent-listen", f"{host}:{agent_port}",
-                                "--join-listen", f"{host}:{join_port}"])
+                                "--join-listen", f"{host}:{join_port}",
+                                "--data-listen", f"{host}:{data_port}"])
     server.start()
     try:
-        yield Cluster(server, host, agent_port, join_port)
+        yield Cluster(server, host, agent_port, join_port, data_port)
     finally:
         server.stop()

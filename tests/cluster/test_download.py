@@ -116,7 +116,7 @@ def test_a_reader_that_goes_away_ends_the_agents_read(bulk: Bulk) -> None:
         first = next(r.iter_raw(1024 * 1024))
         assert first[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")
     # The HTTP client closed after ~1 MB of ~21 MB: the controller drops the download and the
-    # agent's Upload call ends early instead of reading the rest.
+    # agent's data connection ends early instead of reading the rest.
     wait_for(lambda: "ended early" in bulk.agent.log(), timeout=10,
              what="the agent to stop its read")
     assert "cancelled by its reader" in bulk.cluster.server.log()

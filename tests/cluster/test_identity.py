@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from sqlalchemy import create_engine, text
 from podcap.errors import InvalidArgument, Unauthenticated
 from podcap.pki.csr import new_key_and_csr
 from podcap.pki.names import AGENT_URI_PREFIX, CONTROLLER_NAME, NODE_URI_PREFIX
+from podcap.transport.data import wire
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.join import CLIENT_OPTIONS, Identity, join
@@ -251,16 +253,14 @@ def test_malformed_oversized_and_out_of_order_messages(cluster: Cluster) -> None
     with contextlib.suppress(grpc.RpcError):
         _session(cluster, creds, [_hello("rude"), pb.AgentMessage(
             reply=pb.Reply(seq=999_999, ok=pb.Empty()))], timeout=2)
-    # An upload nobody asked for, or one without its header.
-    with grpc.secure_channel(cluster.agent_address, creds, options=CLIENT_OPTIONS) as channel:
-        stub = pb_grpc.AgentGatewayStub(channel)
-        for chunks, code in (
-                ([pb.PcapChunk(header=pb.UploadHeader(download_id="f" * 32, size=-1))],
-                 grpc.StatusCode.NOT_FOUND),
-                ([pb.PcapChunk(data=b"x")], grpc.StatusCode.INVALID_ARGUMENT)):
-            with pytest.raises(grpc.RpcError) as caught:
-                stub.Upload(iter(chunks), timeout=5)
-            assert caught.value.code() == code
+    # A download nobody asked for, on the data port (tests/security/test_data_port.py has
+    # each refusal): the connection is closed and nothing else happens.
+    with socket.create_connection((cluster.host, cluster.data_port)) as raw, \
+            wire.client_context(identity.key_pem, identity.cert_pem, identity.ca_pem
+                                ).wrap_socket(raw, server_hostname=CONTROLLER_NAME) as tls:
+        tls.sendall(wire.header("f" * 32, -1) + wire.FRAME.pack(wire.DATA, 1) + b"x")
+        tls.settimeout(10)
+        assert tls.recv(1) == b""
     wait_for(lambda: "reply 999999 answers no open command" in cluster.server.log(),
              timeout=5, what="the stray reply to be logged")
     assert httpx.get(cluster.server.url + "/healthz").status_code == 200

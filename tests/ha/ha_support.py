@@ -58,6 +58,7 @@ class Replica:
     cert: Path
     key: Path
     env: dict[str, str]
+    data_port: int = field(default_factory=free_port)  # kept across restarts, as the others
     proc: subprocess.Popen | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -90,7 +91,8 @@ class Replica:
         argv = [PODCAP, "controller", "--listen", f"127.0.0.1:{self.port}",
                 "--cert", str(self.cert), "--key", str(self.key),
                 "--data-dir", str(self.data_dir),
-                "--agent-listen", self.agent_address, "--join-listen", self.join_address]
+                "--agent-listen", self.agent_address, "--join-listen", self.join_address,
+                "--data-listen", f"{self.host}:{self.data_port}"]
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()

@@ -174,7 +174,9 @@ def test_agent_dials_the_controller_service() -> None:
     objects = render("sqlite")
     service = find(objects, "Service", "podcap-controller")
     ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
-    assert ports == {"api": 10443, "agents": 10444, "join": 10445}
+    assert ports == {"api": 10443, "agents": 10444, "join": 10445, "data": 10446}
+    ctl = container(find(objects, "Deployment", "podcap-controller"), "controller")
+    assert {p["name"]: p["containerPort"] for p in ctl["ports"]} == ports
     env = {e["name"]: e.get("value") for e in container(
         find(objects, "DaemonSet", "podcap-agent"), "agent")["env"]}
     assert env["PODCAP_CONTROLLER"] == f"podcap-controller:{ports['agents']}"
@@ -266,8 +268,8 @@ def test_postgres_overlay_runs_two_replicas_that_survive_a_drain() -> None:
     headless = find(objects, "Service", "podcap-controller-agents")
     assert headless["spec"]["clusterIP"] == "None"
     assert headless["spec"]["selector"].items() <= labels.items()
-    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {"agents": 10444,
-                                                                         "join": 10445}
+    assert {p["name"]: p["port"] for p in headless["spec"]["ports"]} == {
+        "agents": 10444, "join": 10445, "data": 10446}
     env = {e["name"]: e.get("value") for e in container(
         find(objects, "DaemonSet", "podcap-agent"), "agent")["env"]}
     assert env["PODCAP_CONTROLLER"] == "podcap-controller-agents:10444"

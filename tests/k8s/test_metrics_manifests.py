@@ -73,4 +73,5 @@ def test_the_other_overlays_keep_metrics_on_the_api_port_only() -> None:
     for overlay in OVERLAYS:
         ctl = container(find(render(overlay), "Deployment", "podcap-controller"), "controller")
         assert "PODCAP_METRICS_LISTEN" not in {e["name"] for e in ctl["env"]}, overlay
-        assert {p["containerPort"] for p in ctl["ports"]} == {10443, 10444, 10445}, overlay
+        assert {p["containerPort"] for p in ctl["ports"]} == {10443, 10444, 10445, 10446}, \
+            overlay

@@ -1,7 +1,7 @@
-"""Follow a capture on a remote agent: agent -> gRPC upload -> controller -> HTTP, live.
+"""Follow a capture on a remote agent: agent -> data port -> controller -> HTTP, live.
 
-A quiet follow stream must outlive the controller's upload idle limit (UPLOAD_IDLE_S): the
-agent sends empty keepalive chunks while nothing happens. The controller here runs with a short
+A quiet follow stream must outlive the controller's download idle limit (UPLOAD_IDLE_S): the
+agent sends empty keepalive frames while nothing happens. The controller here runs with a short
 idle limit (PODCAP_UPLOAD_IDLE_S, still above the keepalive interval) so that test waits seconds,
 not the default 30."""
 

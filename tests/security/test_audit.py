@@ -26,7 +26,8 @@ def srv(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]:
     ports = (free_port(), free_port())
     with running_server(tmp_path_factory.mktemp("audit"), env=env, extra_args=[
             "--agent-listen", f"127.0.0.1:{ports[0]}",
-            "--join-listen", f"127.0.0.1:{ports[1]}"]) as server:
+            "--join-listen", f"127.0.0.1:{ports[1]}",
+            "--data-listen", f"127.0.0.1:{free_port()}"]) as server:
         server.agent_ports = ports  # type: ignore[attr-defined]
         yield server
 

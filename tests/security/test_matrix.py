@@ -224,7 +224,8 @@ def bed(tmp_path_factory) -> Iterator[Bed]:
     try:
         with running_server(tmp_path_factory.mktemp("matrix"), extra_args=[
                 "--trust-namespace-labels", "--agent-listen", f"127.0.0.1:{ports[0]}",
-                "--join-listen", f"127.0.0.1:{ports[1]}", "--alertmanager-token", HOOK_TOKEN]
+                "--join-listen", f"127.0.0.1:{ports[1]}", "--data-listen",
+                f"127.0.0.1:{free_port()}", "--alertmanager-token", HOOK_TOKEN]
                 ) as server:
             with server.client() as c:
                 for caller in CALLERS[1:]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +21,8 @@ import pytest
 
 from podcap import limits
 from podcap.errors import FailedPrecondition
+from podcap.pki.names import CONTROLLER_NAME
+from podcap.transport.data import wire
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.join import CLIENT_OPTIONS, join
@@ -302,6 +305,9 @@ def threads(bed: Bed) -> int:
 
 
 def test_silent_streams_cannot_hold_the_server(bed: Bed, rogues: list[Rogue]) -> None:
+    """50 silent sessions (gRPC: a server thread each) and 50 silent data connections (the
+    data port: a socket each, on the event loop): refused over the caps, the rest cancelled
+    after the first-message limit, and the real node's download goes on meanwhile."""
     rogue = Rogue(bed.cluster, unique("silent"))
     rogues.append(rogue)
     quiet = threading.Event()
@@ -313,23 +319,30 @@ def test_silent_streams_cannot_hold_the_server(bed: Bed, rogues: list[Rogue]) ->
 
     threads_before = threads(bed)
     outcomes: list[str] = []
+    assert rogue.identity is not None
+    data_tls = wire.client_context(rogue.identity.key_pem, rogue.identity.cert_pem,
+                                   rogue.identity.ca_pem)
 
     def hold(kind: str) -> None:
+        began = time.monotonic()
+        if kind == "data":  # TLS with the rogue's certificate, then not a byte
+            with socket.create_connection((bed.cluster.host, bed.cluster.data_port)) as raw, \
+                    data_tls.wrap_socket(raw, server_hostname=CONTROLLER_NAME) as tls:
+                tls.settimeout(30)
+                outcomes.append(f"data closed {time.monotonic() - began:.0f}s"
+                                if tls.recv(1) == b"" else "data answered")
+            return
         with rogue.channel() as channel:
             stub = pb_grpc.AgentGatewayStub(channel)
-            began = time.monotonic()
             try:
-                if kind == "session":
-                    list(stub.Session(silent(), timeout=30))
-                else:
-                    stub.Upload(silent(), timeout=30)
+                list(stub.Session(silent(), timeout=30))
                 outcomes.append(f"{kind} ended")
             except grpc.RpcError as exc:
                 outcomes.append(f"{kind} {exc.code().name} {time.monotonic() - began:.0f}s")
 
     try:
         with ThreadPoolExecutor(100) as pool:
-            for kind in ["session"] * 50 + ["upload"] * 50:
+            for kind in ["session"] * 50 + ["data"] * 50:
                 pool.submit(hold, kind)
             time.sleep(1.5)
             threads_during = threads(bed)
@@ -341,12 +354,15 @@ def test_silent_streams_cannot_hold_the_server(bed: Bed, rogues: list[Rogue]) ->
           f"{sum('CANCELLED' in o for o in outcomes)} held then cancelled")
     refused = [o for o in outcomes if "RESOURCE_EXHAUSTED" in o]
     cancelled = [o for o in outcomes if "CANCELLED" in o]
-    assert len(refused) >= 100 - limits.AGENT_SESSIONS_MAX - limits.AGENT_UPLOADS_MAX
+    assert len(refused) >= 50 - limits.AGENT_SESSIONS_MAX
     assert all(int(o.split()[-1][:-1]) <= limits.STREAM_FIRST_MESSAGE_S + 2 for o in cancelled)
-    # Held (each a server thread) only up to the caps, and only until the first-message limit.
-    assert len(cancelled) <= limits.AGENT_SESSIONS_MAX + limits.AGENT_UPLOADS_MAX
+    # Held (each a server thread) only up to the cap, and only until the first-message limit.
+    assert len(cancelled) <= limits.AGENT_SESSIONS_MAX
+    closed = [o for o in outcomes if o.startswith("data closed")]
+    assert len(closed) == 50  # each closed by the controller, none answered
+    assert all(int(o.split()[-1][:-1]) <= limits.STREAM_FIRST_MESSAGE_S + 2 for o in closed)
     assert metric(bed, "podcap_agent_streams_refused_total", agent_id=rogue.agent_id) >= \
-        len(refused)
+        len(refused) + len(closed)
 
 
 # ---- caps on what one agent reports ---------------------------------------------------------

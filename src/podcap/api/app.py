@@ -47,10 +47,13 @@ STATIC = Path(__file__).resolve().parent.parent / "web" / "static"
 
 def create_app(service: CaptureService, auth: Auth,
                on_shutdown: Callable[[], None] | None = None, *,
+               on_startup: Callable[[], None] | None = None,
                allowed_hosts: Sequence[str] = ("*",), api_docs: bool = False,
                metrics_token: str | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:  # on the server's event loop (the data port listens there)
+            on_startup()
         yield
         if on_shutdown is not None:
             on_shutdown()

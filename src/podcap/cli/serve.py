@@ -69,6 +69,9 @@ AgentListen = Annotated[str | None, Opt(help="host:port where agents dial in, mu
 JoinListen = Annotated[str | None, Opt(help="host:port where new agents join with a token "
                                        "[PODCAP_JOIN_LISTEN]; default: agent host, port "
                                        "10445.")]
+DataListen = Annotated[str | None, Opt(help="host:port where agents bring downloads' bytes, "
+                                       "mutual TLS [PODCAP_DATA_LISTEN]; default: agent "
+                                       "host, port 10446.")]
 CaCert = Annotated[Path | None, Opt(help="Cluster CA certificate (PEM) [PODCAP_CA_CERT]; "
                                     "default: generated in the data dir.")]
 CaKey = Annotated[Path | None, Opt(help="Cluster CA key (PEM) [PODCAP_CA_KEY].")]
@@ -95,8 +98,9 @@ def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, ke
           docker_socket: DockerSocket = None, cri_socket: CriSocket = None,
           node_name: NodeName = None, disk_budget: DiskBudget = None,
           log_level: LogLevel = None, agent_listen: AgentListen = None,
-          join_listen: JoinListen = None, ca_cert: CaCert = None, ca_key: CaKey = None,
-          allowed_hosts: AllowedHosts = None, api_docs: ApiDocs = None,
+          join_listen: JoinListen = None, data_listen: DataListen = None,
+          ca_cert: CaCert = None, ca_key: CaKey = None, allowed_hosts: AllowedHosts = None,
+          api_docs: ApiDocs = None,
           trust_namespace_labels: TrustLabels = None, log_format: LogFormat = None,
           metrics_token: MetricsToken = None, metrics_listen: MetricsListen = None,
           retention_days: RetentionDays = None, reclaim: Reclaim = None,
@@ -115,8 +119,8 @@ def controller(data_dir: DataDir = None, listen: Listen = None, cert: Cert = Non
                                                 "TLS [PODCAP_AGENT_LISTEN].",
                                                 envvar="PODCAP_AGENT_LISTEN")
                                        ] = f"0.0.0.0:{limits.AGENT_PORT_DEFAULT}",
-               join_listen: JoinListen = None, ca_cert: CaCert = None,
-               ca_key: CaKey = None, allowed_hosts: AllowedHosts = None,
+               join_listen: JoinListen = None, data_listen: DataListen = None,
+               ca_cert: CaCert = None, ca_key: CaKey = None, allowed_hosts: AllowedHosts = None,
                api_docs: ApiDocs = None, trust_namespace_labels: TrustLabels = None,
                log_format: LogFormat = None, metrics_token: MetricsToken = None,
                metrics_listen: MetricsListen = None,

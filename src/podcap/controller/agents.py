@@ -22,8 +22,9 @@ from podcap.controller.db import AgentRecord
 from podcap.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
 from podcap.model import AgentInfo
 from podcap.transport.base import AgentHello, AgentTransport
+from podcap.transport.data.incoming import Uploads
 from podcap.transport.grpc.remote import RemoteAgent
-from podcap.transport.grpc.session import AgentSession, Uploads
+from podcap.transport.grpc.session import AgentSession
 from podcap.transport.rejects import Rejects
 
 log = logging.getLogger("podcap.controller.agents")

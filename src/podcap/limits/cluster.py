@@ -18,8 +18,9 @@ JOIN_TOKEN_USES_MAX: Final = 1000  # bounds what one leaked token can join
 CSR_MAX_BYTES: Final = 16 * 1024
 
 # Cluster: agents dial the controller (docs/CLUSTER.md).
-AGENT_PORT_DEFAULT: Final = 10444  # mutual TLS: sessions and uploads
+AGENT_PORT_DEFAULT: Final = 10444  # mutual TLS: sessions (gRPC)
 JOIN_PORT_DEFAULT: Final = 10445  # server TLS only: Join (an agent has no certificate yet)
+DATA_PORT_DEFAULT: Final = 10446  # mutual TLS: downloads' bytes (transport/data/)
 HEARTBEAT_INTERVAL_S: Final = 3.0  # agent → controller when nothing else is said
 # No message for this long marks an agent disconnected; with the heartbeat above, a cut link
 # shows within 10-11 s (the issue asks for 15).
@@ -48,8 +49,7 @@ INVENTORY_WATCHED_RELIST_S: Final = 30.0
 INVENTORY_SYNC_S: Final = 1.2  # as FANOUT_DEADLINE_S: the fan-out waits no longer
 # /api/workloads?limit=: at most this many a page (no limit given: all of them, as before).
 WORKLOADS_PAGE_MAX: Final = 1_000
-UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per gRPC message
-UPLOAD_QUEUE_CHUNKS: Final = 4  # controller-side buffer per download: memory ≈ 4 MiB
+UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per data frame (transport/data/wire.py)
 # A download with no chunk for this long fails (either side). PODCAP_UPLOAD_IDLE_S overrides it
 # for a process (tests prove the follow keepalive without waiting 30 s); it must stay above
 # FOLLOW_KEEPALIVE_S, or every quiet follow stream would be cut.
@@ -77,14 +77,17 @@ AGENT_LABEL_VALUE_MAX_CHARS: Final = 4096  # Docker labels may hold more than Ku
 AGENT_WORKLOAD_LABELS_MAX: Final = 256
 AGENT_WORKLOAD_IPS_MAX: Final = 64
 AGENT_ARGS_MAX: Final = 64  # tcpdump's argv as reported
-# A stream (Session or Upload) must send its Hello or its upload header within this, or it is
-# cancelled: 200 silent sessions once held 198 of the 256 server threads forever.
+# A Session must send its Hello, a data connection its TLS handshake and header, within this,
+# or it is cancelled: 200 silent sessions once held 198 of the 256 server threads forever.
 STREAM_FIRST_MESSAGE_S: Final = 5.0
 # Open streams of one agent certificate at once: a session (a second one replaces the first,
-# so two overlap briefly while it reconnects) and its downloads. With GRPC_WORKERS threads,
-# one certificate can never hold more than a small part of the pool.
+# so two overlap briefly while it reconnects) and its downloads' data connections. With
+# GRPC_WORKERS threads, one certificate can never hold more than a small part of the pool.
 AGENT_SESSIONS_MAX: Final = 2
 AGENT_UPLOADS_MAX: Final = 32  # the agent's own upload pool is 32 threads (transport/uplink.py)
+# Data-port connections not yet past their TLS handshake and header (anyone may open one):
+# more are closed at once, so unauthenticated peers hold a bounded number of sockets.
+DATA_HANDSHAKES_MAX: Final = 256
 # Invalid messages of one agent are logged at most once per this many seconds (and all counted
 # in podcap_agent_messages_dropped_total), so a lying node cannot flood the log either.
 AGENT_REJECT_LOG_S: Final = 10.0

@@ -28,7 +28,12 @@ WORKLOADS = "workloads"
 CAPTURES = "captures"
 SESSIONS = "sessions"
 UPLOADS = "uploads"
-NO_FIRST_MESSAGE = "no_first_message"  # no Hello / upload header in time
+NO_FIRST_MESSAGE = "no_first_message"  # no Hello / download header in time
+# The data port (transport/data/listener.py): no TLS with a cluster agent certificate; a header
+# that is not podcap's; a ticket unknown, used, expired or issued to another agent.
+UNAUTHENTICATED = "unauthenticated"
+BAD_HEADER = "bad_header"
+BAD_TICKET = "bad_ticket"
 # Not a refusal, logged as sparingly: a view repaired by a snapshot (counted by transport/grpc/
 # pushed.py as podcap_inventory_resyncs_total); a node that lies about its numbers asks often.
 RESYNC = "resync"

@@ -140,7 +140,8 @@ def _rejects(svc: CaptureService) -> Iterator[Metric]:
              "than limits.AGENT_WORKLOADS_MAX / AGENT_CAPTURES_MAX (the answer was refused).",
              ["agent_id", "node", "what"], hit),
             ("podcap_agent_streams_refused", "Agent streams refused or cancelled: over the "
-             "per-agent cap (sessions, uploads) or silent past limits.STREAM_FIRST_MESSAGE_S.",
+             "per-agent cap (sessions, uploads), silent past limits.STREAM_FIRST_MESSAGE_S, "
+             "or refused on the data port (unauthenticated, bad_header, bad_ticket).",
              ["agent_id", "why"], streams),
             ("podcap_joins_refused", "Joins refused on the join port, by reason "
              "(rate_limited, or the error's kind).", ["why"],

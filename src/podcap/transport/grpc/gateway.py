@@ -1,4 +1,5 @@
-"""The controller's gRPC listeners for agents: Join, Session and Upload.
+"""The controller's gRPC listeners for agents: Join and Session (a download's bytes come on
+the data port instead: ``transport/data/``).
 
 Two ports, one service. The agent port demands a client certificate from the cluster CA
 (mutual TLS, no plaintext mode); the join port cannot (a joining agent has no certificate yet)
@@ -25,7 +26,7 @@ from typing import NoReturn, TypeVar
 import grpc
 
 from podcap import limits
-from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted, Unavailable
+from podcap.errors import InvalidArgument, PodcapError, ResourceExhausted
 from podcap.pki.ca import ClusterCA
 from podcap.pki.listener import server_pair
 from podcap.pki.names import agent_id_of, fingerprint, node_of
@@ -33,7 +34,7 @@ from podcap.transport import rejects
 from podcap.transport.grpc import checks, codec
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.grpc.errors import abort, from_wire
+from podcap.transport.grpc.errors import abort
 from podcap.transport.grpc.gateway_needs import AuditLog, Members, Tokens
 from podcap.transport.grpc.join_gate import JoinGate, peer_address
 from podcap.transport.grpc.remote import RemoteAgent
@@ -157,56 +158,6 @@ class Gateway(pb_grpc.AgentGatewayServicer):
             if message is None:
                 return
             yield message
-
-    # ---- Upload (agent port) ----------------------------------------------------------
-
-    def Upload(self, request_iterator: Iterator[pb.PcapChunk],
-               context: grpc.ServicerContext) -> pb.UploadReply:
-        agent_id, _, _ = self._identify(context)
-        with self._stream(context, agent_id, "uploads", limits.AGENT_UPLOADS_MAX):
-            return self._upload(request_iterator, context, agent_id)
-
-    def _upload(self, request_iterator: Iterator[pb.PcapChunk], context: grpc.ServicerContext,
-                agent_id: str) -> pb.UploadReply:
-        first = self._first(request_iterator, context, agent_id, "its upload header")
-        if first is None or first.WhichOneof("part") != "header":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "an upload begins with its header")
-            return pb.UploadReply()  # unreachable: abort raises
-        try:
-            upload = self.registry.uploads.claim(first.header.download_id, agent_id)
-        except PodcapError as exc:
-            log.warning("agent %s: upload refused: %s", agent_id, exc.message)
-            abort(context, exc)
-        if first.header.size < -1:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"upload size {first.header.size} is neither -1 nor a size")
-        upload.begin(first.header.size)
-        error: PodcapError | None = None
-        try:
-            for chunk in request_iterator:
-                part = chunk.WhichOneof("part")
-                if part == "data":
-                    data = chunk.data  # each read of the field is a copy of its bytes
-                    if len(data) > limits.UPLOAD_CHUNK_BYTES:
-                        raise InvalidArgument(f"chunk of {len(data)} bytes exceeds "
-                                              f"{limits.UPLOAD_CHUNK_BYTES}")
-                    if not upload.put(data):
-                        log.info("agent %s: download %s cancelled by its reader", agent_id,
-                                 upload.id)
-                        context.cancel()
-                        return pb.UploadReply()
-                elif part == "error":
-                    error = from_wire(chunk.error)
-                    break
-                else:
-                    raise InvalidArgument(f"unexpected {part} inside an upload")
-        except PodcapError as exc:
-            log.warning("agent %s: upload failed: %s", agent_id, exc.message)
-            error = exc
-        except grpc.RpcError:
-            error = Unavailable(f"agent {agent_id}: the upload broke off")
-        upload.finish(error)
-        return pb.UploadReply()
 
     # ---- identity ---------------------------------------------------------------------
 

@@ -9,14 +9,13 @@ from typing import Protocol
 
 from podcap.transport.base import AgentHello
 from podcap.transport.grpc.remote import RemoteAgent
-from podcap.transport.grpc.session import AgentSession, Uploads
+from podcap.transport.grpc.session import AgentSession
 from podcap.transport.rejects import Rejects
 
 
 class Members(Protocol):
     """Who may join and connect: the controller's agent registry."""
 
-    uploads: Uploads
     rejects: Rejects
 
     def name_free(self, node: str) -> None: ...

@@ -2,7 +2,8 @@
 and the view its pushed inventory feeds (views.py).
 
 The agent dialled in and holds one gRPC stream open (``transport/grpc/gateway.py`` serves it;
-``session.py`` carries commands and downloads over it). Each method of the interface is one
+``session.py`` carries commands over it; a download's bytes come on the data port,
+``transport/data/``). Each method of the interface is one
 command and the check of its answer (``codec.py``): a lying node's entries are dropped and
 counted, never believed.
 
@@ -27,11 +28,12 @@ from podcap.model import AgentInfo, Capture, CaptureSpec, Recording, Workload
 from podcap.streams import PcapRequest, PcapStream
 from podcap.transport import rejects
 from podcap.transport.base import AgentHello
+from podcap.transport.data.incoming import Uploads
 from podcap.transport.grpc import codec
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.errors import from_wire
 from podcap.transport.grpc.pushed import Pushed
-from podcap.transport.grpc.session import AgentSession, Uploads
+from podcap.transport.grpc.session import AgentSession
 from podcap.transport.rejects import RESYNC, Rejects
 from podcap.views import InventoryUpdate, NodeView
 
@@ -202,22 +204,22 @@ class RemoteAgent:
         return self._one(codec.document_from_wire, data, "document")
 
     def stream_pcap(self, capture_id: str, request: PcapRequest = PcapRequest()) -> PcapStream:
+        """The command names a one-time ticket; the agent brings the bytes on the data port
+        (``transport/data/``) and the stream reads them from that connection."""
         upload = self._uploads.expect(self._info.id)
         try:
-            self._call(pb.Command(download=codec.download_to_pb(capture_id, request, upload.id)),
-                       limits.COMMAND_TIMEOUT_S)
+            download = codec.download_to_pb(capture_id, request, upload.id)
+            download.data_port = self._uploads.port
+            self._call(pb.Command(download=download), limits.COMMAND_TIMEOUT_S)
             if not upload.started.wait(limits.COMMAND_TIMEOUT_S):
                 raise Unavailable(f"node {self._info.node} did not start the download within "
                                   f"{limits.COMMAND_TIMEOUT_S:g} s")
-            error = upload.first_error()
-            if error is not None:
-                raise error
         except BaseException:
-            upload.cancelled.set()
+            upload.cancel()
             self._uploads.forget(upload)
             raise
-        return PcapStream(upload.chunks(self._info.node), upload.size,
-                          on_close=upload.cancelled.set, achunks=upload.achunks(self._info.node))
+        return PcapStream(upload.chunks(self._info.node), upload.size, on_close=upload.cancel,
+                          achunks=upload.achunks(self._info.node))
 
     def close(self) -> None:
         session = self._session

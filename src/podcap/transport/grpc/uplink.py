@@ -7,8 +7,9 @@ reply, so the wire knows the interface, never the agent behind it (containerd's 
 service interface, served in-process or over gRPC).
 
 The agent dials the controller, so nodes open no port, and authenticates by its certificate
-alone. The session carries commands down and replies and heartbeats up; each download is an
-``Upload`` call of its own, so a large one never delays a command. When the controller is away
+alone. The session carries commands down and replies and heartbeats up; each download's bytes
+go on a data connection of their own (``transport/data/sender.py``), so a large one never
+delays a command. When the controller is away
 the agent goes on capturing (durations and budgets are enforced here) and dials again every
 few seconds.
 """
@@ -29,6 +30,7 @@ from podcap import limits
 from podcap.errors import InvalidArgument, PodcapError
 from podcap.streams import PcapStream
 from podcap.transport.base import AgentTransport
+from podcap.transport.data import sender, wire
 from podcap.transport.grpc import codec, recorder_ops
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
@@ -38,8 +40,8 @@ from podcap.views import Feed, InventoryUpdate
 
 log = logging.getLogger("podcap.agent.uplink")
 
-# A command's answer: a reply, or a stream that an Upload call of its own carries (the reply
-# then says only that it began).
+# A command's answer: a reply, or a stream that a data connection of its own carries (the
+# reply then says only that it began).
 Answer = pb.Reply | PcapStream
 Handler = Callable[[AgentTransport, pb.Command], Answer]
 
@@ -123,8 +125,8 @@ def answer(transport: AgentTransport, command: pb.Command) -> tuple[pb.Reply, Pc
 
 class Uplink:
     """Keeps one session with the controller open for as long as the agent runs, serving
-    ``transport`` (for no copy on the way, one whose streams read ``UPLOAD_CHUNK_BYTES`` at a
-    time: larger blocks are cut, which copies them)."""
+    ``transport`` (one whose streams read ``UPLOAD_CHUNK_BYTES`` at a time: a download's frames
+    are then its blocks as read)."""
 
     def __init__(self, transport: AgentTransport, address: str, identity: Identity,
                  feed: Feed | None = None) -> None:
@@ -146,6 +148,10 @@ class Uplink:
         self._call: grpc.Future | None = None
         self._commands = ThreadPoolExecutor(16, thread_name_prefix="podcap-cmd")
         self._uploads = ThreadPoolExecutor(32, thread_name_prefix="podcap-upload")
+        # Downloads go to the data port of the host this session dials (transport/data/).
+        self._host = address.rpartition(":")[0].strip("[]")
+        self._data_tls = wire.client_context(identity.key_pem, identity.cert_pem,
+                                             identity.ca_pem)
 
     def run(self) -> None:
         """Until ``stop()``: dial, serve the session, and dial again when it ends."""
@@ -216,7 +222,7 @@ class Uplink:
                         else:  # nothing to push: an empty inventory, said once
                             push(InventoryUpdate(0, True))
                     elif kind == "command":
-                        self._commands.submit(self._execute, message.command, outbox, stub)
+                        self._commands.submit(self._execute, message.command, outbox)
                     elif kind == "resync" and self.feed is not None:
                         log.info("controller asked for a snapshot of the inventory")
                         self.feed.resync(push)
@@ -238,8 +244,7 @@ class Uplink:
 
     # ---- commands ---------------------------------------------------------------------
 
-    def _execute(self, command: pb.Command, outbox: queue.Queue[pb.AgentMessage],
-                 stub: pb_grpc.AgentGatewayStub) -> None:
+    def _execute(self, command: pb.Command, outbox: queue.Queue[pb.AgentMessage]) -> None:
         op = command.WhichOneof("op")
         self.handled[op or ""] += 1
         if command.deadline and time.time() > command.deadline + 1.0:
@@ -257,32 +262,6 @@ class Uplink:
         reply.seq = command.seq
         outbox.put(pb.AgentMessage(reply=reply))
         if stream is not None:
-            self._uploads.submit(self._upload, stub, command.download.download_id, stream)
-
-    def _upload(self, stub: pb_grpc.AgentGatewayStub, download_id: str,
-                stream: PcapStream) -> None:
-        def chunks() -> Iterator[pb.PcapChunk]:
-            yield pb.PcapChunk(header=pb.UploadHeader(
-                download_id=download_id, size=-1 if stream.size is None else stream.size))
-            try:
-                sent = time.monotonic()
-                for block in stream:  # read in chunk-sized blocks: sliced only when over
-                    if not block:  # a quiet follow stream (pcap/follow.py): a keepalive
-                        if time.monotonic() - sent >= limits.FOLLOW_KEEPALIVE_S:
-                            sent = time.monotonic()  # keeps the controller's idle limit away
-                            yield pb.PcapChunk(data=b"")
-                        continue
-                    sent = time.monotonic()
-                    for at in range(0, len(block), limits.UPLOAD_CHUNK_BYTES):
-                        yield pb.PcapChunk(data=block if len(block) <= limits.UPLOAD_CHUNK_BYTES
-                                           else block[at:at + limits.UPLOAD_CHUNK_BYTES])
-            except PodcapError as exc:
-                yield pb.PcapChunk(error=to_wire(exc))
-
-        try:
-            stub.Upload(chunks())
-        except grpc.RpcError as exc:
-            log.info("download %s ended early: %s", download_id,
-                     from_rpc(exc, "controller").message)
-        finally:
-            stream.close()
+            self._uploads.submit(sender.send, self._data_tls, self._host,
+                                 command.download.data_port, command.download.download_id,
+                                 stream)
