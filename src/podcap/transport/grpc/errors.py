@@ -1,11 +1,12 @@
 """The error tree across the wire, both ways, every kind intact.
 
-A command's failure travels inside a ``Reply`` (or an upload's ``PcapChunk``) as
-``Error{kind, message}``, kind = the class's name in ``podcap.errors``; a refused call (join,
-session, upload) travels as a gRPC status, the kind's own code from ``errors.EDGES``, with the
-kind's name in the trailing metadata: a status code is coarser than the tree (NotEnoughFilter
-and InvalidArgument share INVALID_ARGUMENT), the name is not. So an agent's ``NotFound`` is the
-controller's ``NotFound``, and a refused join's ``AlreadyExists`` is the agent's.
+A command's failure travels inside a ``Reply`` as ``Error{kind, message}`` (a download's on the
+data port likewise: transport/data/wire.py), kind = the class's name in ``podcap.errors``; a
+refused call (join, session) travels as a gRPC status, the kind's own code from
+``errors.EDGES``, with the kind's name in the trailing metadata: a status code is coarser than
+the tree (NotEnoughFilter and InvalidArgument share INVALID_ARGUMENT), the name is not. So an
+agent's ``NotFound`` is the controller's ``NotFound``, and a refused join's ``AlreadyExists`` is
+the agent's.
 """
 
 from __future__ import annotations
