@@ -99,8 +99,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid} enters a test bed: add its module to "
                                     "BED_MODULES in tests/conftest.py")
     if hasattr(config, "workerinput"):  # every worker sorts its (identical) collection alike
+        alone = {unit_of(i.nodeid) for i in items if i.get_closest_marker("alone")}
+
         def rank(item: pytest.Item) -> int:
             unit = unit_of(item.nodeid)
+            if unit in alone:  # last: see `alone` below
+                return len(LONGEST_FIRST) + 1
             return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
         items.sort(key=rank)  # stable: a module's own order is kept
 
@@ -110,7 +114,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # fixtures of the other workers, such as a container pair's 5 requests a second, go on). Every
 # other test holds the run's lock shared; an `alone` test holds it exclusively. A turnstile
 # taken first by both kinds keeps an `alone` test from waiting for ever behind a stream of
-# shared holders.
+# shared holders. While it waits for the others' current tests to end (one is the benchmarks'
+# smoke run, a single test of two minutes) every worker waits: so the units holding `alone`
+# tests (each a small module of its own) are handed out last, when the others are ending.
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
     if not hasattr(item.config, "workerinput"):
