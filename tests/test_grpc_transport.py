@@ -20,6 +20,8 @@ from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import abort, from_rpc
+from podcap.transport.grpc.gateway_server import GatewayServer
+from podcap.transport.grpc.join import CLIENT_OPTIONS
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import OPERATIONS, Uplink
 from tests.loopback_gateway import loopback_gateway
@@ -106,7 +108,7 @@ class StandIn:
 class Wire:
     stand_in: StandIn
     remote: RemoteAgent
-    server: grpc.Server
+    server: GatewayServer
 
 
 @pytest.fixture
@@ -239,3 +241,31 @@ def test_a_status_without_a_kind_is_read_by_its_code() -> None:
     assert type(from_rpc(Bare(grpc.StatusCode.DEADLINE_EXCEEDED), "p")) is errors.Unavailable
     forged = Bare(grpc.StatusCode.UNAVAILABLE, (("podcap-kind", "PermissionDenied"),))
     assert type(from_rpc(forged, "p")) is errors.Unavailable
+
+
+def test_an_upload_that_breaks_off_fails_its_download(tmp_path: Path) -> None:
+    """An agent whose upload stops midway (its process killed, its link cut) leaves a download
+    that fails naming why, never one that looks complete with the bytes so far: the gateway's
+    asyncio server tells a broken call from an ended one (gateway_server.py)."""
+    with loopback_gateway(tmp_path) as gw:
+        identity = gw.identity(NODE)
+        upload = gw.registry.uploads.expect(identity.agent_id)
+        hold = threading.Event()
+
+        def chunks() -> Iterator[pb.PcapChunk]:
+            yield pb.PcapChunk(header=pb.UploadHeader(download_id=upload.id, size=-1))
+            yield pb.PcapChunk(data=b"\xd4\xc3\xb2\xa1")
+            hold.wait(10)
+
+        got = b""
+        with grpc.secure_channel(gw.address, identity.credentials(),
+                                 options=CLIENT_OPTIONS) as channel:
+            call = pb_grpc.AgentGatewayStub(channel).Upload.future(chunks())
+            with pytest.raises(errors.Unavailable) as caught:
+                for chunk in upload.chunks(NODE):
+                    got += chunk
+                    if got:
+                        call.cancel()
+            hold.set()
+        assert got == b"\xd4\xc3\xb2\xa1"
+        assert "broke off" in caught.value.message, caught.value.message

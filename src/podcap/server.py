@@ -52,7 +52,8 @@ from podcap.pki.ca import ClusterCA
 from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
 from podcap.transport.base import AgentTransport
-from podcap.transport.grpc.gateway import Gateway, start_gateway
+from podcap.transport.grpc.gateway import Gateway
+from podcap.transport.grpc.gateway_server import start_gateway
 from podcap.transport.grpc.join import Identity, join
 from podcap.transport.grpc.uplinks import Uplinks
 
@@ -123,7 +124,7 @@ def build(settings: Settings, *, local_agent: bool = True
         tokens = JoinTokens(sessions, ca.fingerprint)
         grpc_server = start_gateway(Gateway(registry, tokens, ca, audit), settings.agent_listen,
                                     settings.join_listen_address)
-        stops.append(lambda: grpc_server.stop(grace=1).wait())
+        stops.append(lambda: grpc_server.stop(grace=1))
     groups = GroupService(service, sessions, leader=leader)
     stops.append(groups.close)
     recorders = RecorderService(service, sessions, leader=leader)

@@ -63,9 +63,9 @@ if UPLOAD_IDLE_S <= FOLLOW_KEEPALIVE_S:
                      f"({FOLLOW_KEEPALIVE_S:g} s)")
 # gRPC message size limit, both directions: a workload list of a few thousand containers.
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
-# Threads of the agent listener (made as needed): each connected agent's session holds one while
-# it is open, each download one more; 256 capped a controller at about 250 nodes, and bench
-# figure 11 connects 500 (simulated) plus real ones.
+# Threads of the agent listener's pool (made as needed): each join and each download holds one
+# while it runs. Sessions hold none (one event loop serves them all: transport/grpc/
+# gateway_session.py); when each held one, 256 capped a controller at about 250 nodes.
 GRPC_WORKERS: Final = 1_200
 
 # A joined node may be compromised (docs/CLUSTER.md, "A compromised node"): what one agent may
@@ -82,11 +82,12 @@ AGENT_WORKLOAD_LABELS_MAX: Final = 256
 AGENT_WORKLOAD_IPS_MAX: Final = 64
 AGENT_ARGS_MAX: Final = 64  # tcpdump's argv as reported
 # A stream (Session or Upload) must send its Hello or its upload header within this, or it is
-# cancelled: 200 silent sessions once held 198 of the 256 server threads forever.
+# cancelled: 200 silent sessions once held 198 of the 256 server threads forever (an upload
+# still holds a thread; a session holds memory).
 STREAM_FIRST_MESSAGE_S: Final = 5.0
 # Open streams of one agent certificate at once: a session (a second one replaces the first,
-# so two overlap briefly while it reconnects) and its downloads. With GRPC_WORKERS threads,
-# one certificate can never hold more than a small part of the pool.
+# so two overlap briefly while it reconnects) and its downloads. With GRPC_WORKERS threads
+# for downloads, one certificate can never hold more than a small part of the pool.
 AGENT_SESSIONS_MAX: Final = 2
 AGENT_UPLOADS_MAX: Final = 32  # the agent's own upload pool is 32 threads (transport/uplink.py)
 # Invalid messages of one agent are logged at most once per this many seconds (and all counted

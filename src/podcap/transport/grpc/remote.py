@@ -1,7 +1,7 @@
 """The controller's side of a remote agent: an ``AgentTransport`` over the agent's session,
 and the view its pushed inventory feeds (views.py).
 
-The agent dialled in and holds one gRPC stream open (``transport/grpc/gateway.py`` serves it;
+The agent dialled in and holds one gRPC stream open (``gateway_session.py`` serves it;
 ``session.py`` carries commands and downloads over it). Each method of the interface is one
 command and the check of its answer (``codec.py``): a lying node's entries are dropped and
 counted, never believed.
