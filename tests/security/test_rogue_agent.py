@@ -343,6 +343,10 @@ def test_silent_streams_cannot_hold_the_server(bed: Bed, rogues: list[Rogue]) ->
     cancelled = [o for o in outcomes if "CANCELLED" in o]
     assert len(refused) >= 100 - limits.AGENT_SESSIONS_MAX - limits.AGENT_UPLOADS_MAX
     assert all(int(o.split()[-1][:-1]) <= limits.STREAM_FIRST_MESSAGE_S + 2 for o in cancelled)
+    # Refused or ended by the first-message limit, sessions and uploads alike: none left to
+    # its own deadline.
+    assert set(refused + cancelled) == set(outcomes), outcomes
+    assert {o.split()[0] for o in cancelled} == {"session", "upload"}, outcomes
     # Held (each a server thread) only up to the caps, and only until the first-message limit.
     assert len(cancelled) <= limits.AGENT_SESSIONS_MAX + limits.AGENT_UPLOADS_MAX
     assert metric(bed, "podcap_agent_streams_refused_total", agent_id=rogue.agent_id) >= \
