@@ -8,12 +8,10 @@ import asyncio
 import secrets
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from sqlalchemy.orm import sessionmaker
 
 from podcap.controller.agents import AgentRegistry
@@ -22,11 +20,10 @@ from podcap.controller.db import open_db
 from podcap.controller.join_tokens import JoinTokens
 from podcap.pki.ca import ClusterCA
 from podcap.pki.csr import new_key_and_csr
-from podcap.pki.listener import server_pair
 from podcap.pki.names import fingerprint
 from podcap.transport.data.listener import DataListener
-from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
-from podcap.transport.grpc.gateway import SERVER_OPTIONS, Gateway
+from podcap.transport.grpc.gateway import Gateway
+from podcap.transport.grpc.gateway_server import GatewayServer
 from podcap.transport.grpc.join import Identity
 
 
@@ -35,7 +32,7 @@ class LoopbackGateway:
     sessions: sessionmaker
     ca: ClusterCA
     registry: AgentRegistry
-    server: grpc.Server
+    server: GatewayServer
     address: str
     data: DataListener
     loop: asyncio.AbstractEventLoop
@@ -55,12 +52,7 @@ def loopback_gateway(tmp: Path) -> Iterator[LoopbackGateway]:
     ca = ClusterCA.load_or_create(tmp / "ca")
     registry = AgentRegistry(sessions)
     gateway = Gateway(registry, JoinTokens(sessions, ca.fingerprint), ca, Audit(sessions))
-    server = grpc.server(futures.ThreadPoolExecutor(16), options=SERVER_OPTIONS)
-    pb_grpc.add_AgentGatewayServicer_to_server(gateway, server)
-    key, cert = server_pair(ca)
-    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca.cert_pem, require_client_auth=True))
-    server.start()
+    server = GatewayServer(gateway, "127.0.0.1:0", None)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="data-loop", daemon=True)
     thread.start()
@@ -71,7 +63,8 @@ def loopback_gateway(tmp: Path) -> Iterator[LoopbackGateway]:
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(5)
     try:
-        yield LoopbackGateway(sessions, ca, registry, server, f"127.0.0.1:{port}", data, loop)
+        yield LoopbackGateway(sessions, ca, registry, server, f"127.0.0.1:{server.agent_port}",
+                              data, loop)
     finally:
         server.stop(0)
 

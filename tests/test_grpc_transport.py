@@ -20,6 +20,7 @@ from podcap.streams import PcapRequest, PcapStream
 from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import abort, from_rpc
+from podcap.transport.grpc.gateway_server import GatewayServer
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import OPERATIONS, Uplink
 from tests.loopback_gateway import loopback_gateway
@@ -106,7 +107,7 @@ class StandIn:
 class Wire:
     stand_in: StandIn
     remote: RemoteAgent
-    server: grpc.Server
+    server: GatewayServer
 
 
 @pytest.fixture
@@ -239,3 +240,4 @@ def test_a_status_without_a_kind_is_read_by_its_code() -> None:
     assert type(from_rpc(Bare(grpc.StatusCode.DEADLINE_EXCEEDED), "p")) is errors.Unavailable
     forged = Bare(grpc.StatusCode.UNAVAILABLE, (("podcap-kind", "PermissionDenied"),))
     assert type(from_rpc(forged, "p")) is errors.Unavailable
+

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import secrets
@@ -52,7 +53,8 @@ from podcap.runtime.factory import open_runtimes
 from podcap.tls import ensure_self_signed, is_loopback
 from podcap.transport.base import AgentTransport
 from podcap.transport.data.listener import DataListener
-from podcap.transport.grpc.gateway import Gateway, start_gateway
+from podcap.transport.grpc.gateway import Gateway
+from podcap.transport.grpc.gateway_server import start_gateway
 from podcap.transport.grpc.join import Identity, join
 from podcap.transport.grpc.uplinks import Uplinks
 
@@ -68,6 +70,7 @@ def serve(settings: Settings, *, local_agent: bool = True) -> None:
     except PodcapError as exc:
         sys.exit(f"podcap {role}: {exc.message}")
     sys.setswitchinterval(limits.GIL_SWITCH_S)  # the event loop waits less behind busy threads
+    _freeze_startup_objects()
     scheme = "http" if settings.insecure_http else "https"
     log.info("podcap listening on %s://%s (UI at /%s)", scheme, settings.listen,
              ", API docs at /docs" if settings.api_docs else "")
@@ -127,7 +130,7 @@ def build(settings: Settings, *, local_agent: bool = True
         stops.append(data.close)
         grpc_server = start_gateway(Gateway(registry, tokens, ca, audit), settings.agent_listen,
                                     settings.join_listen_address)
-        stops.append(lambda: grpc_server.stop(grace=1).wait())
+        stops.append(lambda: grpc_server.stop(grace=1))
     groups = GroupService(service, sessions, leader=leader)
     stops.append(groups.close)
     recorders = RecorderService(service, sessions, leader=leader)
@@ -213,6 +216,16 @@ def run_agent(settings: Settings) -> None:
     finally:
         agent.close()
         log.info("agent stopped")
+
+
+def _freeze_startup_objects() -> None:
+    """What the imports and the app made lives as long as the process: out of the cyclic
+    collector's sight (``gc.freeze``), so a full collection no longer walks those 160,000
+    objects. With 500 nodes connected one came every 10-20 s and held the interpreter for
+    50-435 ms (280,000 objects, a loaded machine), whichever request it landed on (bench
+    figure 11's p99); after, 21-54 ms (120,000) on the same machine."""
+    gc.collect()
+    gc.freeze()
 
 
 def _few_malloc_arenas() -> None:

@@ -203,3 +203,22 @@ def test_one_certificate_holds_at_most_its_cap_of_data_connections(
             u.cancel()
     # Closed by their readers: the certificate's count is back to none.
     wait_for(lambda: bed.gw.data.open_connections(bed.a.agent_id) == 0, timeout=5)
+
+
+def test_a_connection_that_breaks_off_fails_its_download(bed: Bed) -> None:
+    """An agent whose connection ends midway (its process killed, its link cut) leaves a
+    download that fails naming why, never one that looks complete with the bytes so far: only
+    an END frame ends a download."""
+    from podcap.errors import Unavailable
+
+    upload = bed.gw.registry.uploads.expect(bed.a.agent_id)
+    with socket.create_connection(("127.0.0.1", bed.port)) as raw, \
+            bed.ctx(bed.a).wrap_socket(raw, server_hostname=CONTROLLER_NAME) as tls:
+        magic = b"\xd4\xc3\xb2\xa1"
+        tls.sendall(wire.header(upload.id, None) + wire.FRAME.pack(wire.DATA, 4) + magic)
+        assert upload.started.wait(5)
+    got = b""
+    with pytest.raises(Unavailable, match="broke off"):
+        for chunk in upload.chunks(NODE):
+            got += chunk
+    assert got == magic

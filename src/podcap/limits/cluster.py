@@ -47,6 +47,10 @@ INVENTORY_WATCHED_RELIST_S: Final = 30.0
 # A start naming what no view holds makes the controller ask the connected agents to look now
 # (once), at most this long, before it says "not found".
 INVENTORY_SYNC_S: Final = 1.2  # as FANOUT_DEADLINE_S: the fan-out waits no longer
+# Nodes whose workloads changed since the last list, up to which the list is mended in place
+# (their rows out, their new rows in: a few ms at 10,000 workloads) rather than merged whole
+# (30 ms or more; controller/inventory.py).
+INVENTORY_MERGE_IN_PLACE_MAX: Final = 64
 # /api/workloads?limit=: at most this many a page (no limit given: all of them, as before).
 WORKLOADS_PAGE_MAX: Final = 1_000
 UPLOAD_CHUNK_BYTES: Final = 1024 * 1024  # pcap bytes per data frame (transport/data/wire.py)
@@ -59,9 +63,10 @@ if UPLOAD_IDLE_S <= FOLLOW_KEEPALIVE_S:
                      f"({FOLLOW_KEEPALIVE_S:g} s)")
 # gRPC message size limit, both directions: a workload list of a few thousand containers.
 GRPC_MESSAGE_MAX_BYTES: Final = 16 * 1024 * 1024
-# Threads of the agent listener (made as needed): each connected agent's session holds one while
-# it is open, each download one more; 256 capped a controller at about 250 nodes, and bench
-# figure 11 connects 500 (simulated) plus real ones.
+# Threads of the agent listener's pool (made as needed): each join holds one while it runs, and
+# a session's blocking steps (its attach) borrow one. Sessions hold none (one event loop serves
+# them all: transport/grpc/gateway_session.py); when each held one, 256 capped a controller at
+# about 250 nodes. Downloads come on the data port (transport/data/), on the HTTP loop.
 GRPC_WORKERS: Final = 1_200
 
 # A joined node may be compromised (docs/CLUSTER.md, "A compromised node"): what one agent may
@@ -78,11 +83,11 @@ AGENT_WORKLOAD_LABELS_MAX: Final = 256
 AGENT_WORKLOAD_IPS_MAX: Final = 64
 AGENT_ARGS_MAX: Final = 64  # tcpdump's argv as reported
 # A Session must send its Hello, a data connection its TLS handshake and header, within this,
-# or it is cancelled: 200 silent sessions once held 198 of the 256 server threads forever.
+# or it is cancelled: 200 silent sessions once held 198 of the 256 server threads forever (a
+# session holds no thread now, but memory all the same).
 STREAM_FIRST_MESSAGE_S: Final = 5.0
 # Open streams of one agent certificate at once: a session (a second one replaces the first,
-# so two overlap briefly while it reconnects) and its downloads' data connections. With
-# GRPC_WORKERS threads, one certificate can never hold more than a small part of the pool.
+# so two overlap briefly while it reconnects) and its downloads' data connections.
 AGENT_SESSIONS_MAX: Final = 2
 AGENT_UPLOADS_MAX: Final = 32  # the agent's own upload pool is 32 threads (transport/uplink.py)
 # Data-port connections not yet past their TLS handshake and header (anyone may open one):

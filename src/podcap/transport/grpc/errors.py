@@ -49,6 +49,13 @@ def abort(context: grpc.ServicerContext, exc: errors.PodcapError) -> NoReturn:
     raise AssertionError("unreachable: abort raises")
 
 
+async def abort_async(context: grpc.aio.ServicerContext, exc: errors.PodcapError) -> NoReturn:
+    """``abort`` on the gateway's event loop (gateway_session.py)."""
+    context.set_trailing_metadata(((KIND_KEY, errors.tree_class(exc).__name__),))
+    await context.abort(to_status(exc), exc.message)
+    raise AssertionError("unreachable: abort raises")
+
+
 def from_rpc(exc: grpc.RpcError, where: str) -> errors.PodcapError:
     """A failed call as the tree's error; ``where`` names the peer for the message. The kind
     named in the trailers is believed only when its status is the one that kind is sent with

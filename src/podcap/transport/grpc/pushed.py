@@ -3,8 +3,8 @@ feeds (views.py), whether this session's first snapshot is in, and the repair of
 missed an update (a ``resync`` asked once, until the snapshot comes).
 
 ``RemoteAgent`` checks each message's entries (transport/grpc/remote.py) and hands the update
-here; the session reader (gateway.py) calls in message order, so no lock is needed beyond the
-view's own.
+here; the session reader (gateway_session.py) calls in message order, so no lock is needed
+beyond the view's own.
 """
 
 from __future__ import annotations
@@ -58,4 +58,4 @@ class Pushed:
     def _resync(self, session: AgentSession) -> None:
         self._awaiting = True
         self.resyncs += 1
-        session.outbox.put(pb.ControllerMessage(resync=pb.Empty()))
+        session.send(pb.ControllerMessage(resync=pb.Empty()))

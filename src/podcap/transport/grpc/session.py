@@ -22,9 +22,11 @@ from podcap.transport.grpc.agent_proto import agent_pb2 as pb
 class AgentSession:
     """One open Session stream: what the controller sends, and the replies it waits for."""
 
-    def __init__(self, cancel: Callable[[], None]) -> None:
+    def __init__(self, cancel: Callable[[], None], wake: Callable[[], None] = lambda: None
+                 ) -> None:
         self.outbox: queue.Queue[pb.ControllerMessage | None] = queue.Queue()
         self._cancel = cancel
+        self._wake = wake  # tells the stream's writer (on the gateway's event loop) to look
         self._pending: dict[int, Future[pb.Reply]] = {}
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
@@ -38,7 +40,7 @@ class AgentSession:
             command.seq = next(self._seq)
             self._pending[command.seq] = future
         command.deadline = time.time() + timeout
-        self.outbox.put(pb.ControllerMessage(command=command))
+        self.send(pb.ControllerMessage(command=command))
         try:
             return future.result(timeout)
         except FutureTimeout:
@@ -46,6 +48,11 @@ class AgentSession:
         finally:
             with self._lock:
                 self._pending.pop(command.seq, None)
+
+    def send(self, message: pb.ControllerMessage | None) -> None:
+        """From any thread; None ends the stream."""
+        self.outbox.put(message)
+        self._wake()
 
     def on_reply(self, reply: pb.Reply) -> bool:
         """False for a reply nobody waits for (late, duplicated or made up)."""
@@ -64,5 +71,5 @@ class AgentSession:
             pending, self._pending = self._pending, {}
         for future in pending.values():
             future.set_exception(Unavailable("the agent's session closed"))
-        self.outbox.put(None)
+        self.send(None)
         self._cancel()
