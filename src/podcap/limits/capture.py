@@ -26,6 +26,16 @@ BUFFER_KIB_DEFAULT: Final = 8192
 BUFFER_KIB_MIN: Final = 256
 BUFFER_KIB_MAX: Final = 262_144
 
+# tcpdump's CPU priority (nice, -20..19; capture/priority.py): what decides its drops when the
+# node's CPU is saturated. A person's capture runs above the workloads (the agent's
+# --capture-priority), a recorder's ring below them (--ring-priority): background work that
+# drops first, in its own counters, rather than take the CPU from a capture of the same
+# container (BENCHMARKS.md figures 1 and 13).
+CAPTURE_NICE: Final = -10
+RING_NICE: Final = 19
+NICE_MIN: Final = -20
+NICE_MAX: Final = 19
+
 FILTER_MAX_CHARS: Final = 4096
 
 # Per-node disk budget for all captures (bytes). A start whose worst case (file_size x
