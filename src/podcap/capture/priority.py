@@ -45,12 +45,13 @@ class Priorities:
 def apply(pid: int, nice: int) -> None:
     """Give process ``pid`` (a tcpdump just spawned, its session's only process) the CPU
     priority ``nice``: its own and its session's autogroup's. Best effort: a capture that
-    cannot be prioritised (no CAP_SYS_NICE for a negative value) still captures, and the
-    agent's log says why."""
+    cannot be prioritised (a negative value needs CAP_SYS_NICE, which the Kubernetes agent
+    does not hold) still captures, and the agent's log says why, once."""
     try:
         os.setpriority(os.PRIO_PROCESS, pid, nice)
     except OSError as exc:
-        log.warning("tcpdump %d: cannot set nice %d: %s", pid, nice, exc.strerror)
+        _warn_once(f"cannot give tcpdump nice {nice}: {exc.strerror}; it runs at the "
+                   "agent's own (--capture-priority / --ring-priority)")
         return
     if not _autogroups():
         return
@@ -58,8 +59,16 @@ def apply(pid: int, nice: int) -> None:
         with open(f"/proc/{pid}/autogroup", "w") as f:
             f.write(str(nice))
     except OSError as exc:
-        log.warning("tcpdump %d: cannot set its autogroup's nice %d: %s", pid, nice,
-                    exc.strerror)
+        _warn_once(f"cannot give tcpdump's session group nice {nice}: {exc.strerror}")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
 
 
 def _autogroups() -> bool:
