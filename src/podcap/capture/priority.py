@@ -3,9 +3,9 @@
 A tcpdump drops packets only when it is not scheduled soon enough to empty its kernel buffer,
 and on a busy node it competes with the workloads, with the agent, and with the other tcpdumps
 of the same container (a recorder's ring beside a person's capture: BENCHMARKS.md figure 13).
-So a person's capture runs above the workloads (``limits.CAPTURE_NICE``, the agent's
-``--capture-priority``) and a recorder's ring below them (``limits.RING_NICE``): background
-work that drops first, and says so in its own counters.
+So a person's capture runs above the workloads and the rings (``limits.CAPTURE_NICE``, the
+agent's ``--capture-priority``): beside it a recorder's ring (``limits.RING_NICE``, the
+workloads' priority) is the one that drops, and says so in its own counters.
 
 A nice value alone is not enough where the kernel groups tasks by session (autogroup,
 ``/proc/sys/kernel/sched_autogroup_enabled``, on by default on desktop and many server

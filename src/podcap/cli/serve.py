@@ -52,8 +52,8 @@ CapturePriority = Annotated[int | None, Opt(
     "workloads when the node is saturated, so it drops less [PODCAP_CAPTURE_PRIORITY].",
     show_default=str(limits.CAPTURE_NICE))]
 RingPriority = Annotated[int | None, Opt(
-    help="CPU priority (nice, -20..19) of a recorder ring's tcpdump: background work, so a "
-    "capture of the same container goes first [PODCAP_RING_PRIORITY].",
+    help="CPU priority (nice, -20..19) of a recorder ring's tcpdump; a capture's runs above "
+    "it, so a capture of the same container goes first [PODCAP_RING_PRIORITY].",
     show_default=str(limits.RING_NICE))]
 LogLevel = Annotated[str | None, Opt(help="debug | info | warning | error [PODCAP_LOG_LEVEL].",
                                      show_default="info")]
