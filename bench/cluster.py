@@ -307,7 +307,8 @@ class Bed:
     def token(self) -> str:
         return str(self.cluster.server.token)
 
-    def add_agents(self, n: int) -> None:
+    def add_agents(self, n: int, args: tuple[str, ...] = ()) -> None:
+        """``n`` agents, each with ``args`` added to its command line."""
         token = self.cluster.join_token(uses=n)
         new = []
         for _ in range(n):
@@ -315,6 +316,7 @@ class Bed:
             data = self.dir / node
             data.mkdir(parents=True, exist_ok=True)
             agent = cluster_support.AgentProc(self.cluster, node, data)
+            agent.runtime_args = [*agent.runtime_args, *args]
             agent.start(token, wait=False)
             self.agents.append(agent)
             new.append(agent)

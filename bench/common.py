@@ -48,6 +48,9 @@ class Config:
     fid_loads: tuple[str, ...] = ("64x1", "1400x1", "1400x2")
     fid_reference: bool = False  # also one run of iperf3 alone per load
     fid_drain_s: float = 0.5  # after iperf3 ends, before the capture is stopped
+    # also podcap with its tcpdump at the workloads' priority (--capture-priority 0: before
+    # capture/priority.py), in the same run
+    fid_priority_before: bool = True
     sweep: bool = True
     sweep_seconds: int = 4
     sweep_repeats: int = 3
@@ -57,6 +60,14 @@ class Config:
     # --immediate-mode, and each snap length other than 0: at the default buffer only.
     sweep_modes: tuple[str, ...] = ("U", "noU", "imm")
     sweep_snaplens: tuple[int, ...] = (128,)
+    # 13. flight recorder (bench/recorder.py): repeats of the saturation arms, which parts
+    # run, and agents with other priorities the saturation arms also run on, as
+    # "capture/ring" nice values, comma-separated ("0/0": every tcpdump at the workloads'
+    # priority, as before capture/priority.py; "" for none)
+    rec_sat_repeats: int = 5
+    rec_window: bool = True
+    rec_idle: bool = True
+    rec_other_priorities: str = "0/0"
     # 2. start latency
     start_repeats: int = 30
     start_hold_s: float = 1.2  # > tcpdump's 1 s buffer timeout, see latency.py

@@ -18,6 +18,7 @@ class Context:
     boxes: Containers = field(default_factory=Containers)
     commands: dict[str, list[str]] = field(default_factory=dict)
     _server: Podcap | None = None
+    _others: dict[tuple[str, ...], Podcap] = field(default_factory=dict)
     _pair: tuple[Box, Box] | None = None
     _subst: dict[str, str] = field(default_factory=dict)
 
@@ -29,6 +30,16 @@ class Context:
             self._subst[str(self._server.data_dir)] = "$DATA"
             self._subst[self._server.url] = "$URL"
         return self._server
+
+    def server_with(self, *extra_args: str) -> Podcap:
+        """A second ``podcap serve`` with other options (e.g. ``--capture-priority 0``), one
+        per set of options, started on first use."""
+        srv = self._others.get(extra_args)
+        if srv is None or srv.proc is None or srv.proc.poll() is not None:
+            name = "server-" + "".join(a.strip("-")[:12] for a in extra_args)
+            srv = self._others[extra_args] = Podcap(self.work.path, name,
+                                                    list(extra_args)).start()
+        return srv
 
     def pair(self) -> tuple[Box, Box]:
         """Two containers: A (captured, iperf3 server) and B (iperf3 client)."""
@@ -56,8 +67,10 @@ class Context:
 
     def close(self) -> None:
         self.procs.end_all()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        for srv in [self._server, *self._others.values()]:
+            if srv is not None:
+                srv.stop()
+        self._server = None
+        self._others.clear()
         self.boxes.remove_all()
         self.work.cleanup()

@@ -11,6 +11,7 @@ the kill (NeuVector itself reports none).
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -35,6 +36,10 @@ class Variant:
     kind: str  # "podcap" | "tcpdump" | "none"
     args: Callable[[Path], list[str]] | None = None
     sigkill: bool = False
+    server_args: tuple[str, ...] = ()  # podcap: a server with these options, not the shared one
+
+
+BEFORE = "podcap --capture-priority 0"  # tcpdump at the workloads' priority: the old default
 
 
 MODES = {"U": "-U", "noU": "no -U", "imm": "-U --immediate-mode"}
@@ -61,10 +66,12 @@ def podcap_argv(buffer_kib: int, snaplen: int, mode: str, out_dir: Path) -> list
     return argv
 
 
-def main_variants() -> list[Variant]:
+def main_variants(ctx: Context) -> list[Variant]:
     b = limits.BUFFER_KIB_DEFAULT
+    before = [Variant(BEFORE, "podcap", server_args=("--capture-priority", "0"))] \
+        if ctx.cfg.fid_priority_before else []
     return [
-        Variant("podcap", "podcap"),
+        Variant("podcap", "podcap"), *before,
         Variant("raw", "tcpdump", lambda d: raw_args(d / "raw.pcap", extra=["-C", "2", "-W", "5"])),
         Variant(f"raw -B {b}", "tcpdump",
                 lambda d: raw_args(d / "raw.pcap", buffer_kib=b, extra=["-C", "2", "-W", "5"])),
@@ -95,7 +102,7 @@ def _start(ctx: Context, v: Variant, a: Box, run_dir: Path) -> tuple[Stopper, st
     if v.kind == "none":
         return (lambda: {"captured": 0, "received": 0, "dropped": 0}), ""
     if v.kind == "podcap":
-        srv = ctx.server()
+        srv = ctx.server_with(*v.server_args) if v.server_args else ctx.server()
         cid = srv.v1_start(a.id, file_number=limits.FILE_NUMBER_DEFAULT,
                            file_size_mb=limits.FILE_SIZE_MB_DEFAULT)
         args = str(srv.v1_info(cid).get("args", ""))
@@ -183,8 +190,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def run(ctx: Context) -> dict[str, Any]:
     cfg = ctx.cfg
+    loadavg_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    variants = main_variants()
+    variants = main_variants(ctx)
     for load in cfg.fid_loads:
         if cfg.fid_reference:
             rows.append(run_one(ctx, Variant("no capture", "none"), load, cfg.fid_seconds, "1"))
@@ -210,7 +218,11 @@ def run(ctx: Context) -> dict[str, Any]:
             "tenth_of_nv": pc["median"] <= nv["median"] / 10 if nv["median"] > 0
             else pc["median"] == 0,
             "no_worse_than_raw_same_buffer": pc["median"] <= raw_b["max"],
+            "before_vs_nv": ratio(by[BEFORE]["drop_pct"]["median"], nv["median"])
+            if BEFORE in by else None,
         })
     return {"rows": rows, "groups": main, "sweep_rows": sweep_rows,
             "sweep": aggregate(sweep_rows), "targets": targets,
-            "tcpdump": TCPDUMP, "buffer_default_kib": limits.BUFFER_KIB_DEFAULT}
+            "tcpdump": TCPDUMP, "buffer_default_kib": limits.BUFFER_KIB_DEFAULT,
+            "capture_nice": limits.CAPTURE_NICE, "loadavg_start": loadavg_start,
+            "loadavg_end": os.getloadavg()}

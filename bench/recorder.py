@@ -41,6 +41,7 @@ from bench.cluster import Bed, _idle_window, cpu_seconds
 from bench.common import Box, ratio, summary, wait_until
 from bench.context import Context
 from bench.traffic import Iperf, Probe, pcap_records, probe_packets, udp_sent_packets
+from podcap import limits
 
 _ports = itertools.count(5501)
 PROBE_PORT = 7013
@@ -48,7 +49,7 @@ PROBE_PORT = 7013
 # Sizes (smoke in brackets).
 SAT_LOAD = (1400, 1)  # payload bytes, iperf3 senders: figure 1's one-sender load
 SAT_SECONDS, SAT_SECONDS_SMOKE = 8, 1
-SAT_REPEATS, SAT_REPEATS_SMOKE = 5, 1
+SAT_REPEATS_SMOKE = 1
 IDLE_MEMBERS, IDLE_MEMBERS_SMOKE = 50, 3
 IDLE_S, IDLE_S_SMOKE = 30.0, 1.0
 TRIGGERS, TRIGGERS_SMOKE = 5, 1
@@ -62,7 +63,7 @@ QUOTAS_OFF = {"PODCAP_QUOTA_USER_CAPTURES": "0", "PODCAP_QUOTA_USER_BUFFER_BYTES
 def _sizes(ctx: Context) -> dict[str, Any]:
     s = ctx.cfg.smoke
     return {"sat_seconds": SAT_SECONDS_SMOKE if s else SAT_SECONDS,
-            "sat_repeats": SAT_REPEATS_SMOKE if s else SAT_REPEATS,
+            "sat_repeats": SAT_REPEATS_SMOKE if s else ctx.cfg.rec_sat_repeats,
             "idle_members": IDLE_MEMBERS_SMOKE if s else IDLE_MEMBERS,
             "idle_s": IDLE_S_SMOKE if s else IDLE_S,
             "triggers": TRIGGERS_SMOKE if s else TRIGGERS,
@@ -173,16 +174,24 @@ def _saturation_once(ctx: Context, bed: Bed, aid: str, arm: str,
             if cid and other_stats.get("received") else None}
 
 
-def saturation_part(ctx: Context, bed: Bed, aid: str, sizes: dict[str, Any]) -> dict[str, Any]:
-    rows = []
+def saturation_part(ctx: Context, beds: list[tuple[list[int], Bed, str]],
+                    sizes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The arms on each bed's agent ((capture, ring) nice, bed, agent id), all interleaved:
+    drift over time hits every arm and every agent alike."""
+    rows: list[list[dict[str, Any]]] = [[] for _ in beds]
     for _ in range(sizes["sat_repeats"]):
-        for arm in ARMS:  # interleaved: drift over time hits every arm alike
-            rows.append(_saturation_once(ctx, bed, aid, arm, sizes["sat_seconds"]))
-    drops = {arm: summary([r["drop_pct"] for r in rows if r["arm"] == arm]) for arm in ARMS}
-    alone = drops["capture alone"]["median"]
-    return {"rows": rows, "load": f"{SAT_LOAD[0]} B × {SAT_LOAD[1]} sender", "drop_pct": drops,
-            "target_met": drops["capture + recorder"]["median"] <= alone + 0.1,
-            "ring_target_met": drops["ring alone"]["median"] <= alone + 0.1}
+        for arm in ARMS:
+            for i, (_, bed, aid) in enumerate(beds):
+                rows[i].append(_saturation_once(ctx, bed, aid, arm, sizes["sat_seconds"]))
+    out = []
+    for (priority, _, _), rs in zip(beds, rows, strict=True):
+        drops = {arm: summary([r["drop_pct"] for r in rs if r["arm"] == arm]) for arm in ARMS}
+        alone = drops["capture alone"]["median"]
+        out.append({"rows": rs, "load": f"{SAT_LOAD[0]} B × {SAT_LOAD[1]} sender",
+                    "drop_pct": drops, "priority": priority,
+                    "target_met": drops["capture + recorder"]["median"] <= alone + 0.1,
+                    "ring_target_met": drops["ring alone"]["median"] <= alone + 0.1})
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -298,6 +307,12 @@ def window_part(ctx: Context, bed: Bed, sizes: dict[str, Any]) -> dict[str, Any]
 # --------------------------------------------------------------------------------------------
 
 
+def _priorities(text: str) -> list[tuple[int, int]]:
+    """"0/0,-10/0" -> [(0, 0), (-10, 0)]: (capture, ring) nice values."""
+    pairs = [p.split("/") for p in text.split(",") if p.strip()]
+    return [(int(c), int(r)) for c, r in pairs]
+
+
 def run(ctx: Context) -> dict[str, Any]:
     sizes = _sizes(ctx)
     out: dict[str, Any] = {"sizes": sizes, "loadavg_start": os.getloadavg()}
@@ -308,116 +323,18 @@ def run(ctx: Context) -> dict[str, Any]:
         bed = Bed(ctx, stack, "recorder-cluster", env=QUOTAS_OFF)
         bed.add_agents(1)
         aid = bed.ids[bed.agents[0].node]
-        out["window"] = window_part(ctx, bed, sizes)
-        out["idle"] = idle_part(ctx, bed, sizes)
-        out["saturation"] = saturation_part(ctx, bed, aid, sizes)
+        if ctx.cfg.rec_window:
+            out["window"] = window_part(ctx, bed, sizes)
+        if ctx.cfg.rec_idle:
+            out["idle"] = idle_part(ctx, bed, sizes)
+        # The saturation arms also on agents with other priorities: a bed each (one agent
+        # per controller, so a recorder has one ring), up at once and interleaved.
+        beds = [([limits.CAPTURE_NICE, limits.RING_NICE], bed, aid)]
+        for capture_nice, ring_nice in _priorities(ctx.cfg.rec_other_priorities):
+            other = Bed(ctx, stack, f"recorder-prio{capture_nice}{ring_nice}", env=QUOTAS_OFF)
+            other.add_agents(1, ("--capture-priority", str(capture_nice),
+                                 "--ring-priority", str(ring_nice)))
+            beds.append(([capture_nice, ring_nice], other, other.ids[other.agents[0].node]))
+        out["saturation"], *out["saturation_other"] = saturation_part(ctx, beds, sizes)
     out["loadavg_end"] = os.getloadavg()
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# The report
-
-
-def _ok(flag: bool) -> str:
-    from bench.report import met  # the report's own words (it imports this module lazily)
-
-    return met(flag)
-
-
-def _med(s: dict[str, Any], digits: int = 3) -> str:
-    from bench.report import med
-
-    return med(s, digits)
-
-
-HEADING = "## 13. Flight recorder"
-
-
-def section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
-    if "error" in res:
-        return f"{HEADING}\n\n**Not measured in this run**:\n\n```\n{res['error']}\n```\n"
-    sat, idle, win = res["saturation"], res["idle"], res["window"]
-    lines = [HEADING, "",
-             "A `podcap controller` with one real `podcap agent` (Docker, this machine; "
-             "bench/recorder.py). Load average (1 min; 2 cores shared with other engineers' "
-             f"tests): {res['loadavg_start'][0]:.2f} at the start, "
-             f"{res['loadavg_end'][0]:.2f} at the end.", "",
-             f"(a) *Cost of recording*: iperf3 UDP at full rate ({sat['load']}, "
-             f"{res['sizes']['sat_seconds']} s) B → A (figure 1's method), four arms "
-             "interleaved: a podcap capture of A with default settings alone; the same capture "
-             "while a recorder's ring records A (window 30 s, 20 MB ring, no filter); the same "
-             "capture beside a second ordinary capture of A (the control: any second tcpdump); "
-             "and the ring alone. *drops %* = dropped ÷ received of the capture (of the ring, "
-             "for *ring alone*); *beside* = the ring's or the second capture's own counters "
-             "over the same load.", "",
-             "| arm | sent | received | captured | dropped | drops % | beside: received / "
-             "dropped (drops %) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in sat["rows"]:
-        o = r["other"]
-        other_txt = (f"{o['received']} / {o['dropped']} ({r['other_drop_pct']:.3f})"
-                     if o and r["other_drop_pct"] is not None else "–")
-        lines.append(f"| {r['arm']} | {r['sent']} | {r['received']} | {r['captured']} | "
-                     f"{r['dropped']} | {r['drop_pct']:.3f} | {other_txt} |")
-    d = sat["drop_pct"]
-    lines += ["", "Median drops: " + "; ".join(f"{arm} {_med(d[arm])} %" for arm in ARMS)
-              + ". Target (a capture of A with a recorder on A ≤ without + 0.1 points): "
-              f"{_ok(sat['target_met'])}; the ring alone against a capture alone (the ring's "
-              f"own fidelity): {_ok(sat['ring_target_met'])}.", ""]
-    w, wo = idle["with"], idle["without"]
-    lines += [f"(b) *Idle members*: {idle['members']} idle busybox containers, one recorder "
-              "(2 MB rings, no filter; the controller's per-user and per-namespace quotas off: "
-              "rings count against their owner's, 32 captures by default) recording all of them "
-              f"(all joined {idle['joined_s']:.1f} s after the recorder was created). CPU = "
-              f"utime + stime ÷ wall over {w['seconds']:.0f} s, % of one core.", "",
-              "| | agent CPU % | tcpdump CPU % (all) | controller CPU % | agent RSS (MB) |",
-              "| --- | --- | --- | --- | --- |",
-              f"| no recorder | {wo['cpu_pct']:.2f} | {wo['children_cpu_pct']:.2f} | "
-              f"{wo['controller_cpu_pct']:.2f} | {wo['rss_mean_mb']:.0f} |",
-              f"| {idle['members']} members | {w['cpu_pct']:.2f} | {w['children_cpu_pct']:.2f}"
-              f" | {w['controller_cpu_pct']:.2f} | {w['rss_mean_mb']:.0f} |", "",
-              f"Target: the agent ≤ 2 % of a core with the members: {_ok(idle['target_met'])} "
-              f"({w['tcpdump_processes']} tcpdump processes under the agent).", ""]
-    lines += [f"(c, d) *Triggers*: a probe sends {win['probe_hz']} numbered UDP datagrams/s to "
-              f"A; a recorder (filter on the probe port, window {win['window_s']} s, after "
-              f"{win['after_s']} s, 2 MB ring) records A, and a plain tcpdump with the same "
-              "filter in A's netns is the reference. Each trigger waits until the ring has "
-              "recorded a whole window. *ready* = trigger sent → `GET /api/captures/{id}/pcap` "
-              "of the snapshot returned, minus the after period; *window* = the reference's "
-              "probe datagrams from (trigger answered − window) to (trigger sent + after) that "
-              "are in the snapshot (read back with dpkt).", "",
-              "| trigger | ready − after (s) | stopped − after (s) | sent in window | reference "
-              "in window | in snapshot | window % | snapshot bytes |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for i, r in enumerate(win["rows"], 1):
-        lines.append(f"| {i} | {r['downloadable_s']:.3f} | {r['stopped_s']:.3f} | "
-                     f"{r['sent_in_window']} | {r['reference_in_window']} | {r['in_snapshot']} "
-                     f"| {r['window_pct']:.2f} | {r['size']:,} |")
-    ref = win["reference"]
-    lines += ["", f"Targets: ready − after ≤ 2 s (max {win['downloadable_s']['max']:.3f} s): "
-              f"{_ok(win['target_ready_met'])}; 100 % of the window in every snapshot "
-              f"(min {win['window_pct']['min']:.2f} %): {_ok(win['target_window_met'])}. The "
-              f"reference tcpdump: {ref['captured']} captured, {ref['dropped']} dropped by "
-              "kernel.", ""]
-    return "\n".join(lines)
-
-
-def target_rows(res: dict[str, Any]) -> list[list[str]]:
-    if "saturation" not in res:
-        return []
-    sat, idle, win = res["saturation"], res["idle"], res["window"]
-    d = {arm: s["median"] for arm, s in sat["drop_pct"].items()}
-    return [
-        ["13 recorder cost", f"a capture's drops {d['capture + recorder']:.3f} % with a "
-         f"recorder on the container vs {d['capture alone']:.3f} % without (beside a second "
-         f"capture: {d['capture + a second capture']:.3f} %); a ring alone "
-         f"{d['ring alone']:.3f} %", "≤ without + 0.1",
-         f"{_ok(sat['target_met'])} / ring alone {_ok(sat['ring_target_met'])}"],
-        ["13 recorder idle", f"agent {idle['with']['cpu_pct']:.2f} % CPU with "
-         f"{idle['members']} members", "≤ 2 % of a core", _ok(idle["target_met"])],
-        ["13 recorder trigger", f"snapshot downloadable after-period + "
-         f"{win['downloadable_s']['median']:.3f} s (max {win['downloadable_s']['max']:.3f})",
-         "≤ 2 s", _ok(win["target_ready_met"])],
-        ["13 recorder window", f"{win['window_pct']['min']:.2f} % (min) of the window's "
-         "packets in the snapshot", "100 %", _ok(win["target_window_met"])],
-    ]

@@ -80,9 +80,16 @@ def fidelity_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
         f"defaults (2 MiB buffer), `raw -B {buf}` the same with podcap's buffer (both write the "
         "same 5 × 2 MB ring, no `-U`); `neuvector-args` is NeuVector's exact argv (its counters "
         "are read with SIGUSR1 just before the SIGKILL). `no capture` (when present) is iperf3 "
-        "alone, 1 run.",
+        "alone, 1 run. podcap runs its tcpdump at nice "
+        f"{res.get('capture_nice', 0)} (`--capture-priority`; the process and its session's "
+        "autogroup, capture/priority.py), the baselines at the workloads' 0; "
+        "`podcap --capture-priority 0` (when present) is a second `podcap serve` with its "
+        "tcpdump at 0, as before that option.",
         "",
     ]
+    if "loadavg_start" in res:
+        out += [f"Load average (1 min): {res['loadavg_start'][0]:.2f} at the start, "
+                f"{res['loadavg_end'][0]:.2f} at the end.", ""]
     rows = []
     for g in res["groups"]:
         rows.append([g["label"], g["variant"], med(g["sent"], 0), med(g["captured"], 0),
@@ -92,9 +99,12 @@ def fidelity_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
     out += ["", "Targets: podcap's kernel drops ≤ 1/10 of neuvector-args', and no worse than raw "
             f"with the same buffer (podcap's median drop % ≤ the worst `raw -B {buf}` run).", ""]
     trows = [[t["label"], num(t["podcap_vs_nv"], 3), met(t["tenth_of_nv"]),
-              met(t["no_worse_than_raw_same_buffer"])] for t in res["targets"]]
+              met(t["no_worse_than_raw_same_buffer"]),
+              num(t["before_vs_nv"], 3) if t.get("before_vs_nv") is not None else "–"]
+             for t in res["targets"]]
     out.append(table(["load", "podcap drop % ÷ neuvector-args drop %", "≤ 1/10",
-                      "no worse than raw, same buffer"], trows))
+                      "no worse than raw, same buffer",
+                      "the same ÷ with --capture-priority 0"], trows))
     if res.get("sweep"):
         loads = ", ".join(g["label"] for g in res["sweep"][:1])
         out += ["", "### Sweep: kernel buffer (-B), snap length (-s), -U and --immediate-mode", "",
@@ -467,7 +477,7 @@ def live_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
 
 
 def recorder_section(res: dict[str, Any], cfg: dict[str, Any]) -> str:
-    from bench.recorder import section  # figure 13 renders itself (bench/recorder.py)
+    from bench.recorder_report import section  # figure 13 renders itself
 
     return section(res, cfg)
 
@@ -591,7 +601,7 @@ def targets_rows(results: dict[str, Any]) -> list[list[str]]:
     rows += inventory_rows(results.get("inventory", {}))
     from bench.failover import target_rows as failover_rows
     rows += failover_rows(results.get("failover", {}))
-    from bench.recorder import target_rows as recorder_rows
+    from bench.recorder_report import target_rows as recorder_rows
     rows += recorder_rows(results.get("recorder", {}))
     for name, res in results.items():
         if "error" in res:

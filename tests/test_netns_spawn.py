@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from podcap import limits
 from podcap.agent.manager import Agent
 from podcap.agent.workloads import WorkloadView
 from podcap.capture import command, netns, runner
@@ -109,9 +110,12 @@ def test_tcpdump_runs_in_the_containers_netns_as_the_agents_own_child(
         agent.remove(capture.id)
 
 
-def test_tcpdump_gets_the_callers_nice_value(agent: Agent, box: tuple[str, int]) -> None:
-    """As with the nsenter exec before: the child runs at the nice value of the thread that
-    asked for the start (the spawning thread inherits it)."""
+def test_tcpdump_gets_the_capture_priority_whatever_the_callers_nice(
+        agent: Agent, box: tuple[str, int]) -> None:
+    """The child is spawned at the nice value of the thread that asked for the start (the
+    spawning thread inherits it), then given the agent's capture priority before it listens
+    (capture/priority.py): a start asked from a low-priority thread is no low-priority
+    capture."""
     started: list[str] = []
 
     def start_at_nice_7() -> None:
@@ -123,7 +127,8 @@ def test_tcpdump_gets_the_callers_nice_value(agent: Agent, box: tuple[str, int])
     t.join()
     try:
         assert len(started) == 1
-        assert int(_stat(agent.table.procs[started[0]].pid)[16]) == 7  # field 19: nice
+        nice = int(_stat(agent.table.procs[started[0]].pid)[16])  # field 19: nice
+        assert nice == agent.priorities.capture == limits.CAPTURE_NICE
     finally:
         agent.remove(started[0])
 

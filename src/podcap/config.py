@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # Reclaim (agent): "oldest" lets a start over the disk budget delete the node's oldest
     # stopped captures first; "none" refuses it.
     reclaim: Literal["none", "oldest"] = "none"
+    # tcpdump's CPU priority (agent; capture/priority.py): a capture's, a recorder ring's.
+    capture_priority: int = Field(default=limits.CAPTURE_NICE, ge=limits.NICE_MIN,
+                                  le=limits.NICE_MAX)
+    ring_priority: int = Field(default=limits.RING_NICE, ge=limits.NICE_MIN,
+                               le=limits.NICE_MAX)
     token_idle_timeout: int = limits.TOKEN_IDLE_TIMEOUT_S
     token_max_age: int = limits.TOKEN_MAX_AGE_S  # absolute token lifetime
     database_url: str | None = None  # default: SQLite in data_dir

@@ -31,6 +31,7 @@ from podcap.api.metrics.listener import serve_separately
 from podcap.api.metrics.recorders import RecorderCollector
 from podcap.api.protocol import HeadDeadlineH11Protocol
 from podcap.capture import tcpdump
+from podcap.capture.priority import Priorities
 from podcap.config import Settings
 from podcap.controller.agents import AgentRegistry
 from podcap.controller.audit import Audit
@@ -179,7 +180,8 @@ def build_agent(settings: Settings, agent_id: str,
                 chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> Agent:
     return Agent(settings.data_dir, WorkloadView(open_runtimes(settings)), settings.node_name,
                  agent_id, settings.disk_budget, settings.min_free_bytes,
-                 reclaim=settings.reclaim, chunk=chunk).open()
+                 reclaim=settings.reclaim, chunk=chunk,
+                 priorities=Priorities(settings.capture_priority, settings.ring_priority)).open()
 
 
 def run_agent(settings: Settings) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from pathlib import Path
 
 import httpx
 
@@ -53,3 +54,17 @@ def snapshot(server: Server, c: httpx.Client, cid: str, timeout: float = 15) -> 
 
 def settle(seconds: float) -> None:
     time.sleep(seconds)
+
+
+def tcpdump_of(capture_id: str) -> int:
+    """The pid of the tcpdump writing capture ``capture_id`` (its -w path names it)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "tcpdump" and \
+                    capture_id in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                return int(entry.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no tcpdump for capture {capture_id}")

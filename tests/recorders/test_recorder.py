@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,6 +24,7 @@ from tests.recorders.rec_support import (
     members,
     recorder,
     snapshot,
+    tcpdump_of,
 )
 from tests.support import Server, remove_container, running_server, wait_for
 
@@ -269,20 +269,6 @@ def _flood(ip: str, stop: threading.Event, per_burst: int, pause: float,
     return sent
 
 
-def _tcpdump_of(capture_id: str) -> int:
-    """The pid of the tcpdump writing capture ``capture_id`` (its -w path names it)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() == "tcpdump" and \
-                    capture_id in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                return int(entry.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no tcpdump for capture {capture_id}")
-
-
 def test_a_flood_past_the_rate_threshold_freezes_the_member(rserver: Server,
                                                             made: list) -> None:
     t = tag()
@@ -326,7 +312,7 @@ def test_kernel_drops_past_the_threshold_freeze_the_member(rserver: Server,
                      cooldown_s=300, drops_per_s=100, filter="udp port 9")
         ring = members(c, rec["id"], 1)[0]["capture_id"]
         time.sleep(1.5)  # the ring's counters read once before the drops
-        pid = _tcpdump_of(ring)
+        pid = tcpdump_of(ring)
         os.kill(pid, signal.SIGSTOP)
         try:  # 16 MB of datagrams into the 8 MiB buffer of a tcpdump that reads nothing
             _flood(ip, threading.Event(), 12_000, 0, payload=b"d" * 1400, bursts=1)

@@ -34,6 +34,7 @@ from podcap.agent.table import CaptureTable
 from podcap.agent.watcher import Watcher
 from podcap.agent.workloads import WorkloadView
 from podcap.capture.filters import compile_filter
+from podcap.capture.priority import Priorities
 from podcap.capture.runner import TcpdumpRun
 from podcap.capture.tcpdump import write_empty_pcap
 from podcap.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -59,7 +60,8 @@ class Agent:
     def __init__(self, data_dir: Path, workloads: WorkloadView, node: str, agent_id: str,
                  disk_budget: int = limits.DISK_BUDGET_DEFAULT,
                  min_free_bytes: int = limits.MIN_FREE_BYTES_DEFAULT,
-                 reclaim: str = "none", chunk: int = limits.DOWNLOAD_CHUNK_BYTES) -> None:
+                 reclaim: str = "none", chunk: int = limits.DOWNLOAD_CHUNK_BYTES,
+                 priorities: Priorities = Priorities()) -> None:
         self.chunk = chunk  # bytes per block a stream reads: the uplink's are gRPC-message sized
         self._info = AgentInfo(id=agent_id, node=node,
                                runtimes=tuple(r.name for r in workloads.runtimes),
@@ -73,6 +75,7 @@ class Agent:
         if reclaim not in limits.RECLAIM_POLICIES:
             raise ValueError(f"reclaim must be one of {', '.join(limits.RECLAIM_POLICIES)}")
         self.reclaim = reclaim  # "oldest": a start over the disk budget deletes old captures
+        self.priorities = priorities  # tcpdump's nice: a capture's, a ring's (capture/priority)
         self.table = CaptureTable(self.store)
         self._closing = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -199,7 +202,8 @@ class Agent:
         with table.lock:
             reclaimed = budget.reclaim(table, self.series, spec, cid, self.disk_budget,
                                        self.reclaim, self._info.node, replacing)
-            run = TcpdumpRun(spec, self.store.files_dir(cid), self.store.log_path(cid))
+            run = TcpdumpRun(spec, self.store.files_dir(cid), self.store.log_path(cid),
+                             self.priorities.of(ring=recording is not None))
             capture = Capture(id=cid, agent_id=self._info.id, workload=workload, spec=spec,
                               args=run.args, start_time=time.time(), owner=owner,
                               recording=recording)

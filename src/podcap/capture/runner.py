@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from podcap import limits
+from podcap.capture import priority
 from podcap.capture.command import tcpdump_args
 from podcap.capture.filters import compile_filter
 from podcap.capture.logwatch import LogWatch
@@ -30,8 +31,10 @@ class TcpdumpRun:
     """One capture's tcpdump while it starts. ``args`` is its argv without the binary, as the
     capture's record shows it; ``popen`` is set by ``spawn``."""
 
-    def __init__(self, spec: CaptureSpec, files_dir: Path, log_path: Path) -> None:
+    def __init__(self, spec: CaptureSpec, files_dir: Path, log_path: Path,
+                 nice: int = 0) -> None:
         self.spec = spec
+        self.nice = nice  # its CPU priority (capture/priority.py), given before it listens
         self.files_dir = files_dir
         self.log_path = log_path
         self.args = tcpdump_args(spec, files_dir)[1:]
@@ -55,6 +58,7 @@ class TcpdumpRun:
                     f"Unable to capture the container traffic: {name} exited")
             argv = tcpdump_args(self.spec, self.files_dir)
             self.popen = start(argv, self.log_path, netns_fd)
+            priority.apply(self.popen.pid, self.nice)
         finally:
             os.close(netns_fd)
         return self.popen

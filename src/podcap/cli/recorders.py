@@ -111,15 +111,18 @@ def show(ctx: typer.Context, recorder_id: IdArg, fmt: OutputOption = Format.tabl
                    ("window", f"{r['window_s']} s, {r['bytes_mb']} MB per container"),
                    ("after", f"{r['after_s']} s"), ("cooldown", f"{r['cooldown_s']} s"),
                    ("snapshots kept", str(r["max_snapshots"])), ("owner", r["owner"])])
-    output.table(["MEMBER", "NODE", "RING", "STATUS", "HELD", "PACKETS"],
+    # DROPPED: a ring runs below the workloads (--ring-priority), so at saturation it is the
+    # one that drops, and says so here.
+    output.table(["MEMBER", "NODE", "RING", "STATUS", "HELD", "PACKETS", "DROPPED"],
                  [[str(m["workload_name"]), str(m["node"]), output.short_id(m["capture_id"]),
-                   str(m["status"]), output.size(m["bytes"]), str(m["captured"])]
-                  for m in r["members"]]
+                   str(m["status"]), output.size(m["bytes"]), str(m["captured"]),
+                   str(m["dropped"])] for m in r["members"]]
                  + [[str(s["workload_name"]), "-", "-", "skipped: " + str(s["reason"]), "-",
-                     "-"] for s in r["skipped"] if s["workload_name"]])
-    output.table(["SNAPSHOT", "WORKLOAD", "REASON", "TRIGGERED", "SIZE", "STATUS"],
+                     "-", "-"] for s in r["skipped"] if s["workload_name"]])
+    output.table(["SNAPSHOT", "WORKLOAD", "REASON", "TRIGGERED", "SIZE", "DROPPED", "STATUS"],
                  [[output.short_id(s["capture_id"]), str(s["workload_name"]), str(s["reason"]),
-                   output.when(s["triggered"]), output.size(s["size"]), str(s["status"])]
+                   output.when(s["triggered"]), output.size(s["size"]),
+                   str((s.get("stats") or {}).get("dropped", "-")), str(s["status"])]
                   for s in r["snapshots"]])
     output.table(["TRIGGER", "SOURCE", "WORKLOAD", "OUTCOME", "DETAIL"],
                  [[output.when(t["time"]), str(t["source"]), str(t["workload_name"]),

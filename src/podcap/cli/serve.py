@@ -47,6 +47,14 @@ Reclaim = Annotated[str | None, Opt(
     help="none | oldest: with oldest, a start over the node's disk budget first deletes the "
     "node's oldest stopped captures, never a running one [PODCAP_RECLAIM].",
     show_default="none")]
+CapturePriority = Annotated[int | None, Opt(
+    help="CPU priority (nice, -20..19) of a capture's tcpdump: below 0 runs it before the "
+    "workloads when the node is saturated, so it drops less [PODCAP_CAPTURE_PRIORITY].",
+    show_default=str(limits.CAPTURE_NICE))]
+RingPriority = Annotated[int | None, Opt(
+    help="CPU priority (nice, -20..19) of a recorder ring's tcpdump; a capture's runs above "
+    "it, so a capture of the same container goes first [PODCAP_RING_PRIORITY].",
+    show_default=str(limits.RING_NICE))]
 LogLevel = Annotated[str | None, Opt(help="debug | info | warning | error [PODCAP_LOG_LEVEL].",
                                      show_default="info")]
 LogFormat = Annotated[str | None, Opt(help="text | json: one JSON object a line, with capture "
@@ -105,7 +113,8 @@ def serve(data_dir: DataDir = None, listen: Listen = None, cert: Cert = None, ke
           metrics_token: MetricsToken = None, metrics_listen: MetricsListen = None,
           retention_days: RetentionDays = None, reclaim: Reclaim = None,
           trusted_proxies: TrustedProxies = None,
-          alertmanager_token: AlertmanagerToken = None) -> None:
+          alertmanager_token: AlertmanagerToken = None,
+          capture_priority: CapturePriority = None, ring_priority: RingPriority = None) -> None:
     """Run the controller with an in-process agent (one host); --agent-listen also admits
     remote agents."""
     from podcap.server import serve as run
@@ -145,7 +154,8 @@ def agent(controller: Annotated[str | None, Opt(help="HOST:PORT of the controlle
           docker_socket: DockerSocket = None, cri_socket: CriSocket = None,
           node_name: NodeName = None, disk_budget: DiskBudget = None,
           log_level: LogLevel = None, log_format: LogFormat = None,
-          reclaim: Reclaim = None) -> None:
+          reclaim: Reclaim = None, capture_priority: CapturePriority = None,
+          ring_priority: RingPriority = None) -> None:
     """Run an agent on this node: it dials the controller and captures here."""
     from podcap.server import run_agent
 

@@ -26,6 +26,17 @@ BUFFER_KIB_DEFAULT: Final = 8192
 BUFFER_KIB_MIN: Final = 256
 BUFFER_KIB_MAX: Final = 262_144
 
+# tcpdump's CPU priority (nice, -20..19; capture/priority.py): what decides its drops when the
+# node's CPU is saturated. A person's capture runs above the workloads and above any recorder's
+# ring (the agent's --capture-priority), so a ring of the same container drops first, in its
+# own counters. A ring stays at the workloads' priority (--ring-priority): below them it dropped
+# 74-94 % of packets on its own at saturation and the capture beside it gained nothing
+# measurable (BENCHMARKS.md figures 1 and 13, notes).
+CAPTURE_NICE: Final = -10
+RING_NICE: Final = 0
+NICE_MIN: Final = -20
+NICE_MAX: Final = 19
+
 FILTER_MAX_CHARS: Final = 4096
 
 # Per-node disk budget for all captures (bytes). A start whose worst case (file_size x

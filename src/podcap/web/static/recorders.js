@@ -69,7 +69,8 @@ class RecorderList extends PolledList {
         m.status)),
       h("td", { "data-label": "Node" }, m.node),
       h("td", { class: "num", "data-label": "Held" }, bytes(m.bytes)),
-      h("td", { class: "num", "data-label": "Packets" }, count(m.captured)),
+      h("td", { class: "num", "data-label": "Packets" }, count(m.captured),
+        m.dropped ? h("span", { class: "muted small" }, ` (${count(m.dropped)} dropped)`) : null),
       h("td", {}, "")));
     const snaps = r.snapshots.map((s) => h("tr", {
       class: "member-row snapshot", dataset: { snapshotOf: r.id, captureId: s.capture_id } },
