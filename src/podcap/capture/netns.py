@@ -8,8 +8,9 @@ the agent ever runs inside a container's namespace, even if the spawn fails half
 Why not the alternatives: ``nsenter`` costs an extra exec per start (and per network-state
 command); ``preexec_fn`` makes subprocess fork() instead of vfork() and run Python code in the
 child of a threaded process, which the subprocess docs call unsafe. Privileges, limits and the
-nice value are those of the calling thread, exactly as with the ``nsenter`` exec before: a new
-thread inherits its creator's nice value, limits are per process.
+nice value are those of the calling thread, exactly as with the ``nsenter`` exec before (a new
+thread inherits its creator's nice value, limits are per process); a capture's tcpdump is then
+given its own priority by the runner (capture/priority.py).
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@ and the view its pushed inventory feeds (views.py).
 
 The agent dialled in and holds one gRPC stream open (``gateway_session.py`` serves it;
 ``session.py`` carries commands over it; a download's bytes come on the data port,
-``transport/data/``). Each method of the interface is one
-command and the check of its answer (``codec.py``): a lying node's entries are dropped and
-counted, never believed.
+``transport/data/``). Each method of the interface is one command and the check of its answer
+(``codec.py``): a lying node's entries are dropped and counted, never believed.
 
 While the agent is away, every command answers ``Unavailable`` naming the node, and the last
 state seen of each capture stays available (``known_captures``), marked stale by the service.
