@@ -21,10 +21,14 @@ from podcap.controller.join_tokens import JoinTokens
 from podcap.pki.ca import ClusterCA
 from podcap.pki.csr import new_key_and_csr
 from podcap.pki.names import fingerprint
+from podcap.transport.base import AgentTransport
 from podcap.transport.data.listener import DataListener
 from podcap.transport.grpc.gateway import Gateway
 from podcap.transport.grpc.gateway_server import GatewayServer
 from podcap.transport.grpc.join import Identity
+from podcap.transport.grpc.remote import RemoteAgent
+from podcap.transport.grpc.uplink import Uplink
+from tests.support import wait_for
 
 
 @dataclass
@@ -75,3 +79,21 @@ def loopback_gateway(tmp: Path) -> Iterator[LoopbackGateway]:
         asyncio.run_coroutine_threadsafe(stop(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+@contextmanager
+def connected(gw: LoopbackGateway, identity: Identity, agent: AgentTransport,
+              **uplink_options: object) -> Iterator[tuple[RemoteAgent, Uplink]]:
+    """``agent`` dialled in through a real ``Uplink``, as a node's agent does: the controller's
+    ``RemoteAgent`` for it once connected, and the uplink."""
+    uplink = Uplink(agent, gw.address, identity, **uplink_options)
+    runner = threading.Thread(target=uplink.run, daemon=True)
+    runner.start()
+    try:
+        remote = gw.registry.get(identity.agent_id)
+        assert isinstance(remote, RemoteAgent)
+        wait_for(lambda: remote.info().connected, timeout=10, what="the agent connected")
+        yield remote, uplink
+    finally:
+        uplink.stop()
+        runner.join(10)

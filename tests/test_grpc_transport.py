@@ -22,9 +22,8 @@ from podcap.transport.grpc.agent_proto import agent_pb2_grpc as pb_grpc
 from podcap.transport.grpc.errors import abort, from_rpc
 from podcap.transport.grpc.gateway_server import GatewayServer
 from podcap.transport.grpc.remote import RemoteAgent
-from podcap.transport.grpc.uplink import OPERATIONS, Uplink
-from tests.loopback_gateway import loopback_gateway
-from tests.support import wait_for
+from podcap.transport.grpc.uplink import OPERATIONS
+from tests.loopback_gateway import connected, loopback_gateway
 
 NODE = "fake-node"
 WORKLOAD = Workload(id="w" * 12, name="web", runtime="docker", node=NODE, state="running",
@@ -115,17 +114,10 @@ def wire(tmp_path: Path) -> Iterator[Wire]:
     with loopback_gateway(tmp_path) as gw:
         identity = gw.identity(NODE)
         stand_in = StandIn(identity.agent_id)
-        uplink = Uplink(stand_in, gw.address, identity)
-        runner = threading.Thread(target=uplink.run, daemon=True)
-        runner.start()
         try:
-            remote = gw.registry.get(identity.agent_id)
-            assert isinstance(remote, RemoteAgent)
-            wait_for(lambda: remote.info().connected, timeout=10)
-            yield Wire(stand_in, remote, gw.server)
+            with connected(gw, identity, stand_in) as (remote, _):
+                yield Wire(stand_in, remote, gw.server)
         finally:
-            uplink.stop()
-            runner.join(10)
             gw.registry.close()
 
 

@@ -22,7 +22,7 @@ from podcap.model import CaptureSpec, Status
 from podcap.runtime.docker import DockerRuntime
 from podcap.transport.grpc.remote import RemoteAgent
 from podcap.transport.grpc.uplink import Uplink
-from tests.loopback_gateway import loopback_gateway
+from tests.loopback_gateway import connected, loopback_gateway
 from tests.support import netns_addresses, remove_container, run_container, unique, wait_for
 
 ADMIN = Principal("admin", "admin")
@@ -50,18 +50,13 @@ def bed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
         identity = gw.identity(NODE)
         agent = Agent(tmp / "agent", WorkloadView([DockerRuntime(node=NODE)]), NODE,
                       identity.agent_id).open()
-        uplink = Uplink(agent, gw.address, identity, feed=agent.feed)
-        runner = threading.Thread(target=uplink.run, daemon=True)
-        runner.start()
         svc = CaptureService(gw.sessions, gw.registry)
         try:
-            remote = gw.registry.get(identity.agent_id)
-            assert isinstance(remote, RemoteAgent)
-            wait_for(lambda: remote.view().state().synced, timeout=10, what="the first snapshot")
-            yield Bed(agent, uplink, remote, svc)
+            with connected(gw, identity, agent, feed=agent.feed) as (remote, uplink):
+                wait_for(lambda: remote.view().state().synced, timeout=10,
+                         what="the first snapshot")
+                yield Bed(agent, uplink, remote, svc)
         finally:
-            uplink.stop()
-            runner.join(10)
             svc.close()
             agent.close()
 

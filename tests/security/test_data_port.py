@@ -27,8 +27,7 @@ from podcap.transport.data import sender, wire
 from podcap.transport.data.incoming import IncomingUpload
 from podcap.transport.grpc.join import Identity
 from podcap.transport.grpc.remote import RemoteAgent
-from podcap.transport.grpc.uplink import Uplink
-from tests.loopback_gateway import LoopbackGateway, loopback_gateway
+from tests.loopback_gateway import LoopbackGateway, connected, loopback_gateway
 from tests.support import wait_for
 from tests.test_grpc_transport import StandIn
 
@@ -62,17 +61,10 @@ class Bed:
 def bed(tmp_path: Path) -> Iterator[Bed]:
     with loopback_gateway(tmp_path) as gw:
         a, b = gw.identity(NODE), gw.identity("other-node")
-        uplink = Uplink(StandIn(a.agent_id), gw.address, a)
-        runner = threading.Thread(target=uplink.run, daemon=True)
-        runner.start()
         try:
-            remote = gw.registry.get(a.agent_id)
-            assert isinstance(remote, RemoteAgent)
-            wait_for(lambda: remote.info().connected, timeout=10)
-            yield Bed(gw, a, b, remote)
+            with connected(gw, a, StandIn(a.agent_id)) as (remote, _):
+                yield Bed(gw, a, b, remote)
         finally:
-            uplink.stop()
-            runner.join(10)
             gw.registry.close()
 
 
