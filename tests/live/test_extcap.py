@@ -91,7 +91,7 @@ def test_tshark_records_a_label_selector_as_one_group(home: dict[str, str], serv
                                                       tmp_path: Path) -> None:
     """No workload, a label selector: every matching container, one pcapng, one interface
     each (a capture group on the server)."""
-    from tests.support import container_ip, remove_container, run_container, unique
+    from tests.support import container_ip, remove_container, run_container, unique, wait_for
 
     label = f"h5-{os.getpid()}"
     web = run_container(unique("xg-web"), ["httpd", "-f", "-p", "80", "-h", "/www"],
@@ -113,9 +113,12 @@ def test_tshark_records_a_label_selector_as_one_group(home: dict[str, str], serv
                               timeout=60)
         names = set(read.stdout.split())
         assert {web.name, cli.name} <= names, (names, done.stderr)
-        with server.client() as c:
-            groups = c.get("/api/capture-groups").json()["groups"]
-        assert any(g["status"] != "running" for g in groups), groups
+        def group_stopped() -> bool:  # tshark ends its extcap and does not wait for it
+            with server.client() as c:
+                groups = c.get("/api/capture-groups").json()["groups"]
+            return any(g["status"] != "running" for g in groups)
+
+        wait_for(group_stopped, timeout=10, what="the extcap to stop its group")
     finally:
         for c in (cli, web):
             if c is not None:
