@@ -3,9 +3,9 @@
 
 VENV := .venv
 PY := $(VENV)/bin/python
-# Three workers on the two cores (pytest-xdist; tests/conftest.py says why three);
+# Four workers on the two cores (pytest-xdist; tests/conftest.py says why four);
 # `make test PYTEST_ARGS='-n 0'` runs in one process, for debugging.
-PYTEST_ARGS ?= -n 3
+PYTEST_ARGS ?= -n 4
 PROTO_DIR := src/podcap/runtime/cri_proto
 AGENT_PROTO_DIR := src/podcap/transport/grpc/agent_proto
 

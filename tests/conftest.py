@@ -47,9 +47,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 # ---- both cores: pytest-xdist ---------------------------------------------------------------
-# `make test` runs `pytest -n 3` (the Makefile's PYTEST_ARGS): three workers on two cores, as
-# the suite waits on real parts (containers, tcpdump, timers) about half of its time (-n 2:
-# 564 s, -n 3: 424 s on 2026-12-07). The unit of work handed to a
+# `make test` runs `pytest -n 4` (the Makefile's PYTEST_ARGS): four workers on two cores, as
+# the suite waits on real parts (containers, tcpdump, timers) much of its time (-n 2: 564 s,
+# -n 3: 424 s on 2026-12-07 morning; by evening, 1,662 tests, -n 3 took 478 s with the CPUs
+# idle 29 % of it). The unit of work handed to a
 # worker is a module: its tests and its module-scoped fixtures (a server, a container pair) stay
 # in one worker, as without xdist. The modules that enter a machine-wide test bed (BEDS:
 # tests/cri's containerd on the fixed bridge podcap-cri0, tests/cluster's net bed on
