@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 from collections import Counter
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import grpc
 
@@ -37,9 +37,8 @@ from podcap.transport.grpc.gateway_needs import AuditLog, Members, Tokens
 from podcap.transport.grpc.gateway_session import SessionServing
 from podcap.transport.grpc.join_gate import JoinGate, peer_address
 
-M = TypeVar("M")
-
 log = logging.getLogger("podcap.controller.gateway")
+
 
 class Gateway(SessionServing, pb_grpc.AgentGatewayServicer):
     def __init__(self, registry: Members, tokens: Tokens, ca: ClusterCA,
