@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import PODCAP, Server, WebPair, tcp_flows
+from tests.support import PODCAP, Server, WebPair, tcp_flows, wait_for
 
 EXTCAP = str(Path(PODCAP).parent / "podcap-extcap")
 
@@ -76,11 +76,15 @@ def test_tshark_records_a_container_through_the_server(home: dict[str, str], pai
     assert read.returncode == 0, read.stderr
     rows = [line.split("\t") for line in read.stdout.splitlines()]
     assert len(rows) > 5 and {pair.client_ip, pair.web_ip} <= {r[0] for r in rows}
-    # On the server it is a normal capture of that workload, stopped when tshark stopped.
-    with server.client() as c:
-        captures = c.get("/api/captures", params={"workload": pair.web.id}).json()["captures"]
-    cap = captures[0]
-    assert cap["status"] == "stopped" and cap["spec"]["filter"] == "tcp port 80", cap
+    # On the server it is a normal capture of that workload, stopped when tshark stopped (by
+    # the extcap, which tshark does not wait for).
+    def stopped() -> dict | None:
+        with server.client() as c:
+            cap = c.get("/api/captures", params={"workload": pair.web.id}).json()["captures"][0]
+        return cap if cap["status"] == "stopped" else None
+
+    cap = wait_for(stopped, timeout=10, what="the extcap to stop its capture")
+    assert cap["spec"]["filter"] == "tcp port 80", cap
     assert cap["stats"]["captured"] >= len(rows)
     from tests.support import read_pcap
     _, packets = read_pcap(server.pcap(cap["id"]))
@@ -91,7 +95,7 @@ def test_tshark_records_a_label_selector_as_one_group(home: dict[str, str], serv
                                                       tmp_path: Path) -> None:
     """No workload, a label selector: every matching container, one pcapng, one interface
     each (a capture group on the server)."""
-    from tests.support import container_ip, remove_container, run_container, unique, wait_for
+    from tests.support import container_ip, remove_container, run_container, unique
 
     label = f"h5-{os.getpid()}"
     web = run_container(unique("xg-web"), ["httpd", "-f", "-p", "80", "-h", "/www"],
@@ -123,3 +127,33 @@ def test_tshark_records_a_label_selector_as_one_group(home: dict[str, str], serv
         for c in (cli, web):
             if c is not None:
                 remove_container(c)
+
+
+def test_an_interrupt_during_the_stop_does_not_cut_it() -> None:
+    """tshark closes the fifo as it sends SIGTERM: the pipe watcher's interrupt (a SIGINT) can
+    land while the extcap is stopping its capture, and once cut the stop left the group running
+    with nobody reading (a loaded run saw it)."""
+    import _thread
+    import signal
+    import time
+
+    from podcap.cli import extcap_interface as extcap
+
+    stopped: list[str] = []
+
+    class Api:
+        def json(self, method: str, url: str, **_: object) -> dict:
+            _thread.interrupt_main()  # what PipeWatcher does when the reader has gone
+            time.sleep(0.05)  # the interrupt is delivered while the stop is under way
+            stopped.append(f"{method} {url}")
+            return {}
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGINT, extcap._on_term)  # as _capture sets them
+    signal.signal(signal.SIGTERM, extcap._on_term)
+    try:
+        extcap._stop(Api(), "group", "g1")  # type: ignore[arg-type]
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    assert stopped == ["POST /api/capture-groups/g1/stop"]

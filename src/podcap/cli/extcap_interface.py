@@ -173,8 +173,9 @@ def _check_filter(ns: argparse.Namespace) -> int:
 
 # ---- capture ----------------------------------------------------------------------------
 
-class _Stopped(Exception):
-    """SIGTERM from Wireshark: stop the capture and leave."""
+class _Stopped(BaseException):
+    """SIGTERM from Wireshark: stop the capture and leave (a BaseException, as KeyboardInterrupt
+    is: no ``except Exception`` on the way may swallow it)."""
 
 
 def _capture(ns: argparse.Namespace) -> int:
@@ -230,7 +231,10 @@ def _copy(api: ApiClient, kind: str, ident: str, sink: BinaryIO) -> None:
 
 
 def _stop(api: ApiClient, kind: str, ident: str) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the stop
+    # Neither a second SIGTERM nor the pipe watcher's interrupt (a SIGINT, when tshark closes
+    # the fifo as it signals) may cut the stop short: the group would run on with nobody.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         if kind == "capture":
             if api.capture(ident).get("status") == "running":
