@@ -38,26 +38,28 @@ def counted(stream: PcapStream, length: int | None,
     meant = stream.size if length is None or stream.size is None else min(length, stream.size)
     sent = 0
 
+    def cut(chunk: bytes) -> bytes:
+        return chunk if length is None else chunk[:length - sent]
+
+    def full() -> bool:
+        return length is not None and sent >= length
+
     def chunks() -> Iterator[bytes]:
         nonlocal sent
         for chunk in stream:
-            if length is not None:
-                chunk = chunk[:length - sent]
-            yield chunk
+            yield (chunk := cut(chunk))
             # Counted once the reader asks for more: the chunk has left. A reader that went
             # away while it was on its way never got it.
             sent += len(chunk)
-            if length is not None and sent >= length:
+            if full():
                 return
 
     async def achunks(source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         nonlocal sent  # as chunks() above, for a source read on the event loop
         async for chunk in source:
-            if length is not None:
-                chunk = chunk[:length - sent]
-            yield chunk
+            yield (chunk := cut(chunk))
             sent += len(chunk)
-            if length is not None and sent >= length:
+            if full():
                 return
 
     def done() -> None:
