@@ -92,6 +92,7 @@ TARGETS: tuple[Target, ...] = (
            keyword="not real_tcpdump", only=("parse_stats", "exit_reason")),
     Target("pcap/pcapng.py", ("tests/groups/test_pcapng_writer.py",)),
     Target("views.py", ("tests/test_views_unit.py",)),
+    Target("transport/data/wire.py", ("tests/security/test_data_port.py",)),
     Target("pcap/gaps.py", ("tests/live/test_follow_unit.py",)),
     Target("pcap/follow.py", ("tests/live/test_follow_unit.py",),
            only=("RingFollower._gap", "RingFollower._marker", "RingFollower._ts")),
