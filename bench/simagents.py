@@ -32,6 +32,8 @@ from podcap.transport.grpc.join import Identity, join
 from podcap.transport.grpc.uplink import Uplink
 from podcap.views import NodeView
 
+TICK_SLICES = 20  # the nodes' seconds, spread: a twentieth of them every 50 ms
+
 
 class SimAgent:
     """An ``AgentTransport`` made of memory: synthetic workloads, records for captures."""
@@ -191,15 +193,25 @@ class Fleet:
             threading.Thread(target=uplink.run, daemon=True, name="sim-uplink").start()
 
     def drive(self) -> None:
-        """Once a second: counters move, a few workloads are replaced, every feed looks."""
+        """Once a second for each node: counters move, a few workloads are replaced, its feed
+        looks. Nodes' seconds are not in step (each agent's timer starts when it does), so the
+        nodes are taken in ``TICK_SLICES`` slices spread over the second; ``--in-step`` ticks
+        them all at once instead (every node's counters in one burst: the worst case)."""
         per_second = self.ns.churn_per_min / 60.0
-        while not self.stop.wait(1.0):
-            for agent in self.agents:
+        slices = 1 if self.ns.in_step else TICK_SLICES
+        due, turn = time.monotonic(), 0
+        while True:
+            due += 1.0 / slices
+            if self.stop.wait(max(0.0, due - time.monotonic())):
+                return
+            for agent in self.agents[turn::slices]:
                 agent.count()
                 if self.rng.random() < per_second:
                     agent.churn()
                 agent.feed.tick()
-            self.write()
+            turn = (turn + 1) % slices
+            if turn == 0:
+                self.write()
 
     def write(self) -> None:
         handled: Counter[str] = Counter()
@@ -222,6 +234,8 @@ def main() -> None:
     ap.add_argument("--running", type=int, default=1, help="running captures per node")
     ap.add_argument("--churn-per-min", type=float, default=2.0, help="per node")
     ap.add_argument("--parallel", type=int, default=64, help="joins at once")
+    ap.add_argument("--in-step", action="store_true",
+                    help="every node's second at once (one burst a second), not spread")
     ap.add_argument("--prefix", default="sim")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--status", type=Path, required=True)

@@ -89,5 +89,8 @@ def test_v1_workload_keeps_start_limit_and_filters(svc: CaptureService) -> None:
     assert get(svc, "/v1/workload", start=10, limit=5)["workloads"] == everything[10:15]
     named = get(svc, "/v1/workload", f_name="web-0042")["workloads"]
     assert [w["name"] for w in named] == ["web-0042"]
+    assert get(svc, "/v1/workload", f_name="web-004")["workloads"] == []  # eq: the whole name
+    some = get(svc, "/v1/workload", f_name="contains,web-004")["workloads"]
+    assert [w["name"] for w in some] == [f"web-004{i}" for i in range(10)]
     on_b = get(svc, "/v1/workload", f_host_name="node-b", limit=3)["workloads"]
     assert [w["name"] for w in on_b] == ["db-0000", "db-0001", "db-0002"]
