@@ -39,7 +39,7 @@ from podcap.pki.ca import ClusterCA
 from podcap.pki.csr import new_key_and_csr
 from podcap.pki.listener import server_pair
 from podcap.pki.names import CONTROLLER_NAME
-from podcap.transport.grpc.gateway import SERVER_OPTIONS
+from podcap.transport.grpc.gateway_server import SERVER_OPTIONS
 from podcap.transport.grpc.join import CLIENT_OPTIONS
 
 MODES = ("grpc-bytes", "tls", "tcp")
