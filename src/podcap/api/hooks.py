@@ -14,10 +14,11 @@ from fastapi import APIRouter, Body, Header, Request
 
 from podcap.api.deps import source_address
 from podcap.api.native_recorders import Recorders
+from podcap.api.plain import Route
 from podcap.controller import alertmanager
 from podcap.errors import NotFound, Unauthenticated
 
-router = APIRouter(prefix="/api/hooks", tags=["recorders"])
+router = APIRouter(prefix="/api/hooks", tags=["recorders"], route_class=Route)
 
 
 @router.post("/alertmanager")

@@ -8,20 +8,23 @@ from pydantic import BaseModel, ConfigDict
 from podcap import limits
 from podcap.api import render
 from podcap.api.deps import Caller, Service
+from podcap.api.plain import Route
 from podcap.errors import FailedPrecondition
 from podcap.ids import agent_id
 
-router = APIRouter(prefix="/api", tags=["agents"])
+router = APIRouter(prefix="/api", tags=["agents"], route_class=Route)
 
 
 @router.get("/agents")
-def agents(svc: Service, who: Caller) -> dict:
+def agents(svc: Service, caller: Caller) -> dict:
+    caller()  # any signed-in user
     return {"agents": [render.native_agent(a) for a in svc.agent_infos()]}
 
 
 @router.delete("/agents/{aid}", status_code=204)
-def revoke(aid: str, svc: Service, who: Caller) -> Response:
+def revoke(aid: str, svc: Service, caller: Caller) -> Response:
     """The agent's certificate stops working at once, on open streams too."""
+    who = caller()
     who.require_admin()
     svc.agents.revoke(agent_id(aid))
     svc.audit.record("agent.revoke", username=who.username, source=who.source,
@@ -36,7 +39,8 @@ class NewToken(BaseModel):
 
 
 @router.post("/agent-tokens", status_code=201)
-def create_token(body: NewToken, request: Request, who: Caller, svc: Service) -> dict:
+def create_token(body: NewToken, request: Request, caller: Caller, svc: Service) -> dict:
+    who = caller()
     who.require_admin()
     tokens = request.app.state.join_tokens
     if tokens is None:

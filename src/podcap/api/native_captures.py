@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, create_model
 
 from podcap.api import live, ranges, render, streaming
 from podcap.api.deps import AuthDep, Caller, Service, StartKeysDep, TicketsDep, Token
+from podcap.api.plain import Route
 from podcap.controller import names
 from podcap.controller.netstate_note import netstate_note
 from podcap.errors import InvalidArgument
 from podcap.model import CaptureSpec
 from podcap.pcap.names import Namer
 
-router = APIRouter(prefix="/api/captures", tags=["captures"])
+router = APIRouter(prefix="/api/captures", tags=["captures"], route_class=Route)
 
 
 # The capture settings of a start body (a capture's, a group's), made from CaptureSpec's
@@ -35,17 +36,19 @@ class StartCapture(SpecBody):  # type: ignore[valid-type,misc]
 
 
 @router.get("")
-def list_captures(svc: Service, who: Caller, workload: str | None = None) -> dict:
+def list_captures(svc: Service, caller: Caller, workload: str | None = None) -> dict:
+    who = caller()
     listing = svc.captures(who, workload)
     return {"captures": [render.native_capture(o) for o in reversed(listing.items)],
             "unreachable": render.unreachable(listing)}
 
 
 @router.post("", status_code=201)
-def start(body: StartCapture, svc: Service, who: Caller, keys: StartKeysDep,
+def start(body: StartCapture, svc: Service, caller: Caller, keys: StartKeysDep,
           idempotency_key: Annotated[str | None, Header()] = None) -> dict:
     """With ``Idempotency-Key``, a retry (on any replica) answers with the first try's
     capture instead of starting another (controller/start_keys.py)."""
+    who = caller()
     spec = CaptureSpec.from_dict(body.model_dump(exclude={"workload_id", "agent_id"}))
     owned = keys.once(who, idempotency_key,
                       lambda: svc.start(who, body.workload_id, spec, body.agent_id),
@@ -54,24 +57,28 @@ def start(body: StartCapture, svc: Service, who: Caller, keys: StartKeysDep,
 
 
 @router.get("/{cid}")
-def get(cid: str, svc: Service, who: Caller) -> dict:
+def get(cid: str, svc: Service, caller: Caller) -> dict:
+    who = caller()
     return {"capture": render.native_capture(svc.capture(who, cid))}
 
 
 @router.post("/{cid}/stop")
-def stop(cid: str, svc: Service, who: Caller) -> dict:
+def stop(cid: str, svc: Service, caller: Caller) -> dict:
+    who = caller()
     return {"capture": render.native_capture(svc.stop(who, cid))}
 
 
 @router.delete("/{cid}", status_code=204)
-def remove(cid: str, svc: Service, who: Caller) -> Response:
+def remove(cid: str, svc: Service, caller: Caller) -> Response:
+    who = caller()
     svc.remove(who, cid)
     return Response(status_code=204)
 
 
 @router.post("/{cid}/ticket")
-def ticket(cid: str, svc: Service, who: Caller, tickets: TicketsDep) -> dict:
+def ticket(cid: str, svc: Service, caller: Caller, tickets: TicketsDep) -> dict:
     """A one-use link for browsers: ``GET`` it without headers within 60 s."""
+    who = caller()
     owned = svc.capture(who, cid)
     who.require_download()
     return tickets.link(who, cid, f"/api/captures/{owned.capture.id}/pcap",
@@ -79,8 +86,9 @@ def ticket(cid: str, svc: Service, who: Caller, tickets: TicketsDep) -> dict:
 
 
 @router.get("/{cid}/follow")
-def follow_state(cid: str, svc: Service, who: Caller) -> dict:
+def follow_state(cid: str, svc: Service, caller: Caller) -> dict:
     """Followers of a capture, SIGUSR2 flushes sent for them, and the gaps they met."""
+    who = caller()
     return {"follow": svc.document(who, cid, "follow", {})}
 
 

@@ -12,11 +12,12 @@ from pydantic import Field
 from podcap.api import live, render, streaming
 from podcap.api.deps import AuthDep, Caller, TicketsDep, Token
 from podcap.api.native_captures import SpecBody
+from podcap.api.plain import Route
 from podcap.controller.groups import Group, GroupService, Selector
 from podcap.errors import Unavailable
 from podcap.model import CaptureSpec
 
-router = APIRouter(prefix="/api/capture-groups", tags=["capture groups"])
+router = APIRouter(prefix="/api/capture-groups", tags=["capture groups"], route_class=Route)
 
 
 async def _groups(request: Request) -> GroupService:
@@ -36,36 +37,42 @@ class StartGroup(SpecBody):  # type: ignore[valid-type,misc]
 
 
 @router.get("")
-def list_groups(groups: Groups, who: Caller) -> dict:
+def list_groups(groups: Groups, caller: Caller) -> dict:
+    who = caller()
     return {"groups": [group_json(g) for g in groups.groups(who)]}
 
 
 @router.post("", status_code=201)
-def start(body: StartGroup, groups: Groups, who: Caller) -> dict:
+def start(body: StartGroup, groups: Groups, caller: Caller) -> dict:
+    who = caller()
     selector = Selector.of(body.workloads, body.namespace, body.labels)
     spec = CaptureSpec.from_dict(body.model_dump(exclude={"workloads", "namespace", "labels"}))
     return {"group": group_json(groups.create(who, selector, spec))}
 
 
 @router.get("/{gid}")
-def get(gid: str, groups: Groups, who: Caller) -> dict:
+def get(gid: str, groups: Groups, caller: Caller) -> dict:
+    who = caller()
     return {"group": group_json(groups.get(who, gid))}
 
 
 @router.post("/{gid}/stop")
-def stop(gid: str, groups: Groups, who: Caller) -> dict:
+def stop(gid: str, groups: Groups, caller: Caller) -> dict:
+    who = caller()
     return {"group": group_json(groups.stop(who, gid))}
 
 
 @router.delete("/{gid}", status_code=204)
-def remove(gid: str, groups: Groups, who: Caller) -> Response:
+def remove(gid: str, groups: Groups, caller: Caller) -> Response:
+    who = caller()
     groups.remove(who, gid)
     return Response(status_code=204)
 
 
 @router.post("/{gid}/ticket")
-def ticket(gid: str, groups: Groups, who: Caller, tickets: TicketsDep) -> dict:
+def ticket(gid: str, groups: Groups, caller: Caller, tickets: TicketsDep) -> dict:
     """A one-use link for browsers, as for a capture's pcap."""
+    who = caller()
     group = groups.get(who, gid)
     who.require_download()
     return tickets.link(who, "group:" + group.id, f"/api/capture-groups/{group.id}/pcapng",

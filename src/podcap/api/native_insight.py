@@ -14,10 +14,11 @@ from pydantic import BaseModel, ConfigDict
 from podcap import limits
 from podcap.api import streaming
 from podcap.api.deps import AuthDep, Caller, Service, TicketsDep, Token
+from podcap.api.plain import Route
 from podcap.insight.conversation import Conversation
 from podcap.streams import PcapRequest
 
-router = APIRouter(prefix="/api/captures", tags=["insight"])
+router = APIRouter(prefix="/api/captures", tags=["insight"], route_class=Route)
 
 
 class ConversationBody(BaseModel):
@@ -30,25 +31,28 @@ class ConversationBody(BaseModel):
 
 
 @router.get("/{cid}/summary")
-def summary(cid: str, svc: Service, who: Caller, top: int = limits.INSIGHT_TOP_DEFAULT,
+def summary(cid: str, svc: Service, caller: Caller, top: int = limits.INSIGHT_TOP_DEFAULT,
             wait: float = limits.INSIGHT_WAIT_S) -> dict:
     """Conversations, protocol mix, DNS and TLS names, timeline; ``pending`` > 0: poll again.
     Names and addresses come from the packets, so this needs the download right too."""
+    who = caller()
     svc.capture(who, cid)  # a capture the caller may not see answers 404 before 403
     who.require_download()
     return svc.document(who, cid, "summary", {"top": str(top), "wait": str(wait)})
 
 
 @router.get("/{cid}/series")
-def series(cid: str, svc: Service, who: Caller, since: float = 0.0) -> dict:
+def series(cid: str, svc: Service, caller: Caller, since: float = 0.0) -> dict:
     """tcpdump's counters a second apart (time, captured, dropped, bytes), after ``since``."""
+    who = caller()
     return svc.document(who, cid, "series", {"since": repr(since)})
 
 
 @router.post("/{cid}/conversations/ticket")
-def conversation_ticket(cid: str, body: ConversationBody, svc: Service, who: Caller,
+def conversation_ticket(cid: str, body: ConversationBody, svc: Service, caller: Caller,
                         tickets: TicketsDep) -> dict:
     """A one-use link (60 s) to one conversation's packets, for browsers."""
+    who = caller()
     conv = Conversation.parse(body.proto, body.a, body.b, body.a_port, body.b_port)
     owned = svc.capture(who, cid)
     who.require_download()

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Header, Request, Response
 
 from podcap.api.deps import Token, source_address
 from podcap.api.metrics.registry import CONTENT_TYPE
+from podcap.api.plain import Route
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=Route)
 
 
 @router.get("/metrics", include_in_schema=False)

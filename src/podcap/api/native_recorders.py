@@ -10,11 +10,12 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 
 from podcap.api import render
 from podcap.api.deps import Caller
+from podcap.api.plain import Route
 from podcap.controller.recorder_model import RecorderConfig
 from podcap.controller.recorders import RecorderService, RecorderView
 from podcap.errors import InvalidArgument, Unavailable
 
-router = APIRouter(prefix="/api/recorders", tags=["recorders"])
+router = APIRouter(prefix="/api/recorders", tags=["recorders"], route_class=Route)
 
 
 async def _recorders(request: Request) -> RecorderService:
@@ -35,35 +36,41 @@ def _object(body: Any) -> dict[str, Any]:
 
 
 @router.get("")
-def list_recorders(recorders: Recorders, who: Caller) -> dict:
+def list_recorders(recorders: Recorders, caller: Caller) -> dict:
+    who = caller()
     return {"recorders": [recorder_json(v) for v in recorders.recorders(who)]}
 
 
 @router.post("", status_code=201)
-def create(recorders: Recorders, who: Caller, body: JsonBody = None) -> dict:
+def create(recorders: Recorders, caller: Caller, body: JsonBody = None) -> dict:
+    who = caller()
     return {"recorder": recorder_json(recorders.create(who, RecorderConfig.of(_object(body))))}
 
 
 @router.get("/{rid}")
-def get(rid: str, recorders: Recorders, who: Caller) -> dict:
+def get(rid: str, recorders: Recorders, caller: Caller) -> dict:
+    who = caller()
     return {"recorder": recorder_json(recorders.get(who, rid))}
 
 
 @router.patch("/{rid}")
-def update(rid: str, recorders: Recorders, who: Caller, body: JsonBody = None) -> dict:
+def update(rid: str, recorders: Recorders, caller: Caller, body: JsonBody = None) -> dict:
+    who = caller()
     return {"recorder": recorder_json(recorders.update(who, rid, _object(body)))}
 
 
 @router.delete("/{rid}", status_code=204)
-def remove(rid: str, recorders: Recorders, who: Caller) -> Response:
+def remove(rid: str, recorders: Recorders, caller: Caller) -> Response:
+    who = caller()
     recorders.remove(who, rid)
     return Response(status_code=204)
 
 
 @router.post("/{rid}/trigger")
-def trigger(rid: str, recorders: Recorders, who: Caller, body: JsonBody = None) -> dict:
+def trigger(rid: str, recorders: Recorders, caller: Caller, body: JsonBody = None) -> dict:
     """Freeze the members (all, or ``workloads``): each frozen ring becomes the snapshot
     (same capture id) ``after_s`` seconds from now (the recorder's own by default)."""
+    who = caller()
     data = _object(body or {})
     workloads = data.get("workloads") or []
     if not isinstance(workloads, list) or not all(isinstance(w, str) for w in workloads):
@@ -78,7 +85,8 @@ def trigger(rid: str, recorders: Recorders, who: Caller, body: JsonBody = None) 
 
 
 @router.get("/{rid}/snapshots")
-def snapshots(rid: str, recorders: Recorders, who: Caller) -> dict:
+def snapshots(rid: str, recorders: Recorders, caller: Caller) -> dict:
+    who = caller()
     return {"snapshots": recorder_json(recorders.get(who, rid))["snapshots"]}
 
 

@@ -7,10 +7,11 @@ from pydantic import BaseModel, Field
 
 from podcap import limits
 from podcap.api.deps import AuthDep, Caller, Service, Token, in_login_pool, source_address
+from podcap.api.plain import Route
 from podcap.controller.retention import Policy
 from podcap.model import spec_limits
 
-router = APIRouter(prefix="/api", tags=["session"])
+router = APIRouter(prefix="/api", tags=["session"], route_class=Route)
 
 
 class Login(BaseModel):
@@ -34,7 +35,8 @@ def logout(auth: AuthDep, token: Token, request: Request) -> Response:
 
 
 @router.get("/whoami")
-def whoami(who: Caller) -> dict:
+def whoami(caller: Caller) -> dict:
+    who = caller()
     return {"username": who.username, "role": who.role,
             "namespaces": sorted(who.namespaces), "download": who.may_download}
 

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podcap import limits
 from podcap.api.deps import AuthDep, Caller
+from podcap.api.plain import Route
 from podcap.controller.users import UserInfo
 from podcap.errors import NotFound, PermissionDenied
 
-router = APIRouter(prefix="/api/users", tags=["users"])
+router = APIRouter(prefix="/api/users", tags=["users"], route_class=Route)
 
 Name = Field(min_length=1, max_length=64)
 Password = Field(min_length=1, max_length=limits.PASSWORD_MAX_CHARS)
@@ -49,27 +50,31 @@ def render(user: UserInfo) -> dict[str, Any]:
 
 
 @router.get("")
-def list_users(auth: AuthDep, who: Caller) -> dict:
+def list_users(auth: AuthDep, caller: Caller) -> dict:
+    who = caller()
     who.require_admin()
     return {"users": [render(u) for u in auth.users()]}
 
 
 @router.post("", status_code=201)
-def add_user(body: NewUser, auth: AuthDep, who: Caller) -> dict:
+def add_user(body: NewUser, auth: AuthDep, caller: Caller) -> dict:
+    who = caller()
     who.require_admin()
     return {"user": render(auth.add_user(body.username, body.password, body.role,
                                          tuple(body.namespaces), body.download, by=who))}
 
 
 @router.get("/{name}")
-def get_user(name: str, auth: AuthDep, who: Caller) -> dict:
+def get_user(name: str, auth: AuthDep, caller: Caller) -> dict:
+    who = caller()
     if who.role != "admin" and who.username != name:
         raise NotFound(f"user {name} not found")
     return {"user": render(auth.user(name))}
 
 
 @router.patch("/{name}")
-def change_user(name: str, body: UserChange, auth: AuthDep, who: Caller) -> dict:
+def change_user(name: str, body: UserChange, auth: AuthDep, caller: Caller) -> dict:
+    who = caller()
     who.require_admin()
     spaces = None if body.namespaces is None else tuple(body.namespaces)
     return {"user": render(auth.update_user(name, role=body.role, namespaces=spaces,
@@ -77,15 +82,17 @@ def change_user(name: str, body: UserChange, auth: AuthDep, who: Caller) -> dict
 
 
 @router.delete("/{name}", status_code=204)
-def remove_user(name: str, auth: AuthDep, who: Caller) -> Response:
+def remove_user(name: str, auth: AuthDep, caller: Caller) -> Response:
+    who = caller()
     who.require_admin()
     auth.remove_user(name, by=who)
     return Response(status_code=204)
 
 
 @router.post("/{name}/password", status_code=204)
-def change_password(name: str, body: PasswordChange, auth: AuthDep, who: Caller) -> Response:
+def change_password(name: str, body: PasswordChange, auth: AuthDep, caller: Caller) -> Response:
     """Your own password needs the current one; an admin sets anyone else's without it."""
+    who = caller()
     if who.username == name:
         if body.current_password is None or not auth.check_password(name,
                                                                      body.current_password):
@@ -97,7 +104,8 @@ def change_password(name: str, body: PasswordChange, auth: AuthDep, who: Caller)
 
 
 @router.post("/{name}/unlock", status_code=204)
-def unlock(name: str, auth: AuthDep, who: Caller) -> Response:
+def unlock(name: str, auth: AuthDep, caller: Caller) -> Response:
+    who = caller()
     who.require_admin()
     auth.unlock(name, by=who)
     return Response(status_code=204)

@@ -11,13 +11,14 @@ from pydantic import BaseModel
 from podcap import limits
 from podcap.api import render
 from podcap.api.deps import Caller, Service
+from podcap.api.plain import Route
 from podcap.errors import InvalidArgument
 
-router = APIRouter(prefix="/api", tags=["workloads"])
+router = APIRouter(prefix="/api", tags=["workloads"], route_class=Route)
 
 
 @router.get("/workloads", response_class=JSONResponse)
-def workloads(svc: Service, who: Caller, q: str = "",
+def workloads(svc: Service, caller: Caller, q: str = "",
               offset: int = Query(0, ge=0),
               limit: int = Query(0, ge=0, le=limits.WORKLOADS_PAGE_MAX),
               since: str = "") -> Response:
@@ -25,6 +26,7 @@ def workloads(svc: Service, who: Caller, q: str = "",
     from ``offset`` (0: all), with ``total`` and a ``token``: a client that sends it back as
     ``since`` gets ``{"unchanged": true}`` while no view has changed, for the price of
     reading the views' versions (the UI's refresh every few seconds)."""
+    who = caller()
     token = svc.workloads_token()
     if since and since == token:
         return JSONResponse({"unchanged": True, "token": token})
@@ -37,7 +39,8 @@ def workloads(svc: Service, who: Caller, q: str = "",
 
 
 @router.get("/workloads/{wid}")
-def workload(wid: str, svc: Service, who: Caller) -> dict:
+def workload(wid: str, svc: Service, caller: Caller) -> dict:
+    who = caller()
     return {"workload": render.native_workload(svc.workload(who, wid))}
 
 
@@ -46,8 +49,9 @@ class FilterCheck(BaseModel):
 
 
 @router.post("/filter/check")
-def check_filter(body: FilterCheck, svc: Service, who: Caller) -> dict:
+def check_filter(body: FilterCheck, svc: Service, caller: Caller) -> dict:
     """200 either way: a filter that does not compile is an answer here, not an error."""
+    caller()  # any signed-in user
     try:
         svc.check_filter(body.filter)
     except InvalidArgument as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from podcap.api.deps import AuthDep, Token, in_login_pool, source_address
+from podcap.api.plain import Route
 from podcap.api.v1_body import json_object
 from podcap.controller.auth import Auth
 from podcap.errors import InvalidArgument
 
-router = APIRouter(prefix="/v1/auth", tags=["v1 (NeuVector)"])
+router = APIRouter(prefix="/v1/auth", tags=["v1 (NeuVector)"], route_class=Route)
 
 
 @router.post("")

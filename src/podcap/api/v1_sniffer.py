@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 from podcap import limits
 from podcap.api import render, streaming
 from podcap.api.deps import Caller, Service, Token, as_caller
+from podcap.api.plain import Route
 from podcap.api.v1_body import parse_object
 from podcap.controller.inventory import OwnedCapture
 from podcap.controller.principal import Principal
@@ -20,14 +21,15 @@ from podcap.errors import InvalidArgument, NotEnoughFilter
 from podcap.model import CaptureSpec
 from podcap.streams import PcapRequest
 
-router = APIRouter(prefix="/v1/sniffer", tags=["v1 (NeuVector)"])
+router = APIRouter(prefix="/v1/sniffer", tags=["v1 (NeuVector)"], route_class=Route)
 
 _SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(CaptureSpec))
 
 
 @router.get("")
-def list_sniffers(svc: Service, who: Caller, f_workload: str | None = None,
+def list_sniffers(svc: Service, caller: Caller, f_workload: str | None = None,
                   f_enforcer: str | None = None) -> dict:
+    who = caller()
     listing = svc.captures(who, f_workload, f_enforcer)
     return {"sniffers": [render.v1_sniffer(o) for o in listing.items]}
 
@@ -58,25 +60,29 @@ def spec_from_body(body: dict[str, Any]) -> CaptureSpec:
 
 
 @router.get("/{cid}")
-def get_sniffer(cid: str, svc: Service, who: Caller) -> dict:
+def get_sniffer(cid: str, svc: Service, caller: Caller) -> dict:
+    who = caller()
     return {"sniffer": render.v1_sniffer(svc.capture(who, cid))}
 
 
 @router.patch("/stop/{cid}")
-def stop_sniffer(cid: str, svc: Service, who: Caller) -> Response:
+def stop_sniffer(cid: str, svc: Service, caller: Caller) -> Response:
+    who = caller()
     svc.stop(who, cid)
     return Response(status_code=200)
 
 
 @router.delete("/{cid}")
-def delete_sniffer(cid: str, svc: Service, who: Caller) -> Response:
+def delete_sniffer(cid: str, svc: Service, caller: Caller) -> Response:
+    who = caller()
     svc.remove(who, cid)
     return Response(status_code=200)
 
 
 @router.get("/{cid}/pcap")
-def download(cid: str, svc: Service, who: Caller,
+def download(cid: str, svc: Service, caller: Caller,
              limit: int = limits.DOWNLOAD_LIMIT_DEFAULT) -> StreamingResponse:
+    who = caller()
     if limit <= 0:
         raise InvalidArgument("limit must be a positive number of bytes")
     owned, pcap = svc.stream_pcap(who, cid, PcapRequest(limit=limit))

@@ -10,20 +10,22 @@ from fastapi.responses import JSONResponse, Response
 
 from podcap.api import render
 from podcap.api.deps import Caller, Service
+from podcap.api.plain import Route
 from podcap.controller.inventory import PlacedWorkload
 from podcap.errors import InvalidArgument
 
 T = TypeVar("T")
 
-router = APIRouter(prefix="/v1", tags=["v1 (NeuVector)"])
+router = APIRouter(prefix="/v1", tags=["v1 (NeuVector)"], route_class=Route)
 
 
 @router.get("/workload", response_class=JSONResponse)
-def list_workloads(request: Request, svc: Service, who: Caller) -> Response:
+def list_workloads(request: Request, svc: Service, caller: Caller) -> Response:
     """Filters on a workload's own fields (name, id, host_name…) run before rendering, and a
     page is cut before rendering when no other filter is left: 10,000 workloads are never
     all turned into JSON for a page of 20; each workload's JSON is made once and kept
     (render.json_list), so a list of 10,000 is a join (bench figure 11)."""
+    who = caller()
     params = request.query_params
     brief = params.get("brief", "").lower() == "true"
     placed = svc.workloads(who).items
@@ -60,12 +62,14 @@ _FIELDS: dict[str, Callable[[PlacedWorkload], str]] = {
 
 
 @router.get("/workload/{wid}")
-def get_workload(wid: str, svc: Service, who: Caller) -> dict:
+def get_workload(wid: str, svc: Service, caller: Caller) -> dict:
+    who = caller()
     return {"workload": render.v1_workload(svc.workload(who, wid))}
 
 
 @router.get("/enforcer")
-def list_enforcers(svc: Service, who: Caller) -> dict:
+def list_enforcers(svc: Service, caller: Caller) -> dict:
+    caller()  # any signed-in user
     return {"enforcers": [render.v1_enforcer(a) for a in svc.agent_infos()]}
 
 
