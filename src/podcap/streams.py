@@ -43,6 +43,8 @@ class PcapStream:
         finally:
             self.close()
 
+    closed: bool = field(default=False, init=False, repr=False)  # close() has run to its end
+
     def close(self) -> None:
         close = getattr(self.chunks, "close", None)
         if close is not None:
@@ -53,3 +55,4 @@ class PcapStream:
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
             on_close()
+        self.closed = True

@@ -124,7 +124,7 @@ def download(cid: str, svc: Service, auth: AuthDep, tickets: TicketsDep, token: 
                              Namer(names.lookup(svc, who)), request.follow)
     if request.follow:
         return live.response(owned, pcap, fmt, name)
-    return streaming.send(streaming.body(pcap), pcap.close, media_type=streaming.PCAP,
+    return streaming.send(streaming.body(pcap), pcap, media_type=streaming.PCAP,
                           filename=name,
                           status_code=206 if chosen.partial else 200,
                           headers=ranges.headers(owned.capture, request, chosen, pcap))
