@@ -89,3 +89,47 @@ def test_a_reader_that_leaves_is_audited_not_ok_with_what_it_was_sent(
     pcap.close()
     entry = last_download(svc)
     assert (entry.bytes, entry.ok) == (2 * CHUNK, False)
+
+
+def test_an_http_download_borrows_a_worker_thread_twice(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the application: the route's thread also reads the first chunk, and the stream
+    that closed itself at its end (audit written) needs no thread to close it again; the one
+    other is the ask for more that ends it. Under load each round trip through the event loop
+    waits behind all it has queued (bench figure 10). Whatever is saved, the entry is right."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import anyio.to_thread
+    import httpx
+
+    from podcap.api.app import create_app
+    from tests.test_one_lookup import AnyToken
+
+    class OneChunk(PcapAgent):
+        def stream_pcap(self, capture_id: str, request: PcapRequest) -> PcapStream:
+            return PcapStream(iter([DATA]), len(DATA))
+
+    svc = _service(tmp_path, OneChunk())
+    app = create_app(svc, AnyToken())  # type: ignore[arg-type]
+    hops: list[object] = []
+    real = anyio.to_thread.run_sync
+
+    async def counted(func: object, *args: object, **kwargs: object) -> object:
+        hops.append(func)
+        return await real(func, *args, **kwargs)  # type: ignore[arg-type]
+
+    async def ask() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://testserver") as client:
+            return await client.get(f"/api/captures/{PcapAgent().capture.id}/pcap",
+                                    headers={"Authorization": "Bearer t"})
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    with ThreadPoolExecutor(1) as one:  # its own thread: see tests/test_one_lookup.py
+        r = one.submit(asyncio.run, ask()).result()
+    entry = last_download(svc)
+    svc.close()
+    assert r.status_code == 200 and r.content == DATA
+    assert (entry.bytes, entry.ok) == (len(DATA), True)
+    assert len(hops) == 2, hops

@@ -79,6 +79,21 @@ def test_live_stream_of_a_ring_truncated_before_reading_is_still_a_pcap(tmp_path
     assert data[:4] == b"\xd4\xc3\xb2\xa1" and read(data) == []
 
 
+def test_live_stream_of_a_ring_empty_at_listing_and_reading_waits_for_a_header(
+        tmp_path: Path) -> None:
+    """Every file truncated at the listing too (no header kept from it): tcpdump's first flush
+    into the file it reopened comes a moment later, and the download waits for it."""
+    import threading
+
+    path = tmp_path / f"{PREFIX}0"
+    path.write_bytes(b"")
+    flush = threading.Timer(0.02, lambda: write_pcap(path, [5.0]))
+    flush.start()
+    data = b"".join(ring._live([(path, 100)], 1000, None))
+    flush.join()
+    assert data == path.read_bytes()[:24] and data[:4] == b"\xd4\xc3\xb2\xa1"
+
+
 def test_limit_sends_whole_files_until_crossed(tmp_path: Path) -> None:
     for i in range(3):
         write_pcap(tmp_path / f"{PREFIX}{i}", [float(i * 10 + k) for k in range(10)], size=1000)

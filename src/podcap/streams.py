@@ -36,14 +36,13 @@ class PcapStream:
     # download, transport/data/incoming.py): an HTTP response then takes each without a worker
     # thread's round trip. A reader uses one of ``chunks`` and ``achunks``, never both.
     achunks: AsyncIterator[bytes] | None = field(default=None, repr=False)
+    closed: bool = field(default=False, init=False, repr=False)  # close() has run to its end
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             yield from self.chunks
         finally:
             self.close()
-
-    closed: bool = field(default=False, init=False, repr=False)  # close() has run to its end
 
     def close(self) -> None:
         close = getattr(self.chunks, "close", None)

@@ -62,8 +62,8 @@ def response(owned: OwnedCapture, pcap: PcapStream, fmt: str, filename: str,
             w.node, owned.namespace, w.pod_name, w.container_name or w.name),
             comment=f"podcap {what} of capture {capture.id}",
             interface_notes=[netstate] if netstate else [], namer=namer)
-        return streaming.send(streaming.paced(body) if follow else body, pcap.close,
+        return streaming.send(streaming.paced(body) if follow else body, pcap,
                               media_type=streaming.PCAPNG,
                               filename=filename.removesuffix(".pcap") + ".pcapng", live=follow)
-    return streaming.send(streaming.paced(pcap), pcap.close, media_type=streaming.PCAP,
+    return streaming.send(streaming.paced(pcap), pcap, media_type=streaming.PCAP,
                           filename=filename, live=True)

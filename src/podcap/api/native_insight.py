@@ -71,7 +71,7 @@ def conversation_pcap(cid: str, proto: str, a: str, b: str, svc: Service, auth: 
     who = tickets.redeem(ticket, cid) if ticket else auth.authenticate(token)
     owned, pcap = svc.stream_pcap(who, cid, PcapRequest(filter=conv.bpf()))
     name = _name(owned.capture.workload.name, conv)
-    return streaming.send(pcap, pcap.close, media_type=streaming.PCAP, filename=name)
+    return streaming.send(pcap, pcap, media_type=streaming.PCAP, filename=name)
 
 
 def _query(conv: Conversation) -> dict[str, str]:

@@ -42,7 +42,8 @@ def safe_name(text: str, limit: int | None = None) -> str:
 def send(body: Iterable[bytes] | AsyncIterator[bytes], close: Callable[[], None] | PcapStream, *,
          media_type: str, filename: str | None = None, status_code: int = 200,
          headers: Mapping[str, str] | None = None, live: bool = False) -> StreamingResponse:
-    """The response that streams ``body`` and calls ``close`` when it ends (see above).
+    """The response that streams ``body`` and calls ``close`` when it ends (see above): a
+    stream's ``close``, or the stream itself, which needs no thread once it has closed itself.
     ``filename``: sent as an attachment of that name; ``headers``: the route's own (sizes,
     ranges); ``live``: a stream with no known end."""
     out = {} if filename is None else {"Content-Disposition":

@@ -95,7 +95,7 @@ def download(cid: str, svc: Service, caller: Caller,
                                                                   len(tail))}
     parts = multipart(head, pcap, tail) if pcap.achunks is None else \
         amultipart(head, pcap.achunks, tail)  # a remote agent's, on the event loop
-    return streaming.send(parts, pcap.close, headers=headers,
+    return streaming.send(parts, pcap, headers=headers,
                           media_type=f"multipart/form-data; boundary={boundary}")
 
 

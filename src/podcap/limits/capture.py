@@ -58,6 +58,10 @@ RECLAIM_POLICIES: Final = ("none", "oldest")
 # Download: NeuVector's default limit of 100 MiB on /v1/sniffer/:id/pcap.
 DOWNLOAD_LIMIT_DEFAULT: Final = 104_857_600
 DOWNLOAD_CHUNK_BYTES: Final = 4 * 1024 * 1024  # fewer thread hops; memory stays a few MB
+# A running ring whose every file was being rewritten when downloaded: its header looked for
+# again this often, this far apart (pcap/ring.py), so the download is still a pcap.
+RING_HEADER_TRIES: Final = 20
+RING_HEADER_WAIT_S: Final = 0.005
 
 # Process control.
 START_TIMEOUT_S: Final = 10.0  # tcpdump must say "listening on" within this

@@ -8,6 +8,7 @@ file's 24-byte global header and drops the others', in constant memory.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -163,8 +164,22 @@ def _live(files: list[tuple[Path, int]], chunk: int, listed: bytes | None) -> It
             yield from _records(opened, MAGIC[head[:4]][0], chunk)
         finally:
             opened.close()
-    if header is None and listed is not None:
-        yield listed
+    if header is None:
+        header = listed or _header_soon([path for path, _ in files])
+        if header is not None:
+            yield header
+
+
+def _header_soon(paths: list[Path]) -> bytes | None:
+    """A ring so fast that every file it listed was truncated under the reader, and at the
+    listing too: a file tcpdump has just opened is empty until its first flush, which comes
+    with its first packet, a moment later (a full suite's run once got an empty download)."""
+    for _ in range(limits.RING_HEADER_TRIES):
+        head = first_header(paths)
+        if head is not None:
+            return head
+        time.sleep(limits.RING_HEADER_WAIT_S)
+    return None
 
 
 def first_header(paths: Iterable[Path]) -> bytes | None:
