@@ -164,7 +164,7 @@ def _live(files: list[tuple[Path, int]], chunk: int, listed: bytes | None) -> It
             yield from _records(opened, MAGIC[head[:4]][0], chunk)
         finally:
             opened.close()
-    if header is None:
+    if header is None and files:  # files were listed: each had a header a moment ago
         header = listed or _header_soon([path for path, _ in files])
         if header is not None:
             yield header
