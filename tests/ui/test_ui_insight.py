@@ -55,10 +55,14 @@ def test_detail_view_live_chart_tables_and_conversation_download(
     finally:
         with server.client() as api:
             assert api.post(f"/api/captures/{cid}/stop").status_code == 200
-    # After the stop the view settles on the complete summary.
-    expect(page.locator("#detail-totals")).to_contain_text("packets", timeout=20_000)
-    expect(page.locator("#detail-totals")).not_to_contain_text("still reading", timeout=20_000)
-    expect(page.locator("#detail-totals")).not_to_contain_text("updates while", timeout=20_000)
+    # After the stop the view settles on the complete summary: the three conditions on one
+    # reading of the text (one after the other, "not still reading" could pass on the running
+    # summary and "not updates while" on a pending one that came next: a loaded run did).
+    def settled() -> bool:
+        text = page.locator("#detail-totals").inner_text()
+        return "packets" in text and "still reading" not in text and "updates while" not in text
+
+    wait_for(settled, timeout=20, what="the complete summary")
     assert int(page.locator("#detail-timeline").get_attribute("data-points") or 0) >= 1
     full = tmp_path / "full.pcap"
     full.write_bytes(server.pcap(cid))
