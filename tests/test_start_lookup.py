@@ -135,3 +135,23 @@ def test_an_answer_about_another_process_is_not_a_confirmation(agent: Agent, box
             lookup.confirm(used)
         assert "restarted while the capture started" in refused.value.error.message
     assert agent.workloads.lookup(box.id).confirm(fresh) == fresh
+
+
+def test_an_abandoned_tcpdump_is_gone_when_abandon_returns(tmp_path: Path) -> None:
+    """One that does not end on SIGINT within the grace (a tcpdump still booting on a loaded
+    machine) is killed, and waited for: a refused start must leave no process behind."""
+    import signal
+    import subprocess
+
+    from podcap.capture.runner import TcpdumpRun
+
+    run = TcpdumpRun(CaptureSpec(), tmp_path / "files", tmp_path / "log")
+    run.popen = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        run.abandon(grace=0.1)
+        assert run.popen.poll() == -signal.SIGKILL
+    finally:
+        if run.popen.poll() is None:
+            run.popen.kill()
+            run.popen.wait()

@@ -72,10 +72,18 @@ class TcpdumpRun:
 
     def abandon(self, grace: float = 0.5) -> None:
         """Never leave a tcpdump behind a failed start (or a capture stopped while it
-        started: the agent gives that one the stop's grace)."""
+        started: the agent gives that one the stop's grace). Gone when this returns: a
+        tcpdump still booting may outlast the grace (a loaded full run: SIGKILL was sent and
+        the start refused while it still ran), so the SIGKILL is waited for, and reaped."""
         popen = self.popen
-        if popen is not None and popen.poll() is None:
+        if popen is None:
+            return
+        if popen.poll() is None:
             terminate(popen.pid, grace=grace, alive=lambda: popen.poll() is None)
+        try:
+            popen.wait(timeout=limits.STOP_GRACE_S)
+        except subprocess.TimeoutExpired:  # unkillable for now (a D state): reaped later
+            pass
 
 
 def start(argv: list[str], log_path: Path, netns_fd: int) -> subprocess.Popen[bytes]:
