@@ -58,8 +58,11 @@ def send(body: Iterable[bytes] | AsyncIterator[bytes], close: Callable[[], None]
 async def _close(close: Callable[[], None] | PcapStream) -> None:
     """In a worker thread (it may write the download's audit), unless it is a stream that
     closed itself at its end (most downloads): then nothing is left to do."""
-    if not (isinstance(close, PcapStream) and close.closed):
-        await run_in_threadpool(close.close if isinstance(close, PcapStream) else close)
+    if isinstance(close, PcapStream):
+        if close.closed:
+            return
+        close = close.close
+    await run_in_threadpool(close)
 
 
 def body(pcap: PcapStream) -> AsyncIterator[bytes]:

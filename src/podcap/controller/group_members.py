@@ -189,7 +189,7 @@ def member_row(gid: str, p: PlacedWorkload, cid: str, reason: str, now: float) -
 
 
 def may_see(who: Principal, group: Group) -> bool:
-    if who.username == group.row.owner or not who.namespaces:
+    if who.username == group.row.owner or who.sees_every_namespace:
         return True
     spaces = {m.row.namespace for m in group.members} | {s.namespace for s in group.skipped}
     return bool(spaces) and all(who.can_see(ns) for ns in spaces)

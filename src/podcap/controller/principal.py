@@ -23,8 +23,12 @@ class Principal:
     token_hash: str = ""  # the session this principal came from ("" when none)
     source: str = ""  # the client's address, for the audit log
 
+    @property
+    def sees_every_namespace(self) -> bool:
+        return not self.namespaces
+
     def can_see(self, namespace: str) -> bool:
-        return not self.namespaces or namespace in self.namespaces
+        return self.sees_every_namespace or namespace in self.namespaces
 
     @property
     def may_download(self) -> bool:

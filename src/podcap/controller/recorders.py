@@ -99,7 +99,7 @@ class RecorderService:
         who.require_write()
         if config.filter.strip():
             self.service.check_filter(config.filter)
-        if who.namespaces and config.selector.namespace not in who.namespaces:
+        if not who.can_see(config.selector.namespace):
             raise InvalidArgument("a user scoped to namespaces must name one of them in the "
                                   "recorder's selector (namespace)")
         with self.sessions() as db, db.begin():
@@ -288,7 +288,7 @@ class RecorderService:
 
 def may_see(who: Principal, view: RecorderView) -> bool:
     """Its owner, admins and users of every namespace, and users of its namespace."""
-    if who.username == view.row.owner or not who.namespaces:
+    if who.username == view.row.owner or who.sees_every_namespace:
         return True
     return bool(view.config.selector.namespace) and who.can_see(view.config.selector.namespace)
 

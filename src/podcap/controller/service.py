@@ -74,8 +74,8 @@ class CaptureService:
         in its name, image, namespace, pod, node, id or an IP."""
         every = self.inventory.workloads()
         placed = every.items
-        if who.namespaces:
-            placed = [p for p in placed if p.workload.namespace in who.namespaces]
+        if not who.sees_every_namespace:  # an admin's list is not copied
+            placed = [p for p in placed if who.can_see(p.workload.namespace)]
         # A pass a word, no call a row: at 10,000 rows ``all(...)`` cost 4.4 ms, this 0.6
         for word in query.lower().split():
             placed = [p for p in placed if word in p.text]
