@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 import traceback
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": command, "started": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine.facts(), "config": cfg.as_dict(), "results": {}, "timings_s": {},
     }
+    # Ended from outside (the smoke test's bound): unwind, so that every figure's cleanup and
+    # ctx.close() still remove the containers and processes it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ctx = Context(cfg)
     failed = []
     try:

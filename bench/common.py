@@ -107,6 +107,7 @@ class Config:
             scale_containers=3, scale_requests=10, scale_settle_s=0.5,
             insight_packets=20_000, insight_repeats=1, insight_seconds=1,
             insight_capture_repeats=1,
+            rec_other_priorities="",  # the other priorities' beds run the same code again
         )
 
     def set(self, assignment: str) -> None:

@@ -64,15 +64,19 @@ BED_MODULES = ("tests/cluster/test_netbed.py", "tests/cluster/test_nodes.py",
                "tests/cri/test_cri_capture.py", "tests/cri/test_cri_runtime.py",
                "tests/faults/test_cri_restart.py", "tests/groups/test_group_cluster.py",
                "tests/ha/test_failover.py")
+# The benchmarks' smoke groups are units of their own: each is a minute of one worker.
+SMOKE = "tests/test_bench_smoke.py"
 # The longest units (2026-12-07, -n 2: beds 103 s, the benchmarks' smoke run 78 s, the rogue
 # agents 51 s, the main UI 42 s; the next is 39 s, of 1,086 s in all).
-LONGEST_FIRST: tuple[str, ...] = (BEDS, "tests/test_bench_smoke.py",
+LONGEST_FIRST: tuple[str, ...] = (BEDS, SMOKE,
                                   "tests/security/test_rogue_agent.py", "tests/ui/test_ui.py")
 
 
 def unit_of(nodeid: str) -> str:
-    """The unit of work a test belongs to: its module, or BEDS."""
+    """The unit of work a test belongs to: its module, BEDS, or one smoke group."""
     module = nodeid.split("::")[0]
+    if module == SMOKE:
+        return nodeid
     return BEDS if module in BED_MODULES else module
 
 
@@ -106,7 +110,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             unit = unit_of(item.nodeid)
             if unit in alone:  # last: see `alone` below
                 return len(LONGEST_FIRST) + 1
-            return LONGEST_FIRST.index(unit) if unit in LONGEST_FIRST else len(LONGEST_FIRST)
+            module = unit.split("::")[0]  # a smoke group ranks as its module
+            return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else \
+                len(LONGEST_FIRST)
         items.sort(key=rank)  # stable: a module's own order is kept
 
 

@@ -152,7 +152,7 @@ class Server:
 
     def login(self, username: str = "admin", password: str | None = None) -> str:
         r = httpx.post(self.url + "/v1/auth", json={"password": {
-            "username": username, "password": password or self.password}})
+            "username": username, "password": password or self.password}}, timeout=30)
         r.raise_for_status()
         return r.json()["token"]["token"]
 

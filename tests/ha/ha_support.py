@@ -315,8 +315,11 @@ def ha_cluster(tmp: Path, database_url: str, host: str = "127.0.0.1", replicas: 
             for i in range(replicas)]
     proxy = HAProxy(tmp, free_port(), made, balance)
     try:
-        for replica in made:
-            replica.start()
+        made[0].start()  # the leader makes the admin and the CA; the others boot together
+        for replica in made[1:]:
+            replica.start(wait=False)
+        for replica in made[1:]:
+            replica.wait_ready()
         proxy.start()
         yield HA(made, proxy, password, database_url)
     finally:
