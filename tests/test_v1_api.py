@@ -6,8 +6,10 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import socket
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from podcap.transport.grpc.join import Identity  # noqa: E402
@@ -37,15 +39,27 @@ def server(request: pytest.FixtureRequest,
             agent.stop()
 
 
+def _steady_lists(c: httpx.Client) -> tuple[list, list, list]:
+    """The full, brief and paged lists read while the machine's containers stayed the same
+    (the other workers start and remove theirs between any two requests)."""
+    for _ in range(20):
+        everything = c.get("/v1/workload").json()["workloads"]
+        brief = c.get("/v1/workload", params={"brief": "true"}).json()["workloads"]
+        paged = c.get("/v1/workload", params={"start": 1, "limit": 1}).json()["workloads"]
+        again = c.get("/v1/workload").json()["workloads"]
+        if [w["id"] for w in again] == [w["id"] for w in everything]:
+            return everything, brief, paged
+        time.sleep(0.2)
+    raise AssertionError("the workload list never stayed the same for four requests")
+
+
 def test_workload_list_filters_and_paging(server: Server, pair: WebPair) -> None:
     with server.client() as c:
-        everything = c.get("/v1/workload").json()["workloads"]
+        everything, brief, paged = _steady_lists(c)
         web = pair.web.name
         by_name = c.get("/v1/workload", params={"f_name": web}).json()["workloads"]
         by_prefix = c.get("/v1/workload",
                           params={"f_id": f"prefix,{pair.web.id[:10]}"}).json()["workloads"]
-        brief = c.get("/v1/workload", params={"brief": "true"}).json()["workloads"]
-        paged = c.get("/v1/workload", params={"start": 1, "limit": 1}).json()["workloads"]
         one = c.get(f"/v1/workload/{pair.web.id}").json()["workload"]
         missing = c.get("/v1/workload/" + "e" * 64)
         bad_op = c.get("/v1/workload", params={"f_name": "regex,.*"})

@@ -228,7 +228,8 @@ def test_close_ends_processes_and_removes_everything(tmp_path: Path) -> None:
         a.cut()
         wait_for(lambda: len(a.pids()) == 1 and len(b.pids()) == 3, 5, "processes to start")
         # until its handler is set, SIGTERM still ends it: the close would not need SIGKILL
-        wait_for(lambda: "ignoring" in (tmp_path / "b.log").read_text(), 10,
+        # (the log's first line, the bed's header, quotes the command, so a line of its own)
+        wait_for(lambda: "ignoring" in (tmp_path / "b.log").read_text().splitlines(), 10,
                  "the stubborn process to ignore SIGTERM")
         pids = a.pids() + b.pids()
         assert ours_visible()
