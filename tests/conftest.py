@@ -66,10 +66,13 @@ BED_MODULES = ("tests/cluster/test_netbed.py", "tests/cluster/test_nodes.py",
                "tests/ha/test_failover.py")
 # The benchmarks' smoke groups are units of their own: each is a minute of one worker.
 SMOKE = "tests/test_bench_smoke.py"
-# The longest units (2026-12-07, -n 2: beds 103 s, the benchmarks' smoke run 78 s, the rogue
-# agents 51 s, the main UI 42 s; the next is 39 s, of 1,086 s in all).
-LONGEST_FIRST: tuple[str, ...] = (BEDS, SMOKE,
-                                  "tests/security/test_rogue_agent.py", "tests/ui/test_ui.py")
+# The longest units (2026-12-08, -n 4 on 2 cores, seconds of their tests: beds 330, the smoke
+# groups 20-77 each, the rogue agents 130, the account edges 101, captures 81, accounts 77,
+# identity 76, follow 76, the main UI 75; the rest 72 or less, of 2,839 s in all).
+LONGEST_FIRST: tuple[str, ...] = (
+    BEDS, SMOKE, "tests/security/test_rogue_agent.py", "tests/security/test_accounts_edge.py",
+    "tests/test_capture.py", "tests/security/test_accounts.py", "tests/cluster/test_identity.py",
+    "tests/live/test_follow.py", "tests/ui/test_ui.py")
 
 
 def unit_of(nodeid: str) -> str:
