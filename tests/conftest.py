@@ -9,6 +9,33 @@ import pytest
 from tests.support import Server, WebPair, running_server, web_pair
 
 
+def _share_default_tls() -> None:
+    """Every httpx client made with the default ``verify=True`` shares one TLS context.
+
+    httpx builds a new one for each client, reading and parsing the CA bundle: 29 ms of CPU a
+    client on this machine, and the tests make thousands (each helper call, each poll of a
+    ``wait_for``, each health check of a starting server). A context is safe to share: the
+    tests' clients are all HTTP/1.1, so the one setting httpcore makes on it (ALPN) is the same
+    for all. The function is httpx's private one (httpx is pinned);
+    tests/test_support_unit.py fails if the sharing stops working."""
+    import functools
+
+    import httpx._transports.default as transports
+
+    make = transports.create_ssl_context
+    shared = functools.cache(make)
+
+    def create(verify: object = True, cert: object = None, trust_env: bool = True) -> object:
+        if verify is True and cert is None and trust_env:
+            return shared()
+        return make(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[arg-type]
+
+    transports.create_ssl_context = create  # type: ignore[assignment]
+
+
+_share_default_tls()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("serve")) as srv:
