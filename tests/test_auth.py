@@ -14,8 +14,8 @@ def test_no_token(server: Server) -> None:
 
 
 def test_a_start_asks_who_first(server: Server) -> None:
-    """``POST /v1/sniffer`` checks its caller in the thread where it starts (api/deps.py
-    ``as_caller``): still before its body, its filter or its workload is looked at."""
+    """``POST /v1/sniffer`` checks its caller in the thread where it starts (it calls its
+    ``Caller`` first there): still before its body, its filter or its workload is looked at."""
     for token in (None, "not-a-token"):
         headers = {"X-Auth-Token": token} if token else {}
         for params, body in ((None, b"{not json"), ({"f_workload": "nothing"}, b"[]"),

@@ -11,7 +11,6 @@ from functools import partial
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Header, Request
-from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.controller.auth import Auth
@@ -87,13 +86,6 @@ def principal(request: Request, tok: Annotated[str | None, Depends(token)]) -> P
     who = request.app.state.auth.authenticate(tok, source_address(request))
     request.state.principal = who
     return who
-
-
-async def as_caller(request: Request, tok: str | None, work: Callable[[Principal], T]) -> T:
-    """``work(caller)`` in one worker-thread hop, the caller authenticated first in that same
-    thread by ``principal``'s rule (its refusals first, then ``work``'s): ``Caller`` for an
-    ``async`` route that sends its work to a worker thread itself."""
-    return await run_in_threadpool(lambda: work(principal(request, tok)))
 
 
 async def caller(request: Request, tok: Annotated[str | None, Depends(token)]

@@ -9,10 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from podcap import limits
 from podcap.api import render, streaming
-from podcap.api.deps import Caller, Service, Token, as_caller
+from podcap.api.deps import Caller, Service
 from podcap.api.plain import Route
 from podcap.api.v1_body import parse_object
 from podcap.controller.inventory import OwnedCapture
@@ -35,7 +36,7 @@ def list_sniffers(svc: Service, caller: Caller, f_workload: str | None = None,
 
 
 @router.post("")
-async def start_sniffer(request: Request, svc: Service, tok: Token,
+async def start_sniffer(request: Request, svc: Service, caller: Caller,
                         f_workload: str | None = None, f_enforcer: str | None = None) -> dict:
     raw = await request.body()
 
@@ -47,7 +48,7 @@ async def start_sniffer(request: Request, svc: Service, tok: Token,
             raise NotEnoughFilter("Enforcer or workload filter must be provided")
         return svc.start(who, f_workload, spec_from_body(body), f_enforcer)
 
-    owned = await as_caller(request, tok, start)
+    owned = await run_in_threadpool(lambda: start(caller()))
     return {"result": {"id": owned.capture.id}}
 
 
